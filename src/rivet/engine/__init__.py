@@ -1,0 +1,1 @@
+"""Job execution: the executor, runtime modules bound into the sandbox, container backends."""

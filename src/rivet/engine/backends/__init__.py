@@ -1,0 +1,1 @@
+"""Container backends behind one interface (:class:`rivet.engine.backends.base.ContainerBackend`)."""

@@ -1,0 +1,117 @@
+"""Errors a Rivet user can act on.
+
+Every user-facing failure is a subclass of :class:`RivetError` whose message says
+what was wrong, where (file, line, field, input name) and, where it helps, how to
+fix it. The CLI prints ``str(error)`` on one line and never a traceback for these.
+
+    RivetError
+    ├── DefinitionError        a pipeline file failed validation (one or more problems)
+    ├── InputError             launch-time inputs were rejected (names every bad input)
+    ├── LuaError               pipeline code raised at run time (file:line in the message)
+    │   └── ResourceLimitError a Lua memory cap or CPU budget was exceeded
+    ├── ContainerError         a container could not be started or used
+    ├── ConfigError            a settings value or config file is invalid
+    ├── NotFoundError          a named object (pipeline, job, runner…) does not exist
+    ├── ConflictError          the request contradicts current state (e.g. ambiguous id prefix)
+    └── ApiError               the server answered with an error (client side)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ApiError",
+    "ConfigError",
+    "ConflictError",
+    "ContainerError",
+    "DefinitionError",
+    "InputError",
+    "LuaError",
+    "NotFoundError",
+    "Problem",
+    "ResourceLimitError",
+    "RivetError",
+]
+
+
+class RivetError(Exception):
+    """Base of every error whose message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: a field path (``stages[2].condition``), a message, a line."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def render(self, file: str | None = None) -> str:
+        where = file or ""
+        if self.line is not None and where:
+            where = f"{where}:{self.line}"
+        parts = [p for p in (where, self.path) if p]
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "message": self.message, "line": self.line}
+
+
+class DefinitionError(RivetError):
+    """A pipeline file is not a valid definition; carries every problem found."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__("\n".join(p.render(file) for p in problems))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "problems": [p.to_dict() for p in self.problems],
+            "messages": [p.render(self.file) for p in self.problems],
+        }
+
+
+class InputError(RivetError):
+    """Launch inputs were rejected; ``problems`` maps each bad input name to why."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(sorted(problems.items()))
+        detail = "; ".join(f"{name}: {why}" for name, why in self.problems.items())
+        super().__init__(f"invalid inputs: {detail}")
+
+
+class LuaError(RivetError):
+    """Pipeline code raised an error; the message starts with ``file:line:`` when known."""
+
+
+class ResourceLimitError(LuaError):
+    """Pipeline code hit its memory cap or Lua CPU budget and was stopped."""
+
+
+class ContainerError(RivetError):
+    """A container could not be created, started or used."""
+
+
+class ConfigError(RivetError):
+    """A setting, flag or config file has an invalid value."""
+
+
+class NotFoundError(RivetError):
+    """A pipeline, job, runner or other named object does not exist."""
+
+
+class ConflictError(RivetError):
+    """The request contradicts the current state (ambiguous prefix, finished job…)."""
+
+
+class ApiError(RivetError):
+    """The Rivet server answered with an error status."""
+
+    def __init__(self, status: int, message: str, detail: object = None) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(message)
