@@ -1,1 +1,1 @@
-"""Container backends behind one interface (:class:`rivet.engine.backends.base.ContainerBackend`)."""
+"""Container backends behind one interface: ``base.ContainerBackend``."""
