@@ -1,0 +1,206 @@
+"""Wire models of the HTTP API, shared by the orchestrator, the runner and the CLI client.
+
+The runner reaches the orchestrator only through these models and ``/api/runner/*``
+endpoints, never by importing orchestrator code. Bump :data:`API_VERSION` on any
+incompatible change; runners send it in the ``X-Rivet-Api`` header.
+
+Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid one):
+
+- ``POST /api/runners/register`` ``RegisterRequest`` → ``RegisterResponse`` (uses a
+  registration token instead of a runner token; the token is consumed)
+- ``POST /api/runner/claim`` ``ClaimRequest`` → 200 ``JobAssignment`` or 204 after
+  ``wait_seconds`` without work (long poll)
+- ``POST /api/runner/jobs/{id}/logs`` ``LogBatch`` → ``Ack`` (idempotent by ``seq``)
+- ``POST /api/runner/jobs/{id}/stages`` ``StageUpdate`` → ``Ack``
+- ``POST /api/runner/jobs/{id}/heartbeat`` → ``Ack`` (``cancel_requested`` tells the
+  runner to stop the job)
+- ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "API_VERSION",
+    "Ack",
+    "ClaimRequest",
+    "ErrorBody",
+    "JobAssignment",
+    "JobCompletion",
+    "JobLaunch",
+    "JobView",
+    "LogBatch",
+    "LogLine",
+    "LogPage",
+    "PipelineCreate",
+    "PipelineView",
+    "RegisterRequest",
+    "RegisterResponse",
+    "RegistrationTokenView",
+    "RunnerView",
+    "StageUpdate",
+    "StageView",
+]
+
+API_VERSION = "1"
+
+Level = Literal["debug", "info", "warning", "error"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StageStatusName = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+Scalar = str | int | float | bool
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"code", "message", "details"}}``."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+# --- pipelines -----------------------------------------------------------------------
+
+
+class PipelineCreate(BaseModel):
+    source: str = Field(description="Lua source of the pipeline file")
+    filename: str = Field(default="pipeline.lua", description="shown in error messages")
+
+
+class PipelineView(BaseModel):
+    id: str
+    name: str
+    version: int
+    description: str | None
+    definition: dict[str, Any]
+    source: str | None = None
+    created_at: datetime
+    versions: int = 1
+
+
+# --- jobs ----------------------------------------------------------------------------
+
+
+class JobLaunch(BaseModel):
+    pipeline: str = Field(description="pipeline name (or id)")
+    version: int | None = Field(default=None, description="default: the latest version")
+    inputs: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class StageView(BaseModel):
+    name: str
+    status: StageStatusName
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+    error: str | None = None
+
+
+class JobView(BaseModel):
+    id: str
+    pipeline: str
+    pipeline_id: str
+    version: int
+    status: JobStatusName
+    inputs: dict[str, Scalar]
+    outputs: dict[str, Scalar] = Field(default_factory=dict)
+    error: str | None = None
+    runner: str | None = None
+    cancel_requested: bool = False
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    stages: list[StageView] = Field(default_factory=list)
+
+
+class LogLine(BaseModel):
+    seq: int = Field(ge=1, description="per-job sequence number, from 1, no gaps")
+    ts: datetime
+    stage: str | None = None
+    level: Level = "info"
+    message: str
+
+
+class LogPage(BaseModel):
+    job_id: str
+    lines: list[LogLine]
+    next_after: int = Field(description="pass as ?after= to get the following lines")
+    finished: bool
+
+
+# --- runners -------------------------------------------------------------------------
+
+
+class RegistrationTokenView(BaseModel):
+    id: str
+    token: str | None = Field(default=None, description="shown once, at creation")
+    description: str | None = None
+    created_at: datetime
+    used: bool = False
+
+
+class RegisterRequest(BaseModel):
+    registration_token: str
+    name: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    plugins: list[str] = Field(default_factory=list)
+
+
+class RegisterResponse(BaseModel):
+    runner_id: str
+    token: str = Field(description="the runner's permanent token; only its hash is stored")
+
+
+class RunnerView(BaseModel):
+    id: str
+    name: str
+    tags: dict[str, str]
+    plugins: list[str]
+    last_seen: datetime | None
+    current_jobs: list[str]
+    created_at: datetime
+
+
+class ClaimRequest(BaseModel):
+    wait_seconds: float = Field(default=20.0, ge=0, le=60)
+    tags: dict[str, str] | None = Field(default=None, description="overrides registered tags")
+    plugins: list[str] | None = None
+
+
+class JobAssignment(BaseModel):
+    job_id: str
+    pipeline: str
+    pipeline_id: str
+    version: int
+    filename: str
+    source: str
+    definition: dict[str, Any]
+    inputs: dict[str, Scalar]
+    next_seq: int = Field(default=1, description="first log sequence number to use")
+
+
+class LogBatch(BaseModel):
+    lines: list[LogLine]
+
+
+class StageUpdate(BaseModel):
+    name: str
+    status: StageStatusName
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class JobCompletion(BaseModel):
+    status: Literal["succeeded", "failed", "cancelled"]
+    outputs: dict[str, Scalar] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class Ack(BaseModel):
+    ok: bool = True
+    cancel_requested: bool = False
+    stored: int | None = None
