@@ -29,9 +29,11 @@ __all__ = [
     "Ack",
     "ClaimRequest",
     "ErrorBody",
+    "ErrorResponse",
     "JobAssignment",
     "JobCompletion",
     "JobLaunch",
+    "JobPage",
     "JobView",
     "LogBatch",
     "LogLine",
@@ -40,6 +42,7 @@ __all__ = [
     "PipelineView",
     "RegisterRequest",
     "RegisterResponse",
+    "RegistrationTokenCreate",
     "RegistrationTokenView",
     "RunnerView",
     "StageUpdate",
@@ -60,6 +63,12 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The JSON envelope of every non-2xx answer."""
+
+    error: ErrorBody
 
 
 # --- pipelines -----------------------------------------------------------------------
@@ -108,12 +117,22 @@ class JobView(BaseModel):
     inputs: dict[str, Scalar]
     outputs: dict[str, Scalar] = Field(default_factory=dict)
     error: str | None = None
-    runner: str | None = None
+    runner: str | None = Field(default=None, description="name of the runner that claimed it")
+    runner_id: str | None = None
     cancel_requested: bool = False
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stages: list[StageView] = Field(default_factory=list)
+
+
+class JobPage(BaseModel):
+    """One page of ``GET /api/jobs`` (newest first); ``total`` counts every match."""
+
+    jobs: list[JobView]
+    total: int
+    limit: int
+    offset: int
 
 
 class LogLine(BaseModel):
@@ -132,6 +151,10 @@ class LogPage(BaseModel):
 
 
 # --- runners -------------------------------------------------------------------------
+
+
+class RegistrationTokenCreate(BaseModel):
+    description: str | None = None
 
 
 class RegistrationTokenView(BaseModel):
