@@ -1,0 +1,64 @@
+"""Settings objects, one per process, built in ``main`` and passed down (never global).
+
+Every field can be set through a ``RIVET_*`` environment variable (``RIVET_HOME``,
+``RIVET_DATABASE_URL``, ``RIVET_ADMIN_TOKEN``, ``RIVET_HOST``, ``RIVET_PORT`` …);
+CLI flags override them by passing keyword arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_PORT", "ServerSettings", "default_home"]
+
+DEFAULT_PORT = 8420
+
+
+def default_home() -> Path:
+    """``~/.rivet``: where the embedded database, admin token and config live."""
+    return Path("~/.rivet").expanduser()
+
+
+class ServerSettings(BaseSettings):
+    """Settings of one orchestrator process (``rivet server``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RIVET_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="state directory")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: SQLite at $RIVET_HOME/rivet.db",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="admin bearer token; default: generated into $RIVET_HOME/admin-token",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="fallback polling period (s) for waiting claims and log streams; "
+        "wake-up signals make the common case immediate",
+    )
+    sse_keepalive: float = Field(default=15.0, gt=0, description="SSE comment interval (s)")
+    log_level: str = "info"
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite database under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'rivet.db'}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.home / "admin-token"

@@ -1,0 +1,135 @@
+"""The claim statement and the long-poll loop common to both databases.
+
+Claim = one ``UPDATE jobs SET status='running' … WHERE id = (SELECT id FROM jobs WHERE
+status='queued' AND <offer matches> ORDER BY created_at, id [FOR UPDATE SKIP LOCKED]
+LIMIT 1) RETURNING …``. The tag/plugin match is evaluated in SQL (the dialect
+subclasses supply it), so a runner never has to skip over jobs it cannot take in
+Python and a single statement decides. On PostgreSQL ``SKIP LOCKED`` lets concurrent
+claimers pass rows another transaction is taking; on SQLite the statement runs under
+the process-wide writer lock, which makes it atomic by itself. The outer ``status =
+'queued'`` re-check is belt and braces: a row can only leave ``queued`` once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.sql.selectable import NamedFromClause
+
+from rivet.domain import JobStatus
+from rivet.protocol import JobAssignment
+from rivet.queue.base import Offer
+from rivet.queue.signals import JOBS_TOPIC, Signals, job_topic
+from rivet.store import Database, Transaction
+from rivet.store.logs import last_seq
+from rivet.store.tables import jobs, pipeline_versions, pipelines
+from rivet.store.types import utcnow
+
+__all__ = ["SqlQueue"]
+
+
+class SqlQueue:
+    """Shared implementation of :class:`rivet.queue.JobQueue`; subclasses add the match."""
+
+    def __init__(self, db: Database, signals: Signals, poll_interval: float = 1.0) -> None:
+        self.db = db
+        self.signals = signals
+        self.poll_interval = poll_interval
+        self._stopping = False
+
+    # --- lifecycle (PostgreSQL adds its listener) ------------------------------------
+
+    async def start(self) -> None:
+        self._stopping = False
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.signals.fire_all()
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    # --- signalling ------------------------------------------------------------------
+
+    def announce(self, tx: Transaction, topic: str) -> None:
+        tx.after_commit(lambda: self.signals.fire(topic))
+
+    # --- claiming --------------------------------------------------------------------
+
+    def match(self, candidate: NamedFromClause, offer: Offer) -> ColumnElement[bool]:
+        """SQL condition: ``candidate`` (an alias of ``jobs``) is satisfied by ``offer``."""
+        raise NotImplementedError
+
+    def try_claim(self, runner_id: str, offer: Offer) -> JobAssignment | None:
+        candidate = jobs.alias("candidate")
+        next_id = (
+            select(candidate.c.id)
+            .where(candidate.c.status == JobStatus.QUEUED.value, self.match(candidate, offer))
+            .order_by(candidate.c.created_at, candidate.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # dropped by the SQLite compiler
+            .scalar_subquery()
+        )
+        now = utcnow()
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == next_id, jobs.c.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.RUNNING.value,
+                runner_id=runner_id,
+                started_at=now,
+                heartbeat_at=now,
+            )
+            .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs)
+        )
+        with self.db.write() as tx:
+            row = tx.conn.execute(statement).one_or_none()
+            if row is None:
+                return None
+            self.announce(tx, job_topic(row.id))
+            return _assignment(tx, row)
+
+    async def claim(
+        self, runner_id: str, offer: Offer, wait_seconds: float
+    ) -> JobAssignment | None:
+        deadline = time.monotonic() + wait_seconds
+        # Watch before the first attempt: a launch committed after the attempt's
+        # snapshot still sets our event, so it is not missed until the next poll.
+        async with self.signals.watch(JOBS_TOPIC) as watch:
+            while True:
+                job = await anyio.to_thread.run_sync(self.try_claim, runner_id, offer)
+                remaining = deadline - time.monotonic()
+                if job is not None or remaining <= 0 or self._stopping:
+                    return job
+                await watch.wait(min(self.poll_interval, remaining))
+
+
+def _assignment(tx: Transaction, row: Any) -> JobAssignment:
+    version = tx.conn.execute(
+        select(
+            pipeline_versions.c.pipeline_id,
+            pipeline_versions.c.version,
+            pipeline_versions.c.filename,
+            pipeline_versions.c.source,
+            pipeline_versions.c.definition,
+            pipelines.c.name,
+        )
+        .join(pipelines, pipelines.c.id == pipeline_versions.c.pipeline_id)
+        .where(pipeline_versions.c.id == row.pipeline_version_id)
+    ).one()
+    return JobAssignment(
+        job_id=row.id,
+        pipeline=version.name,
+        pipeline_id=version.pipeline_id,
+        version=version.version,
+        filename=version.filename,
+        source=version.source,
+        definition=version.definition,
+        inputs=row.inputs,
+        # Continue after lines an earlier attempt may have stored.
+        next_seq=last_seq(tx.conn, row.id) + 1,
+    )

@@ -1,0 +1,125 @@
+"""Engine factory and transaction scopes for SQLite (embedded) and PostgreSQL.
+
+All store and queue functions take a ``Connection`` from :meth:`Database.read` or
+:meth:`Database.write`; the use case that opens the scope decides the transaction
+boundary. Everything here is blocking: the async orchestrator calls it from worker
+threads, never from the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+
+__all__ = ["Database", "Dialect", "Transaction"]
+
+log = logging.getLogger(__name__)
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+@dataclass
+class Transaction:
+    """An open write transaction; ``after_commit`` callbacks run once it has committed."""
+
+    conn: Connection
+    dialect: Dialect
+    _after: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after.append(callback)
+
+
+class Database:
+    """One engine per process; thread-safe.
+
+    On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` under a
+    process-wide lock: SQLite allows one writer at a time and its busy handler starves
+    competing connections (measured), so writers queue on the lock instead. Readers
+    never take the lock (WAL lets them run beside the writer).
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 30) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.dialect: Dialect
+        if parsed.get_backend_name() == "sqlite":
+            self.dialect = "sqlite"
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(
+                parsed,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            _configure_sqlite(self.engine)
+        elif parsed.get_backend_name() == "postgresql":
+            self.dialect = "postgresql"
+            self.engine = create_engine(
+                parsed, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+            )
+        else:
+            raise ValueError(f"unsupported database {parsed.get_backend_name()!r}")
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+
+    def serialised(self) -> AbstractContextManager[object]:
+        """The in-process writer lock on SQLite (for DDL); a no-op on PostgreSQL."""
+        return self._write_lock if self._write_lock is not None else nullcontext()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (one consistent snapshot for several queries)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """A write transaction, committed on normal exit, rolled back on an exception."""
+        with self.serialised(), self.engine.connect() as conn:
+            conn = conn.execution_options(rivet_write=True)
+            tx = Transaction(conn, self.dialect)
+            with conn.begin():
+                yield tx
+        # Outside the lock and after COMMIT, so woken readers see the new rows.
+        for callback in tx._after:
+            try:
+                callback()
+            except Exception:  # a lost wake-up costs latency only; never fail the write
+                log.exception("after-commit callback failed")
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred and
+        # only before DML, which breaks read snapshots and BEGIN IMMEDIATE).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("rivet_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,62 @@
+"""Object ids (uuid4 hex) and their resolution from a user-typed unique prefix."""
+
+from __future__ import annotations
+
+import string
+import uuid
+
+from sqlalchemy import Column, Table, and_, func, select
+from sqlalchemy.engine import Connection
+
+from rivet.errors import ConflictError, NotFoundError
+
+__all__ = ["MIN_PREFIX", "AmbiguousIdError", "looks_like_id", "new_id", "resolve_prefix"]
+
+MIN_PREFIX = 4
+_HEX = frozenset(string.hexdigits.lower())
+
+
+class AmbiguousIdError(ConflictError):
+    """An id prefix matches more than one object; ``matches`` says how many."""
+
+    def __init__(self, kind: str, prefix: str, matches: int) -> None:
+        self.kind = kind
+        self.prefix = prefix
+        self.matches = matches
+        super().__init__(
+            f"{kind} id prefix {prefix!r} is ambiguous: it matches {matches} {kind}s; "
+            "type more characters"
+        )
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def looks_like_id(text: str) -> bool:
+    """True if ``text`` could be an id prefix (hex, at least :data:`MIN_PREFIX` chars)."""
+    return MIN_PREFIX <= len(text) <= 32 and set(text.lower()) <= _HEX
+
+
+def resolve_prefix(conn: Connection, table: Table, prefix: str, kind: str) -> str:
+    """The one id in ``table`` starting with ``prefix``.
+
+    Raises ``NotFoundError`` if none (or the prefix is too short / not hex) and
+    :class:`AmbiguousIdError` if several match.
+    """
+    if not looks_like_id(prefix):
+        raise NotFoundError(
+            f"no {kind} {prefix!r}: ids are hex, give at least {MIN_PREFIX} characters"
+        )
+    prefix = prefix.lower()
+    column: Column[str] = table.c.id
+    # The range lets the primary-key index answer; LIKE keeps it exact under any collation.
+    # 'g' sorts after every hex digit, so [prefix, prefix+'g') holds every extension.
+    condition = and_(column >= prefix, column < prefix + "g", column.like(prefix + "%"))
+    ids = list(conn.execute(select(column).where(condition).limit(2)).scalars())
+    if not ids:
+        raise NotFoundError(f"no {kind} with id {prefix!r}")
+    if len(ids) > 1:
+        count = conn.execute(select(func.count()).select_from(table).where(condition)).scalar_one()
+        raise AmbiguousIdError(kind, prefix, int(count))
+    return ids[0]

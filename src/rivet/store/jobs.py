@@ -1,0 +1,243 @@
+"""Jobs and their stages: rows in, ``JobView`` out. Policy (who may do what) is the caller's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, select, update
+from sqlalchemy.engine import Connection
+
+from rivet.domain import InputValue, JobStatus, StageStatus
+from rivet.errors import NotFoundError
+from rivet.protocol import JobPage, JobView, StageView
+from rivet.store.ids import new_id, resolve_prefix
+from rivet.store.pipelines import PipelineVersion
+from rivet.store.tables import job_stages, jobs, pipeline_versions, pipelines, runners
+from rivet.store.types import utcnow
+
+__all__ = [
+    "JobRecord",
+    "create_job",
+    "finish_job",
+    "get_job",
+    "job_record",
+    "list_jobs",
+    "request_cancel",
+    "resolve_job",
+    "touch_job",
+    "update_stage",
+]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The fields that decide what may happen to a job next."""
+
+    id: str
+    status: JobStatus
+    runner_id: str | None
+    cancel_requested: bool
+
+
+def create_job(conn: Connection, version: PipelineVersion, inputs: Mapping[str, InputValue]) -> str:
+    """Insert a queued job pinned to ``version`` with one pending row per stage."""
+    job_id = new_id()
+    definition = version.definition
+    conn.execute(
+        jobs.insert().values(
+            id=job_id,
+            pipeline_version_id=version.id,
+            pipeline_id=version.pipeline_id,
+            status=JobStatus.QUEUED.value,
+            inputs=dict(inputs),
+            outputs={},
+            cancel_requested=False,
+            required_tags={tag.key: tag.value for tag in definition.tags},
+            required_plugins=sorted(set(definition.plugins)),
+            created_at=utcnow(),
+        )
+    )
+    if definition.stages:
+        conn.execute(
+            job_stages.insert(),
+            [
+                {"job_id": job_id, "idx": i, "name": s.name, "status": StageStatus.PENDING.value}
+                for i, s in enumerate(definition.stages)
+            ],
+        )
+    return job_id
+
+
+def resolve_job(conn: Connection, ref: str) -> str:
+    return resolve_prefix(conn, jobs, ref, "job")
+
+
+def job_record(conn: Connection, job_id: str, *, for_update: bool = False) -> JobRecord:
+    """The state of a job; ``for_update`` row-locks it (PostgreSQL) in a write transaction."""
+    query = select(jobs.c.id, jobs.c.status, jobs.c.runner_id, jobs.c.cancel_requested)
+    query = query.where(jobs.c.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no job with id {job_id!r}")
+    return JobRecord(row.id, JobStatus(row.status), row.runner_id, row.cancel_requested)
+
+
+def request_cancel(conn: Connection, job_id: str) -> None:
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+
+
+def touch_job(conn: Connection, job_id: str, at: datetime) -> None:
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=at))
+
+
+def finish_job(
+    conn: Connection,
+    job_id: str,
+    status: JobStatus,
+    outputs: Mapping[str, InputValue] | None = None,
+    error: str | None = None,
+) -> None:
+    """Record a final status; stages left open are closed to match it."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": status.value, "finished_at": now, "error": error}
+    if outputs is not None:
+        values["outputs"] = dict(outputs)
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    # A stage still running ends as the job did; one never started did not run.
+    running_to = StageStatus(status.value)
+    pending_to = StageStatus.CANCELLED if status == JobStatus.CANCELLED else StageStatus.SKIPPED
+    for current, final in ((StageStatus.RUNNING, running_to), (StageStatus.PENDING, pending_to)):
+        conn.execute(
+            update(job_stages)
+            .where(job_stages.c.job_id == job_id, job_stages.c.status == current.value)
+            .values(status=final.value, finished_at=now)
+        )
+
+
+def update_stage(
+    conn: Connection,
+    job_id: str,
+    name: str,
+    status: StageStatus,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    error: str | None,
+) -> None:
+    values: dict[str, Any] = {"status": status.value, "error": error}
+    if started_at is not None:
+        values["started_at"] = started_at
+    elif status == StageStatus.RUNNING:
+        values["started_at"] = utcnow()
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+    elif status.finished:
+        values["finished_at"] = utcnow()
+    stage = job_stages.c
+    result = conn.execute(
+        update(job_stages).where(stage.job_id == job_id, stage.name == name).values(**values)
+    )
+    if result.rowcount == 0:
+        raise NotFoundError(f"job {job_id} has no stage named {name!r}")
+
+
+def _base_query() -> Any:
+    return (
+        select(
+            jobs,
+            pipelines.c.name.label("pipeline_name"),
+            pipeline_versions.c.version,
+            runners.c.name.label("runner_name"),
+        )
+        .join(pipelines, pipelines.c.id == jobs.c.pipeline_id)
+        .join(pipeline_versions, pipeline_versions.c.id == jobs.c.pipeline_version_id)
+        .outerjoin(runners, runners.c.id == jobs.c.runner_id)
+    )
+
+
+def _stages(conn: Connection, job_ids: Sequence[str]) -> dict[str, list[StageView]]:
+    result: dict[str, list[StageView]] = {job_id: [] for job_id in job_ids}
+    if not job_ids:
+        return result
+    query = (
+        select(job_stages)
+        .where(job_stages.c.job_id.in_(job_ids))
+        .order_by(job_stages.c.job_id, job_stages.c.idx)
+    )
+    for row in conn.execute(query):
+        duration = None
+        if row.started_at is not None and row.finished_at is not None:
+            duration = (row.finished_at - row.started_at).total_seconds()
+        result[row.job_id].append(
+            StageView(
+                name=row.name,
+                status=row.status,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                duration=duration,
+                error=row.error,
+            )
+        )
+    return result
+
+
+def _view(row: Row[Any], stages: list[StageView]) -> JobView:
+    return JobView(
+        id=row.id,
+        pipeline=row.pipeline_name,
+        pipeline_id=row.pipeline_id,
+        version=row.version,
+        status=row.status,
+        inputs=row.inputs,
+        outputs=row.outputs,
+        error=row.error,
+        runner=row.runner_name,
+        runner_id=row.runner_id,
+        cancel_requested=row.cancel_requested,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        stages=stages,
+    )
+
+
+def get_job(conn: Connection, job_id: str) -> JobView:
+    row = conn.execute(_base_query().where(jobs.c.id == job_id)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no job with id {job_id!r}")
+    return _view(row, _stages(conn, [job_id])[job_id])
+
+
+def list_jobs(
+    conn: Connection,
+    statuses: Sequence[JobStatus] = (),
+    pipeline_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> JobPage:
+    """Newest first; ``total`` counts every job matching the filters."""
+    conditions: list[ColumnElement[bool]] = []
+    if statuses:
+        conditions.append(jobs.c.status.in_([s.value for s in statuses]))
+    if pipeline_id is not None:
+        conditions.append(jobs.c.pipeline_id == pipeline_id)
+    total = conn.execute(select(func.count()).select_from(jobs).where(*conditions)).scalar_one()
+    query = (
+        _base_query()
+        .where(*conditions)
+        .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = list(conn.execute(query))
+    stages = _stages(conn, [row.id for row in rows])
+    return JobPage(
+        jobs=[_view(row, stages[row.id]) for row in rows],
+        total=int(total),
+        limit=limit,
+        offset=offset,
+    )

@@ -1,0 +1,76 @@
+"""Job log lines, numbered per job by the runner and stored idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from rivet.protocol import LogLine
+from rivet.store.dialects import insert_ignoring_duplicates
+from rivet.store.tables import log_lines
+
+__all__ = ["append_lines", "last_seq", "read_lines"]
+
+# 6 parameters per row: 500 rows stays far below SQLite's 32,766-parameter limit and
+# is where executemany-style batching stops getting faster on PostgreSQL (measured).
+_CHUNK = 500
+
+
+def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine]) -> int:
+    """Insert lines not stored yet; returns how many were new.
+
+    Idempotent by ``(job_id, seq)``: a retried or overlapping batch stores nothing twice,
+    and batches may arrive in any order.
+    """
+    stored = 0
+    for start in range(0, len(lines), _CHUNK):
+        rows = [
+            {
+                "job_id": job_id,
+                "seq": line.seq,
+                "ts": line.ts,
+                "stage": line.stage,
+                "level": line.level,
+                "message": line.message,
+            }
+            for line in lines[start : start + _CHUNK]
+        ]
+        statement = insert_ignoring_duplicates(conn, log_lines, "job_id", "seq").values(rows)
+        stored += max(conn.execute(statement).rowcount, 0)
+    return stored
+
+
+def last_seq(conn: Connection, job_id: str) -> int:
+    """Highest stored sequence number of a job, 0 if none."""
+    query = select(func.coalesce(func.max(log_lines.c.seq), 0)).where(log_lines.c.job_id == job_id)
+    return int(conn.execute(query).scalar_one())
+
+
+def read_lines(
+    conn: Connection, job_id: str, after: int, limit: int, *, contiguous: bool
+) -> list[LogLine]:
+    """Up to ``limit`` lines with ``seq > after`` in order.
+
+    With ``contiguous`` the page stops before the first missing number: while a job
+    runs, a later batch may land before an earlier one, and a follower that skipped
+    the gap would never see the late lines. Pass ``contiguous=False`` once the job has
+    finished (read its status *before* the lines), when no more lines will arrive.
+    """
+    query = (
+        select(log_lines)
+        .where(log_lines.c.job_id == job_id, log_lines.c.seq > after)
+        .order_by(log_lines.c.seq)
+        .limit(limit)
+    )
+    result: list[LogLine] = []
+    expected = after + 1
+    for row in conn.execute(query):
+        if contiguous and row.seq != expected:
+            break
+        result.append(
+            LogLine(seq=row.seq, ts=row.ts, stage=row.stage, level=row.level, message=row.message)
+        )
+        expected = row.seq + 1
+    return result

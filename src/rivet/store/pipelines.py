@@ -1,0 +1,180 @@
+"""Pipelines and their immutable versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, and_, func, select
+from sqlalchemy.engine import Connection
+
+from rivet.domain import PipelineDefinition
+from rivet.errors import NotFoundError
+from rivet.protocol import PipelineView
+from rivet.store.dialects import insert_ignoring_duplicates
+from rivet.store.ids import looks_like_id, new_id, resolve_prefix
+from rivet.store.tables import pipeline_versions as pv
+from rivet.store.tables import pipelines as p
+from rivet.store.types import utcnow
+
+__all__ = [
+    "PipelineVersion",
+    "create_version",
+    "get_pipeline",
+    "get_version",
+    "list_latest",
+    "list_versions",
+    "resolve_pipeline",
+]
+
+
+@dataclass(frozen=True)
+class PipelineVersion:
+    """What a launch needs: the pinned version and its definition."""
+
+    id: str
+    pipeline_id: str
+    name: str
+    version: int
+    definition: PipelineDefinition
+
+
+def create_version(
+    conn: Connection, definition: PipelineDefinition, source: str, filename: str
+) -> PipelineView:
+    """Store ``definition`` as the next version of the pipeline of that name (1, 2, 3 …)."""
+    now = utcnow()
+    conn.execute(
+        insert_ignoring_duplicates(conn, p, "name").values(
+            id=new_id(), name=definition.name, created_at=now
+        )
+    )
+    # FOR UPDATE serialises concurrent creates of one name on PostgreSQL (SQLite
+    # writers are serialised anyway), so version numbers never collide.
+    pipeline_id = conn.execute(
+        select(p.c.id).where(p.c.name == definition.name).with_for_update()
+    ).scalar_one()
+    current = conn.execute(
+        select(func.coalesce(func.max(pv.c.version), 0)).where(pv.c.pipeline_id == pipeline_id)
+    ).scalar_one()
+    version = int(current) + 1
+    conn.execute(
+        pv.insert().values(
+            id=new_id(),
+            pipeline_id=pipeline_id,
+            version=version,
+            source=source,
+            filename=filename,
+            definition=definition.to_dict(),
+            created_at=now,
+        )
+    )
+    return PipelineView(
+        id=pipeline_id,
+        name=definition.name,
+        version=version,
+        description=definition.description,
+        definition=definition.to_dict(),
+        source=source,
+        created_at=now,
+        versions=version,
+    )
+
+
+def resolve_pipeline(conn: Connection, ref: str) -> str:
+    """Pipeline id from a name or a unique id prefix (the name wins)."""
+    found: str | None = conn.execute(select(p.c.id).where(p.c.name == ref)).scalar_one_or_none()
+    if found is not None:
+        return found
+    if not looks_like_id(ref):
+        raise NotFoundError(f"no pipeline named {ref!r}")
+    return resolve_prefix(conn, p, ref, "pipeline")
+
+
+def _counts() -> Any:
+    return (
+        select(
+            pv.c.pipeline_id,
+            func.max(pv.c.version).label("latest"),
+            func.count().label("versions"),
+        )
+        .group_by(pv.c.pipeline_id)
+        .subquery()
+    )
+
+
+def _view(row: Row[Any], with_source: bool) -> PipelineView:
+    definition: dict[str, Any] = row.definition
+    return PipelineView(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        description=definition.get("description"),
+        definition=definition,
+        source=row.source if with_source else None,
+        created_at=row.created_at,
+        versions=row.versions,
+    )
+
+
+def _select(counts: Any) -> Any:
+    return (
+        select(
+            p.c.id,
+            p.c.name,
+            pv.c.version,
+            pv.c.definition,
+            pv.c.source,
+            pv.c.created_at,
+            counts.c.versions,
+        )
+        .join(counts, counts.c.pipeline_id == p.c.id)
+        .join(pv, pv.c.pipeline_id == p.c.id)
+    )
+
+
+def list_latest(conn: Connection) -> list[PipelineView]:
+    counts = _counts()
+    query = _select(counts).where(pv.c.version == counts.c.latest).order_by(p.c.name)
+    return [_view(row, with_source=False) for row in conn.execute(query)]
+
+
+def get_pipeline(conn: Connection, ref: str, version: int | None = None) -> PipelineView:
+    """One version (default: the latest) with its source."""
+    pipeline_id = resolve_pipeline(conn, ref)
+    counts = _counts()
+    wanted = counts.c.latest if version is None else version
+    query = _select(counts).where(p.c.id == pipeline_id, pv.c.version == wanted)
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFoundError(f"pipeline {ref!r} has no version {version}")
+    return _view(row, with_source=True)
+
+
+def list_versions(conn: Connection, ref: str) -> list[PipelineView]:
+    pipeline_id = resolve_pipeline(conn, ref)
+    query = _select(_counts()).where(p.c.id == pipeline_id).order_by(pv.c.version)
+    return [_view(row, with_source=False) for row in conn.execute(query)]
+
+
+def get_version(conn: Connection, ref: str, version: int | None = None) -> PipelineVersion:
+    """The version a launch pins (default: the latest)."""
+    pipeline_id = resolve_pipeline(conn, ref)
+    query = select(pv.c.id, pv.c.version, pv.c.definition, p.c.name).join(
+        p, p.c.id == pv.c.pipeline_id
+    )
+    query = query.where(pv.c.pipeline_id == pipeline_id)
+    if version is None:
+        query = query.order_by(pv.c.version.desc()).limit(1)
+    else:
+        query = query.where(and_(pv.c.version == version))
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFoundError(f"pipeline {ref!r} has no version {version}")
+    return PipelineVersion(
+        id=row.id,
+        pipeline_id=pipeline_id,
+        name=row.name,
+        version=row.version,
+        definition=PipelineDefinition.from_dict(row.definition),
+    )

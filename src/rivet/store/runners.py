@@ -1,0 +1,175 @@
+"""Runners and the one-time registration tokens they are created from.
+
+Only token *hashes* reach this module; hashing and comparison policy live in the
+orchestrator's auth module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.engine import Connection
+
+from rivet.domain import JobStatus
+from rivet.errors import NotFoundError
+from rivet.protocol import RegistrationTokenView, RunnerView
+from rivet.store.ids import new_id, resolve_prefix
+from rivet.store.tables import jobs, registration_tokens, runners
+from rivet.store.types import utcnow
+
+__all__ = [
+    "RunnerRecord",
+    "consume_registration_token",
+    "create_registration_token",
+    "create_runner",
+    "delete_registration_token",
+    "get_runner",
+    "list_registration_tokens",
+    "list_runners",
+    "runner_by_token",
+    "touch_runner",
+    "update_runner_offer",
+]
+
+
+@dataclass(frozen=True)
+class RunnerRecord:
+    """An authenticated runner: who it is and what it offers."""
+
+    id: str
+    name: str
+    tags: dict[str, str]
+    plugins: list[str]
+
+
+def create_registration_token(
+    conn: Connection, token_hash: str, description: str | None
+) -> RegistrationTokenView:
+    token_id, now = new_id(), utcnow()
+    conn.execute(
+        registration_tokens.insert().values(
+            id=token_id, token_hash=token_hash, description=description, created_at=now
+        )
+    )
+    return RegistrationTokenView(id=token_id, description=description, created_at=now)
+
+
+def list_registration_tokens(conn: Connection) -> list[RegistrationTokenView]:
+    query = select(registration_tokens).order_by(registration_tokens.c.created_at)
+    return [
+        RegistrationTokenView(
+            id=row.id,
+            description=row.description,
+            created_at=row.created_at,
+            used=row.used_at is not None,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def delete_registration_token(conn: Connection, ref: str) -> None:
+    token_id = resolve_prefix(conn, registration_tokens, ref, "registration token")
+    conn.execute(delete(registration_tokens).where(registration_tokens.c.id == token_id))
+
+
+def consume_registration_token(conn: Connection, token_hash: str) -> str | None:
+    """Mark an unused token used, atomically; its id, or None if unknown or used before."""
+    tokens = registration_tokens.c
+    statement = (
+        update(registration_tokens)
+        .where(tokens.token_hash == token_hash, tokens.used_at.is_(None))
+        .values(used_at=utcnow())
+        .returning(tokens.id)
+    )
+    return conn.execute(statement).scalar_one_or_none()
+
+
+def create_runner(
+    conn: Connection,
+    name: str,
+    token_hash: str,
+    tags: Mapping[str, str],
+    plugins: Sequence[str],
+    registration_token_id: str | None = None,
+) -> str:
+    runner_id = new_id()
+    conn.execute(
+        runners.insert().values(
+            id=runner_id,
+            name=name,
+            token_hash=token_hash,
+            tags=dict(tags),
+            plugins=sorted(set(plugins)),
+            created_at=utcnow(),
+        )
+    )
+    if registration_token_id is not None:
+        conn.execute(
+            update(registration_tokens)
+            .where(registration_tokens.c.id == registration_token_id)
+            .values(runner_id=runner_id)
+        )
+    return runner_id
+
+
+def runner_by_token(conn: Connection, token_hash: str) -> RunnerRecord | None:
+    query = select(runners.c.id, runners.c.name, runners.c.tags, runners.c.plugins)
+    row = conn.execute(query.where(runners.c.token_hash == token_hash)).one_or_none()
+    if row is None:
+        return None
+    return RunnerRecord(row.id, row.name, dict(row.tags), list(row.plugins))
+
+
+def update_runner_offer(
+    conn: Connection, runner_id: str, tags: Mapping[str, str], plugins: Sequence[str]
+) -> None:
+    conn.execute(
+        update(runners)
+        .where(runners.c.id == runner_id)
+        .values(tags=dict(tags), plugins=sorted(set(plugins)))
+    )
+
+
+def touch_runner(conn: Connection, runner_id: str, at: datetime) -> None:
+    conn.execute(update(runners).where(runners.c.id == runner_id).values(last_seen=at))
+
+
+def _views(conn: Connection, rows: Sequence[Row[Any]]) -> list[RunnerView]:
+    current: dict[str, list[str]] = {row.id: [] for row in rows}
+    if current:
+        query = (
+            select(jobs.c.runner_id, jobs.c.id)
+            .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.runner_id.in_(current))
+            .order_by(jobs.c.started_at)
+        )
+        for job in conn.execute(query):
+            current[job.runner_id].append(job.id)
+    return [
+        RunnerView(
+            id=row.id,
+            name=row.name,
+            tags=row.tags,
+            plugins=row.plugins,
+            last_seen=row.last_seen,
+            current_jobs=current[row.id],
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+def list_runners(conn: Connection) -> list[RunnerView]:
+    rows = list(conn.execute(select(runners).order_by(runners.c.name, runners.c.created_at)))
+    return _views(conn, rows)
+
+
+def get_runner(conn: Connection, ref: str) -> RunnerView:
+    runner_id = resolve_prefix(conn, runners, ref, "runner")
+    rows = list(conn.execute(select(runners).where(runners.c.id == runner_id)))
+    if not rows:
+        raise NotFoundError(f"no runner with id {ref!r}")
+    return _views(conn, rows)[0]
