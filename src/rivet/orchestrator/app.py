@@ -1,0 +1,65 @@
+"""``create_app(settings)``: the orchestrator's ASGI application.
+
+The process holds no job state: everything lives in the database, so any number of
+orchestrators can serve the same runners and clients. Start-up migrates the schema
+(``upgrade head``, serialised across processes), loads the admin token and starts
+the queue's wake-up listener; shutdown stops it and closes the connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from rivet import __version__
+from rivet.config import ServerSettings
+from rivet.orchestrator.auth import hash_token, load_admin_token
+from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
+from rivet.orchestrator.routes import health, jobs, pipelines, runner_api, runners, stream
+from rivet.orchestrator.services import Services
+from rivet.store import upgrade
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings if settings is not None else ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings)
+        try:
+            await anyio.to_thread.run_sync(upgrade, services.db)
+            admin_token = await anyio.to_thread.run_sync(load_admin_token, settings)
+            app.state.admin_token_hash = hash_token(admin_token)
+            app.state.services = services
+            services.signals.bind(asyncio.get_running_loop())
+            await services.queue.start()
+            log.info("orchestrator ready on %s", services.db.dialect)
+            try:
+                yield
+            finally:
+                await services.queue.stop()
+        finally:
+            services.db.close()
+
+    app = FastAPI(
+        title="Rivet",
+        version=__version__,
+        description="Rivet orchestrator API: pipelines, jobs, logs and runners.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, pipelines, jobs, stream, runners, runner_api):
+        app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
+    return app

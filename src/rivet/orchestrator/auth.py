@@ -1,0 +1,104 @@
+"""Bearer tokens: the admin token, one-time registration tokens and runner tokens.
+
+Hashing: tokens are 32 random bytes from :mod:`secrets`, so they are hashed with
+plain SHA-256 rather than argon2. Argon2's deliberate slowness protects guessable,
+low-entropy passwords against offline brute force; a 256-bit random token cannot be
+brute-forced either way, while argon2 would add tens of milliseconds to every runner
+request and (being salted) rule out finding the runner by an indexed hash lookup.
+The database lookup ``WHERE token_hash = sha256(token)`` compares hashes, never the
+secret, so its timing reveals nothing an attacker can use; the admin token, held in
+memory, is checked with :func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from rivet.config import ServerSettings
+from rivet.errors import RivetError
+
+__all__ = [
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "bearer_token",
+    "check_admin",
+    "hash_token",
+    "load_admin_token",
+    "new_token",
+]
+
+log = logging.getLogger(__name__)
+
+
+class AuthenticationError(RivetError):
+    """A request lacks a valid bearer token (HTTP 401)."""
+
+
+class PermissionDeniedError(RivetError):
+    """An authenticated caller may not touch this object (HTTP 403)."""
+
+
+def new_token(kind: str) -> str:
+    """A fresh secret; the readable prefix (``rivet_runner_…``) helps spot leaked tokens."""
+    return f"rivet_{kind}_{secrets.token_urlsafe(32)}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_admin_token(settings: ServerSettings) -> str:
+    """``RIVET_ADMIN_TOKEN``, else ``$RIVET_HOME/admin-token``, created (mode 0600) if absent."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    path: Path = settings.admin_token_file
+    try:
+        return _read_token(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = new_token("admin")
+    try:
+        # O_EXCL: if two servers start together on one home, one writes, both read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_token(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    log.info("generated admin token in %s", path)
+    return token
+
+
+def _read_token(path: Path) -> str:
+    token = path.read_text().strip()
+    if not token:
+        raise RivetError(f"{path} is empty; delete it to generate a new admin token")
+    return token
+
+
+_bearer = HTTPBearer(auto_error=False, description="admin or runner token")
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The presented bearer token, or 401."""
+    if credentials is None or not credentials.credentials:
+        raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>'")
+    return credentials.credentials
+
+
+def check_admin(request: Request, token: Annotated[str, Depends(bearer_token)]) -> None:
+    """Dependency for admin-only routes."""
+    expected: str = request.app.state.admin_token_hash
+    if not hmac.compare_digest(hash_token(token), expected):
+        raise AuthenticationError("invalid admin token")

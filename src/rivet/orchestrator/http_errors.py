@@ -1,0 +1,112 @@
+"""The one place where errors become HTTP statuses and ``{"error": ErrorBody}`` JSON.
+
+Services raise :class:`~rivet.errors.RivetError` subclasses and know nothing about
+HTTP; the table below picks status and code by the most specific class in the MRO.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rivet.errors import (
+    ConfigError,
+    ConflictError,
+    DefinitionError,
+    InputError,
+    LuaError,
+    NotFoundError,
+    RivetError,
+)
+from rivet.orchestrator.auth import AuthenticationError, PermissionDeniedError
+from rivet.protocol import ErrorBody, ErrorResponse
+from rivet.store import AmbiguousIdError
+
+__all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: dict[type[RivetError], tuple[int, str]] = {
+    DefinitionError: (422, "invalid_definition"),
+    InputError: (422, "invalid_inputs"),
+    LuaError: (422, "lua_error"),
+    NotFoundError: (404, "not_found"),
+    AmbiguousIdError: (409, "ambiguous_id"),
+    ConflictError: (409, "conflict"),
+    AuthenticationError: (401, "unauthorized"),
+    PermissionDeniedError: (403, "forbidden"),
+    ConfigError: (500, "server_misconfigured"),
+    RivetError: (400, "bad_request"),
+}
+
+# For the OpenAPI document: every route may answer with these.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase}
+    for status in (400, 401, 403, 404, 409, 422)
+}
+
+
+def _details(exc: RivetError) -> Any:
+    if isinstance(exc, DefinitionError):
+        return exc.to_dict()
+    if isinstance(exc, InputError):
+        return {"problems": exc.problems}
+    if isinstance(exc, AmbiguousIdError):
+        return {"kind": exc.kind, "prefix": exc.prefix, "matches": exc.matches}
+    return None
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+def _rivet_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RivetError)
+    status, code = _STATUS[RivetError]
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            status, code = _STATUS[cls]
+            break
+    if status >= 500:
+        log.error("server error: %s", exc)
+    return error_response(status, code, str(exc), _details(exc))
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
+    ]
+    return error_response(
+        422,
+        "invalid_request",
+        "invalid request: " + "; ".join(problems),
+        jsonable_encoder(exc.errors(), custom_encoder={Exception: str}),
+    )
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal server error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RivetError, _rivet_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,57 @@
+"""``/api/jobs``: launch, list, show, cancel, and log pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from rivet.domain import JobStatus
+from rivet.orchestrator.deps import ServicesDep
+from rivet.protocol import JobLaunch, JobPage, JobStatusName, JobView, LogPage
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=201, summary="Launch a job")
+def launch_job(body: JobLaunch, services: ServicesDep) -> JobView:
+    """422 ``invalid_inputs`` (``details.problems`` names every bad input) before any job exists."""
+    return services.jobs.launch(body)
+
+
+@router.get("", summary="Jobs, newest first, with filters and paging")
+def list_jobs(
+    services: ServicesDep,
+    status: Annotated[list[JobStatusName] | None, Query(description="repeatable")] = None,
+    pipeline: Annotated[str | None, Query(description="pipeline name or id prefix")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobPage:
+    statuses = [JobStatus(s) for s in status or ()]
+    return services.jobs.list_all(statuses, pipeline, limit, offset)
+
+
+@router.get("/{ref}", summary="One job (id or unique prefix)")
+def show_job(ref: str, services: ServicesDep) -> JobView:
+    return services.jobs.show(ref)
+
+
+@router.post("/{ref}/cancel", summary="Cancel a job")
+def cancel_job(ref: str, services: ServicesDep) -> JobView:
+    """Queued: cancelled at once. Running: ``cancel_requested`` until the runner stops it.
+    Finished: 409."""
+    return services.jobs.cancel(ref)
+
+
+@router.get("/{ref}/logs", summary="A page of log lines after a sequence number")
+def job_logs(
+    ref: str,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> LogPage:
+    """While the job runs the page stops before a missing sequence number, so following
+    ``next_after`` never skips a line that arrives late."""
+    return services.jobs.logs(ref, after, limit)

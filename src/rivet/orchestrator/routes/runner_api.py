@@ -1,0 +1,51 @@
+"""``/api/runner/*``: the endpoints runners call with their own bearer token.
+
+See :mod:`rivet.protocol` for the contract; every route answers 401 without a valid
+runner token and 403 for a job another runner claimed.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from rivet.orchestrator.deps import RunnerDep, ServicesDep
+from rivet.protocol import Ack, ClaimRequest, JobAssignment, JobCompletion, LogBatch, StageUpdate
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/runner", tags=["runner protocol"])
+
+
+@router.post(
+    "/claim",
+    response_model=JobAssignment,
+    responses={204: {"description": "no matching job within wait_seconds"}},
+    summary="Long-poll for a job",
+)
+async def claim(
+    body: ClaimRequest, runner: RunnerDep, services: ServicesDep
+) -> Response | JobAssignment:
+    job = await services.work.claim(runner, body)
+    if job is None:
+        return Response(status_code=204)
+    return job
+
+
+@router.post("/jobs/{job_id}/logs", summary="Store a batch of log lines (idempotent by seq)")
+def post_logs(job_id: str, body: LogBatch, runner: RunnerDep, services: ServicesDep) -> Ack:
+    return services.work.post_logs(runner, job_id, body)
+
+
+@router.post("/jobs/{job_id}/stages", summary="Report a stage's status")
+def update_stage(job_id: str, body: StageUpdate, runner: RunnerDep, services: ServicesDep) -> Ack:
+    return services.work.update_stage(runner, job_id, body)
+
+
+@router.post("/jobs/{job_id}/heartbeat", summary="Still working; learn about cancel requests")
+def heartbeat(job_id: str, runner: RunnerDep, services: ServicesDep) -> Ack:
+    return services.work.heartbeat(runner, job_id)
+
+
+@router.post("/jobs/{job_id}/complete", summary="Final status and outputs (idempotent)")
+def complete(job_id: str, body: JobCompletion, runner: RunnerDep, services: ServicesDep) -> Ack:
+    return services.work.complete(runner, job_id, body)

@@ -1,0 +1,62 @@
+"""Runner administration: registration tokens (admin), registration, listing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from rivet.orchestrator.deps import AdminDep, ServicesDep
+from rivet.protocol import (
+    RegisterRequest,
+    RegisterResponse,
+    RegistrationTokenCreate,
+    RegistrationTokenView,
+    RunnerView,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runners"])
+
+
+@router.post(
+    "/runner-tokens",
+    status_code=201,
+    dependencies=[AdminDep],
+    summary="Create a one-time registration token (admin; the secret is shown once)",
+)
+def create_token(
+    services: ServicesDep, body: RegistrationTokenCreate | None = None
+) -> RegistrationTokenView:
+    return services.runners.create_token(body or RegistrationTokenCreate())
+
+
+@router.get("/runner-tokens", dependencies=[AdminDep], summary="Registration tokens (admin)")
+def list_tokens(services: ServicesDep) -> list[RegistrationTokenView]:
+    return services.runners.list_tokens()
+
+
+@router.delete(
+    "/runner-tokens/{ref}",
+    status_code=204,
+    dependencies=[AdminDep],
+    summary="Revoke a registration token (admin)",
+)
+def delete_token(ref: str, services: ServicesDep) -> Response:
+    services.runners.delete_token(ref)
+    return Response(status_code=204)
+
+
+@router.post("/runners/register", summary="Exchange a registration token for a runner token")
+def register(body: RegisterRequest, services: ServicesDep) -> RegisterResponse:
+    """The registration token is consumed: a second use answers 401."""
+    return services.runners.register(body)
+
+
+@router.get("/runners", summary="Runners with their tags, last contact and current jobs")
+def list_runners(services: ServicesDep) -> list[RunnerView]:
+    return services.runners.list_all()
+
+
+@router.get("/runners/{ref}", summary="One runner (id or unique prefix)")
+def show_runner(ref: str, services: ServicesDep) -> RunnerView:
+    return services.runners.show(ref)

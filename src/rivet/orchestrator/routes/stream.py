@@ -1,0 +1,98 @@
+"""``GET /api/jobs/{ref}/logs/stream``: a job's log as Server-Sent Events.
+
+Wire format (``text/event-stream``):
+
+- a log line: ``id: <seq>`` and ``data: <LogLine JSON>`` (default ``message`` event),
+  so a reconnecting client's ``Last-Event-ID`` resumes after the last line it saw;
+- ``event: status`` with ``data: <JobView JSON>`` first and whenever the job's status,
+  cancel flag or a stage status changes (no ``id``, so it never moves the resume point);
+- ``event: end`` with the final ``JobView`` once the job has finished and every line
+  has been sent; then the server closes the stream;
+- ``: keepalive`` comments while nothing happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from rivet.orchestrator.deps import ServicesDep
+from rivet.orchestrator.services import JobSnapshot, Services
+from rivet.queue import job_topic
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["jobs"])
+
+_PAGE = 500
+
+
+@router.get(
+    "/jobs/{ref}/logs/stream",
+    summary="Follow a job's log (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_logs(
+    ref: str,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, description="replay lines with seq > after")] = 0,
+    last_event_id: Annotated[str | None, Header(description="overrides ?after=")] = None,
+) -> StreamingResponse:
+    job_id = await anyio.to_thread.run_sync(services.jobs.resolve, ref)  # 404 before streaming
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        after = int(last_event_id.strip())
+    return StreamingResponse(
+        _events(services, job_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _event(name: str, data: BaseModel) -> str:
+    return f"event: {name}\ndata: {data.model_dump_json()}\n\n"
+
+
+def _state(snapshot: JobSnapshot) -> tuple[object, ...]:
+    job = snapshot.job
+    return (job.status, job.cancel_requested, tuple(s.status for s in job.stages))
+
+
+async def _events(services: Services, job_id: str, after: int) -> AsyncIterator[str]:
+    settings = services.settings
+    keepalive = settings.sse_keepalive
+    last_state: tuple[object, ...] | None = None
+    last_sent = time.monotonic()
+    yield "retry: 1000\n\n"
+    # Watching before each read means a change committed during the read still wakes
+    # us; the timeout is the polling fallback (e.g. a lost NOTIFY from another server).
+    async with services.signals.watch(job_topic(job_id)) as watch:
+        while True:
+            snapshot = await anyio.to_thread.run_sync(services.jobs.snapshot, job_id, after, _PAGE)
+            chunks = [
+                f"id: {line.seq}\ndata: {line.model_dump_json()}\n\n" for line in snapshot.lines
+            ]
+            if snapshot.lines:
+                after = snapshot.lines[-1].seq
+            state = _state(snapshot)
+            if state != last_state:
+                chunks.append(_event("status", snapshot.job))
+                last_state = state
+            if chunks:
+                yield "".join(chunks)
+                last_sent = time.monotonic()
+            if len(snapshot.lines) >= _PAGE:
+                continue  # more lines are waiting: no need to sleep
+            if snapshot.finished:
+                yield _event("end", snapshot.job)
+                return
+            if time.monotonic() - last_sent >= keepalive:
+                yield ": keepalive\n\n"
+                last_sent = time.monotonic()
+            await watch.wait(min(settings.poll_interval, keepalive))

@@ -1,0 +1,113 @@
+"""Use cases seen by users: launch, list, show and cancel jobs; read their logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rivet.domain import JobStatus, resolve_inputs
+from rivet.errors import ConflictError
+from rivet.protocol import JobLaunch, JobPage, JobView, LogLine, LogPage
+from rivet.queue import JOBS_TOPIC, JobQueue, job_topic
+from rivet.store import Database
+from rivet.store import jobs as job_store
+from rivet.store import logs as log_store
+from rivet.store import pipelines as pipeline_store
+
+__all__ = ["JobService", "JobSnapshot"]
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job and the log lines after some sequence number, read consistently."""
+
+    job: JobView
+    lines: list[LogLine]
+
+    @property
+    def finished(self) -> bool:
+        return JobStatus(self.job.status).finished
+
+
+class JobService:
+    """Blocking; called from worker threads."""
+
+    def __init__(self, db: Database, queue: JobQueue) -> None:
+        self.db = db
+        self.queue = queue
+
+    def launch(self, request: JobLaunch) -> JobView:
+        """Check inputs against the pinned version, then queue the job and wake runners.
+
+        ``InputError`` naming every bad input is raised before any row is written.
+        """
+        with self.db.read() as conn:
+            version = pipeline_store.get_version(conn, request.pipeline, request.version)
+        inputs = resolve_inputs(version.definition, request.inputs)
+        with self.db.write() as tx:
+            job_id = job_store.create_job(tx.conn, version, inputs)
+            self.queue.announce(tx, JOBS_TOPIC)
+            return job_store.get_job(tx.conn, job_id)
+
+    def list_all(
+        self,
+        statuses: Sequence[JobStatus] = (),
+        pipeline: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobPage:
+        with self.db.read() as conn:
+            pipeline_id = None
+            if pipeline is not None:
+                pipeline_id = pipeline_store.resolve_pipeline(conn, pipeline)
+            return job_store.list_jobs(conn, statuses, pipeline_id, limit, offset)
+
+    def resolve(self, ref: str) -> str:
+        with self.db.read() as conn:
+            return job_store.resolve_job(conn, ref)
+
+    def show(self, ref: str) -> JobView:
+        with self.db.read() as conn:
+            return job_store.get_job(conn, job_store.resolve_job(conn, ref))
+
+    def cancel(self, ref: str) -> JobView:
+        """Queued: cancelled now. Running: flagged; the runner stops it and reports back.
+
+        Cancelling a job that is already being cancelled is a no-op; a finished job
+        raises ``ConflictError``.
+        """
+        with self.db.write() as tx:
+            job_id = job_store.resolve_job(tx.conn, ref)
+            record = job_store.job_record(tx.conn, job_id, for_update=True)
+            if record.status.finished:
+                raise ConflictError(f"job {job_id} has already {record.status.value}")
+            if record.status == JobStatus.QUEUED:
+                job_store.finish_job(
+                    tx.conn, job_id, JobStatus.CANCELLED, error="cancelled before it started"
+                )
+            elif not record.cancel_requested:
+                job_store.request_cancel(tx.conn, job_id)
+            self.queue.announce(tx, job_topic(job_id))
+            return job_store.get_job(tx.conn, job_id)
+
+    def logs(self, ref: str, after: int = 0, limit: int = 1000) -> LogPage:
+        with self.db.read() as conn:
+            job_id = job_store.resolve_job(conn, ref)
+        snapshot = self.snapshot(job_id, after, limit)
+        last = snapshot.lines[-1].seq if snapshot.lines else after
+        return LogPage(
+            job_id=job_id, lines=snapshot.lines, next_after=last, finished=snapshot.finished
+        )
+
+    def snapshot(self, job_id: str, after: int, limit: int) -> JobSnapshot:
+        """The job, then its lines after ``after``.
+
+        The status is read *first*: runners send their last lines before completing,
+        so when the job reads as finished every line is already visible and the page
+        no longer has to stop at gaps (see :func:`rivet.store.logs.read_lines`).
+        """
+        with self.db.read() as conn:
+            job = job_store.get_job(conn, job_id)
+            finished = JobStatus(job.status).finished
+            lines = log_store.read_lines(conn, job_id, after, limit, contiguous=not finished)
+        return JobSnapshot(job, lines)

@@ -1,0 +1,112 @@
+"""Use cases seen by runners: claim work, report logs, stages, heartbeats, completion.
+
+Every call is made on behalf of an authenticated runner, which may only touch the
+jobs it claimed (``PermissionDeniedError`` otherwise). Retries are harmless: logs
+are idempotent by sequence number, and updates to a finished job are acknowledged
+without changing it, so a runner that timed out on a response can simply resend.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+
+from rivet.domain import JobStatus, StageStatus
+from rivet.orchestrator.auth import PermissionDeniedError
+from rivet.protocol import (
+    Ack,
+    ClaimRequest,
+    JobAssignment,
+    JobCompletion,
+    LogBatch,
+    StageUpdate,
+)
+from rivet.queue import JobQueue, Offer, job_topic
+from rivet.store import Database, Transaction
+from rivet.store import jobs as job_store
+from rivet.store import logs as log_store
+from rivet.store import runners as runner_store
+from rivet.store.jobs import JobRecord
+from rivet.store.runners import RunnerRecord
+from rivet.store.types import utcnow
+
+__all__ = ["WorkService"]
+
+
+class WorkService:
+    def __init__(self, db: Database, queue: JobQueue) -> None:
+        self.db = db
+        self.queue = queue
+
+    async def claim(self, runner: RunnerRecord, request: ClaimRequest) -> JobAssignment | None:
+        """Long poll for a job matching the runner's (possibly overridden) tags/plugins."""
+        offer = Offer(
+            tags=runner.tags if request.tags is None else request.tags,
+            plugins=runner.plugins if request.plugins is None else request.plugins,
+        )
+        await anyio.to_thread.run_sync(self._check_in, runner, offer)
+        return await self.queue.claim(runner.id, offer, request.wait_seconds)
+
+    def _check_in(self, runner: RunnerRecord, offer: Offer) -> None:
+        with self.db.write() as tx:
+            runner_store.touch_runner(tx.conn, runner.id, utcnow())
+            if dict(offer.tags) != runner.tags or sorted(offer.plugins) != runner.plugins:
+                # Keep `rivet runner list` truthful when a runner's flags change.
+                runner_store.update_runner_offer(tx.conn, runner.id, offer.tags, offer.plugins)
+
+    def post_logs(self, runner: RunnerRecord, job_id: str, batch: LogBatch) -> Ack:
+        with self.db.write() as tx:
+            job = _owned(tx, runner, job_id)
+            stored = log_store.append_lines(tx.conn, job.id, batch.lines)
+            if stored:
+                self.queue.announce(tx, job_topic(job.id))
+        return Ack(stored=stored, cancel_requested=job.cancel_requested)
+
+    def update_stage(self, runner: RunnerRecord, job_id: str, update: StageUpdate) -> Ack:
+        with self.db.write() as tx:
+            job = _owned(tx, runner, job_id)
+            if not job.status.finished:
+                job_store.update_stage(
+                    tx.conn,
+                    job.id,
+                    update.name,
+                    StageStatus(update.status),
+                    update.started_at,
+                    update.finished_at,
+                    update.error,
+                )
+                self.queue.announce(tx, job_topic(job.id))
+        return Ack(cancel_requested=job.cancel_requested)
+
+    def heartbeat(self, runner: RunnerRecord, job_id: str) -> Ack:
+        with self.db.write() as tx:
+            job = _owned(tx, runner, job_id)
+            now = utcnow()
+            job_store.touch_job(tx.conn, job.id, now)
+            runner_store.touch_runner(tx.conn, runner.id, now)
+        return Ack(cancel_requested=job.cancel_requested)
+
+    def complete(self, runner: RunnerRecord, job_id: str, completion: JobCompletion) -> Ack:
+        """Record the final status once; later (retried) completions change nothing.
+
+        A job whose cancel was requested and that then fails ends ``cancelled`` (the
+        failure is the runner stopping it); one that succeeded anyway stays succeeded.
+        """
+        with self.db.write() as tx:
+            job = _owned(tx, runner, job_id, for_update=True)
+            if not job.status.finished:
+                status = JobStatus(completion.status)
+                if job.cancel_requested and status == JobStatus.FAILED:
+                    status = JobStatus.CANCELLED
+                job_store.finish_job(tx.conn, job.id, status, completion.outputs, completion.error)
+                self.queue.announce(tx, job_topic(job.id))
+        return Ack(cancel_requested=job.cancel_requested)
+
+
+def _owned(
+    tx: Transaction, runner: RunnerRecord, job_id: str, *, for_update: bool = False
+) -> JobRecord:
+    resolved = job_store.resolve_job(tx.conn, job_id)
+    job = job_store.job_record(tx.conn, resolved, for_update=for_update)
+    if job.runner_id != runner.id:
+        raise PermissionDeniedError(f"job {job.id} is not claimed by runner {runner.name}")
+    return job
