@@ -37,8 +37,14 @@ def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine]) -> int
             }
             for line in lines[start : start + _CHUNK]
         ]
-        statement = insert_ignoring_duplicates(conn, log_lines, "job_id", "seq").values(rows)
-        stored += max(conn.execute(statement).rowcount, 0)
+        statement = (
+            insert_ignoring_duplicates(conn, log_lines, "job_id", "seq")
+            .values(rows)
+            .returning(log_lines.c.seq)
+        )
+        # RETURNING lists only the rows actually inserted (rowcount is unreliable for
+        # multi-row inserts across drivers).
+        stored += len(conn.execute(statement).all())
     return stored
 
 

@@ -1,0 +1,52 @@
+"""Fixtures: every store/queue test runs on SQLite and again on PostgreSQL.
+
+PostgreSQL runs when ``RIVET_TEST_DATABASE_URL`` is set (one fresh database per test
+module); without it those variants are skipped, except under ``CI=true``, where the
+missing URL is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rivet.store import Database, upgrade
+from rivet.store.testing import empty_tables, postgres_test_url, scratch_postgres
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('store')}/rivet.db"
+        return
+    base = postgres_test_url()
+    if base is None:
+        pytest.skip("RIVET_TEST_DATABASE_URL is not set")
+    with scratch_postgres(base) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def migrated(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    upgrade(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def db(migrated: Database) -> Database:
+    """A migrated database with every table empty."""
+    empty_tables(migrated)
+    return migrated
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
