@@ -1,0 +1,1 @@
+"""The Lua language layer: sandbox and pipeline definitions (no containers here)."""

@@ -1,0 +1,181 @@
+-- Runs once per Lua state, with the full standard library, before any pipeline code.
+-- It builds the sandbox environment (spec section 3) and returns the privileged
+-- helpers the Python side needs; none of them is reachable from the sandbox.
+local check_budget, is_killed = ...
+
+local debug_sethook, debug_getinfo = debug.sethook, debug.getinfo
+local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
+local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
+local pack, unpack, type = table.pack, table.unpack, type
+
+-- string.dump would let code produce binary chunks; the string metatable's
+-- __index is this very table, so removing it here removes it everywhere.
+string.dump = nil
+
+local MEMORY_ERROR = "not enough memory"
+
+-- Once a limit is hit the state is "killed": every catch point re-raises, so
+-- pcall/xpcall/coroutines cannot swallow the kill and keep running.
+local function rethrow_if_killed(ok, ...)
+  if not ok then
+    local err = ...
+    if err == MEMORY_ERROR then
+      is_killed("memory")
+    end
+  end
+  local reason = is_killed()
+  if reason then
+    raw_error(reason, 0)
+  end
+  return ok, ...
+end
+
+local function safe_pcall(f, ...)
+  return rethrow_if_killed(raw_pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+  return rethrow_if_killed(raw_xpcall(f, handler, ...))
+end
+
+local env = {}
+
+-- debug.sethook keeps the Lua hook function per coroutine, so every coroutine the
+-- pipeline creates gets the budget hook installed explicitly.
+local hook_fn, hook_count = nil, 0
+
+local function set_hook(count)
+  hook_count = count
+  hook_fn = function()
+    local reason = check_budget()
+    if reason then
+      raw_error(reason, 0)
+    end
+  end
+  debug_sethook(hook_fn, "", count)
+end
+
+local function hooked_create(f)
+  local co = co_create(f)
+  if hook_fn then
+    debug_sethook(co, hook_fn, "", hook_count)
+  end
+  return co
+end
+
+local safe_coroutine = {}
+for k, v in pairs(coroutine) do
+  safe_coroutine[k] = v
+end
+safe_coroutine.create = hooked_create
+safe_coroutine.resume = function(co, ...)
+  return rethrow_if_killed(co_resume(co, ...))
+end
+safe_coroutine.close = function(co)
+  return rethrow_if_killed(co_close(co))
+end
+safe_coroutine.wrap = function(f)
+  local co = hooked_create(f)
+  return function(...)
+    local r = pack(rethrow_if_killed(co_resume(co, ...)))
+    if not r[1] then
+      raw_error(r[2], 0)
+    end
+    return unpack(r, 2, r.n)
+  end
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = v
+  end
+  return c
+end
+
+local safe_load = function(chunk, chunkname, mode, chunk_env)
+  if mode ~= nil and mode ~= "t" then
+    return nil, "load: only text chunks are allowed (mode 't')"
+  end
+  if chunk_env == nil then
+    chunk_env = env
+  end
+  return raw_load(chunk, chunkname, "t", chunk_env)
+end
+
+local safe_collectgarbage = function(opt)
+  if opt == "count" then
+    return collectgarbage("count")
+  end
+  raw_error("collectgarbage: only 'count' is allowed in pipelines", 2)
+end
+
+for _, name in ipairs({
+  "assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal", "rawget",
+  "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type",
+}) do
+  env[name] = _G[name]
+end
+env.pcall = safe_pcall
+env.xpcall = safe_xpcall
+env.load = safe_load
+env.collectgarbage = safe_collectgarbage
+env.string = string
+env.table = copy(table)
+env.math = copy(math)
+env.utf8 = copy(utf8)
+env.coroutine = safe_coroutine
+env.os = { time = os.time, clock = os.clock, date = os.date }
+env._VERSION = _VERSION
+env._G = env
+
+-- Wrap a Python callable so that Lua only ever sees a Lua function: the Python
+-- object stays an upvalue (unreachable without the debug library). The callable
+-- returns (true, results...) or (false, message); failures are raised at the
+-- caller's line so messages read "file.lua:12: ...".
+local function wrap(pyfn)
+  return function(...)
+    local r = pack(pyfn(...))
+    if not r[1] then
+      raw_error(r[2], 2)
+    end
+    return unpack(r, 2, r.n)
+  end
+end
+
+-- Always two results, so the Python side always receives a (function, error) pair.
+local function compile(source, chunkname)
+  local fn, err = raw_load(source, chunkname, "t", env)
+  return fn or false, err or false
+end
+
+-- Where a function was defined, for messages about stages.
+local function line_of(f)
+  if type(f) ~= "function" then
+    return nil
+  end
+  local info = debug_getinfo(f, "S")
+  return info and info.linedefined
+end
+
+-- The line of the pipeline file that called into the API right now.
+local function caller_line(level)
+  local info = debug_getinfo(level + 1, "Sl")
+  while info do
+    if info.what ~= "C" and info.currentline and info.currentline > 0 then
+      return info.currentline
+    end
+    level = level + 1
+    info = debug_getinfo(level + 1, "Sl")
+  end
+  return nil
+end
+
+return {
+  env = env,
+  wrap = wrap,
+  compile = compile,
+  set_hook = set_hook,
+  line_of = line_of,
+  caller_line = caller_line,
+}
