@@ -1,0 +1,110 @@
+"""What the executor reports while a job runs, and the job's result.
+
+The executor calls a :class:`JobEvents` sink from the job's thread and, for process
+output, from reader threads: implementations must be thread-safe. The sequence
+numbers of log lines are assigned by the executor: per job, from 1, without gaps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from rivet.domain.inputs import InputValue
+from rivet.domain.status import JobStatus, StageStatus
+
+__all__ = [
+    "CancelToken",
+    "JobEvents",
+    "JobResult",
+    "Level",
+    "LogEvent",
+    "StageResult",
+    "utcnow",
+]
+
+Level = Literal["debug", "info", "warning", "error"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    seq: int
+    ts: datetime
+    stage: str | None
+    level: Level
+    message: str
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: StageStatus = StageStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass
+class JobResult:
+    status: JobStatus
+    stages: list[StageResult] = field(default_factory=list)
+    outputs: dict[str, InputValue] = field(default_factory=dict)
+    error: str | None = None
+
+
+class JobEvents(Protocol):
+    """Receives a job's progress; every method must be thread-safe and must not raise."""
+
+    def log(self, event: LogEvent) -> None: ...
+
+    def stage_started(self, stage: StageResult) -> None: ...
+
+    def stage_finished(self, stage: StageResult) -> None: ...
+
+
+class CancelToken:
+    """Set from any thread (Ctrl-C, a cancel from the server); the executor stops the
+    running process, removes the job's containers and marks the job cancelled."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._callbacks: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+        self.reason = "job cancelled"
+
+    def cancel(self, reason: str = "job cancelled") -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback(reason)
+
+    def on_cancel(self, callback: Callable[[str], None]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self.reason)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
