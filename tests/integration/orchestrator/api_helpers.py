@@ -1,0 +1,143 @@
+"""Helpers for the API tests: Lua pipeline sources, runner registration, job driving.
+
+``lua_pipeline`` writes a real Lua pipeline file. Until ``rivet.lua.definition`` exists
+the tests install a stand-in loader that reads the JSON spec from the file's first
+comment line (the real loader ignores that comment), so the same sources work with both.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from rivet.domain import InputDef, PipelineDefinition, RunnerTag, StageDef
+from rivet.errors import DefinitionError, Problem
+
+ADMIN_TOKEN = "rivet_admin_test-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SPEC_MARK = "-- rivet-test-spec:"
+INVALID_MARK = "-- rivet-test-invalid:"
+
+
+def _lua(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "{ " + ", ".join(_lua(v) for v in value) + " }"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"[{json.dumps(k)}] = {_lua(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def lua_pipeline(
+    name: str,
+    *,
+    inputs: dict[str, dict[str, Any]] | None = None,
+    tags: dict[str, str] | None = None,
+    plugins: tuple[str, ...] = (),
+    stages: tuple[str, ...] = ("hello",),
+) -> str:
+    spec = {"name": name, "inputs": inputs or {}, "tags": tags or {}, "plugins": list(plugins)}
+    spec["stages"] = list(stages)
+    stage_src = ", ".join(
+        f'{{ name = {_lua(s)}, script = function() log.info("in {s}") end }}' for s in stages
+    )
+    body = [f"  name = {_lua(name)},", f"  stages = {{ {stage_src} }},"]
+    if inputs:
+        body.append(f"  inputs = {_lua(inputs)},")
+    if tags:
+        body.append(f"  runner = {_lua([{'key': k, 'value': v} for k, v in tags.items()])},")
+    if plugins:
+        body.append(f"  plugins = {_lua(list(plugins))},")
+    return "\n".join([f"{SPEC_MARK} {json.dumps(spec)}", "return pipeline.define({", *body, "})"])
+
+
+def invalid_lua() -> str:
+    """A definition the real validator rejects (no name, a stage without a script)."""
+    problems = [["name", "required field is missing"], ["stages[1].script", "expected a function"]]
+    return "\n".join(
+        [
+            f"{INVALID_MARK} {json.dumps(problems)}",
+            'return pipeline.define({ stages = { { name = "x" } } })',
+        ]
+    )
+
+
+def stand_in_load_definition(source: str, filename: str) -> PipelineDefinition:
+    first = source.splitlines()[0] if source else ""
+    if first.startswith(INVALID_MARK):
+        problems = json.loads(first[len(INVALID_MARK) :])
+        raise DefinitionError(filename, [Problem(path, msg, 1) for path, msg in problems])
+    if not first.startswith(SPEC_MARK):
+        raise DefinitionError(filename, [Problem("", "stand-in loader needs a spec comment")])
+    spec = json.loads(first[len(SPEC_MARK) :])
+    return PipelineDefinition(
+        name=spec["name"],
+        stages=tuple(StageDef(s) for s in spec["stages"]),
+        inputs=tuple(
+            InputDef(
+                name=key,
+                type=d["type"],
+                description=d.get("description"),
+                default=d.get("default"),
+                options=tuple(d["options"]) if "options" in d else None,
+                required=d.get("required", True),
+            )
+            for key, d in sorted(spec["inputs"].items())
+        ),
+        tags=tuple(RunnerTag(k, v) for k, v in spec["tags"].items()),
+        plugins=tuple(spec["plugins"]),
+    )
+
+
+async def create_pipeline(client: httpx.AsyncClient, name: str, **kwargs: Any) -> dict[str, Any]:
+    response = await client.post(
+        "/api/pipelines", json={"source": lua_pipeline(name, **kwargs), "filename": f"{name}.lua"}
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def launch(
+    client: httpx.AsyncClient, pipeline: str, inputs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response = await client.post("/api/jobs", json={"pipeline": pipeline, "inputs": inputs or {}})
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def register_runner(
+    client: httpx.AsyncClient,
+    name: str = "runner-1",
+    tags: dict[str, str] | None = None,
+    plugins: list[str] | None = None,
+) -> dict[str, str]:
+    """Register a runner; the bearer headers to act as it (``id`` under ``X-Test-Id``)."""
+    token = await client.post("/api/runner-tokens", headers=ADMIN, json={"description": name})
+    assert token.status_code == 201, token.text
+    registered = await client.post(
+        "/api/runners/register",
+        json={
+            "registration_token": token.json()["token"],
+            "name": name,
+            "tags": tags or {},
+            "plugins": plugins or [],
+        },
+    )
+    assert registered.status_code == 200, registered.text
+    body = registered.json()
+    return {"Authorization": f"Bearer {body['token']}", "X-Test-Id": body["runner_id"]}
+
+
+def log_lines(*seqs: int, stage: str | None = "hello") -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return {"lines": [{"seq": s, "ts": now, "stage": stage, "message": f"line {s}"} for s in seqs]}
