@@ -8,6 +8,7 @@ comment line (the real loader ignores that comment), so the same sources work wi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,3 +142,23 @@ async def register_runner(
 def log_lines(*seqs: int, stage: str | None = "hello") -> dict[str, Any]:
     now = datetime.now(UTC).isoformat()
     return {"lines": [{"seq": s, "ts": now, "stage": stage, "message": f"line {s}"} for s in seqs]}
+
+
+def read_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """Parse ``text/event-stream`` lines into events ``{"event", "id", "data"}``."""
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in event:
+                event.setdefault("event", "message")
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data" and "data" in event:
+                event["data"] += "\n" + value
+            elif field in ("event", "id", "data"):
+                event[field] = value
