@@ -148,9 +148,13 @@ class Sandbox:
             return table
         raise TypeError(f"cannot hand {type(value).__name__} to Lua")
 
-    def expose(self, fn: Callable[..., Any], name: str) -> Any:
+    def expose(self, fn: Callable[..., Any], name: str, *, raw: bool = False) -> Any:
         """A Lua function that calls ``fn``; ``LuaCallError`` becomes a Lua error at the
-        caller's line, any other exception an internal error naming ``name``."""
+        caller's line, any other exception an internal error naming ``name``.
+
+        With ``raw=True`` the result is the bare ``(ok, value...)`` callable, for
+        trusted Lua glue that raises at the right level itself; never hand it to
+        pipeline code, since it is a Python object."""
 
         def call(*args: Any) -> tuple[Any, ...]:
             started = time.thread_time()
@@ -168,7 +172,7 @@ class Sandbox:
                 return (True, *(self.to_lua(v) for v in result))
             return (True, self.to_lua(result))
 
-        return self._wrap(call)
+        return call if raw else self._wrap(call)
 
     def module(self, name: str, functions: Mapping[str, Callable[..., Any]]) -> Any:
         """Install a global table ``name`` made of exposed Python functions."""
@@ -191,12 +195,13 @@ class Sandbox:
         line = self._caller_line(level)
         return int(line) if line is not None else None
 
-    def eval_lua(self, code: str) -> Any:
-        """Compile trusted Rivet Lua code (module glue) in the sandbox environment."""
+    def eval_lua(self, code: str, *args: Any) -> Any:
+        """Run trusted Rivet Lua code (module glue) in the sandbox environment with
+        ``args`` as its ``...``; returns what the chunk returns."""
         fn, err = self._compile(code, "=rivet")
         if fn is False:
             raise RuntimeError(f"internal Lua glue failed to compile: {err}")
-        return fn()
+        return fn(*args)
 
     # --- running pipeline code -------------------------------------------------------
 

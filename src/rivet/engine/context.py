@@ -1,0 +1,117 @@
+"""Per-job state shared by the runtime modules: log sink, inputs, outputs, the
+container stack and the job's running containers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rivet.domain.inputs import InputValue
+from rivet.engine.backends.base import (
+    ContainerBackend,
+    ContainerSpec,
+    RunningContainer,
+    container_name,
+)
+from rivet.engine.events import CancelToken, JobEvents, Level, LogEvent, utcnow
+from rivet.errors import ContainerError
+from rivet.lua.sandbox import LuaCallError
+
+__all__ = ["JobContext", "Phase"]
+
+
+class Phase:
+    DEFINITION = "definition"
+    RUN = "run"
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    events: JobEvents
+    backend: ContainerBackend
+    workspace: Path
+    default_image: str
+    inputs: Mapping[str, InputValue]
+    cancel: CancelToken
+    outputs: dict[str, InputValue] = field(default_factory=dict)
+    stack: list[str] = field(default_factory=list)
+    phase: str = Phase.DEFINITION
+    stage: str | None = None
+    first_seq: int = 1
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    _seq: int = 0
+    _log_lock: threading.Lock = field(default_factory=threading.Lock)
+    _containers: dict[str, RunningContainer] = field(default_factory=dict)
+    _image_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _containers_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._seq = self.first_seq - 1
+
+    # --- logging ----------------------------------------------------------------------
+
+    def log(self, level: Level, message: str, stage: str | None = None) -> None:
+        """Thread-safe; sequence numbers are gap-free because they are taken under the
+        same lock that hands the line to the sink."""
+        with self._log_lock:
+            self._seq += 1
+            event = LogEvent(
+                seq=self._seq,
+                ts=utcnow(),
+                stage=stage if stage is not None else self.stage,
+                level=level,
+                message=message,
+            )
+            self.events.log(event)
+
+    # --- phases -----------------------------------------------------------------------
+
+    def require_run_phase(self, what: str) -> None:
+        if self.phase != Phase.RUN:
+            raise LuaCallError(
+                f"{what} can only be called inside a stage script or condition, "
+                "not while the pipeline is being defined (top level of the file)"
+            )
+
+    # --- containers -------------------------------------------------------------------
+
+    @property
+    def current_image(self) -> str:
+        return self.stack[-1] if self.stack else self.default_image
+
+    def container_for(self, image: str) -> RunningContainer:
+        """The job's container for ``image``, started on first use (one per image)."""
+        with self._containers_lock:
+            existing = self._containers.get(image)
+            if existing is not None:
+                return existing
+            lock = self._image_locks.setdefault(image, threading.Lock())
+        with lock:
+            with self._containers_lock:
+                existing = self._containers.get(image)
+            if existing is not None:
+                return existing
+            if self.cancel.cancelled:
+                raise ContainerError(f"cannot start image '{image}': {self.cancel.reason}")
+            spec = ContainerSpec(
+                job_id=self.job_id,
+                image=image,
+                workspace=self.workspace,
+                name=container_name(self.job_id, image),
+            )
+            started = self.backend.start(spec)
+            with self._containers_lock:
+                self._containers[image] = started
+            return started
+
+    def remove_containers(self) -> None:
+        with self._containers_lock:
+            containers = list(self._containers.values())
+            self._containers.clear()
+        for container in containers:
+            self.backend.remove(container)
+        # Also catches a container whose start was interrupted before we recorded it.
+        self.backend.remove_job(self.job_id)

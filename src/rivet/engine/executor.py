@@ -1,0 +1,177 @@
+"""Runs one job: evaluate the pinned source in a fresh sandbox, run the stages in
+order, clean up. Used by ``rivet run`` and by the runner alike.
+
+A stage whose condition returns false is ``skipped``; the first failing stage fails
+the job and the stages after it are not run (they stay ``pending``). Containers and
+the workspace are removed when the job ends, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rivet.domain.inputs import InputValue, resolve_inputs
+from rivet.domain.status import JobStatus, StageStatus
+from rivet.engine.backends.base import ContainerBackend
+from rivet.engine.context import JobContext, Phase
+from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
+from rivet.engine.modules import install_all
+from rivet.errors import DefinitionError, InputError, LuaError, RivetError
+from rivet.lua import lua_values as lv
+from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
+from rivet.lua.sandbox import Limits, Sandbox
+
+__all__ = ["DEFAULT_IMAGE", "Executor", "ExecutorSettings", "JobSpec"]
+
+DEFAULT_IMAGE = "alpine:latest"
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    workspace_root: Path
+    default_image: str = DEFAULT_IMAGE
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    source: str
+    filename: str
+    inputs: dict[str, InputValue]
+    first_seq: int = 1
+
+
+class Executor:
+    """Stateless apart from its settings; ``run`` may be called from several threads
+    at once for different jobs."""
+
+    def __init__(self, backend: ContainerBackend, settings: ExecutorSettings) -> None:
+        self.backend = backend
+        self.settings = settings
+
+    def run(self, job: JobSpec, events: JobEvents, cancel: CancelToken | None = None) -> JobResult:
+        cancel = cancel or CancelToken()
+        workspace = self.settings.workspace_root / _safe_dir(job.job_id)
+        workspace.mkdir(parents=True, exist_ok=False)
+        sandbox = Sandbox(self.settings.limits)
+        ctx = JobContext(
+            job_id=job.job_id,
+            events=events,
+            backend=self.backend,
+            workspace=workspace,
+            default_image=self.settings.default_image,
+            inputs=dict(job.inputs),
+            cancel=cancel,
+            first_seq=job.first_seq,
+        )
+        cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
+        try:
+            return self._run(job, ctx, sandbox)
+        finally:
+            for close in ctx.closers:
+                close()
+            try:
+                ctx.remove_containers()
+            except RivetError as exc:
+                ctx.log("warning", f"could not remove the job's containers: {exc}", None)
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
+        install_all(sandbox, ctx)
+        try:
+            loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
+        except DefinitionError as exc:
+            ctx.log("error", str(exc), None)
+            return JobResult(JobStatus.FAILED, error=str(exc))
+        try:
+            ctx.inputs = resolve_inputs(loaded.definition, job.inputs)
+        except InputError as exc:
+            ctx.log("error", str(exc), None)
+            return JobResult(JobStatus.FAILED, error=str(exc))
+        stages = [StageResult(s.name) for s in loaded.definition.stages]
+        result = JobResult(JobStatus.RUNNING, stages=stages)
+        ctx.phase = Phase.RUN
+        for stage, code, state in zip(loaded.definition.stages, loaded.stages, stages, strict=True):
+            if ctx.cancel.cancelled:
+                break
+            self._stage(loaded, stage.name, stage.container, code, state, ctx)
+            if state.status is StageStatus.FAILED:
+                result.status = JobStatus.FAILED
+                result.error = f"stage '{stage.name}' failed: {state.error}"
+                break
+        if ctx.cancel.cancelled:
+            for state in stages:
+                if state.status is StageStatus.RUNNING:
+                    state.status = StageStatus.CANCELLED
+            result.status = JobStatus.CANCELLED
+            result.error = ctx.cancel.reason
+        elif result.status is JobStatus.RUNNING:
+            result.status = JobStatus.SUCCEEDED
+        result.outputs = dict(ctx.outputs)
+        return result
+
+    def _stage(
+        self,
+        loaded: LoadedPipeline,
+        name: str,
+        image: str | None,
+        code: StageCode,
+        state: StageResult,
+        ctx: JobContext,
+    ) -> None:
+        sandbox = loaded.sandbox
+        budget = self.settings.limits.stage_cpu_seconds
+        ctx.stage = name
+        state.status = StageStatus.RUNNING
+        state.started_at = utcnow()
+        ctx.events.stage_started(state)
+        depth = len(ctx.stack)
+        try:
+            if code.condition is not None:
+                verdict = sandbox.call(
+                    code.condition, budget=budget, label=f"stage '{name}' condition"
+                )
+                if isinstance(verdict, tuple):
+                    verdict = verdict[0] if verdict else None
+                if not isinstance(verdict, bool):
+                    got = lv.type_name(verdict)
+                    raise LuaError(f"stage '{name}': condition must return a boolean, got {got}")
+                if not verdict:
+                    state.status = StageStatus.SKIPPED
+                    ctx.log("info", f"stage '{name}' skipped: its condition returned false")
+                    return
+            if image:
+                ctx.stack.append(image)
+            sandbox.call(code.script, budget=budget, label=f"stage '{name}'")
+            state.status = StageStatus.SUCCEEDED
+        except LuaError as exc:
+            if ctx.cancel.cancelled:
+                state.status = StageStatus.CANCELLED
+                state.error = ctx.cancel.reason
+            else:
+                state.status = StageStatus.FAILED
+                state.error = str(exc)
+                ctx.log("error", f"stage '{name}' failed: {exc}")
+        finally:
+            del ctx.stack[depth:]
+            state.finished_at = utcnow()
+            ctx.events.stage_finished(state)
+            ctx.stage = None
+
+
+def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:
+    """Runs on the cancelling thread: stop Lua at its next check and kill running
+    commands by removing the job's containers (their ``podman exec`` calls then end)."""
+    sandbox.cancel(reason)
+    ctx.log("warning", f"cancelling: {reason}")
+    try:
+        ctx.backend.remove_job(ctx.job_id)
+    except RivetError as exc:
+        ctx.log("warning", f"could not remove the job's containers: {exc}")
+
+
+def _safe_dir(job_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in job_id) or "job"

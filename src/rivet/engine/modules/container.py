@@ -1,0 +1,50 @@
+"""``container.with(image, fn)``: push an image on the job's container stack for ``fn``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rivet.engine.context import JobContext
+from rivet.lua import lua_values as lv
+from rivet.lua.sandbox import LuaCallError, Sandbox
+
+__all__ = ["install"]
+
+# The pop must happen even when fn raises; pcall here is the sandbox's, which
+# re-raises a kill (CPU/memory/cancel) at once, when the stack no longer matters.
+_GLUE = """
+local push, pop = ...
+local pcall, error, pack, unpack = pcall, error, table.pack, table.unpack
+local container = {}
+function container.with(image, fn)
+  local ok, err = push(image, fn)
+  if not ok then error(err, 2) end
+  local r = pack(pcall(fn))
+  pop()
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+return container
+"""
+
+
+def install(sandbox: Sandbox, ctx: JobContext) -> None:
+    def push(image: Any, fn: Any) -> None:
+        ctx.require_run_phase("container.with")
+        if not isinstance(image, str) or not image.strip():
+            raise LuaCallError(
+                f"container.with: image must be a non-empty string, got {lv.type_name(image)}"
+            )
+        if not lv.is_function(fn):
+            raise LuaCallError(f"container.with: fn must be a function, got {lv.type_name(fn)}")
+        ctx.stack.append(image.strip())
+
+    def pop() -> None:
+        if ctx.stack:
+            ctx.stack.pop()
+
+    sandbox.env["container"] = sandbox.eval_lua(
+        _GLUE,
+        sandbox.expose(push, "container.with", raw=True),
+        sandbox.expose(pop, "container.with"),
+    )

@@ -1,0 +1,240 @@
+"""``process.run`` and ``process.parallel``.
+
+``process.run`` blocks the Lua thread while the command runs in the container on
+top of the stack; its output is logged line by line from reader threads as it
+arrives. ``process.parallel`` runs ``fn(item)`` in coroutines: a ``process.run``
+inside one starts the command on a worker thread and yields, and the scheduler
+(Lua, in ``_GLUE``) resumes whichever coroutine's command finishes first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from rivet.engine.backends.base import ExecRequest, ExecResult
+from rivet.engine.context import JobContext
+from rivet.engine.modules.process_options import RunOptions, base_env, parse_options
+from rivet.errors import ContainerError
+from rivet.lua import lua_values as lv
+from rivet.lua.sandbox import LuaCallError, Sandbox
+
+__all__ = ["DEFAULT_PARALLEL", "install"]
+
+DEFAULT_PARALLEL = 8
+
+_GLUE = """
+local run_sync, start, wait_any = ...
+local co_create, co_resume, co_status, co_yield, co_running =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.yield, coroutine.running
+local type, error, pairs, tostring, concat = type, error, pairs, tostring, table.concat
+local setmetatable, math_floor = setmetatable, math.floor
+
+local ours = setmetatable({}, { __mode = "k" })  -- coroutines made by process.parallel
+local PENDING = {}
+
+local process = {}
+
+function process.run(opts)
+  local co = co_running()
+  if ours[co] then
+    local started, handle = start(opts)
+    if not started then error(handle, 2) end
+    local ok, result = co_yield(PENDING, handle)
+    if not ok then error(result, 2) end
+    return result
+  end
+  return run_sync(opts)
+end
+
+function process.parallel(items, fn, opts)
+  if type(items) ~= "table" then
+    error("process.parallel: items must be a list, got " .. type(items), 2)
+  end
+  if type(fn) ~= "function" then
+    error("process.parallel: fn must be a function, got " .. type(fn), 2)
+  end
+  local max = DEFAULT_MAX
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("process.parallel: options must be a table like { max = 4 }", 2)
+    end
+    for k in pairs(opts) do
+      if k ~= "max" then error("process.parallel: unknown option '" .. tostring(k) .. "'", 2) end
+    end
+    if opts.max ~= nil then
+      if type(opts.max) ~= "number" or opts.max < 1 or math_floor(opts.max) ~= opts.max then
+        error("process.parallel: max must be a positive integer", 2)
+      end
+      max = opts.max
+    end
+  end
+
+  local n = #items
+  local results, failures = {}, {}
+  local waiting = {}     -- handle -> { index, coroutine }
+  local handles = {}     -- handles in flight, for wait_any
+  local in_flight, next_index = 0, 1
+
+  local function step(index, co, ...)
+    local ok, a, b = co_resume(co, ...)
+    if not ok then
+      failures[#failures + 1] = { index = index, message = tostring(a) }
+    elseif co_status(co) == "dead" then
+      results[index] = a
+    elseif a == PENDING then
+      waiting[b] = { index, co }
+      handles[#handles + 1] = b
+      in_flight = in_flight + 1
+    else
+      failures[#failures + 1] = { index = index,
+        message = "fn yielded outside process.run (coroutine.yield is not supported here)" }
+    end
+  end
+
+  while next_index <= n or in_flight > 0 do
+    while next_index <= n and in_flight < max do
+      local index = next_index
+      next_index = next_index + 1
+      local co = co_create(fn)
+      ours[co] = true
+      step(index, co, items[index])
+    end
+    if in_flight > 0 then
+      local handle, ok, result = wait_any(handles)  -- raises only on a kill
+      local entry = waiting[handle]
+      waiting[handle] = nil
+      for i = #handles, 1, -1 do
+        if handles[i] == handle then table.remove(handles, i) end
+      end
+      in_flight = in_flight - 1
+      step(entry[1], entry[2], ok, result)
+    end
+  end
+
+  if #failures > 0 then
+    table.sort(failures, function(x, y) return x.index < y.index end)
+    local parts = {}
+    for i, f in ipairs(failures) do
+      parts[i] = "[" .. f.index .. "] " .. f.message
+    end
+    error("process.parallel: " .. #failures .. " of " .. n .. " calls failed: "
+      .. concat(parts, "; "), 2)
+  end
+  return results
+end
+
+return process
+"""
+
+
+class _Runner:
+    def __init__(self, sandbox: Sandbox, ctx: JobContext) -> None:
+        self.sandbox = sandbox
+        self.ctx = ctx
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[int, Future[ExecResult | str]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # Runs on the Lua thread: parse everything there so option errors point at the
+    # caller's line, then execute (here or on a worker).
+    def prepare(self, opts: Any) -> tuple[RunOptions, str, str | None]:
+        self.ctx.require_run_phase("process.run")
+        if self.ctx.cancel.cancelled:
+            raise LuaCallError(f"process.run: {self.ctx.cancel.reason}")
+        return parse_options(opts, self.ctx.workspace), self.ctx.current_image, self.ctx.stage
+
+    def execute(self, options: RunOptions, image: str, stage: str | None) -> ExecResult:
+        ctx = self.ctx
+        try:
+            container = ctx.container_for(image)
+        except ContainerError as exc:
+            raise LuaCallError(f"process.run: {exc}") from None
+        ctx.log("debug", f"$ {options.display}", stage)
+
+        def line_logger(level: Any) -> Any:
+            return lambda line: ctx.log(level, line, stage)
+
+        request = ExecRequest(
+            argv=options.argv,
+            env={**base_env(ctx.job_id, stage), **options.env},
+            cwd=options.cwd,
+            timeout=options.timeout,
+            on_stdout=line_logger(options.stdout_level),
+            on_stderr=line_logger(options.stderr_level),
+            capture_stdout=options.capture_stdout,
+            capture_stderr=options.capture_stderr,
+        )
+        result = ctx.backend.exec(container, request)
+        if result.timed_out:
+            ctx.log("warning", f"'{options.display}' timed out after {options.timeout:g} s", stage)
+        if ctx.cancel.cancelled:
+            raise LuaCallError(f"process.run: {ctx.cancel.reason}")
+        if options.check and result.exit_code != 0:
+            raise LuaCallError(
+                f"process.run: '{options.display}' exited with code {result.exit_code}"
+                + (" (timed out)" if result.timed_out else "")
+            )
+        return result
+
+    def to_table(self, result: ExecResult) -> Any:
+        return self.sandbox.table(
+            {
+                "exit_code": result.exit_code,
+                "stdout": result.stdout,
+                "stderr": result.stderr,
+                "timed_out": result.timed_out,
+            }
+        )
+
+    def run_sync(self, opts: Any) -> Any:
+        return self.to_table(self.execute(*self.prepare(opts)))
+
+    def start(self, opts: Any) -> int:
+        prepared = self.prepare(opts)
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rivet-proc")
+            handle = next(self._ids)
+            self._futures[handle] = self._pool.submit(self._execute_caught, *prepared)
+        return handle
+
+    def _execute_caught(
+        self, options: RunOptions, image: str, stage: str | None
+    ) -> ExecResult | str:
+        try:
+            return self.execute(options, image, stage)
+        except LuaCallError as exc:
+            return str(exc)
+
+    def wait_any(self, handles: Any) -> tuple[int, bool, Any]:
+        wanted = [int(h) for h in lv.array_values(handles)]
+        with self._lock:
+            futures = {self._futures[h]: h for h in wanted}
+        done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+        future = next(iter(done))
+        handle = futures[future]
+        with self._lock:
+            del self._futures[handle]
+        outcome = future.result()
+        if isinstance(outcome, str):
+            return handle, False, outcome
+        return handle, True, self.to_table(outcome)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def install(sandbox: Sandbox, ctx: JobContext) -> None:
+    runner = _Runner(sandbox, ctx)
+    ctx.closers.append(runner.close)
+    sandbox.env["process"] = sandbox.eval_lua(
+        _GLUE.replace("DEFAULT_MAX", str(DEFAULT_PARALLEL)),
+        sandbox.expose(runner.run_sync, "process.run"),
+        sandbox.expose(runner.start, "process.run", raw=True),
+        sandbox.expose(runner.wait_any, "process.parallel"),
+    )

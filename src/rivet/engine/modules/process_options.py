@@ -1,0 +1,178 @@
+"""Parsing and checking ``process.run`` options (spec: process) into an ``ExecRequest``."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rivet.engine.backends.base import WORKSPACE
+from rivet.engine.events import Level
+from rivet.lua import lua_values as lv
+from rivet.lua.sandbox import LuaCallError
+
+__all__ = ["OPTIONS", "RunOptions", "base_env", "jail_cwd", "parse_options"]
+
+OPTIONS = (
+    "cmd",
+    "args",
+    "cwd",
+    "env",
+    "capture_stdout",
+    "capture_stderr",
+    "stdout_level",
+    "stderr_level",
+    "timeout",
+    "check",
+)
+LEVELS: dict[str, Level] = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+}
+
+
+@dataclass
+class RunOptions:
+    argv: list[str]
+    cwd: str = WORKSPACE
+    env: dict[str, str] = field(default_factory=dict)
+    capture_stdout: bool = False
+    capture_stderr: bool = False
+    stdout_level: Level = "info"
+    stderr_level: Level = "error"
+    timeout: float | None = None
+    check: bool = False
+
+    @property
+    def display(self) -> str:
+        return shlex.join(self.argv)
+
+
+def _fail(message: str) -> LuaCallError:
+    return LuaCallError(f"process.run: {message}")
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _fail(f"{what} must be a string, got {lv.type_name(value)}")
+
+
+def _flag(opts: Any, name: str) -> bool:
+    value = opts[name]
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(f"option '{name}' must be a boolean, got {lv.type_name(value)}")
+    return value
+
+
+def _level(opts: Any, name: str, default: Level) -> Level:
+    value = opts[name]
+    if value is None:
+        return default
+    if value not in LEVELS:
+        raise _fail(f"option '{name}' must be one of debug, info, warning, error; got {value!r}")
+    return LEVELS[value]
+
+
+def jail_cwd(cwd: Any, workspace: Path) -> str:
+    """The container path for ``cwd``; refuses anything that leaves /workspace,
+    including through symlinks that exist in the workspace."""
+    if cwd is None:
+        return WORKSPACE
+    text = _text(cwd, "option 'cwd'")
+    if posixpath.isabs(text):
+        relative = posixpath.relpath(posixpath.normpath(text), WORKSPACE)
+    else:
+        relative = posixpath.normpath(text)
+    if relative == ".." or relative.startswith("../") or posixpath.isabs(relative):
+        raise _fail(f"cwd {text!r} is outside the workspace ({WORKSPACE})")
+    root = workspace.resolve()
+    host = (root / relative).resolve() if relative != "." else root
+    if host != root and root not in host.parents:
+        raise _fail(f"cwd {text!r} leads outside the workspace through a symlink")
+    if not host.is_dir():
+        raise _fail(f"cwd {text!r} does not exist in the workspace (create it first)")
+    return WORKSPACE if relative == "." else posixpath.join(WORKSPACE, relative)
+
+
+def parse_options(opts: Any, workspace: Path) -> RunOptions:
+    if not lv.is_table(opts):
+        raise _fail(
+            'expected a table: process.run({ cmd = "echo", args = { "hi" } }) '
+            f'or process.run({{ "echo", "hi" }}), got {lv.type_name(opts)}'
+        )
+    positional = lv.array_values(opts)
+    for key in lv.keys(opts):
+        if isinstance(key, int) and not isinstance(key, bool) and 1 <= key <= len(positional):
+            continue
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(str(key), OPTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _fail(f"unknown option '{key}'{hint}")
+    argv = [_text(v, f"argument {i}") for i, v in enumerate(positional, start=1)]
+    cmd = opts["cmd"]
+    if cmd is not None:
+        if argv:
+            raise _fail("give either 'cmd' or a positional argv, not both")
+        argv = [_text(cmd, "option 'cmd'")]
+    args = opts["args"]
+    if args is not None:
+        if not lv.is_array(args):
+            raise _fail(f"option 'args' must be a list of strings, got {lv.type_name(args)}")
+        if positional:
+            raise _fail("give 'args' together with 'cmd', not with a positional argv")
+        argv += [_text(v, f"args[{i}]") for i, v in enumerate(lv.array_values(args), start=1)]
+    if not argv or not argv[0]:
+        raise _fail("no command given (set 'cmd' or pass the argv positionally)")
+
+    env: dict[str, str] = {}
+    raw_env = opts["env"]
+    if raw_env is not None:
+        if not lv.is_table(raw_env):
+            raise _fail(
+                f"option 'env' must be a table of NAME = value, got {lv.type_name(raw_env)}"
+            )
+        for key, value in raw_env.items():
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+                raise _fail(f"env: invalid variable name {key!r}")
+            env[key] = _text(value, f"env.{key}")
+
+    timeout = opts["timeout"]
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise _fail(f"option 'timeout' must be a positive number of seconds, got {timeout!r}")
+
+    return RunOptions(
+        argv=argv,
+        cwd=jail_cwd(opts["cwd"], workspace),
+        env=env,
+        capture_stdout=_flag(opts, "capture_stdout"),
+        capture_stderr=_flag(opts, "capture_stderr"),
+        stdout_level=_level(opts, "stdout_level", "info"),
+        stderr_level=_level(opts, "stderr_level", "error"),
+        timeout=float(timeout) if timeout is not None else None,
+        check=_flag(opts, "check"),
+    )
+
+
+def base_env(job_id: str, stage: str | None) -> dict[str, str]:
+    """Variables every process gets (documented in docs/lua-reference.md)."""
+    env = {"CI": "true", "RIVET": "true", "RIVET_JOB_ID": job_id, "RIVET_WORKSPACE": WORKSPACE}
+    if stage:
+        env["RIVET_STAGE"] = stage
+    return env
