@@ -1,9 +1,4 @@
-"""Helpers for the API tests: Lua pipeline sources, runner registration, job driving.
-
-``lua_pipeline`` writes a real Lua pipeline file. Until ``rivet.lua.definition`` exists
-the tests install a stand-in loader that reads the JSON spec from the file's first
-comment line (the real loader ignores that comment), so the same sources work with both.
-"""
+"""Helpers for the API tests: real Lua pipeline sources, runner registration, SSE parsing."""
 
 from __future__ import annotations
 
@@ -14,13 +9,8 @@ from typing import Any
 
 import httpx
 
-from rivet.domain import InputDef, PipelineDefinition, RunnerTag, StageDef
-from rivet.errors import DefinitionError, Problem
-
 ADMIN_TOKEN = "rivet_admin_test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-SPEC_MARK = "-- rivet-test-spec:"
-INVALID_MARK = "-- rivet-test-invalid:"
 
 
 def _lua(value: Any) -> str:
@@ -45,8 +35,6 @@ def lua_pipeline(
     plugins: tuple[str, ...] = (),
     stages: tuple[str, ...] = ("hello",),
 ) -> str:
-    spec = {"name": name, "inputs": inputs or {}, "tags": tags or {}, "plugins": list(plugins)}
-    spec["stages"] = list(stages)
     stage_src = ", ".join(
         f'{{ name = {_lua(s)}, script = function() log.info("in {s}") end }}' for s in stages
     )
@@ -57,45 +45,12 @@ def lua_pipeline(
         body.append(f"  runner = {_lua([{'key': k, 'value': v} for k, v in tags.items()])},")
     if plugins:
         body.append(f"  plugins = {_lua(list(plugins))},")
-    return "\n".join([f"{SPEC_MARK} {json.dumps(spec)}", "return pipeline.define({", *body, "})"])
+    return "\n".join(["return pipeline.define({", *body, "})"])
 
 
 def invalid_lua() -> str:
-    """A definition the real validator rejects (no name, a stage without a script)."""
-    problems = [["name", "required field is missing"], ["stages[1].script", "expected a function"]]
-    return "\n".join(
-        [
-            f"{INVALID_MARK} {json.dumps(problems)}",
-            'return pipeline.define({ stages = { { name = "x" } } })',
-        ]
-    )
-
-
-def stand_in_load_definition(source: str, filename: str) -> PipelineDefinition:
-    first = source.splitlines()[0] if source else ""
-    if first.startswith(INVALID_MARK):
-        problems = json.loads(first[len(INVALID_MARK) :])
-        raise DefinitionError(filename, [Problem(path, msg, 1) for path, msg in problems])
-    if not first.startswith(SPEC_MARK):
-        raise DefinitionError(filename, [Problem("", "stand-in loader needs a spec comment")])
-    spec = json.loads(first[len(SPEC_MARK) :])
-    return PipelineDefinition(
-        name=spec["name"],
-        stages=tuple(StageDef(s) for s in spec["stages"]),
-        inputs=tuple(
-            InputDef(
-                name=key,
-                type=d["type"],
-                description=d.get("description"),
-                default=d.get("default"),
-                options=tuple(d["options"]) if "options" in d else None,
-                required=d.get("required", True),
-            )
-            for key, d in sorted(spec["inputs"].items())
-        ),
-        tags=tuple(RunnerTag(k, v) for k, v in spec["tags"].items()),
-        plugins=tuple(spec["plugins"]),
-    )
+    """A definition the validator rejects twice: no name, and a stage without a script."""
+    return 'return pipeline.define({\n  stages = { { name = "x" } },\n})\n'
 
 
 async def create_pipeline(client: httpx.AsyncClient, name: str, **kwargs: Any) -> dict[str, Any]:

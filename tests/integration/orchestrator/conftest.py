@@ -7,12 +7,9 @@ through httpx's ASGI transport, in-process; streaming tests use a real uvicorn.
 
 from __future__ import annotations
 
-import importlib
 import socket
-import sys
 import threading
 import time
-import types
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +18,7 @@ import anyio.to_thread
 import httpx
 import pytest
 import uvicorn
-from api_helpers import ADMIN_TOKEN, stand_in_load_definition
+from api_helpers import ADMIN_TOKEN
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -46,17 +43,6 @@ def database_url(
         pytest.skip("RIVET_TEST_DATABASE_URL is not set")
     with scratch_postgres(base) as url:
         yield url
-
-
-@pytest.fixture(autouse=True)
-def definition_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Use the real Lua validator when it exists, a stand-in until then."""
-    try:
-        importlib.import_module("rivet.lua.definition")
-    except ImportError:
-        module = types.ModuleType("rivet.lua.definition")
-        module.load_definition = stand_in_load_definition  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "rivet.lua.definition", module)
 
 
 @pytest.fixture

@@ -67,8 +67,10 @@ async def test_invalid_definition_is_422_with_every_message(client: httpx.AsyncC
     details = error["details"]
     assert details["file"] == "broken.lua"
     assert len(details["messages"]) >= 1 and len(details["problems"]) == len(details["messages"])
+    paths = {problem["path"] for problem in details["problems"]}
+    assert {"name", "stages[1].script"} <= paths
     for message in details["messages"]:
-        assert message.startswith("broken.lua")
+        assert message.startswith("broken.lua:")  # file:line: field: message
         assert message in error["message"]
     assert (await client.get("/api/pipelines")).json() == []
 
@@ -88,3 +90,18 @@ async def test_lua_source_round_trips(client: httpx.AsyncClient) -> None:
     assert shown["source"] == source
     assert shown["definition"]["tags"] == [{"key": "os", "value": "linux"}]
     assert shown["definition"]["plugins"] == ["git"]
+
+
+DEMO = """return pipeline.define({ name = "demo",
+  inputs = { who = { type = "string", default = "world" } },
+  stages = { { name = "hello", script = function() log.info("hi " .. input.get("who")) end } } })
+"""
+
+
+async def test_declarative_demo_pipeline(client: httpx.AsyncClient) -> None:
+    created = await client.post("/api/pipelines", json={"source": DEMO, "filename": "demo.lua"})
+    assert created.status_code == 201, created.text
+    definition = created.json()["definition"]
+    assert definition["name"] == "demo"
+    assert definition["inputs"][0]["default"] == "world"
+    assert [s["name"] for s in definition["stages"]] == ["hello"]

@@ -6,7 +6,6 @@ LISTEN/NOTIFY carried it from one process to the other.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -23,7 +22,6 @@ import httpx
 import pytest
 from api_helpers import ADMIN, ADMIN_TOKEN, log_lines, lua_pipeline, read_sse
 
-from rivet.store import Database, upgrade
 from rivet.store.testing import postgres_test_url, scratch_postgres
 
 pytestmark = pytest.mark.postgres
@@ -97,25 +95,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], logs: Path) -> None:
     pytest.fail(f"{url} did not become ready")
 
 
-def _create_pipeline(http: httpx.Client, pg_url: str, name: str) -> None:
-    source = lua_pipeline(name)
-    try:
-        importlib.import_module("rivet.lua.definition")
-    except ImportError:  # no Lua validator yet: store the version directly
-        from api_helpers import stand_in_load_definition
-
-        from rivet.store import pipelines
-
-        db = Database(pg_url)
-        try:
-            upgrade(db)
-            with db.write() as tx:
-                definition = stand_in_load_definition(source, f"{name}.lua")
-                pipelines.create_version(tx.conn, definition, source, f"{name}.lua")
-        finally:
-            db.close()
-        return
-    assert http.post("/api/pipelines", json={"source": source}).status_code == 201
+def _create_pipeline(http: httpx.Client, name: str) -> None:
+    assert http.post("/api/pipelines", json={"source": lua_pipeline(name)}).status_code == 201
 
 
 def _runner(http: httpx.Client, name: str) -> dict[str, str]:
@@ -126,12 +107,12 @@ def _runner(http: httpx.Client, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {body['token']}"}
 
 
-def test_job_launched_on_b_wakes_runner_waiting_on_a(servers: list[str], pg_url: str) -> None:
+def test_job_launched_on_b_wakes_runner_waiting_on_a(servers: list[str]) -> None:
     with (
         httpx.Client(base_url=servers[0], timeout=30) as a,
         httpx.Client(base_url=servers[1], timeout=30) as b,
     ):
-        _create_pipeline(b, pg_url, "wake")
+        _create_pipeline(b, "wake")
         runner = _runner(a, "waiting-on-a")
         result: dict[str, Any] = {}
 
@@ -155,12 +136,12 @@ def test_job_launched_on_b_wakes_runner_waiting_on_a(servers: list[str], pg_url:
         assert "waiting-on-a" in names
 
 
-def test_logs_posted_to_a_stream_from_b(servers: list[str], pg_url: str) -> None:
+def test_logs_posted_to_a_stream_from_b(servers: list[str]) -> None:
     with (
         httpx.Client(base_url=servers[0], timeout=30) as a,
         httpx.Client(base_url=servers[1], timeout=30) as b,
     ):
-        _create_pipeline(a, pg_url, "stream")
+        _create_pipeline(a, "stream")
         runner = _runner(a, "streaming")
         job_id = a.post("/api/jobs", json={"pipeline": "stream"}).json()["id"]
         claimed = a.post("/api/runner/claim", headers=runner, json={"wait_seconds": 0})

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
-from rivet.domain import PipelineDefinition
 from rivet.protocol import PipelineCreate, PipelineView
 from rivet.store import Database
 from rivet.store import pipelines as store
@@ -25,11 +22,9 @@ class PipelineService:
         anything is written.
         """
         # Imported here: the Lua runtime (lupa) is heavy and only this use case needs it.
-        # (importlib until rivet.lua.definition lands; then a plain import.)
-        definitions = importlib.import_module("rivet.lua.definition")
-        definition: PipelineDefinition = definitions.load_definition(
-            request.source, request.filename
-        )
+        from rivet.lua.definition import load_definition
+
+        definition = load_definition(request.source, request.filename)
         with self.db.write() as tx:
             return store.create_version(tx.conn, definition, request.source, request.filename)
 
