@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,7 +67,17 @@ class JobQueue(Protocol):
         ...
 
     async def claim(
-        self, runner_id: str, offer: Offer, wait_seconds: float
+        self,
+        runner_id: str,
+        offer: Offer,
+        wait_seconds: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> JobAssignment | None:
-        """Long poll: a job as soon as one matches, or ``None`` after ``wait_seconds``."""
+        """Long poll: a job as soon as one matches, or ``None`` after ``wait_seconds``.
+
+        ``gone`` (e.g. "has the HTTP client disconnected?") is checked before every
+        attempt, so a runner that gave up waiting is not handed a job it will never
+        see. The window between the last check and the response remains: runners
+        must use an HTTP timeout longer than ``wait_seconds``.
+        """
         ...

@@ -13,6 +13,7 @@ the process-wide writer lock, which makes it atomic by itself. The outer ``statu
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -94,13 +95,19 @@ class SqlQueue:
             return _assignment(tx, row)
 
     async def claim(
-        self, runner_id: str, offer: Offer, wait_seconds: float
+        self,
+        runner_id: str,
+        offer: Offer,
+        wait_seconds: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> JobAssignment | None:
         deadline = time.monotonic() + wait_seconds
         # Watch before the first attempt: a launch committed after the attempt's
         # snapshot still sets our event, so it is not missed until the next poll.
         async with self.signals.watch(JOBS_TOPIC) as watch:
             while True:
+                if gone is not None and await gone():
+                    return None  # nobody would receive the job: leave it queued
                 job = await anyio.to_thread.run_sync(self.try_claim, runner_id, offer)
                 remaining = deadline - time.monotonic()
                 if job is not None or remaining <= 0 or self._stopping:

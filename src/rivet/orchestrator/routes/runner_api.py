@@ -6,7 +6,7 @@ runner token and 403 for a job another runner claimed.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from rivet.orchestrator.deps import RunnerDep, ServicesDep
 from rivet.protocol import Ack, ClaimRequest, JobAssignment, JobCompletion, LogBatch, StageUpdate
@@ -23,9 +23,11 @@ router = APIRouter(prefix="/runner", tags=["runner protocol"])
     summary="Long-poll for a job",
 )
 async def claim(
-    body: ClaimRequest, runner: RunnerDep, services: ServicesDep
+    body: ClaimRequest, request: Request, runner: RunnerDep, services: ServicesDep
 ) -> Response | JobAssignment:
-    job = await services.work.claim(runner, body)
+    """Use an HTTP read timeout longer than ``wait_seconds``: a job claimed just as the
+    client gives up would stay assigned to this runner without it knowing."""
+    job = await services.work.claim(runner, body, request.is_disconnected)
     if job is None:
         return Response(status_code=204)
     return job

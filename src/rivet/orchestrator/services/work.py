@@ -8,6 +8,8 @@ without changing it, so a runner that timed out on a response can simply resend.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio.to_thread
 
 from rivet.domain import JobStatus, StageStatus
@@ -37,14 +39,19 @@ class WorkService:
         self.db = db
         self.queue = queue
 
-    async def claim(self, runner: RunnerRecord, request: ClaimRequest) -> JobAssignment | None:
+    async def claim(
+        self,
+        runner: RunnerRecord,
+        request: ClaimRequest,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> JobAssignment | None:
         """Long poll for a job matching the runner's (possibly overridden) tags/plugins."""
         offer = Offer(
             tags=runner.tags if request.tags is None else request.tags,
             plugins=runner.plugins if request.plugins is None else request.plugins,
         )
         await anyio.to_thread.run_sync(self._check_in, runner, offer)
-        return await self.queue.claim(runner.id, offer, request.wait_seconds)
+        return await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
 
     def _check_in(self, runner: RunnerRecord, offer: Offer) -> None:
         with self.db.write() as tx:
