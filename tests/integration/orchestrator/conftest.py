@@ -8,6 +8,7 @@ through httpx's ASGI transport, in-process; streaming tests use a real uvicorn.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,6 @@ import anyio.to_thread
 import httpx
 import pytest
 import uvicorn
-from api_helpers import ADMIN_TOKEN
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -26,6 +26,11 @@ from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
 from rivet.store.testing import empty_tables, postgres_test_url, scratch_postgres
+
+# Test modules import their plain helper module by name; that must also work under
+# pytest's importlib import mode, which puts no test directory on sys.path.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(
@@ -52,6 +57,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> ServerSettings:
+    from api_helpers import ADMIN_TOKEN
+
     return ServerSettings(
         home=tmp_path / "home",
         database_url=database_url,

@@ -7,12 +7,19 @@ missing URL is an error.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rivet.store import Database, upgrade
 from rivet.store.testing import empty_tables, postgres_test_url, scratch_postgres
+
+# Test modules import their plain helper module by name; that must also work under
+# pytest's importlib import mode, which puts no test directory on sys.path.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(
