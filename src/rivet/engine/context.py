@@ -47,6 +47,7 @@ class JobContext:
     _containers: dict[str, RunningContainer] = field(default_factory=dict)
     _image_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _containers_lock: threading.Lock = field(default_factory=threading.Lock)
+    _started_any: bool = False
 
     def __post_init__(self) -> None:
         self._seq = self.first_seq - 1
@@ -96,6 +97,7 @@ class JobContext:
                 return existing
             if self.cancel.cancelled:
                 raise ContainerError(f"cannot start image '{image}': {self.cancel.reason}")
+            self._started_any = True
             spec = ContainerSpec(
                 job_id=self.job_id,
                 image=image,
@@ -113,5 +115,7 @@ class JobContext:
             self._containers.clear()
         for container in containers:
             self.backend.remove(container)
-        # Also catches a container whose start was interrupted before we recorded it.
-        self.backend.remove_job(self.job_id)
+        # Also catches a container whose start was interrupted before we recorded it;
+        # a job that never started one (a stage that only logs) never touches podman.
+        if self._started_any:
+            self.backend.remove_job(self.job_id)

@@ -168,7 +168,7 @@ def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:
     sandbox.cancel(reason)
     ctx.log("warning", f"cancelling: {reason}")
     try:
-        ctx.backend.remove_job(ctx.job_id)
+        ctx.remove_containers()
     except RivetError as exc:
         ctx.log("warning", f"could not remove the job's containers: {exc}")
 

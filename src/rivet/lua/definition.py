@@ -138,8 +138,8 @@ def load_pipeline(
     api_fn = sandbox.load(api_source, "rivet/pipeline_api.lua")
     pipeline_table, resolve = api_fn(
         sandbox.expose(record, "pipeline.define"),
-        sandbox.expose(check_input, "pipeline.input"),
-        sandbox.expose(check_stage, "pipeline.stage"),
+        sandbox.expose(check_input, "pipeline.input", raw=True),
+        sandbox.expose(check_stage, "pipeline.stage", raw=True),
         sandbox.caller_line_function,
     )
     sandbox.env["pipeline"] = pipeline_table

@@ -68,16 +68,22 @@ function Builder:build()
 end
 
 function pipeline.define(spec)
+  if type(spec) ~= "table" then
+    error("pipeline.define expects a table { name = ..., stages = ... }, got " .. type(spec), 2)
+  end
   return define(spec, caller_line(2))
 end
 
+-- check_input / check_stage return (ok, message) so the error lands on the caller.
 function pipeline.input(def)
-  check_input(def)
+  local ok, err = check_input(def)
+  if not ok then error(err, 2) end
   return def
 end
 
 function pipeline.stage(def)
-  check_stage(def)
+  local ok, err = check_stage(def)
+  if not ok then error(err, 2) end
   return def
 end
 

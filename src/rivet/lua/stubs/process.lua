@@ -1,0 +1,43 @@
+---@meta process
+-- Rivet: the `process` module: run commands inside the container on top of the
+-- job's container stack (the default image when the stack is empty). Commands run
+-- in /workspace (the job's workspace) and are never passed through a shell.
+
+---@class ProcessRunOptions
+---@field cmd? string Program to run (or give the argv positionally: `process.run({ "cargo", "build" })`).
+---@field args? string[] Argument list (default `{}`); never passed through a shell.
+---@field cwd? string Working directory relative to /workspace; must stay inside it (default: the workspace root).
+---@field env? table<string, string> Extra environment variables (default `{}`).
+---@field capture_stdout? boolean Return stdout in the result instead of logging it (default false).
+---@field capture_stderr? boolean Return stderr in the result instead of logging it (default false).
+---@field stdout_level? rivet.LogLevel Log level for streamed stdout lines (default "info").
+---@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "error").
+---@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124.
+---@field check? boolean Raise an error on a non-zero exit (default false).
+---@field [integer] string The argv, when given positionally.
+
+---@class ProcessResult
+---@field exit_code integer The command's exit status (124 after a timeout).
+---@field stdout string Captured stdout ("" unless `capture_stdout`).
+---@field stderr string Captured stderr ("" unless `capture_stderr`).
+
+---@class ProcessParallelOptions
+---@field max? integer At most this many `process.run` calls in flight at once.
+
+---@class rivet.process
+process = {}
+
+---Run one command, streaming its output to the log line by line while it runs.
+---A non-zero exit does not raise unless `check = true`.
+---@param opts ProcessRunOptions|string[]
+---@return ProcessResult
+function process.run(opts) end
+
+---Call `fn(item)` for every item with up to `max` commands in flight; returns the
+---results in item order, and raises after all finished if any call raised.
+---@generic T
+---@param items T[]
+---@param fn fun(item: T): any
+---@param opts? ProcessParallelOptions
+---@return any[]
+function process.parallel(items, fn, opts) end
