@@ -26,8 +26,8 @@ from rivet.queue.base import Offer
 from rivet.queue.signals import JOBS_TOPIC, Signals, job_topic
 from rivet.store import Database, Transaction
 from rivet.store.logs import last_seq
+from rivet.store.portable import utcnow
 from rivet.store.tables import jobs, pipeline_versions, pipelines
-from rivet.store.types import utcnow
 
 __all__ = ["SqlQueue"]
 

@@ -15,8 +15,8 @@ from rivet.errors import NotFoundError
 from rivet.protocol import JobPage, JobView, StageView
 from rivet.store.ids import new_id, resolve_prefix
 from rivet.store.pipelines import PipelineVersion
+from rivet.store.portable import utcnow
 from rivet.store.tables import job_stages, jobs, pipeline_versions, pipelines, runners
-from rivet.store.types import utcnow
 
 __all__ = [
     "JobRecord",

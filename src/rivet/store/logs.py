@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from rivet.protocol import LogLine
-from rivet.store.dialects import insert_ignoring_duplicates
+from rivet.store.portable import insert_ignoring_duplicates
 from rivet.store.tables import log_lines
 
 __all__ = ["append_lines", "last_seq", "read_lines"]

@@ -11,11 +11,10 @@ from sqlalchemy.engine import Connection
 from rivet.domain import PipelineDefinition
 from rivet.errors import NotFoundError
 from rivet.protocol import PipelineView
-from rivet.store.dialects import insert_ignoring_duplicates
 from rivet.store.ids import looks_like_id, new_id, resolve_prefix
+from rivet.store.portable import insert_ignoring_duplicates, utcnow
 from rivet.store.tables import pipeline_versions as pv
 from rivet.store.tables import pipelines as p
-from rivet.store.types import utcnow
 
 __all__ = [
     "PipelineVersion",

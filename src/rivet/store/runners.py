@@ -18,8 +18,8 @@ from rivet.domain import JobStatus
 from rivet.errors import NotFoundError
 from rivet.protocol import RegistrationTokenView, RunnerView
 from rivet.store.ids import new_id, resolve_prefix
+from rivet.store.portable import utcnow
 from rivet.store.tables import jobs, registration_tokens, runners
-from rivet.store.types import utcnow
 
 __all__ = [
     "RunnerRecord",

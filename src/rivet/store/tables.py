@@ -21,7 +21,7 @@ from sqlalchemy import (
     text,
 )
 
-from rivet.store.types import JsonType, UtcDateTime
+from rivet.store.portable import JsonType, UtcDateTime
 
 __all__ = [
     "job_stages",

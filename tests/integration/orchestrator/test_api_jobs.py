@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import insert, select
 
 from rivet.orchestrator.services import Services
+from rivet.store.portable import utcnow
 from rivet.store.tables import jobs
-from rivet.store.types import utcnow
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from rivet.store import Database
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
 from rivet.store.pipelines import PipelineVersion
-from rivet.store.types import utcnow
+from rivet.store.portable import utcnow
 
 ODD_KEY = "key with 'quotes\" and.dots"
 

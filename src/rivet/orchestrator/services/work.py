@@ -28,8 +28,8 @@ from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
 from rivet.store import runners as runner_store
 from rivet.store.jobs import JobRecord
+from rivet.store.portable import utcnow
 from rivet.store.runners import RunnerRecord
-from rivet.store.types import utcnow
 
 __all__ = ["WorkService"]
 
