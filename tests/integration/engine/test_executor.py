@@ -134,7 +134,7 @@ def test_output_is_streamed_while_the_process_runs(run) -> None:  # type: ignore
 
 
 def test_check_timeout_and_missing_command(run) -> None:  # type: ignore[no-untyped-def]
-    result, events, _ = run(
+    result, _events, _ = run(
         pipeline(
             stage(
                 "timeout",
@@ -225,7 +225,7 @@ def test_bad_options_are_clear_errors(run) -> None:  # type: ignore[no-untyped-d
 
 
 def test_container_stack_reuse_workspace_and_cleanup(run) -> None:  # type: ignore[no-untyped-def]
-    result, events, job_id = run(
+    result, _events, job_id = run(
         pipeline(
             stage(
                 "one",
@@ -263,7 +263,7 @@ def test_container_stack_reuse_workspace_and_cleanup(run) -> None:  # type: igno
 
 
 def test_container_started_lazily_and_pop_after_error(run) -> None:  # type: ignore[no-untyped-def]
-    result, events, job_id = run(
+    result, events, _job_id = run(
         pipeline(
             stage(
                 "s",
@@ -284,7 +284,7 @@ def test_container_started_lazily_and_pop_after_error(run) -> None:  # type: ign
 
 
 def test_missing_image_is_a_catchable_error_naming_the_image(run) -> None:  # type: ignore[no-untyped-def]
-    result, events, job_id = run(
+    result, events, _job_id = run(
         pipeline(
             stage(
                 "s",
@@ -333,7 +333,7 @@ def test_default_image_setting(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:  # type: ignore[no-untyped-def]
-    result, events, _ = run(
+    result, _events, _ = run(
         pipeline(
             stage(
                 "par",
@@ -405,7 +405,7 @@ def test_cancel_stops_the_process_and_removes_containers(run) -> None:  # type: 
     cancel = CancelToken()
     threading.Timer(2.0, cancel.cancel, args=("cancelled by test",)).start()
     started = time.monotonic()
-    result, events, job_id = run(
+    result, _events, job_id = run(
         pipeline(stage("s", 'process.run({ "sleep", "60" })'), stage("after", "log.info('after')")),
         cancel=cancel,
     )

@@ -104,7 +104,7 @@ def test_capability_absent_at_definition_time(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(ABSENT))
 def test_capability_absent_in_stage(tmp_path: Path, name: str) -> None:
-    result, events = run_stage(tmp_path, f"assert({ABSENT[name]} == nil, 'reached {name}')")
+    result, _events = run_stage(tmp_path, f"assert({ABSENT[name]} == nil, 'reached {name}')")
     assert result.status == "succeeded", result.error
 
 
@@ -257,7 +257,7 @@ def test_endless_loop_at_definition_time(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(LOOPS))
 def test_endless_loop_in_stage(tmp_path: Path, name: str) -> None:
-    result, events = run_stage(tmp_path, LOOPS[name])
+    result, _events = run_stage(tmp_path, LOOPS[name])
     assert result.status == "failed"
     assert "stage 's': Lua CPU budget of 0.5 s exceeded" in (result.error or "")
     assert result.stages[0].status == "failed"
