@@ -17,6 +17,7 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +56,17 @@ def clean_message(raw: str) -> str:
     """Lupa appends a Lua traceback to messages; users get the first line(s) only."""
     head = raw.split("\nstack traceback:", 1)[0].strip()
     return head or "error raised without a message (error object is not a string)"
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int | None:
+    """How many positional arguments ``fn`` takes, or None when it takes ``*args``."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return None
+    return sum(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for p in params
+    )
 
 
 class Sandbox:
@@ -156,8 +168,13 @@ class Sandbox:
         trusted Lua glue that raises at the right level itself; never hand it to
         pipeline code, since it is a Python object."""
 
+        arity = _positional_arity(fn)
+
         def call(*args: Any) -> tuple[Any, ...]:
             started = time.thread_time()
+            if arity is not None:
+                # Lua semantics: extra arguments are dropped, missing ones are nil.
+                args = args[:arity] + (None,) * (arity - len(args))
             try:
                 result = fn(*args)
             except LuaCallError as exc:

@@ -297,3 +297,16 @@ def test_budget_counts_lua_not_waiting(tmp_path: Path) -> None:
 def test_workspace_removed_after_failing_job(tmp_path: Path) -> None:
     run_stage(tmp_path, "error('x')")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_module_functions_follow_lua_argument_rules(tmp_path: Path) -> None:
+    # Extra arguments are ignored and missing ones are nil, as for Lua functions:
+    # gsub returns two values, which must not break output.set.
+    result, _ = run_stage(
+        tmp_path,
+        "output.set('trimmed', ('x  '):gsub('%s+$', ''))\n"
+        "assert(output.get('missing') == nil)\n"
+        "log.info()",
+    )
+    assert result.status == "succeeded", result.error
+    assert result.outputs == {"trimmed": "x"}
