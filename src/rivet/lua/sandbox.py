@@ -60,7 +60,10 @@ def clean_message(raw: str) -> str:
 
 def _positional_arity(fn: Callable[..., Any]) -> int | None:
     """How many positional arguments ``fn`` takes, or None when it takes ``*args``."""
-    params = inspect.signature(fn).parameters.values()
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except ValueError:  # some builtins have no signature: pass arguments as they come
+        return None
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
         return None
     return sum(
