@@ -64,6 +64,8 @@ class StageDef:
     container: str | None = None
     has_condition: bool = False
     line: int | None = None
+    readonly: bool = False
+    network: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,8 @@ class StageDef:
             "container": self.container,
             "has_condition": self.has_condition,
             "line": self.line,
+            "readonly": self.readonly,
+            "network": self.network,
         }
 
     @classmethod
@@ -80,6 +84,8 @@ class StageDef:
             container=data.get("container"),
             has_condition=bool(data.get("has_condition", False)),
             line=data.get("line"),
+            readonly=bool(data.get("readonly", False)),
+            network=data.get("network"),
         )
 
 

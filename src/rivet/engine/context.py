@@ -8,14 +8,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue
 from rivet.engine.backends.base import (
     ContainerBackend,
+    ContainerOptions,
     ContainerSpec,
     RunningContainer,
     container_name,
 )
 from rivet.engine.events import CancelToken, JobEvents, Level, LogEvent, utcnow
+from rivet.engine.policy import Policy
+from rivet.engine.redaction import Redactor
 from rivet.errors import ContainerError
 from rivet.lua.sandbox import LuaCallError
 
@@ -41,6 +45,9 @@ class JobContext:
     phase: str = Phase.DEFINITION
     stage: str | None = None
     first_seq: int = 1
+    policy: Policy = field(default_factory=Policy)
+    redactor: Redactor = field(default_factory=Redactor)
+    stage_def: StageDef | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     _seq: int = 0
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,7 +71,7 @@ class JobContext:
                 ts=utcnow(),
                 stage=stage if stage is not None else self.stage,
                 level=level,
-                message=message,
+                message=self.redactor.redact(message),
             )
             self.events.log(event)
 
@@ -83,16 +90,27 @@ class JobContext:
     def current_image(self) -> str:
         return self.stack[-1] if self.stack else self.default_image
 
-    def container_for(self, image: str) -> RunningContainer:
-        """The job's container for ``image``, started on first use (one per image)."""
+    def container_options(self, stage: StageDef | None) -> ContainerOptions:
+        """Options for containers used by ``stage``: its read-only/network settings."""
+        if stage is None:
+            return ContainerOptions()
+        return ContainerOptions(readonly_workspace=stage.readonly, network=stage.network)
+
+    def container_for(
+        self, image: str, options: ContainerOptions | None = None
+    ) -> RunningContainer:
+        """The job's container for ``image`` and ``options``, started on first use and
+        reused afterwards (one per image and options)."""
+        options = options or ContainerOptions()
+        key = image + "\0" + options.key()
         with self._containers_lock:
-            existing = self._containers.get(image)
+            existing = self._containers.get(key)
             if existing is not None:
                 return existing
-            lock = self._image_locks.setdefault(image, threading.Lock())
+            lock = self._image_locks.setdefault(key, threading.Lock())
         with lock:
             with self._containers_lock:
-                existing = self._containers.get(image)
+                existing = self._containers.get(key)
             if existing is not None:
                 return existing
             if self.cancel.cancelled:
@@ -102,11 +120,12 @@ class JobContext:
                 job_id=self.job_id,
                 image=image,
                 workspace=self.workspace,
-                name=container_name(self.job_id, image),
+                name=container_name(self.job_id, image, options),
+                options=options,
             )
             started = self.backend.start(spec)
             with self._containers_lock:
-                self._containers[image] = started
+                self._containers[key] = started
             return started
 
     def remove_containers(self) -> None:

@@ -12,12 +12,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue, resolve_inputs
 from rivet.domain.status import JobStatus, StageStatus
 from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
 from rivet.engine.modules import install_all
+from rivet.engine.policy import Policy
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
 from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
@@ -33,6 +35,7 @@ class ExecutorSettings:
     workspace_root: Path
     default_image: str = DEFAULT_IMAGE
     limits: Limits = field(default_factory=Limits)
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Executor:
             inputs=dict(job.inputs),
             cancel=cancel,
             first_seq=job.first_seq,
+            policy=self.settings.policy,
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         try:
@@ -97,7 +101,7 @@ class Executor:
         for stage, code, state in zip(loaded.definition.stages, loaded.stages, stages, strict=True):
             if ctx.cancel.cancelled:
                 break
-            self._stage(loaded, stage.name, stage.container, code, state, ctx)
+            self._stage(loaded, stage, code, state, ctx)
             if state.status is StageStatus.FAILED:
                 result.status = JobStatus.FAILED
                 result.error = f"stage '{stage.name}' failed: {state.error}"
@@ -110,21 +114,24 @@ class Executor:
             result.error = ctx.cancel.reason
         elif result.status is JobStatus.RUNNING:
             result.status = JobStatus.SUCCEEDED
-        result.outputs = dict(ctx.outputs)
+        result.outputs = {
+            k: ctx.redactor.redact(v) if isinstance(v, str) else v for k, v in ctx.outputs.items()
+        }
         return result
 
     def _stage(
         self,
         loaded: LoadedPipeline,
-        name: str,
-        image: str | None,
+        stage: StageDef,
         code: StageCode,
         state: StageResult,
         ctx: JobContext,
     ) -> None:
         sandbox = loaded.sandbox
         budget = self.settings.limits.stage_cpu_seconds
+        name, image = stage.name, stage.container
         ctx.stage = name
+        ctx.stage_def = stage
         state.status = StageStatus.RUNNING
         state.started_at = utcnow()
         ctx.events.stage_started(state)
@@ -160,6 +167,7 @@ class Executor:
             state.finished_at = utcnow()
             ctx.events.stage_finished(state)
             ctx.stage = None
+            ctx.stage_def = None
 
 
 def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:

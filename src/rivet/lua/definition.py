@@ -33,7 +33,8 @@ __all__ = ["KNOWN_PLUGINS", "LoadedPipeline", "StageCode", "load_definition", "l
 KNOWN_PLUGINS: frozenset[str] = frozenset()
 
 PIPELINE_FIELDS = ("name", "description", "inputs", "runner", "plugins", "stages")
-STAGE_FIELDS = ("name", "script", "condition", "container")
+STAGE_FIELDS = ("name", "script", "condition", "container", "readonly", "network")
+NETWORK_MODES = ("none", "bridge")
 INPUT_FIELDS = ("type", "description", "default", "options", "required", "name")
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -452,10 +453,25 @@ class _Validator:
             problems.append(
                 Problem(f"{path}.container", _expected("an image name (string)", container), line)
             )
+        readonly = spec["readonly"]
+        if readonly is not None and not isinstance(readonly, bool):
+            problems.append(Problem(f"{path}.readonly", _expected("a boolean", readonly), line))
+        network = spec["network"]
+        if network is not None and network not in NETWORK_MODES:
+            problems.append(
+                Problem(
+                    f"{path}.network", f'must be "none" or "bridge", got {lv.render(network)}', line
+                )
+            )
         if len(problems) > before:
             return None
         stage_def = StageDef(
-            name=name, container=container, has_condition=condition is not None, line=line
+            name=name,
+            container=container,
+            has_condition=condition is not None,
+            line=line,
+            readonly=bool(readonly),
+            network=network,
         )
         return stage_def, StageCode(script=script, condition=condition)
 

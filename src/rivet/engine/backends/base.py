@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_MANAGED",
     "WORKSPACE",
     "ContainerBackend",
+    "ContainerOptions",
     "ContainerSpec",
     "ExecRequest",
     "ExecResult",
@@ -48,12 +49,32 @@ LineCallback = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class ContainerOptions:
+    """How a container is run; part of its identity (one container per image+options).
+
+    ``memory`` uses podman's syntax (``512m``, ``2g``); ``pull`` is podman's
+    ``--pull`` policy (never / missing / always); ``network`` is ``none`` or ``bridge``.
+    """
+
+    readonly_workspace: bool = False
+    network: str | None = None
+    memory: str | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    pull: str | None = None
+
+    def key(self) -> str:
+        return repr(self)
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     job_id: str
     image: str
     workspace: Path
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    options: ContainerOptions = field(default_factory=ContainerOptions)
 
 
 @dataclass(frozen=True)
@@ -84,10 +105,11 @@ class ExecResult:
     timed_out: bool = False
 
 
-def container_name(job_id: str, image: str) -> str:
-    """A stable, podman-safe name: one container per (job, image)."""
+def container_name(job_id: str, image: str, options: ContainerOptions | None = None) -> str:
+    """A stable, podman-safe name: one container per (job, image, options)."""
     safe_job = re.sub(r"[^a-zA-Z0-9_.-]", "-", job_id)[:40]
-    digest = hashlib.sha256(image.encode()).hexdigest()[:12]
+    identity = image if options is None or options == ContainerOptions() else image + options.key()
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
     return f"rivet-{safe_job}-{digest}"
 
 

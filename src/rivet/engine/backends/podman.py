@@ -23,6 +23,7 @@ from rivet.engine.backends.base import (
     LABEL_JOB,
     LABEL_MANAGED,
     WORKSPACE,
+    ContainerOptions,
     ContainerSpec,
     ExecRequest,
     ExecResult,
@@ -76,7 +77,8 @@ class PodmanBackend:
         args = ["run", "-d", "--name", spec.name]
         for key, value in labels.items():
             args += ["--label", f"{key}={value}"]
-        args += ["-v", f"{workspace}:{WORKSPACE}", "-w", WORKSPACE]
+        mount = f"{workspace}:{WORKSPACE}" + (":ro" if spec.options.readonly_workspace else "")
+        args += ["-v", mount, "-w", WORKSPACE, *_option_args(spec.options)]
         if self._init is not None:
             args += [
                 "-v",
@@ -267,6 +269,21 @@ class _StreamReader:
     def raise_callback_error(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _option_args(options: ContainerOptions) -> list[str]:
+    args: list[str] = []
+    if options.network:
+        args += ["--network", options.network]
+    if options.memory:
+        args += ["--memory", options.memory]
+    if options.cpus is not None:
+        args += ["--cpus", f"{options.cpus:g}"]
+    if options.pids is not None:
+        args += ["--pids-limit", str(options.pids)]
+    if options.pull:
+        args += ["--pull", options.pull]
+    return args
 
 
 def _check_env(name: str, value: str) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
-from rivet.engine.backends.base import ExecRequest, ExecResult
+from rivet.engine.backends.base import ContainerOptions, ExecRequest, ExecResult
 from rivet.engine.context import JobContext
 from rivet.engine.modules.process_options import RunOptions, base_env, parse_options
 from rivet.errors import ContainerError
@@ -130,6 +131,16 @@ return process
 """
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything taken from the Lua thread's state when the call was made."""
+
+    options: RunOptions
+    image: str
+    stage: str | None
+    container: ContainerOptions
+
+
 class _Runner:
     def __init__(self, sandbox: Sandbox, ctx: JobContext) -> None:
         self.sandbox = sandbox
@@ -141,16 +152,23 @@ class _Runner:
 
     # Runs on the Lua thread: parse everything there so option errors point at the
     # caller's line, then execute (here or on a worker).
-    def prepare(self, opts: Any) -> tuple[RunOptions, str, str | None]:
-        self.ctx.require_run_phase("process.run")
-        if self.ctx.cancel.cancelled:
-            raise LuaCallError(f"process.run: {self.ctx.cancel.reason}")
-        return parse_options(opts, self.ctx.workspace), self.ctx.current_image, self.ctx.stage
-
-    def execute(self, options: RunOptions, image: str, stage: str | None) -> ExecResult:
+    def prepare(self, opts: Any) -> _Prepared:
         ctx = self.ctx
+        ctx.require_run_phase("process.run")
+        if ctx.cancel.cancelled:
+            raise LuaCallError(f"process.run: {ctx.cancel.reason}")
+        return _Prepared(
+            parse_options(opts, ctx.workspace),
+            ctx.current_image,
+            ctx.stage,
+            ctx.container_options(ctx.stage_def),
+        )
+
+    def execute(self, prepared: _Prepared) -> ExecResult:
+        ctx = self.ctx
+        options, image, stage = prepared.options, prepared.image, prepared.stage
         try:
-            container = ctx.container_for(image)
+            container = ctx.container_for(image, prepared.container)
         except ContainerError as exc:
             raise LuaCallError(f"process.run: {exc}") from None
         ctx.log("debug", f"$ {options.display}", stage)
@@ -191,7 +209,7 @@ class _Runner:
         )
 
     def run_sync(self, opts: Any) -> Any:
-        return self.to_table(self.execute(*self.prepare(opts)))
+        return self.to_table(self.execute(self.prepare(opts)))
 
     def start(self, opts: Any) -> int:
         prepared = self.prepare(opts)
@@ -199,14 +217,12 @@ class _Runner:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rivet-proc")
             handle = next(self._ids)
-            self._futures[handle] = self._pool.submit(self._execute_caught, *prepared)
+            self._futures[handle] = self._pool.submit(self._execute_caught, prepared)
         return handle
 
-    def _execute_caught(
-        self, options: RunOptions, image: str, stage: str | None
-    ) -> ExecResult | str:
+    def _execute_caught(self, prepared: _Prepared) -> ExecResult | str:
         try:
-            return self.execute(options, image, stage)
+            return self.execute(prepared)
         except LuaCallError as exc:
             return str(exc)
 

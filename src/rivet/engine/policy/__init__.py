@@ -1,0 +1,48 @@
+"""Runner policy: what pipeline code may do on this runner, from a TOML file.
+
+One section per concern, each in its own module; every refusal is a clear error
+naming the rule (``policy: process.denied_binaries forbids 'curl'``). Loaded once
+per runner process (``rivet runner --policy FILE`` / ``RIVET_POLICY``, or the
+``[policy]`` of ``rivet run --policy FILE``) and passed down in ``ExecutorSettings``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rivet.engine.policy.container import ContainerPolicy
+from rivet.engine.policy.fs import FsPolicy
+from rivet.engine.policy.http import HttpPolicy
+from rivet.engine.policy.process import ProcessPolicy
+from rivet.errors import ConfigError
+
+__all__ = ["ContainerPolicy", "FsPolicy", "HttpPolicy", "Policy", "ProcessPolicy"]
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    process: ProcessPolicy = ProcessPolicy()
+    container: ContainerPolicy = ContainerPolicy()
+    http: HttpPolicy = HttpPolicy()
+    fs: FsPolicy = FsPolicy()
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        """Read a policy file; errors name the file and the offending key."""
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read policy file: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        try:
+            return cls.model_validate(data.get("policy", data))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"{path}: {problems}") from None
