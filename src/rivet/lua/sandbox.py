@@ -18,6 +18,7 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +28,7 @@ from typing import Any
 
 from lupa import lua54
 
-from rivet.errors import LuaError, ResourceLimitError
+from rivet.errors import ConfigError, LuaError, ResourceLimitError
 
 __all__ = ["Limits", "LuaCallError", "Sandbox", "clean_message"]
 
@@ -42,6 +43,33 @@ class Limits:
     memory_bytes: int = 256 * MiB
     definition_cpu_seconds: float = 5.0
     stage_cpu_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        """Limits from ``RIVET_LUA_MEMORY_MIB``, ``RIVET_LUA_DEFINITION_SECONDS`` and
+        ``RIVET_LUA_STAGE_SECONDS``; unset variables keep the defaults."""
+        env = os.environ if environ is None else environ
+        default = cls()
+
+        def number(name: str, fallback: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return fallback
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+            if not value > 0:
+                raise ConfigError(f"{name}: must be greater than 0, got {raw!r}")
+            return value
+
+        return cls(
+            memory_bytes=int(number("RIVET_LUA_MEMORY_MIB", default.memory_bytes / MiB) * MiB),
+            definition_cpu_seconds=number(
+                "RIVET_LUA_DEFINITION_SECONDS", default.definition_cpu_seconds
+            ),
+            stage_cpu_seconds=number("RIVET_LUA_STAGE_SECONDS", default.stage_cpu_seconds),
+        )
 
 
 class LuaCallError(Exception):

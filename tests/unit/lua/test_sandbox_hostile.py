@@ -310,3 +310,17 @@ def test_module_functions_follow_lua_argument_rules(tmp_path: Path) -> None:
     )
     assert result.status == "succeeded", result.error
     assert result.outputs == {"trimmed": "x"}
+
+
+def test_limits_are_configurable_from_the_environment() -> None:
+    from rivet.errors import ConfigError
+
+    limits = Limits.from_env(
+        {"RIVET_LUA_MEMORY_MIB": "32", "RIVET_LUA_DEFINITION_SECONDS": "1.5", "RIVET_LUA_STAGE_SECONDS": "7"}
+    )
+    assert limits == Limits(memory_bytes=32 * MiB, definition_cpu_seconds=1.5, stage_cpu_seconds=7)
+    assert Limits.from_env({}) == Limits()
+    with pytest.raises(ConfigError, match="RIVET_LUA_STAGE_SECONDS: expected a number, got 'lots'"):
+        Limits.from_env({"RIVET_LUA_STAGE_SECONDS": "lots"})
+    with pytest.raises(ConfigError, match="must be greater than 0"):
+        Limits.from_env({"RIVET_LUA_MEMORY_MIB": "0"})
