@@ -1,0 +1,1 @@
+"""The ``rivet`` command line (typer), one module per command group."""

@@ -1,0 +1,158 @@
+"""Helpers shared by the command modules: consoles, exit codes, error lines, settings
+lookup (server URL, admin token, home directory) and id display.
+
+Output conventions: results go to stdout, errors and prompts to stderr. Colour only
+on a terminal and never with ``NO_COLOR`` set (rich honours both).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from rivet.config import DEFAULT_PORT, default_home
+from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageProblem",
+    "err_console",
+    "exit_code_for",
+    "is_interactive",
+    "out_console",
+    "print_error",
+    "read_config",
+    "resolve_admin_token",
+    "resolve_server",
+    "rivet_home",
+    "short_id",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
+SHORT_ID = 8
+
+
+class UsageProblem(RivetError):
+    """The command line itself is wrong (bad ``--input``, unreadable flag value): exit 2."""
+
+
+def out_console() -> Console:
+    """A console on the current stdout (made per use, so tests that swap streams work)."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def is_interactive() -> bool:
+    """True when stdin is a terminal (prompts are allowed). Tests monkeypatch this."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def exit_code_for(error: BaseException) -> int:
+    """2 for mistakes in what the user typed (inputs, flags), 1 for everything else."""
+    if isinstance(error, InputError | UsageProblem | ValueError):
+        return EXIT_USAGE
+    if isinstance(error, ApiError):
+        code = getattr(error.detail, "code", None)
+        if code in ("invalid_inputs", "invalid_request"):
+            return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def print_error(message: str, console: Console | None = None) -> None:
+    """``error: <message>`` on stderr, red on a terminal; one line per message line."""
+    console = console or err_console()
+    lines = message.splitlines() or [""]
+    for line in lines:
+        text = Text.assemble(("error: ", "bold red"), (line, "red"))
+        console.print(text)
+
+
+def print_definition_error(error: DefinitionError, console: Console) -> None:
+    """Every problem as ``file:line: path: message``, like ``rivet check``."""
+    for line in str(error).splitlines():
+        console.print(Text(line, style="red"))
+
+
+def rivet_home() -> Path:
+    """``$RIVET_HOME``, else ``~/.rivet``."""
+    value = os.environ.get("RIVET_HOME")
+    return Path(value).expanduser() if value else default_home()
+
+
+def read_config(home: Path | None = None) -> dict[str, Any]:
+    """The TOML file ``$RIVET_HOME/config`` (``server = "..."``, ``admin_token = "..."``),
+    or an empty dict when it does not exist."""
+    path = (home or rivet_home()) / "config"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def resolve_server(flag: str | None) -> str:
+    """``--server`` / ``RIVET_SERVER``, else ``server`` in the config file, else
+    ``http://127.0.0.1:8420`` (the port ``rivet server`` listens on by default)."""
+    value = flag
+    source = "--server"
+    if not value:
+        config = read_config()
+        configured = config.get("server")
+        if configured is not None and not isinstance(configured, str):
+            raise ConfigError(f"{rivet_home() / 'config'}: server must be a string URL")
+        value, source = configured, f"{rivet_home() / 'config'}"
+    if not value:
+        return DEFAULT_SERVER
+    value = value.strip().rstrip("/")
+    if "://" not in value:
+        value = f"http://{value}"
+    if not value.startswith(("http://", "https://")):
+        raise UsageProblem(f"{source}: server URL must start with http:// or https://: {value}")
+    return value
+
+
+def resolve_admin_token(flag: str | None) -> str | None:
+    """``--admin-token`` / ``RIVET_ADMIN_TOKEN``, else ``admin_token`` in the config
+    file, else ``$RIVET_HOME/admin-token`` (written by a local ``rivet server``)."""
+    if flag:
+        return flag.strip()
+    configured = read_config().get("admin_token")
+    if isinstance(configured, str) and configured.strip():
+        return configured.strip()
+    path = rivet_home() / "admin-token"
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def short_id(value: str | None) -> str:
+    """The first 8 characters of an id: what tables show and what commands accept."""
+    return (value or "")[:SHORT_ID]

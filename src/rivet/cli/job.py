@@ -1,0 +1,358 @@
+"""``rivet job``: launch jobs on a server, list, show and cancel them, read their logs.
+
+Exit codes of ``job logs --follow`` and ``job launch --follow``: 0 when the job
+succeeded, 1 when it failed, 130 when it was cancelled (or Ctrl-C stopped following;
+the job keeps running then).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from rivet.cli import common
+from rivet.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    err_console,
+    out_console,
+    short_id,
+)
+from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
+from rivet.cli.pipeline import definition_of
+from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
+from rivet.cli.render import (
+    LogPrinter,
+    StageRow,
+    format_duration,
+    print_outputs,
+    stage_table,
+    status_text,
+)
+from rivet.cli.run import exit_code_for_status, print_job_summary
+from rivet.client import RivetClient
+from rivet.domain.status import JobStatus
+from rivet.protocol import JobView, LogLine, Scalar
+
+__all__ = ["app", "follow_job"]
+
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Jobs on a Rivet server: launch, list, show, cancel, logs.",
+    no_args_is_help=True,
+)
+
+JobArgument = Annotated[
+    str, typer.Argument(help="job id or a unique prefix of it (4+ characters)", show_default=False)
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", envvar="RIVET_JSON", help="print the server's JSON answer")
+]
+FollowOption = Annotated[
+    bool,
+    typer.Option("--follow", "-f", envvar="RIVET_FOLLOW", help="stream the log until the job ends"),
+]
+
+
+@app.command("launch")
+def launch(
+    pipeline: Annotated[str, typer.Argument(help="pipeline name or id prefix", show_default=False)],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            envvar="RIVET_INPUT",
+            help="an input value NAME=VALUE (repeatable; RIVET_INPUT splits on spaces)",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            "-v",
+            envvar="RIVET_PIPELINE_VERSION",
+            min=1,
+            help="pipeline version (default: latest)",
+            show_default=False,
+        ),
+    ] = None,
+    follow: FollowOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", envvar="RIVET_QUIET", help="print only the job id")
+    ] = False,
+    server: ServerOption = None,
+) -> None:
+    """Launch a job of a pipeline with inputs.
+
+    Missing required inputs are asked for when stdin is a terminal; the server checks
+    every input before the job exists (one error naming every bad input, exit 2).
+    With --follow, streams the log and exits 0/1/130 for succeeded/failed/cancelled.
+
+    Example: rivet job launch build-and-test --input branch=main --follow
+    """
+    given = parse_input_args(inputs or [])
+    err = err_console()
+    with client_for(server) as client:
+        view = client.get_pipeline(pipeline, version)
+        values: dict[str, object] = dict(given)
+        if common.is_interactive():
+            values = collect_inputs(definition_of(view), given, interactive=True, console=err)
+        payload: dict[str, Scalar] = {
+            k: v for k, v in values.items() if isinstance(v, str | int | float | bool)
+        }
+        job = client.launch_job(view.id, payload, version=view.version)
+        if quiet:
+            typer.echo(job.id)
+        else:
+            line = Text("launched job ")
+            line.append(job.id, style="bold")
+            line.append(f" (pipeline {job.pipeline} version {job.version})", style="dim")
+            out_console().print(line)
+            if not follow:
+                err.print(
+                    Text(f"follow it with: rivet job logs {short_id(job.id)} --follow", style="dim")
+                )
+        if follow:
+            raise typer.Exit(follow_job(client, job.id, out_console()))
+
+
+@app.command("list")
+def list_jobs(
+    status: Annotated[
+        list[JobStatus] | None,
+        typer.Option(
+            "--status", envvar="RIVET_JOB_STATUS", help="only jobs in this status (repeatable)"
+        ),
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            "--pipeline", "-p", envvar="RIVET_JOB_PIPELINE", help="only jobs of this pipeline"
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", envvar="RIVET_JOB_LIMIT", min=1, max=500, help="at most N"),
+    ] = 20,
+    offset: Annotated[
+        int, typer.Option(envvar="RIVET_JOB_OFFSET", min=0, help="skip the N newest")
+    ] = 0,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, newest first.
+
+    Example: rivet job list --status running --pipeline build-and-test
+    """
+    with client_for(server) as client:
+        page = client.list_jobs([s.value for s in status or ()], pipeline, limit, offset)
+    if as_json:
+        typer.echo(page.model_dump_json(indent=2))
+        return
+    out = out_console()
+    if not page.jobs:
+        out.print("no jobs" + (" match" if status or pipeline or offset else " yet"))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "pipeline", "status", "created", "duration", "runner", "error"):
+        table.add_column(column, overflow="fold" if column == "error" else "ellipsis")
+    now = datetime.now(UTC)
+    for job in page.jobs:
+        table.add_row(
+            Text(short_id(job.id), style="bold"),
+            f"{job.pipeline} v{job.version}",
+            _status(job),
+            format_ts(job.created_at),
+            _duration(job, now),
+            maybe(job.runner),
+            maybe(_first_line(job.error), "red"),
+        )
+    out.print(table)
+    shown = page.offset + len(page.jobs)
+    if page.total > shown or page.offset:
+        out.print(
+            Text(f"jobs {page.offset + 1}-{shown} of {page.total} (see --limit, --offset)", "dim")
+        )
+
+
+@app.command("show")
+def show(job: JobArgument, server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """Show a job: status, inputs, stages with timings, outputs and error.
+
+    Example: rivet job show 3f2a9c
+    """
+    with client_for(server) as client:
+        view = client.get_job(job)
+    if as_json:
+        typer.echo(view.model_dump_json(indent=2))
+        return
+    print_job(out_console(), view)
+
+
+@app.command("cancel")
+def cancel(job: JobArgument, server: ServerOption = None) -> None:
+    """Cancel a job: a queued job at once, a running one as soon as its runner hears.
+
+    Example: rivet job cancel 3f2a9c
+    """
+    with client_for(server) as client:
+        view = client.cancel_job(job)
+    line = Text(f"job {view.id}: ")
+    if view.status == "cancelled":
+        line.append("cancelled", style="yellow")
+    else:
+        line.append("cancel requested", style="yellow")
+        line.append(" (the runner stops it and removes its containers)", style="dim")
+    out_console().print(line)
+
+
+@app.command("logs")
+def logs(
+    job: JobArgument,
+    follow: FollowOption = False,
+    after: Annotated[
+        int,
+        typer.Option(envvar="RIVET_LOG_AFTER", min=0, help="start after this sequence number"),
+    ] = 0,
+    server: ServerOption = None,
+) -> None:
+    """Print a job's log; with --follow, stream it live until the job ends.
+
+    Lines look like `TIME STAGE LEVEL MESSAGE`. Without --follow the command prints
+    the lines stored so far and exits 0. With --follow it reconnects after a dropped
+    connection (no line lost or repeated) and exits 0 if the job succeeded, 1 if it
+    failed, 130 if it was cancelled.
+
+    Example: rivet job logs 3f2a9c --follow
+    """
+    out = out_console()
+    with client_for(server) as client:
+        view = client.get_job(job)
+        if follow:
+            raise typer.Exit(follow_job(client, view.id, out, after))
+        printer = LogPrinter(out, [s.name for s in view.stages])
+        for line in client.iter_logs(view.id, after):
+            printer.log_line(line)
+    raise typer.Exit(EXIT_OK)
+
+
+def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -> int:
+    """Stream a job's log and stage changes until it ends; the exit code for its status."""
+    printer: LogPrinter | None = None
+    seen: dict[str, str] = {}
+    try:
+        for item in client.stream_logs(job_id, after):
+            if printer is None:
+                printer = LogPrinter(out)
+            if isinstance(item, LogLine):
+                printer.log_line(item)
+                continue
+            view = item.job
+            if not seen:
+                printer.width = max([printer.width, *(len(s.name) for s in view.stages)])
+            _print_stage_changes(printer, view, seen)
+            if item.final:
+                _summary(out, view)
+                return exit_code_for_status(view.status)
+    except KeyboardInterrupt:
+        err_console().print(
+            Text(
+                f"\nstopped following; the job keeps running (cancel it with: "
+                f"rivet job cancel {short_id(job_id)})",
+                style="yellow",
+            )
+        )
+        return EXIT_INTERRUPTED
+    common.print_error("the log stream ended before the job did")
+    return EXIT_FAILED
+
+
+def _print_stage_changes(printer: LogPrinter, view: JobView, seen: dict[str, str]) -> None:
+    for stage in view.stages:
+        before = seen.get(stage.name, "pending")
+        seen[stage.name] = stage.status
+        if stage.status == before:
+            continue
+        if stage.status == "running":
+            printer.marker(stage.started_at, stage.name, Text("started", style="dim"))
+        elif stage.status not in ("pending", "running"):
+            what = status_text(stage.status)
+            if stage.duration is not None:
+                what.append(f" in {format_duration(stage.duration)}", style="dim")
+            if stage.error:
+                what.append(f": {stage.error}", style="red")
+            printer.marker(stage.finished_at, stage.name, what)
+
+
+def _summary(out: Console, view: JobView) -> None:
+    duration = None
+    if view.started_at and view.finished_at:
+        duration = (view.finished_at - view.started_at).total_seconds()
+    print_job_summary(
+        out,
+        view.status,
+        [StageRow.of(s) for s in view.stages],
+        dict(view.outputs),
+        view.error,
+        duration,
+    )
+
+
+def print_job(out: Console, view: JobView) -> None:
+    head = Text("job ")
+    head.append(view.id, style="bold")
+    head.append("  ")
+    head.append_text(_status(view))
+    out.print(head)
+    rows: list[tuple[str, Text]] = [
+        ("pipeline", Text(f"{view.pipeline} version {view.version}")),
+        ("runner", maybe(view.runner)),
+        ("created", Text(format_ts(view.created_at))),
+        ("started", Text(format_ts(view.started_at))),
+        ("finished", Text(format_ts(view.finished_at))),
+        ("duration", Text(_duration(view, datetime.now(UTC)))),
+    ]
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column()
+    for name, value in rows:
+        facts.add_row(name, value)
+    out.print(facts)
+    if view.inputs:
+        table = Table(title="inputs", title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("name", style="bold")
+        table.add_column("value", overflow="fold")
+        for key, item in sorted(view.inputs.items()):
+            table.add_row(key, Text(render_value(item)))
+        out.print(table)
+    if view.stages:
+        out.print(stage_table([StageRow.of(s) for s in view.stages], title="stages"))
+    print_outputs(out, dict(view.outputs))
+    if view.error:
+        out.print(Text.assemble(("error: ", "bold red"), (view.error, "red")))
+
+
+def _status(view: JobView) -> Text:
+    text = status_text(view.status)
+    if view.cancel_requested and not JobStatus(view.status).finished:
+        text.append(" (cancelling)", style="yellow")
+    return text
+
+
+def _duration(view: JobView, now: datetime) -> str:
+    if view.started_at is None:
+        return "-"
+    end = view.finished_at or now
+    return format_duration((end - view.started_at).total_seconds())
+
+
+def _first_line(text: str | None) -> str | None:
+    return text.splitlines()[0] if text else None

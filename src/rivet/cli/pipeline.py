@@ -1,0 +1,226 @@
+"""``rivet pipeline``: pipelines stored on a server (each create makes a new version)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from rivet.cli.check import read_pipeline_file
+from rivet.cli.common import EXIT_FAILED, err_console, out_console, short_id
+from rivet.cli.inputs import render_value
+from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
+from rivet.client import error_body
+from rivet.domain.definition import PipelineDefinition
+from rivet.errors import ApiError
+from rivet.protocol import PipelineView
+
+__all__ = ["app", "definition_of"]
+
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Pipelines on a Rivet server: create (a new version per create), list, show.",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", envvar="RIVET_JSON", help="print the server's JSON answer")
+]
+
+
+def definition_of(view: PipelineView) -> PipelineDefinition:
+    return PipelineDefinition.from_dict(view.definition)
+
+
+def definition_messages(error: ApiError) -> list[str] | None:
+    """The ``rivet check``-style lines of a server's ``invalid_definition`` answer."""
+    body = error_body(error)
+    if body is None or body.code != "invalid_definition":
+        return None
+    details = body.details if isinstance(body.details, dict) else {}
+    messages = details.get("messages")
+    if isinstance(messages, list) and messages:
+        return [str(m) for m in messages]
+    return str(error).splitlines()
+
+
+@app.command("create")
+def create(
+    file: Annotated[Path, typer.Argument(help="the pipeline file", show_default=False)],
+    server: ServerOption = None,
+) -> None:
+    """Upload a pipeline file; the server validates it exactly like `rivet check`.
+
+    A name the server already has gets a new version; jobs pin the version they were
+    launched with. Definition errors are printed one per line, exit code 1.
+
+    Example: rivet pipeline create build.lua
+    """
+    source = read_pipeline_file(file)
+    with client_for(server) as client:
+        try:
+            view = client.create_pipeline(source, str(file))
+        except ApiError as exc:
+            messages = definition_messages(exc)
+            if messages is None:
+                raise
+            err = err_console()
+            for line in messages:
+                err.print(Text(line, style="red"))
+            raise typer.Exit(EXIT_FAILED) from None
+    created = Text(f"{file}: created pipeline ")
+    created.append(view.name, style="bold")
+    created.append(f" version {view.version}", style="green")
+    created.append(f" (id {short_id(view.id)})", style="dim")
+    out_console().print(created)
+
+
+@app.command("list")
+def list_pipelines(server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """List pipelines (their latest versions).
+
+    Example: rivet pipeline list
+    """
+    with client_for(server) as client:
+        views = client.list_pipelines()
+    if as_json:
+        typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        return
+    out = out_console()
+    if not views:
+        out.print("no pipelines yet; create one with: rivet pipeline create FILE")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("name", "version", "stages", "inputs", "updated", "id", "description"):
+        table.add_column(column, justify="right" if column in ("version", "stages") else "left")
+    for view in views:
+        definition = view.definition
+        table.add_row(
+            Text(view.name, style="bold"),
+            f"{view.version}" + (f"/{view.versions}" if view.versions > 1 else ""),
+            str(len(definition.get("stages", []))),
+            maybe(", ".join(i["name"] for i in definition.get("inputs", []))),
+            format_ts(view.created_at),
+            Text(short_id(view.id), style="dim"),
+            maybe(view.description),
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show(
+    pipeline: Annotated[str, typer.Argument(help="pipeline name or id prefix", show_default=False)],
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            "-v",
+            envvar="RIVET_PIPELINE_VERSION",
+            min=1,
+            help="a version number (default: latest)",
+            show_default=False,
+        ),
+    ] = None,
+    source: Annotated[
+        bool,
+        typer.Option("--source", envvar="RIVET_PIPELINE_SOURCE", help="print only the Lua source"),
+    ] = False,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a pipeline's definition: inputs, runner tags, plugins and stages.
+
+    Example: rivet pipeline show build-and-test --version 2 --source
+    """
+    with client_for(server) as client:
+        view = client.get_pipeline(pipeline, version)
+    if source:
+        typer.echo(view.source or "", nl=not (view.source or "").endswith("\n"))
+        return
+    if as_json:
+        typer.echo(view.model_dump_json(indent=2))
+        return
+    print_pipeline(view)
+
+
+def print_pipeline(view: PipelineView) -> None:
+    out = out_console()
+    definition = view.definition
+    head = Text("pipeline ")
+    head.append(view.name, style="bold")
+    head.append(f"  version {view.version} of {view.versions}", style="green")
+    head.append(f"  id {view.id}", style="dim")
+    out.print(head)
+    out.print(Text(f"created {format_ts(view.created_at)}", style="dim"))
+    if view.description:
+        out.print(view.description, markup=False)
+    inputs: list[dict[str, Any]] = definition.get("inputs", [])
+    if inputs:
+        table = Table(title="inputs", title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("name", "type", "required", "default", "options", "description"):
+            table.add_column(column)
+        for spec in inputs:
+            options = spec.get("options")
+            table.add_row(
+                Text(spec["name"], style="bold"),
+                spec["type"],
+                "yes" if spec.get("required") else "no",
+                maybe(render_value(spec.get("default"))),
+                maybe(", ".join(render_value(o) for o in options) if options else None),
+                maybe(spec.get("description")),
+            )
+        out.print(table)
+    tags = definition.get("tags", [])
+    if tags:
+        out.print(
+            Text.assemble(
+                ("runner tags: ", "bold"), ", ".join(f"{t['key']}={t['value']}" for t in tags)
+            )
+        )
+    plugins = definition.get("plugins", [])
+    if plugins:
+        out.print(Text.assemble(("plugins: ", "bold"), ", ".join(plugins)))
+    table = Table(title="stages", title_justify="left", show_edge=False, pad_edge=False)
+    for column in ("#", "name", "container", "condition"):
+        table.add_column(column, justify="right" if column == "#" else "left")
+    for position, stage in enumerate(definition.get("stages", []), start=1):
+        table.add_row(
+            str(position),
+            Text(stage["name"], style="bold"),
+            maybe(stage.get("container")),
+            "yes" if stage.get("has_condition") else Text("-", style="dim"),
+        )
+    out.print(table)
+
+
+@app.command("versions")
+def versions(
+    pipeline: Annotated[str, typer.Argument(help="pipeline name or id prefix", show_default=False)],
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List every version of a pipeline, oldest first.
+
+    Example: rivet pipeline versions build-and-test
+    """
+    with client_for(server) as client:
+        views = client.pipeline_versions(pipeline)
+    if as_json:
+        typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("version", "created", "stages", "inputs", "description"):
+        table.add_column(column, justify="right" if column in ("version", "stages") else "left")
+    for view in views:
+        table.add_row(
+            str(view.version),
+            format_ts(view.created_at),
+            str(len(view.definition.get("stages", []))),
+            maybe(", ".join(i["name"] for i in view.definition.get("inputs", []))),
+            maybe(view.description),
+        )
+    out_console().print(table)

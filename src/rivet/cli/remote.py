@@ -1,0 +1,80 @@
+"""Shared pieces of the commands that talk to a server: options, the client, and how
+server answers are shown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from rivet.cli.common import resolve_admin_token, resolve_server
+from rivet.client import RivetClient
+
+__all__ = [
+    "AdminTokenOption",
+    "ServerOption",
+    "admin_client_for",
+    "ago",
+    "client_for",
+    "format_ts",
+    "maybe",
+]
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        "-s",
+        envvar="RIVET_SERVER",
+        help="server URL (default: `server` in $RIVET_HOME/config, else http://127.0.0.1:8420)",
+        show_default=False,
+    ),
+]
+
+AdminTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        envvar="RIVET_ADMIN_TOKEN",
+        help="the server's admin token (default: $RIVET_HOME/admin-token of a local server)",
+        show_default=False,
+    ),
+]
+
+
+def client_for(server: str | None, admin_token: str | None = None) -> RivetClient:
+    return RivetClient(resolve_server(server), admin_token=admin_token)
+
+
+def admin_client_for(server: str | None, admin_token: str | None) -> RivetClient:
+    return RivetClient(resolve_server(server), admin_token=resolve_admin_token(admin_token))
+
+
+def format_ts(ts: datetime | None) -> str:
+    """Local ``YYYY-MM-DD HH:MM:SS``, or ``-``."""
+    if ts is None:
+        return "-"
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ts: datetime | None, now: datetime | None = None) -> str:
+    """``12s ago``, ``5m ago``, ``3h ago``, ``2d ago`` or ``never``."""
+    if ts is None:
+        return "never"
+    now = now or datetime.now(UTC)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    seconds = max(0, int((now - ts).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def maybe(value: object, style: str = "") -> Text:
+    """A table cell: ``-`` (dim) for None/empty."""
+    if value is None or value == "" or value == [] or value == {}:
+        return Text("-", style="dim")
+    return Text(str(value), style=style)

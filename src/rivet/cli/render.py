@@ -1,0 +1,166 @@
+"""How jobs look in a terminal: log lines, stage markers, the final stage table.
+
+A log line is ``HH:MM:SS.mmm STAGE LEVEL MESSAGE`` (local time, stage padded to the
+longest stage name, level padded to 7), coloured by level on a terminal. The same
+format is used for ``rivet run`` and ``rivet job logs``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from rivet.engine.events import LogEvent, StageResult
+from rivet.protocol import LogLine, StageView
+
+__all__ = [
+    "LEVEL_STYLES",
+    "STATUS_STYLES",
+    "LogPrinter",
+    "StageRow",
+    "format_duration",
+    "format_time",
+    "print_outputs",
+    "stage_table",
+    "status_text",
+]
+
+LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "red"}
+STATUS_STYLES = {
+    "succeeded": "green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "skipped": "dim",
+    "running": "cyan",
+    "pending": "dim",
+    "queued": "dim",
+}
+LEVEL_WIDTH = 7
+JOB_LABEL = "job"
+
+
+def format_time(ts: datetime) -> str:
+    """``HH:MM:SS.mmm`` in local time."""
+    local = ts.astimezone()
+    return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {rest:02d}s"
+
+
+def status_text(status: str) -> Text:
+    return Text.assemble((status, STATUS_STYLES.get(status, "")))
+
+
+class LogPrinter:
+    """Prints a job's events; a :class:`rivet.engine.events.JobEvents` sink (thread-safe)."""
+
+    def __init__(self, console: Console, stage_names: Iterable[str] = ()) -> None:
+        self.console = console
+        self.width = max([len(JOB_LABEL), *(len(n) for n in stage_names)])
+        self._lock = threading.Lock()
+
+    def line(self, ts: datetime, stage: str | None, level: str, message: str) -> None:
+        label = stage or JOB_LABEL
+        self.width = max(self.width, len(label))
+        style = LEVEL_STYLES.get(level, "")
+        text = Text()
+        text.append(format_time(ts), style="dim")
+        text.append(" ")
+        text.append(label.ljust(self.width), style="bold")
+        text.append(" ")
+        text.append(level.ljust(LEVEL_WIDTH), style=style or "")
+        text.append(" ")
+        text.append(message, style=style if level != "info" else "")
+        with self._lock:
+            self.console.print(text)
+
+    def marker(self, ts: datetime | None, stage: str, what: Text) -> None:
+        text = Text()
+        text.append(format_time(ts) if ts else " " * 12, style="dim")
+        text.append(" ")
+        text.append(stage.ljust(self.width), style="bold")
+        text.append(" -- ", style="dim")
+        text.append_text(what)
+        with self._lock:
+            self.console.print(text)
+
+    # --- JobEvents ----------------------------------------------------------------
+
+    def log(self, event: LogEvent) -> None:
+        self.line(event.ts, event.stage, event.level, event.message)
+
+    def stage_started(self, stage: StageResult) -> None:
+        self.marker(stage.started_at, stage.name, Text("started", style="dim"))
+
+    def stage_finished(self, stage: StageResult) -> None:
+        what = status_text(stage.status.value)
+        if stage.duration is not None:
+            what.append(f" in {format_duration(stage.duration)}", style="dim")
+        if stage.error:
+            what.append(f": {stage.error}", style="red")
+        self.marker(stage.finished_at or stage.started_at, stage.name, what)
+
+    # --- server log lines ---------------------------------------------------------
+
+    def log_line(self, line: LogLine) -> None:
+        self.line(line.ts, line.stage, line.level, line.message)
+
+
+@dataclass(frozen=True)
+class StageRow:
+    name: str
+    status: str
+    duration: float | None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, stage: StageResult | StageView) -> StageRow:
+        return cls(stage.name, str(stage.status), stage.duration, stage.error)
+
+
+def stage_table(rows: Iterable[StageRow], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("stage", style="bold")
+    table.add_column("status")
+    table.add_column("duration", justify="right")
+    table.add_column("error", overflow="fold")
+    any_error = False
+    for row in rows:
+        any_error = any_error or bool(row.error)
+        table.add_row(
+            row.name,
+            status_text(row.status),
+            format_duration(row.duration),
+            Text(row.error or "", style="red"),
+        )
+    if not any_error:
+        table.columns.pop()
+    return table
+
+
+def print_outputs(console: Console, outputs: Mapping[str, object]) -> None:
+    if not outputs:
+        return
+    table = Table(title="outputs", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("name", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in sorted(outputs.items()):
+        rendered = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        table.add_row(name, Text(rendered))
+    console.print(table)

@@ -1,0 +1,208 @@
+"""``rivet run FILE``: run a pipeline locally, every command in a Podman container."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from rivet.cli import common
+from rivet.cli.check import read_pipeline_file, strip_file_prefix
+from rivet.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    err_console,
+    out_console,
+    print_definition_error,
+)
+from rivet.cli.inputs import collect_inputs, parse_input_args
+from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
+from rivet.domain.inputs import resolve_inputs
+from rivet.domain.status import JobStatus
+from rivet.engine.events import CancelToken, JobResult
+from rivet.errors import DefinitionError, RivetError
+
+__all__ = ["exit_code_for_status", "print_job_summary", "run"]
+
+DEFAULT_IMAGE = "alpine:latest"
+
+
+def exit_code_for_status(status: str) -> int:
+    """0 succeeded, 130 cancelled, 1 anything else (failed, or not finished)."""
+    if status == JobStatus.SUCCEEDED:
+        return EXIT_OK
+    if status == JobStatus.CANCELLED:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED
+
+
+def print_job_summary(
+    console: Console,
+    status: str,
+    rows: list[StageRow],
+    outputs: dict[str, object],
+    error: str | None,
+    duration: float | None = None,
+) -> None:
+    console.print()
+    if rows:
+        console.print(stage_table(rows))
+    print_outputs(console, outputs)
+    line = Text("job ")
+    line.append(
+        status,
+        style={"succeeded": "bold green", "cancelled": "bold yellow"}.get(status, "bold red"),
+    )
+    if duration is not None:
+        line.append(f" in {format_duration(duration)}", style="dim")
+    if error:
+        line.append(f": {error}", style="red")
+    console.print(line)
+
+
+def run(
+    file: Annotated[Path, typer.Argument(help="the pipeline file", show_default=False)],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            envvar="RIVET_INPUT",
+            help="an input value NAME=VALUE (repeatable; RIVET_INPUT splits on spaces)",
+            show_default=False,
+        ),
+    ] = None,
+    workspace_root: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="RIVET_WORKSPACE_ROOT",
+            help="where job workspaces are created (default: $RIVET_HOME/workspaces)",
+            show_default=False,
+        ),
+    ] = None,
+    default_image: Annotated[
+        str,
+        typer.Option(envvar="RIVET_DEFAULT_IMAGE", help="image for commands outside containers"),
+    ] = DEFAULT_IMAGE,
+) -> None:
+    """Run a pipeline locally: stages in order, every command in a Podman container.
+
+    Inputs come from --input NAME=VALUE; missing required ones are asked for when
+    stdin is a terminal. Prints each log line as `TIME STAGE LEVEL MESSAGE`, then a
+    table of stages. Exits 0 if the job succeeded, 1 if it failed, 130 after Ctrl-C
+    (the first Ctrl-C cancels the job and removes its containers).
+
+    Example: rivet run build.lua --input branch=main --input jobs=4
+    """
+    from rivet.engine.backends.podman import PodmanBackend
+    from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
+    from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
+
+    out = out_console()
+    err = err_console()
+    name = str(file)
+    source = read_pipeline_file(file)
+    try:
+        loaded = load_pipeline(source, name)
+    except DefinitionError as exc:
+        print_definition_error(exc, err)
+        raise typer.Exit(EXIT_FAILED) from None
+    definition = loaded.definition
+    missing_plugins = [p for p in definition.plugins if p not in KNOWN_PLUGINS]
+    if missing_plugins:
+        raise RivetError(
+            f"{name}: plugins: {', '.join(missing_plugins)} not available in this Rivet; "
+            "run the pipeline on a runner that provides "
+            + ("it" if len(missing_plugins) == 1 else "them")
+        )
+    for warning in loaded.warnings:
+        err.print(Text(f"{name}: warning: {strip_file_prefix(warning, name)}", style="yellow"))
+    given = parse_input_args(inputs or [])
+    collected = collect_inputs(definition, given, interactive=common.is_interactive(), console=err)
+    resolved = resolve_inputs(definition, collected)
+
+    root = workspace_root or common.rivet_home() / "workspaces"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
+    job = JobSpec(
+        job_id=f"local-{uuid.uuid4().hex[:8]}", source=source, filename=name, inputs=resolved
+    )
+    executor = Executor(
+        PodmanBackend(), ExecutorSettings(workspace_root=root, default_image=default_image)
+    )
+    printer = LogPrinter(out, [s.name for s in definition.stages])
+    cancel = CancelToken()
+    result = _run_with_ctrl_c(lambda: executor.run(job, printer, cancel), cancel, err, job.job_id)
+    rows = [StageRow.of(s) for s in result.stages]
+    started = [s.started_at for s in result.stages if s.started_at]
+    finished = [s.finished_at for s in result.stages if s.finished_at]
+    duration = (max(finished) - min(started)).total_seconds() if started and finished else None
+    print_job_summary(out, str(result.status), rows, dict(result.outputs), result.error, duration)
+    raise typer.Exit(EXIT_INTERRUPTED if cancel.cancelled else exit_code_for_status(result.status))
+
+
+def _run_with_ctrl_c(
+    work: Callable[[], JobResult], cancel: CancelToken, err: Console, job_id: str
+) -> JobResult:
+    """Run ``work`` on a worker thread. The first Ctrl-C cancels the job (the executor
+    stops the process and removes the job's containers) and waits for it to return;
+    a second one exits at once, possibly leaving containers labelled with the job."""
+    outcome: list[JobResult] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name=f"rivet-run-{job_id}", daemon=True)
+    interrupts = 0
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        err.print(
+            Text(
+                "\ninterrupted: cancelling the job and removing its containers "
+                "(Ctrl-C again to quit at once)",
+                style="yellow",
+            )
+        )
+        # Not on this (signal-handling) thread: cancelling may run podman.
+        threading.Thread(target=cancel.cancel, args=("interrupted (Ctrl-C)",), daemon=True).start()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        err.print(
+            Text(
+                "quit before cleanup finished; remove leftover containers with: "
+                f"podman rm -f $(podman ps -aq --filter label=rivet.job={job_id})",
+                style="red",
+            )
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if in_main and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if failure:
+        raise failure[0]
+    return outcome[0]

@@ -1,0 +1,266 @@
+"""``rivet runner``: start a runner (no subcommand), list runners, registration tokens.
+
+``rivet runner --server URL --token TOKEN`` starts the runner process, implemented by
+``rivet.runner.agent.run_runner`` (imported lazily). The subcommands talk to a server
+as a client: ``rivet runner list``, ``rivet runner token create|list|revoke``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from rivet.cli.common import err_console, out_console, short_id
+from rivet.cli.remote import (
+    AdminTokenOption,
+    ServerOption,
+    admin_client_for,
+    ago,
+    client_for,
+    format_ts,
+    maybe,
+)
+from rivet.errors import RivetError
+
+__all__ = ["app", "start_runner"]
+
+app = typer.Typer(rich_markup_mode="markdown")
+token_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="One-time registration tokens that runners exchange for their own token (admin).",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+
+@app.callback(invoke_without_command=True)
+def runner(
+    ctx: typer.Context,
+    server: ServerOption = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            "-t",
+            envvar="RIVET_RUNNER_TOKEN",
+            help="this runner's own token (default: the one saved at registration)",
+            show_default=False,
+        ),
+    ] = None,
+    registration_token: Annotated[
+        str | None,
+        typer.Option(
+            "--registration-token",
+            envvar="RIVET_REGISTRATION_TOKEN",
+            help="a one-time token from 'rivet runner token create', to register",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RIVET_RUNNER_NAME", help="runner name (default: host name)", show_default=False
+        ),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            help="a tag KEY=VALUE jobs can require (repeatable; env RIVET_RUNNER_TAGS=k=v,k=v)",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            envvar="RIVET_RUNNER_CONCURRENCY",
+            min=1,
+            help="jobs run at once (default: 1)",
+            show_default=False,
+        ),
+    ] = None,
+    default_image: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RIVET_DEFAULT_IMAGE",
+            help="image for commands outside containers (default: alpine:latest)",
+            show_default=False,
+        ),
+    ] = None,
+    workspace_root: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="RIVET_WORKSPACE_ROOT",
+            help="where job workspaces are created (default: $RIVET_HOME/workspaces)",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="RIVET_RUNNER_CONFIG",
+            help="runner config file (default: $RIVET_HOME/runner.toml)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Start a runner that takes jobs from a server, or manage runners (subcommands).
+
+    Without a subcommand this process becomes a runner: on first start it registers
+    with a one-time token from `rivet runner token create` and saves its own token,
+    then long-polls the server for matching jobs and runs them in Podman. Ctrl-C once
+    stops taking jobs and finishes the running ones; twice cancels them.
+
+    Example: rivet runner --server http://ci:8420 --registration-token rivet_reg_... --tag os=linux
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    code = start_runner(
+        server=server,
+        token=token,
+        registration_token=registration_token,
+        name=name,
+        tags=tuple(tags or ()),
+        concurrency=concurrency,
+        workspace_root=workspace_root,
+        default_image=default_image,
+        config_file=config,
+    )
+    raise typer.Exit(code)
+
+
+def start_runner(**options: Any) -> int:
+    """``rivet.runner.agent.run_runner(RunnerOptions(**options))``, imported on use (the
+    runner pulls in the executor and the Podman backend)."""
+    try:
+        agent = importlib.import_module("rivet.runner.agent")
+        config = importlib.import_module("rivet.runner.config")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("rivet.runner", "rivet.runner.agent", "rivet.runner.config"):
+            raise
+        raise RivetError(
+            "the runner is not available in this build of Rivet (rivet.runner is missing)"
+        ) from None
+    result = agent.run_runner(config.RunnerOptions(**options))
+    return result if isinstance(result, int) else 0
+
+
+@app.command("list")
+def list_runners(server: ServerOption = None) -> None:
+    """List registered runners: tags, plugins, last contact and current jobs.
+
+    Example: rivet runner list
+    """
+    with client_for(server) as client:
+        views = client.list_runners()
+    out = out_console()
+    if not views:
+        out.print(
+            "no runners registered; create a token with 'rivet runner token create' "
+            "and start one with 'rivet runner --registration-token TOKEN'"
+        )
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("name", "id", "tags", "plugins", "last seen", "jobs"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(
+            Text(view.name, style="bold"),
+            Text(short_id(view.id), style="dim"),
+            maybe(", ".join(f"{k}={v}" for k, v in sorted(view.tags.items()))),
+            maybe(", ".join(view.plugins)),
+            ago(view.last_seen),
+            maybe(", ".join(short_id(j) for j in view.current_jobs)),
+        )
+    out.print(table)
+
+
+@token_app.command("create")
+def create_token(
+    description: Annotated[
+        str | None,
+        typer.Option(
+            "--description",
+            "-d",
+            envvar="RIVET_TOKEN_DESCRIPTION",
+            help="what the token is for",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", envvar="RIVET_QUIET", help="print only the token")
+    ] = False,
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Create a one-time registration token for a new runner (admin).
+
+    The token is printed once; the server keeps only its hash. A runner started with
+    it registers, gets its own permanent token and saves that.
+
+    Example: rivet runner token create --description "build box 3"
+    """
+    with admin_client_for(server, admin_token) as client:
+        view = client.create_runner_token(description)
+        url = client.base_url
+    if quiet:
+        typer.echo(view.token)
+        return
+    out = out_console()
+    out.print(Text("registration token (shown once; it works for one registration):", "dim"))
+    typer.echo(view.token)
+    err_console().print(
+        Text(
+            f"start a runner with it:\n  rivet runner --server {url} "
+            f"--registration-token {view.token}",
+            "dim",
+        )
+    )
+
+
+@token_app.command("list")
+def list_tokens(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
+    """List registration tokens (never their secrets) and whether they were used (admin).
+
+    Example: rivet runner token list
+    """
+    with admin_client_for(server, admin_token) as client:
+        views = client.list_runner_tokens()
+    out = out_console()
+    if not views:
+        out.print("no registration tokens; create one with 'rivet runner token create'")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "description", "created", "used"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(
+            Text(short_id(view.id), style="bold"),
+            maybe(view.description),
+            format_ts(view.created_at),
+            Text("yes", style="dim") if view.used else Text("no", style="green"),
+        )
+    out.print(table)
+
+
+@token_app.command("revoke")
+def revoke_token(
+    token_id: Annotated[
+        str, typer.Argument(help="token id or a unique prefix", show_default=False)
+    ],
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Revoke an unused registration token (admin).
+
+    Example: rivet runner token revoke 9b1c
+    """
+    with admin_client_for(server, admin_token) as client:
+        client.delete_runner_token(token_id)
+    out_console().print(f"revoked registration token {token_id}")
