@@ -9,8 +9,9 @@ container = {}
 
 ---Push `image` on the container stack, call `fn`, pop it again (also when `fn`
 ---raises; the error propagates). Nesting is allowed: `process.run` uses the innermost
----image. An image that cannot be started raises a catchable error naming it.
+---image. Returns what `fn` returns. An image that cannot be started raises a
+---catchable error naming it.
 ---@param image string
 ---@param fn fun(): any
----@return any
+---@return any ...
 function container.with(image, fn) end

@@ -23,6 +23,8 @@
 ---@field script fun() The stage's work, run by the runner.
 ---@field condition? fun(): boolean Returning false marks the stage `skipped`.
 ---@field container? string Image pushed on the container stack for the whole stage.
+---@field readonly? boolean Mount the workspace read-only in this stage's containers (default false).
+---@field network? "none"|"bridge" Network of this stage's containers ("none": no network).
 
 ---@class PipelineDefinition
 ---@field name string Required, non-empty; a new create with the same name makes a new version.
