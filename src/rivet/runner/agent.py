@@ -1,0 +1,309 @@
+"""The runner process: register once, long-poll for jobs, run each on its own thread.
+
+Claiming: one poller thread fills the free slots (``concurrency``). While a slot is
+free it holds one long poll (``POST /api/runner/claim`` with ``wait_seconds``) open;
+the server answers the moment a matching job is launched, so an idle runner starts a
+job within milliseconds. The runner sends its tags and plugins with every claim and
+the server does the matching. When the server is unreachable the poller retries with
+capped, jittered backoff; running jobs are not affected (see :mod:`rivet.runner.job`).
+
+Shutdown (:func:`run_runner` maps signals onto these): :meth:`Agent.stop` stops
+claiming and lets running jobs finish and deliver their logs; :meth:`Agent.cancel_jobs`
+cancels them (they still report ``cancelled``); :meth:`Agent.abort` stops retrying
+deliveries and ends at once. A long poll already in flight when the runner stops is
+abandoned; the server notices the disconnect and does not hand it a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+import httpx
+
+from rivet.engine.backends.podman import PodmanBackend
+from rivet.engine.executor import Executor, ExecutorSettings
+from rivet.errors import ConfigError
+from rivet.protocol import ClaimRequest, JobAssignment, RegisterRequest
+from rivet.runner.client import (
+    RequestRejected,
+    RunnerClient,
+    ServerUnavailable,
+    TokenRejected,
+    deliver,
+)
+from rivet.runner.config import RunnerOptions, RunnerSettings, resolve_settings
+from rivet.runner.config_file import save_registration
+from rivet.runner.job import JobRun
+from rivet.runner.retry import Backoff
+
+__all__ = ["Agent", "run_runner"]
+
+log = logging.getLogger("rivet.runner")
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        *,
+        executor: Executor | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = RunnerClient(settings.server, settings.token, transport=transport)
+        self.executor = executor or Executor(
+            PodmanBackend(),
+            ExecutorSettings(settings.workspace_root, settings.default_image),
+        )
+        self.runner_id = settings.runner_id
+        self.exit_code = 0
+        self.aborted = False
+        self.claimed: list[str] = []
+        self._stopping = threading.Event()
+        self._give_up = threading.Event()
+        self._done = threading.Event()
+        self._slots = threading.Semaphore(settings.concurrency)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, JobRun] = {}
+        self._cancel_reason: str | None = None
+        self._registered_now = False
+        self._poller = threading.Thread(target=self._poll, name="claim-poller", daemon=True)
+
+    # --- control (any thread) -------------------------------------------------------
+
+    def start(self) -> None:
+        self._poller.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once stopped with no job left running."""
+        return self._done.wait(timeout)
+
+    def run(self) -> int:
+        self.start()
+        self._done.wait()
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Claim nothing more; finish the running jobs, then end."""
+        self._stopping.set()
+        with self._lock:
+            running = len(self._jobs)
+            if not running:
+                self._done.set()
+        if running:
+            log.info("stopping: no new jobs; waiting for %d running job(s)", running)
+
+    def cancel_jobs(self, reason: str) -> None:
+        self.stop()
+        with self._lock:
+            self._cancel_reason = reason
+            runs = list(self._jobs.values())
+        for run in runs:
+            log.info("job %s: cancelling (%s)", run.job_id, reason)
+            run.request_cancel(reason)
+
+    def abort(self) -> None:
+        """Stop retrying anything and end now, whatever is still undelivered."""
+        self.aborted = True
+        self._give_up.set()
+        self.cancel_jobs("runner aborted")
+        self._done.set()
+
+    def close(self) -> None:
+        self.client.close()
+
+    @property
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._jobs)
+
+    # --- the poller thread ----------------------------------------------------------
+
+    def _poll(self) -> None:
+        try:
+            if self._ensure_registered():
+                self._claim_loop()
+        except Exception:  # never die silently: a dead poller would look like idleness
+            log.exception("runner: unexpected error; stopping")
+            self.exit_code = 1
+            self.stop()
+
+    def _claim_loop(self) -> None:
+        s = self.settings
+        log.info(
+            "runner %s ready (id %s): server %s, tags %s, concurrency %d, default image %s",
+            s.name,
+            self.runner_id or "?",
+            s.server,
+            ",".join(f"{k}={v}" for k, v in s.tags.items()) or "none",
+            s.concurrency,
+            s.default_image,
+        )
+        request = ClaimRequest(wait_seconds=s.claim_wait, tags=s.tags, plugins=list(s.plugins))
+        backoff = Backoff(0.5, 10.0)
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=0.2):
+                continue
+            try:
+                assignment = self.client.claim(request)
+            except ServerUnavailable:
+                self._slots.release()
+                self._stopping.wait(backoff.next_delay())
+                continue
+            except TokenRejected as exc:
+                self._slots.release()
+                if self._registered_now or not s.registration_token:
+                    self._fail(
+                        f"the server rejected this runner's token ({exc}); register it again "
+                        "with --registration-token (create one with `rivet runner token create`)"
+                    )
+                    return
+                log.warning("saved runner token rejected (%s); registering again", exc)
+                if not self._register():
+                    return
+                continue
+            except RequestRejected as exc:
+                self._slots.release()
+                log.error("claim rejected: %s", exc)
+                self._stopping.wait(backoff.next_delay())
+                continue
+            backoff.reset()
+            if assignment is None:
+                self._slots.release()
+            else:
+                self._start_job(assignment)
+
+    def _start_job(self, assignment: JobAssignment) -> None:
+        run = JobRun(
+            assignment,
+            self.client,
+            self.executor,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            shipper_settings=self.settings.shipper,
+            give_up=self._give_up,
+            on_done=self._job_done,
+        )
+        with self._lock:
+            self._jobs[run.job_id] = run
+            self.claimed.append(run.job_id)
+            reason = self._cancel_reason
+        log.info("claimed job %s (%s v%d)", run.job_id, assignment.pipeline, assignment.version)
+        run.start()
+        if reason is not None:  # claimed while shutting down with cancellation
+            run.request_cancel(reason)
+
+    def _job_done(self, run: JobRun) -> None:
+        with self._lock:
+            self._jobs.pop(run.job_id, None)
+            if self._stopping.is_set() and not self._jobs:
+                self._done.set()
+        self._slots.release()
+
+    # --- registration ---------------------------------------------------------------
+
+    def _ensure_registered(self) -> bool:
+        if self.client.token:
+            return True
+        if not self.settings.registration_token:
+            self._fail(
+                "this runner has no token: pass --registration-token (or set "
+                "RIVET_REGISTRATION_TOKEN) once to register it, or --token"
+            )
+            return False
+        return self._register()
+
+    def _register(self) -> bool:
+        s = self.settings
+        assert s.registration_token is not None
+        request = RegisterRequest(
+            registration_token=s.registration_token,
+            name=s.name,
+            tags=s.tags,
+            plugins=list(s.plugins),
+        )
+        try:
+            answer = deliver(
+                lambda: self.client.register(request), Backoff(0.5, 10.0), self._stopping
+            )
+        except (TokenRejected, RequestRejected) as exc:
+            self._fail(f"registration failed: {exc}")
+            return False
+        if answer is None:
+            return False
+        self.client.token = answer.token
+        self.runner_id = answer.runner_id
+        self._registered_now = True
+        try:
+            save_registration(
+                s.config_file,
+                server=s.server,
+                runner_id=answer.runner_id,
+                token=answer.token,
+                name=s.name,
+            )
+            log.info("registered as runner %s; token saved in %s", answer.runner_id, s.config_file)
+        except OSError as exc:
+            log.error(
+                "registered as runner %s but could not save its token in %s (%s): "
+                "a restart will need a new registration token",
+                answer.runner_id,
+                s.config_file,
+                exc,
+            )
+        return True
+
+    def _fail(self, message: str) -> None:
+        log.error("%s", message)
+        self.exit_code = 1
+        self.stop()
+
+
+def run_runner(options: RunnerOptions) -> int:
+    """``rivet runner``: run an agent until signalled; returns the exit status.
+
+    SIGINT/SIGTERM once: stop claiming, finish running jobs. Twice: cancel them.
+    Three times: exit at once, even with logs or completions undelivered.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        # One line per HTTP request would drown the runner's own messages.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = resolve_settings(options)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    agent = Agent(settings)
+    signals = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("%s: stopping (again to cancel running jobs)", signal.Signals(signum).name)
+            agent.stop()
+        elif signals == 2:
+            agent.cancel_jobs("the runner is shutting down")
+        else:
+            log.warning("exiting now; undelivered logs and results are lost")
+            agent.abort()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        agent.start()
+        while not agent.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        agent.close()
+    log.info("runner stopped")
+    return agent.exit_code if not agent.aborted else 1

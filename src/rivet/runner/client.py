@@ -1,0 +1,216 @@
+"""``RunnerClient``: the runner's side of the ``/api/runner/*`` protocol, over httpx.
+
+Each method makes one attempt and sorts failures into what the caller can do:
+
+    RivetError
+    └── RunnerClientError
+        ├── ServerUnavailable   no answer, a timeout, HTTP 5xx or 429: retry with backoff
+        ├── TokenRejected       401: the runner (or registration) token is not valid
+        ├── JobGone             403/404 on a job route: the job is no longer this runner's
+        └── RequestRejected     any other 4xx: retrying the same request cannot help
+
+:func:`deliver` retries a call until the server takes it. Every request is idempotent
+on the server (logs by sequence number, completion once), so resending after a lost
+answer is always safe. One client is shared by every thread of a runner: httpx's
+``Client`` and its connection pool are thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from rivet import __version__
+from rivet.errors import RivetError
+from rivet.protocol import (
+    API_VERSION,
+    Ack,
+    ClaimRequest,
+    ErrorResponse,
+    JobAssignment,
+    JobCompletion,
+    LogBatch,
+    RegisterRequest,
+    RegisterResponse,
+    StageUpdate,
+)
+from rivet.runner.retry import Backoff, Connectivity
+
+__all__ = [
+    "JobGone",
+    "RequestRejected",
+    "RunnerClient",
+    "RunnerClientError",
+    "ServerUnavailable",
+    "TokenRejected",
+    "deliver",
+]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+# A long poll's answer may take ``wait_seconds``; give the server this much more before
+# treating the request as lost (the server stops claiming once we disconnect).
+CLAIM_GRACE = 15.0
+
+
+class RunnerClientError(RivetError):
+    """A runner request failed; the subclass says whether retrying can help."""
+
+
+class ServerUnavailable(RunnerClientError):
+    """No usable answer: connection refused or dropped, timeout, HTTP 5xx/429."""
+
+
+class TokenRejected(RunnerClientError):
+    """HTTP 401: the token is missing, wrong, revoked or (registration) already used."""
+
+
+class JobGone(RunnerClientError):
+    """HTTP 403/404 on a job: another runner holds it, or it no longer exists."""
+
+
+class RequestRejected(RunnerClientError):
+    """Any other 4xx: the request itself is wrong (a bug or a version mismatch)."""
+
+
+class RunnerClient:
+    def __init__(
+        self,
+        server: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        connectivity: Connectivity | None = None,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.connectivity = connectivity or Connectivity(self.server)
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.server,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": f"rivet-runner/{__version__}", "X-Rivet-Api": API_VERSION},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- endpoints ------------------------------------------------------------------
+
+    def register(self, request: RegisterRequest) -> RegisterResponse:
+        response = self._post("/api/runners/register", request, "registration", auth=False)
+        return _parse(response, RegisterResponse)
+
+    def claim(self, request: ClaimRequest) -> JobAssignment | None:
+        """Long poll; ``None`` when no matching job came within ``wait_seconds``."""
+        timeout = httpx.Timeout(self._timeout, read=request.wait_seconds + CLAIM_GRACE)
+        response = self._post("/api/runner/claim", request, "claim", timeout=timeout)
+        if response.status_code == 204:
+            return None
+        return _parse(response, JobAssignment)
+
+    def post_logs(self, job_id: str, batch: LogBatch) -> Ack:
+        return self._ack(f"/api/runner/jobs/{job_id}/logs", batch, "log upload")
+
+    def update_stage(self, job_id: str, update: StageUpdate) -> Ack:
+        return self._ack(f"/api/runner/jobs/{job_id}/stages", update, "stage update")
+
+    def heartbeat(self, job_id: str) -> Ack:
+        return self._ack(f"/api/runner/jobs/{job_id}/heartbeat", None, "heartbeat")
+
+    def complete(self, job_id: str, completion: JobCompletion) -> Ack:
+        return self._ack(f"/api/runner/jobs/{job_id}/complete", completion, "completion")
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _ack(self, path: str, body: BaseModel | None, what: str) -> Ack:
+        return _parse(self._post(path, body, what, job_route=True), Ack)
+
+    def _post(
+        self,
+        path: str,
+        body: BaseModel | None,
+        what: str,
+        *,
+        auth: bool = True,
+        job_route: bool = False,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
+        content = body.model_dump_json().encode() if body is not None else b""
+        headers["Content-Type"] = "application/json"
+        try:
+            response = self._http.post(
+                path,
+                content=content,
+                headers=headers,
+                timeout=timeout if timeout is not None else self._timeout,
+            )
+        except httpx.TransportError as exc:
+            reason = _reason(exc)
+            self.connectivity.failed(what, reason)
+            raise ServerUnavailable(f"{what}: {reason}") from None
+        status = response.status_code
+        if status >= 500 or status == 429:
+            self.connectivity.failed(what, f"HTTP {status}")
+            raise ServerUnavailable(f"{what}: HTTP {status}: {_message(response)}")
+        self.connectivity.succeeded()
+        if status == 401:
+            raise TokenRejected(f"{what}: {_message(response)}")
+        if job_route and status in (403, 404):
+            raise JobGone(f"{what}: {_message(response)}")
+        if status >= 400:
+            raise RequestRejected(f"{what}: HTTP {status}: {_message(response)}")
+        return response
+
+
+def deliver(
+    call: Callable[[], T],
+    backoff: Backoff,
+    give_up: threading.Event,
+    on_retry: Callable[[ServerUnavailable], None] | None = None,
+) -> T | None:
+    """``call()`` until it stops raising :class:`ServerUnavailable`; ``None`` once
+    ``give_up`` is set. Other errors propagate."""
+    backoff.reset()
+    while not give_up.is_set():
+        try:
+            return call()
+        except ServerUnavailable as exc:
+            if on_retry is not None:
+                on_retry(exc)
+            give_up.wait(backoff.next_delay())
+    return None
+
+
+def _parse(response: httpx.Response, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise RequestRejected(
+            f"unexpected answer to {response.request.url.path}: {exc.errors()[0]['msg']} "
+            "(runner and server versions may differ)"
+        ) from None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return ErrorResponse.model_validate_json(response.content).error.message
+    except (ValidationError, ValueError):
+        return response.text.strip()[:200] or response.reason_phrase
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError) and "refused" in text.lower():
+        return "connection refused"
+    return text or type(exc).__name__

@@ -1,0 +1,181 @@
+"""``RunnerSettings``: one typed settings object for a runner process, built once.
+
+Each value comes from the first of: the command-line flag, its environment variable,
+the runner config file (:mod:`rivet.runner.config_file`), the default.
+
+=====================  ===========================  ===================================
+flag                   environment                  default
+=====================  ===========================  ===================================
+``--server``           ``RIVET_SERVER``             ``server`` in ``$RIVET_HOME/config``,
+                                                    else ``http://127.0.0.1:8420``
+``--token``            ``RIVET_RUNNER_TOKEN``       saved by registration
+``--registration-token`` ``RIVET_REGISTRATION_TOKEN`` —
+``--name``             ``RIVET_RUNNER_NAME``        the host name
+``--tag k=v`` (repeat) ``RIVET_RUNNER_TAGS`` (k=v,…) none
+``--concurrency``      ``RIVET_RUNNER_CONCURRENCY`` 1
+``--workspace-root``   ``RIVET_WORKSPACE_ROOT``     ``$RIVET_HOME/workspaces``
+``--default-image``    ``RIVET_DEFAULT_IMAGE``      ``alpine:latest``
+``--config``           ``RIVET_RUNNER_CONFIG``      ``$RIVET_HOME/runner.toml``
+=====================  ===========================  ===================================
+
+A token saved in the file is used only with the server it was issued by: pointing a
+runner at another server needs that server's registration token.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rivet.config import DEFAULT_PORT, default_home
+from rivet.engine.executor import DEFAULT_IMAGE
+from rivet.errors import ConfigError
+from rivet.lua.definition import KNOWN_PLUGINS
+from rivet.runner.config_file import read_runner_file
+from rivet.runner.logs import ShipperSettings
+
+__all__ = ["RunnerOptions", "RunnerSettings", "normalize_server", "parse_tags", "resolve_settings"]
+
+DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """What the command line said; ``None`` / empty means "not given"."""
+
+    server: str | None = None
+    token: str | None = None
+    registration_token: str | None = None
+    name: str | None = None
+    tags: Sequence[str] = ()
+    concurrency: int | None = None
+    workspace_root: Path | None = None
+    default_image: str | None = None
+    config_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    server: str
+    token: str | None
+    registration_token: str | None
+    name: str
+    tags: dict[str, str]
+    concurrency: int
+    workspace_root: Path
+    default_image: str
+    config_file: Path
+    runner_id: str | None = None
+    # What this runtime provides; the server hands out only jobs it can run.
+    plugins: tuple[str, ...] = tuple(sorted(KNOWN_PLUGINS))
+    claim_wait: float = 20.0
+    heartbeat_interval: float = 3.0
+    shipper: ShipperSettings = field(default_factory=ShipperSettings)
+
+
+def normalize_server(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"server URL must start with http:// or https://: {url}")
+    return url
+
+
+def parse_tags(items: Sequence[str], source: str) -> dict[str, str]:
+    """``["os=linux", "arch=arm64"]`` → ``{"os": "linux", "arch": "arm64"}``."""
+    tags: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(f"{source}: expected a tag as key=value, got {item!r}")
+        tags[key] = value
+    return tags
+
+
+def resolve_settings(
+    options: RunnerOptions, env: Mapping[str, str] | None = None
+) -> RunnerSettings:
+    env = os.environ if env is None else env
+    home = Path(env["RIVET_HOME"]).expanduser() if env.get("RIVET_HOME") else default_home()
+    config_file = _path(options.config_file, env.get("RIVET_RUNNER_CONFIG")) or (
+        home / "runner.toml"
+    )
+    saved = read_runner_file(config_file)
+
+    def pick(flag: Any, var: str, key: str) -> Any:
+        if flag is not None:
+            return flag
+        if env.get(var):
+            return env[var]
+        return saved.get(key)
+
+    server = normalize_server(
+        str(
+            pick(options.server, "RIVET_SERVER", "server")
+            or read_runner_file(home / "config").get("server")  # the CLI's config file
+            or DEFAULT_SERVER
+        )
+    )
+    token = options.token or env.get("RIVET_RUNNER_TOKEN") or None
+    runner_id = None
+    saved_server = saved.get("server")
+    same_server = saved_server is None or normalize_server(str(saved_server)) == server
+    if token is None and saved.get("token") and same_server:
+        token, runner_id = str(saved["token"]), _opt_str(saved.get("runner_id"))
+    if options.tags:
+        tags = parse_tags(options.tags, "--tag")
+    elif env.get("RIVET_RUNNER_TAGS"):
+        tags = parse_tags(env["RIVET_RUNNER_TAGS"].split(","), "RIVET_RUNNER_TAGS")
+    else:
+        tags = _file_tags(saved.get("tags", {}), config_file)
+    concurrency = _int(pick(options.concurrency, "RIVET_RUNNER_CONCURRENCY", "concurrency"), 1)
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+    workspace = pick(options.workspace_root, "RIVET_WORKSPACE_ROOT", "workspace_root")
+    return RunnerSettings(
+        server=server,
+        token=token,
+        registration_token=options.registration_token
+        or env.get("RIVET_REGISTRATION_TOKEN")
+        or None,
+        name=str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname()),
+        tags=tags,
+        concurrency=concurrency,
+        workspace_root=Path(workspace).expanduser() if workspace else home / "workspaces",
+        default_image=str(
+            pick(options.default_image, "RIVET_DEFAULT_IMAGE", "default_image") or DEFAULT_IMAGE
+        ),
+        config_file=config_file,
+        runner_id=runner_id,
+    )
+
+
+def _path(flag: Path | None, var: str | None) -> Path | None:
+    if flag is not None:
+        return flag.expanduser()
+    return Path(var).expanduser() if var else None
+
+
+def _opt_str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _int(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected a whole number, got {value!r}") from None
+
+
+def _file_tags(value: Any, path: Path) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f'{path}: [tags] must be a table of key = "value" pairs')
+    return {str(k): str(v) for k, v in value.items()}

@@ -1,0 +1,179 @@
+"""``JobRun``: one claimed job on its own thread — execute, heartbeat, report, complete.
+
+Order of reports: log lines and stage updates flow through the job's
+:class:`~rivet.runner.logs.LogShipper` as they happen; when the executor returns, the
+shipper is drained first and only then is the completion posted, so by the time the
+server marks the job finished (and ends its log streams) every line is stored.
+
+Cancel: a heartbeat (every ``heartbeat_interval`` seconds) or any other answer from
+the server may carry ``cancel_requested``; the job's :class:`CancelToken` is then set
+on a helper thread (cancelling removes containers, which takes a moment and must not
+hold up heartbeats or log delivery). The executor stops the running process and
+reports the job ``cancelled``.
+
+Losing the server changes nothing for the job itself: lines buffer in the shipper,
+heartbeats keep trying, and the completion is retried until acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from rivet.domain.status import JobStatus
+from rivet.engine.events import CancelToken, JobResult
+from rivet.engine.executor import Executor, JobSpec
+from rivet.protocol import Ack, JobAssignment, JobCompletion
+from rivet.runner.client import (
+    JobGone,
+    RequestRejected,
+    RunnerClient,
+    ServerUnavailable,
+    TokenRejected,
+    deliver,
+)
+from rivet.runner.logs import LogShipper, ShipperSettings
+from rivet.runner.retry import Backoff
+
+__all__ = ["JobRun"]
+
+log = logging.getLogger("rivet.runner")
+
+SERVER_CANCEL = "cancelled from the server"
+
+
+class JobRun:
+    def __init__(
+        self,
+        assignment: JobAssignment,
+        client: RunnerClient,
+        executor: Executor,
+        *,
+        heartbeat_interval: float,
+        shipper_settings: ShipperSettings,
+        give_up: threading.Event,
+        on_done: Callable[[JobRun], None] | None = None,
+    ) -> None:
+        self.assignment = assignment
+        self.job_id = assignment.job_id
+        self.client = client
+        self.executor = executor
+        self.cancel = CancelToken()
+        self.result: JobResult | None = None
+        self._heartbeat_interval = heartbeat_interval
+        self._shipper_settings = shipper_settings
+        self._give_up = give_up
+        self._on_done = on_done
+        self._finished = threading.Event()
+        self._cancel_lock = threading.Lock()
+        self._cancel_sent = False
+        self._thread = threading.Thread(
+            target=self._main, name=f"job-{self.job_id[:8]}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def request_cancel(self, reason: str) -> None:
+        """Cancel on a helper thread, so the caller (a heartbeat, the shipper) goes on."""
+        with self._cancel_lock:
+            if self._cancel_sent:
+                return
+            self._cancel_sent = True
+        threading.Thread(
+            target=self.cancel.cancel, args=(reason,), name=f"cancel-{self.job_id[:8]}"
+        ).start()
+
+    # --- the job thread -------------------------------------------------------------
+
+    def _main(self) -> None:
+        started = time.monotonic()
+        heartbeat = threading.Thread(
+            target=self._heartbeats, name=f"heartbeat-{self.job_id[:8]}", daemon=True
+        )
+        heartbeat.start()
+        shipper = LogShipper(
+            self.client,
+            self.job_id,
+            self._shipper_settings,
+            give_up=self._give_up,
+            on_ack=self._on_ack,
+        )
+        try:
+            result = self._execute(shipper)
+            self.result = result
+            if not shipper.close():
+                log.warning("job %s: some log lines could not be delivered", self.job_id)
+            self._complete(result)
+            log.info(
+                "job %s finished: %s in %.2f s%s",
+                self.job_id,
+                result.status.value,
+                time.monotonic() - started,
+                f" ({result.error})" if result.error else "",
+            )
+        finally:
+            self._finished.set()
+            heartbeat.join()
+            if self._on_done is not None:
+                self._on_done(self)
+
+    def _execute(self, shipper: LogShipper) -> JobResult:
+        a = self.assignment
+        spec = JobSpec(a.job_id, a.source, a.filename, dict(a.inputs), first_seq=a.next_seq)
+        try:
+            return self.executor.run(spec, shipper, self.cancel)
+        except Exception as exc:  # a runner bug must fail the job, not the runner
+            log.exception("job %s: the executor raised", self.job_id)
+            return JobResult(JobStatus.FAILED, error=f"runner error: {exc}")
+
+    def _complete(self, result: JobResult) -> None:
+        status: Literal["succeeded", "failed", "cancelled"] = "failed"
+        if result.status is JobStatus.SUCCEEDED:
+            status = "succeeded"
+        elif result.status is JobStatus.CANCELLED:
+            status = "cancelled"
+        completion = JobCompletion(status=status, outputs=result.outputs, error=result.error)
+        try:
+            ack = deliver(
+                lambda: self.client.complete(self.job_id, completion),
+                Backoff(0.2, 10.0),
+                self._give_up,
+            )
+        except (JobGone, TokenRejected, RequestRejected) as exc:
+            log.error("job %s: the server refused its completion: %s", self.job_id, exc)
+            return
+        if ack is None:
+            log.error("job %s: gave up reporting its completion (%s)", self.job_id, status)
+
+    # --- heartbeats -----------------------------------------------------------------
+
+    def _heartbeats(self) -> None:
+        backoff = Backoff(0.5, self._heartbeat_interval)
+        delay = self._heartbeat_interval
+        while not self._finished.wait(delay):
+            try:
+                self._on_ack(self.client.heartbeat(self.job_id))
+                delay = self._heartbeat_interval
+                backoff.reset()
+            except ServerUnavailable:
+                delay = backoff.next_delay()  # come back quickly once the server is up
+            except JobGone as exc:
+                log.error("job %s: %s; stopping it", self.job_id, exc)
+                self.request_cancel("the server no longer assigns this job to this runner")
+                return
+            except (TokenRejected, RequestRejected) as exc:
+                log.error("job %s: heartbeat refused: %s", self.job_id, exc)
+                delay = self._heartbeat_interval
+
+    def _on_ack(self, ack: Ack) -> None:
+        if ack.cancel_requested and not self.cancel.cancelled:
+            log.info("job %s: cancel requested by the server", self.job_id)
+            self.request_cancel(SERVER_CANCEL)
