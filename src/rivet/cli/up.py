@@ -1,0 +1,267 @@
+"""``rivet up``: a local Rivet in one command — a server on SQLite plus one runner.
+
+Both run as child processes (``python -m rivet.cli.server`` and ``python -m
+rivet.runner``), so a crash of either is seen at once: ``rivet up`` then stops the
+other and exits 1, printing the end of the crashed one's log. Their output goes to
+``$RIVET_HOME/logs/server.log`` and ``runner.log`` (appended), keeping this terminal
+for the URL and the next steps. The children run in their own session, so Ctrl-C
+reaches only ``rivet up``, which then stops them in order: the runner first (SIGTERM:
+finish running jobs, then a second SIGTERM cancels them after a grace period), the
+server last.
+
+The runner registers with a registration token made through the admin API (with the
+admin token the server writes to ``$RIVET_HOME/admin-token``) and saves its own token
+in ``$RIVET_HOME/runner.toml``; the next ``rivet up`` on the same home reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO, Annotated
+
+import httpx
+import typer
+
+from rivet.cli.common import EXIT_FAILED, EXIT_OK, rivet_home
+from rivet.config import DEFAULT_PORT
+from rivet.errors import RivetError
+from rivet.runner.config_file import read_runner_file
+
+__all__ = ["up"]
+
+START_TIMEOUT = 60.0
+DRAIN_GRACE = 10.0
+STOP_GRACE = 10.0
+# Variables that would point the children at another database, server or identity.
+_FOREIGN_ENV = ("RIVET_DATABASE_URL", "RIVET_SERVER", "RIVET_RUNNER_TOKEN", "RIVET_RUNNER_CONFIG")
+
+
+class _Child:
+    """A supervised child process whose output goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def exited(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, grace: float, second_signal_after: float | None = None) -> None:
+        """SIGTERM (again after ``second_signal_after`` s), SIGKILL after ``grace`` s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            if second_signal_after is not None and not self._wait(second_signal_after):
+                self.proc.send_signal(signal.SIGTERM)
+            if not self._wait(grace):
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait(self, timeout: float) -> bool:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+
+class _Crashed(RivetError):
+    def __init__(self, child: _Child) -> None:
+        super().__init__(
+            f"the {child.name} exited with status {child.exited()}; end of {child.log_path}:\n"
+            + child.tail()
+        )
+
+
+def up(
+    port: Annotated[
+        int, typer.Option(envvar="RIVET_PORT", min=1, max=65535, help="port for the server")
+    ] = DEFAULT_PORT,
+    host: Annotated[
+        str, typer.Option(envvar="RIVET_HOST", help="address the server listens on")
+    ] = "127.0.0.1",
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="RIVET_HOME",
+            help="state: database, tokens, logs/ (default: ~/.rivet)",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="jobs the local runner runs at once")] = 1,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="runner tag KEY=VALUE (repeatable)", show_default=False),
+    ] = None,
+) -> None:
+    """Start a local server (SQLite in RIVET_HOME) and one runner; Ctrl-C stops both.
+
+    Server and runner are child processes; their output goes to
+    $RIVET_HOME/logs/server.log and runner.log. If either dies, `rivet up` stops the
+    other and exits 1 with the end of its log.
+
+    Example: rivet up --port 8420
+    """
+    home = (home or rivet_home()).expanduser().resolve()
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    url = f"http://{_url_host(host)}:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    env["RIVET_HOME"] = str(home)
+
+    stop_requested = False
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: list[_Child] = []
+    try:
+        server_argv = [sys.executable, "-m", "rivet.cli.server", "--host", host]
+        server_argv += ["--port", str(port), "--home", str(home)]
+        server_argv += ["--database-url", f"sqlite:///{home / 'rivet.db'}"]
+        server = _Child("server", server_argv, env, logs / "server.log")
+        children.append(server)
+        _wait_until(lambda: _ready(url), server, lambda: stop_requested, "server to be ready")
+        runner_env = dict(env)
+        token = _registration_token(url, home)
+        if token is not None:
+            runner_env["RIVET_REGISTRATION_TOKEN"] = token
+        runner_argv = [sys.executable, "-m", "rivet.runner", "--server", url]
+        runner_argv += ["--config", str(home / "runner.toml"), "--concurrency", str(concurrency)]
+        for tag in tags or ():
+            runner_argv += ["--tag", tag]
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        runner = _Child("runner", runner_argv, runner_env, logs / "runner.log")
+        children.append(runner)
+        _wait_until(
+            lambda: _runner_checked_in(url, home, since), runner, lambda: stop_requested, "runner"
+        )
+        if not stop_requested:
+            _banner(url, home, concurrency)
+        while not stop_requested:
+            for child in children:
+                if child.exited() is not None:
+                    raise _Crashed(child)
+            time.sleep(0.2)
+        typer.echo("stopping the runner and the server…", err=True)
+    finally:
+        # Runner first: its last logs and results still need the server.
+        for child in reversed(children):
+            if child.name == "runner":
+                child.stop(STOP_GRACE, second_signal_after=DRAIN_GRACE)
+            else:
+                child.stop(STOP_GRACE)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    raise typer.Exit(EXIT_OK if stop_requested else EXIT_FAILED)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _wait_until(
+    check: Callable[[], bool], child: _Child, stopping: Callable[[], bool], what: str
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not stopping():
+        if child.exited() is not None:
+            raise _Crashed(child)
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise RivetError(f"timed out waiting for the {what}; see {child.log_path}")
+        time.sleep(0.1)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _admin_headers(home: Path) -> dict[str, str]:
+    token = os.environ.get("RIVET_ADMIN_TOKEN") or (home / "admin-token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _saved_runner(home: Path, url: str) -> str | None:
+    """The runner id saved for this server, if any."""
+    saved = read_runner_file(home / "runner.toml")
+    if saved.get("token") and saved.get("server") == url and saved.get("runner_id"):
+        return str(saved["runner_id"])
+    return None
+
+
+def _registration_token(url: str, home: Path) -> str | None:
+    """A fresh registration token, or None when the saved runner is still registered."""
+    headers = _admin_headers(home)
+    runner_id = _saved_runner(home, url)
+    if runner_id is not None:
+        known = httpx.get(f"{url}/api/runners", timeout=10).json()
+        if any(r["id"] == runner_id for r in known):
+            return None
+    created = httpx.post(
+        f"{url}/api/runner-tokens",
+        json={"description": f"rivet up on {socket.gethostname()}"},
+        headers=headers,
+        timeout=10,
+    )
+    created.raise_for_status()
+    return str(created.json()["token"])
+
+
+def _runner_checked_in(url: str, home: Path, since: datetime) -> bool:
+    """The runner has registered (or reused its token) and polled since ``since``."""
+    runner_id = _saved_runner(home, url)
+    if runner_id is None:
+        return False
+    try:
+        answer = httpx.get(f"{url}/api/runners/{runner_id}", timeout=2)
+    except httpx.TransportError:
+        return False
+    last_seen = answer.json().get("last_seen") if answer.status_code == 200 else None
+    return last_seen is not None and datetime.fromisoformat(last_seen) >= since
+
+
+def _banner(url: str, home: Path, concurrency: int) -> None:
+    server_flag = "" if url.endswith(f":{DEFAULT_PORT}") else f"export RIVET_SERVER={url}\n  "
+    typer.echo(
+        f"Rivet is up at {url}  (API docs: {url}/api/docs)\n"
+        f"  server and one runner (concurrency {concurrency}); "
+        f"logs in {home / 'logs'}\n\n"
+        "Next, in another terminal:\n"
+        f"  {server_flag}rivet pipeline create examples/hello.lua\n"
+        "  rivet job launch hello --input name=world --follow\n\n"
+        "Press Ctrl-C to stop."
+    )
