@@ -143,6 +143,7 @@ def run(
     )
     printer = LogPrinter(out, [s.name for s in definition.stages])
     cancel = CancelToken()
+    err.print(Text(f"running pipeline {definition.name} as job {job.job_id}", style="dim"))
     result = _run_with_ctrl_c(lambda: executor.run(job, printer, cancel), cancel, err, job.job_id)
     rows = [StageRow.of(s) for s in result.stages]
     started = [s.started_at for s in result.stages if s.started_at]

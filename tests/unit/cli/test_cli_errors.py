@@ -76,7 +76,10 @@ def test_every_flag_has_a_rivet_env_var() -> None:
             if (path, param.name) in ENV_HANDLED_ELSEWHERE:
                 continue
             envvar = param.envvar
-            assert isinstance(envvar, str) and envvar.startswith("RIVET_"), (path, param.name)
+            assert isinstance(envvar, str) and envvar.startswith("RIVET_"), (
+                f"`{path}` option {param.opts[0]} has no RIVET_* environment variable "
+                "(typer.Option(envvar=...)); every flag needs one"
+            )
 
 
 def test_every_command_answers_help(invoke: Invoke) -> None:
@@ -234,3 +237,52 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot reach the Rivet server")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_runner_without_subcommand_starts_the_runner(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Options:
+        server: str | None = None
+        token: str | None = None
+        registration_token: str | None = None
+        name: str | None = None
+        tags: tuple[str, ...] = ()
+        concurrency: int | None = None
+        workspace_root: Path | None = None
+        default_image: str | None = None
+        config_file: Path | None = None
+
+    calls: list[Options] = []
+    agent = types.ModuleType("rivet.runner.agent")
+    agent.run_runner = lambda options: calls.append(options) or 3  # type: ignore[attr-defined]
+    config = types.ModuleType("rivet.runner.config")
+    config.RunnerOptions = Options  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rivet.runner.agent", agent)
+    monkeypatch.setitem(sys.modules, "rivet.runner.config", config)
+    monkeypatch.setenv("RIVET_RUNNER_CONCURRENCY", "4")
+
+    args = ["runner", "--server", "http://ci:8420", "--registration-token", "rivet_reg_x"]
+    result = invoke([*args, "--tag", "os=linux", "--tag", "arch=arm64", "--name", "r1"])
+    assert result.exit_code == 3
+    assert calls == [
+        Options(
+            server="http://ci:8420",
+            registration_token="rivet_reg_x",
+            name="r1",
+            tags=("os=linux", "arch=arm64"),
+            concurrency=4,
+        )
+    ]
+    # subcommands do not start it
+    monkeypatch.setattr("rivet.cli.remote.RivetClient", _empty_client)
+    assert invoke(["runner", "list"]).exit_code == 0
+    assert len(calls) == 1
+
+
+def _empty_client(url: str, **kwargs: object) -> RivetClient:
+    return RivetClient(url, transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])))

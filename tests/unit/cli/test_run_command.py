@@ -305,6 +305,7 @@ def test_ctrl_c_cancels_and_exits_130(invoke: Invoke, lua_file: LuaFile, script:
     result = invoke(["run", str(lua_file("s.lua", SIMPLE))])
     assert result.exit_code == 130
     assert "interrupted: cancelling the job" in result.stderr
+    assert re.search(r"running pipeline simple as job local-[0-9a-f]{8}", result.stderr)
     assert "job cancelled" in result.stdout and "interrupted (Ctrl-C)" in result.stdout
 
 
@@ -341,4 +342,5 @@ def test_executor_exceptions_reach_the_error_handler(
     monkeypatch.setattr("rivet.engine.backends.podman.PodmanBackend", lambda: object())
     result = invoke(["run", str(lua_file("s.lua", SIMPLE))])
     assert result.exit_code == 1
-    assert result.stderr == "error: podman is not installed\n"
+    assert result.stderr.splitlines()[-1] == "error: podman is not installed"
+    assert "Traceback" not in result.output

@@ -1,0 +1,161 @@
+"""``rivet run`` end to end: the console script, real Podman, the local busybox image."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.podman
+
+RIVET = Path(sys.executable).with_name("rivet")
+ROOT = Path(__file__).resolve().parents[3]
+BUSYBOX = "localhost/rivet/busybox:latest"
+LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+)\s+(?P<level>\S+)\s+(?P<message>.*)$")
+
+
+def env(home: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RIVET_")}
+    return base | {"RIVET_HOME": str(home), "RIVET_DEFAULT_IMAGE": BUSYBOX, "NO_COLOR": "1"}
+
+
+def rivet_run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(RIVET), "run", *args],
+        capture_output=True,
+        text=True,
+        env=env(home),
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+        check=False,
+    )
+
+
+def logged(stdout: str) -> list[tuple[str, str, str]]:
+    return [
+        (m["stage"], m["level"], m["message"])
+        for m in map(LINE.match, stdout.splitlines())
+        if m and m["level"] != "--"
+    ]
+
+
+def leftovers(podman: str, job_label: str) -> list[str]:
+    out = subprocess.run(
+        [podman, "ps", "-a", "--filter", f"label=rivet.job={job_label}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def test_hello_example(podman_available: str, tmp_path: Path) -> None:
+    proc = rivet_run(
+        tmp_path, str(ROOT / "examples" / "hello.lua"), "-i", "name=rivet", "-i", "times=2"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = logged(proc.stdout)
+    assert ("greet", "info", "hello from Lua, rivet") in lines
+    assert ("greet", "info", "hello from a container, rivet (1)") in lines
+    assert ("greet", "info", "hello from a container, rivet (2)") in lines
+    assert re.search(r"greet\s+│ succeeded", proc.stdout)
+    assert re.search(r"greeted │ rivet", proc.stdout)
+    assert proc.stdout.splitlines()[-1].startswith("job succeeded in ")
+    assert "\x1b[" not in proc.stdout
+
+
+def test_failing_stage_exits_1_and_stops_the_job(podman_available: str, tmp_path: Path) -> None:
+    pipeline = tmp_path / "fail.lua"
+    pipeline.write_text(
+        """return pipeline.define({
+  name = "fails",
+  stages = {
+    { name = "ok", script = function() process.run({ "echo", "fine" }) end },
+    { name = "boom", script = function() process.run({ "sh", "-c", "echo bad >&2; exit 3", check = true }) end },
+    { name = "never", script = function() log.info("not reached") end },
+  },
+})
+"""
+    )
+    proc = rivet_run(tmp_path, str(pipeline))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = logged(proc.stdout)
+    assert ("ok", "info", "fine") in lines
+    assert ("boom", "error", "bad") in lines
+    assert not any(stage == "never" for stage, _, _ in lines)
+    assert re.search(r"boom\s+│ failed", proc.stdout)
+    assert re.search(r"never\s+│ pending", proc.stdout)
+    assert re.search(r"^job failed in .*: stage 'boom' failed", proc.stdout, re.M)
+
+
+def test_missing_inputs_fail_before_anything_runs(podman_available: str, tmp_path: Path) -> None:
+    pipeline = tmp_path / "inputs.lua"
+    pipeline.write_text(
+        """return pipeline.define({
+  name = "needs",
+  inputs = { a = { type = "string" }, b = { type = "number" } },
+  stages = { { name = "s", script = function() process.run({ "true" }) end } },
+})
+"""
+    )
+    proc = rivet_run(tmp_path, str(pipeline))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: invalid inputs: a: required string input is missing; ")
+    assert "b: required number input is missing" in proc.stderr
+
+
+def test_ctrl_c_cancels_removes_containers_and_exits_130(
+    podman_available: str, tmp_path: Path
+) -> None:
+    pipeline = tmp_path / "sleep.lua"
+    pipeline.write_text(
+        """return pipeline.define({
+  name = "sleepy",
+  stages = {
+    { name = "wait", script = function() log.info("sleeping"); process.run({ "sleep", "60" }) end },
+    { name = "after", script = function() log.info("after") end },
+  },
+})
+"""
+    )
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        proc = subprocess.Popen(
+            [str(RIVET), "run", str(pipeline)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(tmp_path),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "$ sleep 60" not in out.read_text():
+            assert proc.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = out.read_text()
+    assert proc.returncode == 130, text + stderr
+    assert "interrupted: cancelling the job" in stderr
+    assert re.search(r"wait\s+│ cancelled", text)
+    assert "after" not in [stage for stage, _, _ in logged(text)]
+    job = re.search(r"running pipeline sleepy as job (local-[0-9a-f]{8})", stderr)
+    assert job, stderr
+    assert leftovers(podman_available, job.group(1)) == []
+    assert not list((tmp_path / "workspaces").iterdir())
