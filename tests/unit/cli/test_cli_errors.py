@@ -24,8 +24,9 @@ from rivet.client import RivetClient
 Invoke = Callable[..., Result]
 
 # Flags whose environment variable is read by the code they hand over to instead of
-# by typer: RIVET_RUNNER_TAGS is a comma-separated list parsed by the runner itself.
-ENV_HANDLED_ELSEWHERE = {("rivet runner", "tags")}
+# by typer: RIVET_RUNNER_TAGS is a comma-separated list parsed by the runner itself
+# (`rivet up` passes its environment on to the runner it starts).
+ENV_HANDLED_ELSEWHERE = {("rivet runner", "tags"), ("rivet up", "tags")}
 NO_ENV = {"help", "version", "install_completion", "show_completion"}
 
 
