@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rivet.engine.policy.container import ContainerPolicy
+from rivet.engine.policy.errors import describe_error
 from rivet.engine.policy.fs import FsPolicy
 from rivet.engine.policy.http import HttpPolicy
 from rivet.engine.policy.process import ProcessPolicy
@@ -39,10 +40,10 @@ class Policy(BaseModel):
             raise ConfigError(f"{path}: cannot read policy file: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        nested = isinstance(data.get("policy"), dict)
         try:
-            return cls.model_validate(data.get("policy", data))
+            return cls.model_validate(data["policy"] if nested else data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
+            prefix = ("policy",) if nested else ()
+            problems = "; ".join(describe_error(cls, err, prefix) for err in exc.errors())
             raise ConfigError(f"{path}: {problems}") from None
