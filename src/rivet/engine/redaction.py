@@ -1,19 +1,356 @@
-"""Redaction of secret values from everything a job emits (log lines, outputs).
+"""Redaction of secret values from everything a job emits (log lines, outputs, errors).
 
 The job context passes every log message through :meth:`Redactor.redact` before it
-reaches the event sink, so nothing un-redacted leaves the executor.
+reaches the event sink, and the process module filters each output stream of a
+command through its own :class:`StreamRedactor`, so nothing un-redacted leaves the
+executor. What is replaced by ``***``:
+
+- every registered secret value, and its *forms*: each line of a multi-line value,
+  standard and URL-safe base64 (whole, and the three alignments the value can take
+  inside a longer base64 text), lower/upper-case hex, URL-encoding (``%XX`` in both
+  cases, ``+`` for spaces), JSON string escaping;
+- a value (or form) split over consecutive lines of one stream or message: the
+  part on the second (third…) line is always redacted; the first line is redacted
+  when it ends with at least :data:`MIN_FRAGMENT` leading characters of a form;
+- common credential shapes, registered or not (:data:`CREDENTIAL_SHAPES`):
+  GitHub and GitLab tokens, AWS access key ids, bearer tokens and ``Authorization``
+  header values, and PEM private-key blocks (also when printed over many lines).
+
+Limits (see docs/secrets.md): values shorter than :data:`MIN_SECRET_LENGTH`
+non-blank characters are not registered (the server and ``rivet run`` refuse them),
+a line ending with fewer than :data:`MIN_FRAGMENT` leading characters of a value
+keeps them, and a pipeline that deliberately transforms a value (reverses it,
+prints one character per line) defeats any redaction: this protects against
+accidents, not against a hostile pipeline author who was granted the secret.
+
+Speed: all literal forms are compiled into one regular expression built from a
+trie (shared prefixes are factored out), so one ``re`` scan per line finds every
+form of every secret; the credential shapes are a second compiled expression.
 """
 
 from __future__ import annotations
 
-__all__ = ["Redactor"]
+import base64
+import json
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+__all__ = [
+    "CREDENTIAL_SHAPES",
+    "MASK",
+    "MIN_FRAGMENT",
+    "MIN_SECRET_LENGTH",
+    "Redactor",
+    "StreamRedactor",
+    "secret_forms",
+]
+
+MASK = "***"
+# Shorter values would mask ordinary words and digits all over every log.
+MIN_SECRET_LENGTH = 4
+# A line ending with this many leading characters of a form is masked at its end even
+# though the next line has not arrived yet (streams are not delayed to wait for it).
+MIN_FRAGMENT = 4
+
+_TOKEN68 = r"[A-Za-z0-9\-._~+/]+=*"
+CREDENTIAL_SHAPES: dict[str, str] = {
+    "github-token": r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])",
+    "github-fine-grained-token": r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,251}",
+    "gitlab-token": r"(?<![A-Za-z0-9_])glpat-[A-Za-z0-9_\-]{20,}",
+    "aws-access-key-id": r"(?<![A-Z0-9])A(?:KIA|SIA)[A-Z0-9]{16}(?![A-Z0-9])",
+    "aws-secret-access-key": (
+        r"(?i:aws_secret_access_key)[\"']?\s*[:=]\s*[\"']?(?P<aws>[A-Za-z0-9/+=]{16,})"
+    ),
+    # The whole value of an Authorization header, whatever its scheme.
+    "authorization-header": (
+        r"(?i:\bauthorization)[\"']?\s*[:=]\s*[\"']?"
+        r"(?:(?i:bearer|basic|token|bot)\s+)?(?P<auth>[^\s\"',;]+)"
+    ),
+    "bearer-token": r"(?i:\bbearer)\s+(?P<bearer>" + _TOKEN68 + ")",
+}
+_SHAPES = re.compile("|".join(f"(?:{p})" for p in CREDENTIAL_SHAPES.values()))
+_SHAPE_GROUPS = ("aws", "auth", "bearer")
+# Every shape contains one of these (lower-cased); a cheap pre-check before the regex.
+_SHAPE_MARKERS = (
+    "gh",
+    "github_pat_",
+    "glpat-",
+    "akia",
+    "asia",
+    "aws_secret",
+    "authorization",
+    "bearer",
+)
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+
+
+def _base64_forms(data: bytes) -> list[str]:
+    """Whole encodings, plus the part of the encoding that depends only on ``data``
+    when it sits at byte offset 0, 1 or 2 (mod 3) of a longer encoded text."""
+    forms: list[str] = []
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(data).decode()
+        forms += [whole, whole.rstrip("=")]
+        forms.append(encode(data + b"\n").decode())  # `echo $TOKEN | base64`
+        for offset in range(3):
+            encoded = encode(b"\0" * offset + data + b"\0\0").decode()
+            # Character i covers bits [6i, 6i+6); keep those inside the value's bits.
+            first = -(-8 * offset // 6)
+            last = 8 * (offset + len(data)) // 6
+            forms.append(encoded[first:last])
+    return forms
+
+
+def _url_forms(value: str) -> list[str]:
+    forms = []
+    for encoded in (quote(value, safe=""), quote(value), quote_plus(value)):
+        forms.append(encoded)
+        forms.append(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    return forms
+
+
+def _json_forms(value: str) -> list[str]:
+    ascii_form = json.dumps(value)[1:-1]
+    return [ascii_form, json.dumps(value, ensure_ascii=False)[1:-1], ascii_form.replace("/", "\\/")]
+
+
+def secret_forms(value: str) -> set[str]:
+    """Every single-line text that reveals ``value`` and is long enough to match on."""
+    data = value.encode("utf-8")
+    candidates: list[str] = [value]
+    candidates += [line.strip() for line in value.splitlines()]
+    candidates += _base64_forms(data)
+    candidates += [data.hex(), data.hex().upper()]
+    candidates += _url_forms(value)
+    candidates += _json_forms(value)
+    return {
+        form
+        for form in candidates
+        if len(form.strip()) >= MIN_SECRET_LENGTH and "\n" not in form and "\r" not in form
+    }
+
+
+_Trie = dict[str, "_Trie"]  # char -> subtree; the key "" marks the end of a word
+
+
+def _trie_regex(words: Iterable[str]) -> str:
+    """One alternation for many literals, prefixes factored out; at any position the
+    longest word wins (greedy optional groups try the longer branch first)."""
+    root: _Trie = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: _Trie) -> str:
+        branches: list[str] = []
+        for char in sorted(k for k in node if k):
+            child = node[char]
+            chain = [char]
+            # Compress runs of single-child, non-terminal nodes: keeps recursion shallow.
+            while len(child) == 1 and "" not in child:
+                ((next_char, child),) = child.items()
+                chain.append(next_char)
+            branches.append(re.escape("".join(chain)) + emit(child))
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """An immutable snapshot of the registered forms: swapped whole on ``add`` so that
+    readers on other threads never see a half-built state and need no lock.
+
+    One regex finds the candidate positions: where the first MIN_FRAGMENT characters
+    of some form start (every form is at least that long). Candidates are rare in
+    ordinary text, and each is checked against the few forms sharing that head."""
+
+    heads: re.Pattern[str] | None
+    by_head: dict[str, tuple[str, ...]]
+    max_len: int
+
+    @classmethod
+    def build(cls, forms: set[str]) -> _Matcher:
+        if not forms:
+            return cls(None, {}, 0)
+        by_head: dict[str, list[str]] = {}
+        for form in forms:
+            by_head.setdefault(form[:MIN_FRAGMENT], []).append(form)
+        return cls(
+            re.compile(_trie_regex(by_head)),
+            {head: tuple(sorted(fs, key=len, reverse=True)) for head, fs in by_head.items()},
+            max(len(f) for f in forms),
+        )
+
+    def spans(self, text: str, start: int) -> list[tuple[int, int]]:
+        """Spans of forms in ``text`` that end after ``start``, plus a trailing partial
+        form (at least MIN_FRAGMENT leading characters) at the very end."""
+        found: list[tuple[int, int]] = []
+        if self.heads is None:
+            return found
+        size = len(text)
+        search = self.heads.search
+        match = search(text)
+        while match is not None:
+            position = match.start()
+            forms = self.by_head[match.group()]
+            full = next((f for f in forms if text.startswith(f, position)), None)
+            if full is not None:
+                if position + len(full) > start:
+                    found.append((position, position + len(full)))
+            elif size - position < len(forms[0]):
+                rest = text[position:]
+                if any(form.startswith(rest) for form in forms):
+                    # The leftmost partial is the longest: mask to the end and stop.
+                    found.append((position, size))
+                    return found
+            # One step, not a jump past the match: forms of different secrets overlap.
+            match = search(text, position + 1)
+        return found
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for begin, end in sorted(spans):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    if not spans:
+        return text
+    parts: list[str] = []
+    position = 0
+    for begin, end in _merge(spans):
+        parts.append(text[position:begin])
+        parts.append(MASK)
+        position = end
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+def _shape_spans(line: str) -> list[tuple[int, int]]:
+    # Substring tests run at memchr speed; most lines contain none of the markers, and
+    # the shapes regex (with its look-behinds) is the slowest step of a line.
+    lowered = line.lower()
+    if not any(marker in lowered for marker in _SHAPE_MARKERS):
+        return []
+    spans = []
+    for match in _SHAPES.finditer(line):
+        group = next((g for g in _SHAPE_GROUPS if match.group(g) is not None), None)
+        spans.append(match.span(group) if group else match.span())
+    return spans
+
+
+class StreamRedactor:
+    """Redacts consecutive lines of one stream (a process's stdout, say), remembering
+    the raw end of the previous lines so that a value split across them is found.
+    One per stream; not thread-safe (a stream's lines arrive on one thread)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._tail = ""
+        self._in_private_key = False
+
+    def line(self, line: str) -> str:
+        """``line`` (without its newline) with every secret it shows masked."""
+        body, cr = (line[:-1], "\r") if line.endswith("\r") else (line, "")
+        matcher = self._redactor._matcher
+        joined = self._tail + body
+        offset = len(self._tail)
+        spans = [
+            (max(begin, offset) - offset, end - offset)
+            for begin, end in matcher.spans(joined, offset)
+        ]
+        spans += _shape_spans(body)
+        spans += self._private_key_spans(body)
+        keep = matcher.max_len - 1
+        self._tail = joined[-keep:] if keep > 0 else ""
+        return _mask(body, spans) + cr
+
+    def _private_key_spans(self, body: str) -> list[tuple[int, int]]:
+        """Everything between BEGIN … PRIVATE KEY and END … PRIVATE KEY markers, which
+        stay visible; the state carries over lines."""
+        spans: list[tuple[int, int]] = []
+        position = 0
+        while position <= len(body):
+            if self._in_private_key:
+                end = _PEM_END.search(body, position)
+                if end is None:
+                    if position < len(body):
+                        spans.append((position, len(body)))
+                    return spans
+                if end.start() > position:
+                    spans.append((position, end.start()))
+                self._in_private_key = False
+                position = end.end()
+            else:
+                begin = _PEM_BEGIN.search(body, position)
+                if begin is None:
+                    return spans
+                self._in_private_key = True
+                position = begin.end()
+        return spans
 
 
 class Redactor:
-    """Collects the secret values a job has seen; thread-safe."""
+    """Collects the secret values a job has seen and masks them; thread-safe.
 
-    def add(self, value: str) -> None:
-        """Remember ``value`` so that later text containing it is redacted."""
+    :meth:`add` may be called while other threads redact: they keep using the
+    previous snapshot until the new one is swapped in (an attribute assignment).
+    """
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._forms: set[str] = set()
+        self._matcher = _Matcher.build(set())
+        self.add_all(values)
+
+    def add(self, value: str) -> bool:
+        """Remember ``value`` so that later text containing it (or one of its forms) is
+        masked; False when it is too short to be redacted (it is then ignored)."""
+        return self.add_all([value]) == 1
+
+    def add_all(self, values: Iterable[str]) -> int:
+        """Register several values with one rebuild; how many are (now) registered."""
+        accepted = 0
+        with self._lock:
+            fresh: set[str] = set()
+            for value in values:
+                if len(value.strip()) < MIN_SECRET_LENGTH:
+                    continue
+                accepted += 1
+                if value not in self._values:
+                    self._values.add(value)
+                    fresh |= secret_forms(value)
+            if fresh - self._forms:
+                self._forms |= fresh
+                self._matcher = _Matcher.build(self._forms)
+        return accepted
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def stream(self) -> StreamRedactor:
+        return StreamRedactor(self)
 
     def redact(self, text: str) -> str:
-        return text
+        """``text`` with every secret masked; its lines are treated as one stream, so a
+        value split over two lines of one message is found too."""
+        if "\n" not in text:
+            return StreamRedactor(self).line(text)
+        stream = StreamRedactor(self)
+        return "\n".join(stream.line(line) for line in text.split("\n"))
