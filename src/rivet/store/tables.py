@@ -32,6 +32,8 @@ __all__ = [
     "pipelines",
     "registration_tokens",
     "runners",
+    "secret_grants",
+    "secrets",
 ]
 
 # Deterministic constraint names keep migrations and autogenerate comparisons stable.
@@ -154,3 +156,28 @@ log_lines = Table(
     # (job_id, seq) is the idempotency key: a retried batch inserts nothing twice.
     PrimaryKeyConstraint("job_id", "seq"),
 )
+
+# Values only ever as AES-GCM ciphertext (rivet.secrets.keyring); key_id names the key
+# that sealed it, so a key rotation finds the rows still to re-encrypt.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# By pipeline *name*, not id: a grant may precede the pipeline's creation, and it
+# holds for every version of the pipeline.
+secret_grants = Table(
+    "secret_grants",
+    metadata,
+    Column("secret_id", String(ID), ForeignKey("secrets.id", ondelete="CASCADE"), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("secret_id", "pipeline"),
+)
+Index("ix_secret_grants_pipeline", secret_grants.c.pipeline)

@@ -1,0 +1,163 @@
+"""Secret rows and their grants. Only ciphertext reaches this module: encryption and
+decryption belong to the orchestrator's secret service (``rivet.secrets.keyring``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Connection
+
+from rivet.errors import NotFoundError
+from rivet.store.ids import new_id
+from rivet.store.portable import insert_ignoring_duplicates, utcnow
+from rivet.store.tables import secret_grants, secrets
+
+__all__ = [
+    "SecretRecord",
+    "add_grant",
+    "delete_secret",
+    "get_secret",
+    "granted_ciphertexts",
+    "list_secrets",
+    "remove_grant",
+    "replace_ciphertext",
+    "sealed_with_other_keys",
+    "upsert_secret",
+]
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    """What may be shown about a secret: never its value, not even encrypted."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    grants: list[str] = field(default_factory=list)
+
+
+def _secret_id(conn: Connection, name: str) -> str:
+    query = select(secrets.c.id).where(secrets.c.name == name)
+    found: str | None = conn.execute(query).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"no secret named '{name}'")
+    return found
+
+
+def upsert_secret(conn: Connection, name: str, ciphertext: str, key_id: str) -> bool:
+    """Create or replace the value of ``name``; True when it was created.
+
+    Insert-or-ignore first, then update: one statement decides who creates the row
+    when two writers race, on both databases."""
+    now = utcnow()
+    inserted = conn.execute(
+        insert_ignoring_duplicates(conn, secrets, "name").values(
+            id=new_id(),
+            name=name,
+            ciphertext=ciphertext,
+            key_id=key_id,
+            created_at=now,
+            updated_at=now,
+        )
+    ).rowcount
+    if inserted:
+        return True
+    conn.execute(
+        update(secrets)
+        .where(secrets.c.name == name)
+        .values(ciphertext=ciphertext, key_id=key_id, updated_at=now)
+    )
+    return False
+
+
+def _grants_by_secret(conn: Connection, secret_ids: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {sid: [] for sid in secret_ids}
+    if secret_ids:
+        query = (
+            select(secret_grants.c.secret_id, secret_grants.c.pipeline)
+            .where(secret_grants.c.secret_id.in_(secret_ids))
+            .order_by(secret_grants.c.pipeline)
+        )
+        for row in conn.execute(query):
+            found[row.secret_id].append(row.pipeline)
+    return found
+
+
+def list_secrets(conn: Connection) -> list[SecretRecord]:
+    rows = list(
+        conn.execute(
+            select(
+                secrets.c.id, secrets.c.name, secrets.c.created_at, secrets.c.updated_at
+            ).order_by(secrets.c.name)
+        )
+    )
+    grants = _grants_by_secret(conn, [row.id for row in rows])
+    return [SecretRecord(r.name, r.created_at, r.updated_at, grants[r.id]) for r in rows]
+
+
+def get_secret(conn: Connection, name: str) -> SecretRecord:
+    row = conn.execute(
+        select(secrets.c.id, secrets.c.name, secrets.c.created_at, secrets.c.updated_at).where(
+            secrets.c.name == name
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no secret named '{name}'")
+    grants = _grants_by_secret(conn, [row.id])[row.id]
+    return SecretRecord(row.name, row.created_at, row.updated_at, grants)
+
+
+def delete_secret(conn: Connection, name: str) -> None:
+    """Delete the secret and (by cascade) its grants."""
+    secret_id = _secret_id(conn, name)
+    conn.execute(delete(secret_grants).where(secret_grants.c.secret_id == secret_id))
+    conn.execute(delete(secrets).where(secrets.c.id == secret_id))
+
+
+def add_grant(conn: Connection, name: str, pipeline: str) -> bool:
+    """Grant ``name`` to ``pipeline``; False when it was granted already (idempotent)."""
+    secret_id = _secret_id(conn, name)
+    statement = insert_ignoring_duplicates(conn, secret_grants, "secret_id", "pipeline")
+    inserted = conn.execute(
+        statement.values(secret_id=secret_id, pipeline=pipeline, created_at=utcnow())
+    ).rowcount
+    return bool(inserted)
+
+
+def remove_grant(conn: Connection, name: str, pipeline: str) -> None:
+    secret_id = _secret_id(conn, name)
+    removed = conn.execute(
+        delete(secret_grants).where(
+            secret_grants.c.secret_id == secret_id, secret_grants.c.pipeline == pipeline
+        )
+    ).rowcount
+    if not removed:
+        raise NotFoundError(f"secret '{name}' is not granted to pipeline '{pipeline}'")
+
+
+def granted_ciphertexts(conn: Connection, pipeline: str) -> dict[str, str]:
+    """Name → ciphertext of every secret granted to ``pipeline``."""
+    query = (
+        select(secrets.c.name, secrets.c.ciphertext)
+        .join(secret_grants, secret_grants.c.secret_id == secrets.c.id)
+        .where(secret_grants.c.pipeline == pipeline)
+    )
+    return {row.name: row.ciphertext for row in conn.execute(query)}
+
+
+def sealed_with_other_keys(conn: Connection, key_id: str) -> dict[str, str]:
+    """Name → ciphertext of the secrets not encrypted with ``key_id`` (to rotate)."""
+    query = select(secrets.c.name, secrets.c.ciphertext).where(secrets.c.key_id != key_id)
+    return {row.name: row.ciphertext for row in conn.execute(query)}
+
+
+def replace_ciphertext(conn: Connection, name: str, old: str, ciphertext: str, key_id: str) -> bool:
+    """Swap the stored value only if it is still ``old`` (a concurrent set wins)."""
+    changed = conn.execute(
+        update(secrets)
+        .where(secrets.c.name == name, secrets.c.ciphertext == old)
+        .values(ciphertext=ciphertext, key_id=key_id)
+    ).rowcount
+    return bool(changed)
