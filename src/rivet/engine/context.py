@@ -91,17 +91,24 @@ class JobContext:
         return self.stack[-1] if self.stack else self.default_image
 
     def container_options(self, stage: StageDef | None) -> ContainerOptions:
-        """Options for containers used by ``stage``: its read-only/network settings."""
+        """Options for containers used by ``stage``: its read-only/network settings
+        and the runner policy's limits, pull policy and network mode. Raises
+        :class:`PolicyViolation` when the stage asks for a network the policy refuses."""
         if stage is None:
-            return ContainerOptions()
-        return ContainerOptions(readonly_workspace=stage.readonly, network=stage.network)
+            return self.policy.container.options()
+        return self.policy.container.options(readonly=stage.readonly, network=stage.network)
 
     def container_for(
         self, image: str, options: ContainerOptions | None = None
     ) -> RunningContainer:
         """The job's container for ``image`` and ``options``, started on first use and
-        reused afterwards (one per image and options)."""
-        options = options or ContainerOptions()
+        reused afterwards (one per image and options).
+
+        The policy's image rules are checked here, before any Podman call, whatever
+        asked for the image (a stage's container, container.with, the default image);
+        a refusal raises :class:`PolicyViolation`."""
+        image = self.policy.container.resolve_image(image)
+        options = options or self.container_options(self.stage_def)
         key = image + "\0" + options.key()
         with self._containers_lock:
             existing = self._containers.get(key)
@@ -123,7 +130,15 @@ class JobContext:
                 name=container_name(self.job_id, image, options),
                 options=options,
             )
-            started = self.backend.start(spec)
+            try:
+                started = self.backend.start(spec)
+            except ContainerError as exc:
+                if options.pull == "never":
+                    raise ContainerError(
+                        f"{exc} (policy container.pull = 'never': only images already "
+                        "on the runner can be used)"
+                    ) from None
+                raise
             with self._containers_lock:
                 self._containers[key] = started
             return started

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rivet.engine.context import JobContext
+from rivet.engine.policy.violation import PolicyViolation
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -37,6 +38,11 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
             )
         if not lv.is_function(fn):
             raise LuaCallError(f"container.with: fn must be a function, got {lv.type_name(fn)}")
+        try:
+            # Refused here, at the container.with line, rather than at the first command.
+            ctx.policy.container.resolve_image(image.strip())
+        except PolicyViolation as exc:
+            raise LuaCallError(f"container.with: {exc}") from None
         ctx.stack.append(image.strip())
 
     def pop() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from rivet.engine.backends.base import ContainerOptions, ExecRequest, ExecResult
 from rivet.engine.context import JobContext
 from rivet.engine.modules.process_options import RunOptions, base_env, parse_options
+from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ContainerError
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
@@ -157,19 +158,24 @@ class _Runner:
         ctx.require_run_phase("process.run")
         if ctx.cancel.cancelled:
             raise LuaCallError(f"process.run: {ctx.cancel.reason}")
-        return _Prepared(
-            parse_options(opts, ctx.workspace),
-            ctx.current_image,
-            ctx.stage,
-            ctx.container_options(ctx.stage_def),
-        )
+        options = parse_options(opts, ctx.workspace)
+        # Policy checks run here, on the Lua thread, so a refusal points at the
+        # caller's line and no container is started for a command that is refused.
+        try:
+            ctx.policy.process.check_binary(options.argv[0])
+            options.timeout = ctx.policy.process.timeout_for(options.timeout)
+            image = ctx.policy.container.resolve_image(ctx.current_image)
+            container = ctx.container_options(ctx.stage_def)
+        except PolicyViolation as exc:
+            raise LuaCallError(f"process.run: {exc}") from None
+        return _Prepared(options, image, ctx.stage, container)
 
     def execute(self, prepared: _Prepared) -> ExecResult:
         ctx = self.ctx
         options, image, stage = prepared.options, prepared.image, prepared.stage
         try:
             container = ctx.container_for(image, prepared.container)
-        except ContainerError as exc:
+        except (ContainerError, PolicyViolation) as exc:
             raise LuaCallError(f"process.run: {exc}") from None
         ctx.log("debug", f"$ {options.display}", stage)
 
