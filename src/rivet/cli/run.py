@@ -93,6 +93,15 @@ def run(
         str,
         typer.Option(envvar="RIVET_DEFAULT_IMAGE", help="image for commands outside containers"),
     ] = DEFAULT_IMAGE,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            envvar="RIVET_POLICY",
+            help="runner policy file, as for 'rivet runner' (default: the built-in policy)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline locally: stages in order, every command in a Podman container.
 
@@ -105,8 +114,11 @@ def run(
     """
     from rivet.engine.backends.podman import PodmanBackend
     from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
+    from rivet.engine.policy import Policy
     from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
 
+    # First, so a bad policy file is one error line before anything runs or prompts.
+    policy = Policy.load(policy_file) if policy_file is not None else Policy()
     out = out_console()
     err = err_console()
     name = str(file)
@@ -139,7 +151,8 @@ def run(
         job_id=f"local-{uuid.uuid4().hex[:8]}", source=source, filename=name, inputs=resolved
     )
     executor = Executor(
-        PodmanBackend(), ExecutorSettings(workspace_root=root, default_image=default_image)
+        PodmanBackend(),
+        ExecutorSettings(workspace_root=root, default_image=default_image, policy=policy),
     )
     printer = LogPrinter(out, [s.name for s in definition.stages])
     cancel = CancelToken()

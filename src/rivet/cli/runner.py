@@ -109,6 +109,15 @@ def runner(
             show_default=False,
         ),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            envvar="RIVET_POLICY",
+            help="runner policy file: allowed binaries, images, limits (docs/runner-policy.md)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a runner that takes jobs from a server, or manage runners (subcommands).
 
@@ -131,6 +140,7 @@ def runner(
         workspace_root=workspace_root,
         default_image=default_image,
         config_file=config,
+        policy_file=policy,
     )
     raise typer.Exit(code)
 

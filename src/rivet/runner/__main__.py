@@ -30,6 +30,7 @@ def parse_options(argv: list[str] | None = None) -> RunnerOptions:
     parser.add_argument("--workspace-root", type=Path)
     parser.add_argument("--default-image", help="default: RIVET_DEFAULT_IMAGE or alpine:latest")
     parser.add_argument("--config", type=Path, help="default: $RIVET_HOME/runner.toml")
+    parser.add_argument("--policy", type=Path, help="runner policy file (RIVET_POLICY)")
     args = parser.parse_args(argv)
     return RunnerOptions(
         server=args.server,
@@ -41,6 +42,7 @@ def parse_options(argv: list[str] | None = None) -> RunnerOptions:
         workspace_root=args.workspace_root,
         default_image=args.default_image,
         config_file=args.config,
+        policy_file=args.policy,
     )
 
 

@@ -57,7 +57,9 @@ class Agent:
         self.client = RunnerClient(settings.server, settings.token, transport=transport)
         self.executor = executor or Executor(
             PodmanBackend(),
-            ExecutorSettings(settings.workspace_root, settings.default_image),
+            ExecutorSettings(
+                settings.workspace_root, settings.default_image, policy=settings.policy
+            ),
         )
         self.runner_id = settings.runner_id
         self.exit_code = 0

@@ -16,7 +16,12 @@ flag                   environment                  default
 ``--workspace-root``   ``RIVET_WORKSPACE_ROOT``     ``$RIVET_HOME/workspaces``
 ``--default-image``    ``RIVET_DEFAULT_IMAGE``      ``alpine:latest``
 ``--config``           ``RIVET_RUNNER_CONFIG``      ``$RIVET_HOME/runner.toml``
+``--policy``           ``RIVET_POLICY``             none: the built-in policy defaults
 =====================  ===========================  ===================================
+
+The policy file (``policy = "…"`` in the config file, relative to that file) is read
+once at start-up; a bad one stops the runner with one line naming the file and key
+(see docs/runner-policy.md).
 
 A token saved in the file is used only with the server it was issued by: pointing a
 runner at another server needs that server's registration token.
@@ -33,6 +38,7 @@ from typing import Any
 
 from rivet.config import DEFAULT_PORT, default_home
 from rivet.engine.executor import DEFAULT_IMAGE
+from rivet.engine.policy import Policy
 from rivet.errors import ConfigError
 from rivet.lua.definition import KNOWN_PLUGINS
 from rivet.runner.config_file import read_runner_file
@@ -56,6 +62,7 @@ class RunnerOptions:
     workspace_root: Path | None = None
     default_image: str | None = None
     config_file: Path | None = None
+    policy_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class RunnerSettings:
     claim_wait: float = 20.0
     heartbeat_interval: float = 3.0
     shipper: ShipperSettings = field(default_factory=ShipperSettings)
+    policy: Policy = field(default_factory=Policy)
+    policy_file: Path | None = None
 
 
 def normalize_server(url: str) -> str:
@@ -138,6 +147,7 @@ def resolve_settings(
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
     workspace = pick(options.workspace_root, "RIVET_WORKSPACE_ROOT", "workspace_root")
+    policy_file = _policy_file(options.policy_file, env.get("RIVET_POLICY"), saved, config_file)
     return RunnerSettings(
         server=server,
         token=token,
@@ -153,6 +163,8 @@ def resolve_settings(
         ),
         config_file=config_file,
         runner_id=runner_id,
+        policy=Policy.load(policy_file) if policy_file is not None else Policy(),
+        policy_file=policy_file,
     )
 
 
@@ -160,6 +172,20 @@ def _path(flag: Path | None, var: str | None) -> Path | None:
     if flag is not None:
         return flag.expanduser()
     return Path(var).expanduser() if var else None
+
+
+def _policy_file(
+    flag: Path | None, var: str | None, saved: Mapping[str, Any], config_file: Path
+) -> Path | None:
+    given = _path(flag, var)
+    if given is not None:
+        return given
+    value = saved.get("policy")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{config_file}: policy must be the path of a policy file")
+    return config_file.parent / Path(value).expanduser()
 
 
 def _opt_str(value: Any) -> str | None:

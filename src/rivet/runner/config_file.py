@@ -10,6 +10,7 @@ Keys (all optional)::
     concurrency = 2
     default_image = "alpine:latest"
     workspace_root = "/var/lib/rivet/workspaces"
+    policy = "policy.toml"            # runner policy file, relative to this file
 
     [tags]
     os = "linux"

@@ -257,6 +257,7 @@ def test_runner_without_subcommand_starts_the_runner(
         workspace_root: Path | None = None
         default_image: str | None = None
         config_file: Path | None = None
+        policy_file: Path | None = None
 
     calls: list[Options] = []
     agent = types.ModuleType("rivet.runner.agent")
