@@ -51,13 +51,26 @@ class UsageProblem(RivetError):
     """The command line itself is wrong (bad ``--input``, unreadable flag value): exit 2."""
 
 
+# Tables written to a pipe or file are not squeezed into 80 columns (grep-able rows).
+PIPE_WIDTH = 200
+
+
+def _width(stream: object) -> int | None:
+    if os.environ.get("COLUMNS"):
+        return None  # rich reads it
+    try:
+        return None if stream is not None and stream.isatty() else PIPE_WIDTH  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return PIPE_WIDTH
+
+
 def out_console() -> Console:
     """A console on the current stdout (made per use, so tests that swap streams work)."""
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
 def is_interactive() -> bool:
