@@ -203,6 +203,26 @@ def logging_pipeline(name: str, stages: int = 3, lines: int = 4) -> str:
     return f'return pipeline.define({{ name = "{name}", stages = {{ {body} }} }})'
 
 
+def tagged_pipeline(api: Api, tag: str, stages: str, inputs: str = "", extra_tags: str = "") -> str:
+    """Create a pipeline (Lua ``stages``/``inputs`` table bodies) requiring ``t=<tag>``
+    plus ``extra_tags`` (Lua, e.g. ``, { key = "os", value = "linux" }``); its name."""
+    name = f"p-{uuid.uuid4().hex[:10]}"
+    api.create_pipeline(
+        f'return pipeline.define({{ name = "{name}", inputs = {{ {inputs} }}, '
+        f'runner = {{ {{ key = "t", value = "{tag}" }}{extra_tags} }}, '
+        f"stages = {{ {stages} }} }})",
+        f"{name}.lua",
+    )
+    return name
+
+
+def save_bogus_token(path: Path, server: str) -> None:
+    """A runner config holding a token the server never issued (e.g. a reset database)."""
+    from rivet.runner.config_file import save_registration
+
+    save_registration(path, server=server, runner_id="gone", token="rivet_runner_stale", name="x")
+
+
 def podman_containers(job_id: str) -> list[str]:
     proc = subprocess.run(
         ["podman", "ps", "-a", "--filter", f"label=rivet.job={job_id}", "--format", "{{.Names}}"],

@@ -1,0 +1,77 @@
+"""Registration: a one-time token is exchanged once for a permanent token, saved with
+mode 0600, and used by later starts without the registration token."""
+
+from __future__ import annotations
+
+import logging
+import stat
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from live_rivet import Api, save_bogus_token, tagged_pipeline, wait_for
+
+from rivet.runner.agent import Agent
+
+StartAgent = Callable[..., Agent]
+STAGES = '{ name = "s", script = function() log.info("ran") end }'
+
+
+def test_token_is_saved_0600_and_reused_on_the_next_start(
+    api: Api, tag: str, tmp_path: Path, start_agent: StartAgent
+) -> None:
+    name = tagged_pipeline(api, tag, STAGES)
+    home = tmp_path / "home"
+    first = start_agent(home=home)
+    assert api.wait_finished(api.launch(name))["status"] == "succeeded"
+    first.stop()
+    assert first.wait(10) and first.exit_code == 0
+
+    config = home / "runner.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    saved = tomllib.loads(config.read_text())
+    assert saved["server"] == api.url and saved["token"].startswith("rivet_runner_")
+    assert saved["runner_id"] == first.runner_id
+
+    # No registration token this time: the saved one must be enough.
+    second = start_agent(home=home, register=False)
+    job = api.wait_finished(api.launch(name))
+    assert job["status"] == "succeeded" and job["runner_id"] == first.runner_id
+    assert second.runner_id == first.runner_id
+    assert [r["id"] for r in api.runners()].count(first.runner_id) == 1
+
+
+def test_a_used_registration_token_stops_the_runner_with_a_clear_error(
+    api: Api, tmp_path: Path, start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = api.registration_token()
+    first = start_agent(home=tmp_path / "a", registration_token=token)
+    wait_for(lambda: first.runner_id, what="registration")
+    with caplog.at_level(logging.ERROR, logger="rivet.runner"):
+        second = start_agent(home=tmp_path / "b", registration_token=token)
+        assert second.wait(10)
+    assert second.exit_code == 1
+    assert "registration failed" in caplog.text and "already used" in caplog.text
+    assert not (tmp_path / "b" / "runner.toml").exists()
+
+
+def test_a_runner_without_any_token_refuses_to_start(
+    tmp_path: Path, start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="rivet.runner"):
+        agent = start_agent(home=tmp_path / "none", register=False)
+        assert agent.wait(10)
+    assert agent.exit_code == 1 and "--registration-token" in caplog.text
+
+
+def test_a_rejected_saved_token_is_replaced_using_the_registration_token(
+    api: Api, tag: str, tmp_path: Path, start_agent: StartAgent
+) -> None:
+    home = tmp_path / "stale"
+    save_bogus_token(home / "runner.toml", api.url)
+    agent = start_agent(home=home)
+    name = tagged_pipeline(api, tag, STAGES)
+    assert api.wait_finished(api.launch(name))["status"] == "succeeded"
+    saved = tomllib.loads((home / "runner.toml").read_text())
+    assert saved["runner_id"] == agent.runner_id and saved["token"] != "rivet_runner_stale"
