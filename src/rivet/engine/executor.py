@@ -34,7 +34,7 @@ DEFAULT_IMAGE = "alpine:latest"
 class ExecutorSettings:
     workspace_root: Path
     default_image: str = DEFAULT_IMAGE
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits.from_env)
     policy: Policy = field(default_factory=Policy)
 
 

@@ -107,7 +107,7 @@ def load_pipeline(
     """Evaluate ``source`` in ``sandbox`` (a fresh one with placeholder runtime modules
     when not given) and return the validated definition plus its stage functions."""
     if sandbox is None:
-        sandbox = Sandbox(limits)
+        sandbox = Sandbox(limits or Limits.from_env())
         install_definition_placeholders(sandbox)
     records: list[_Record] = []
     validator = _Validator(sandbox)
