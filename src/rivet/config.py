@@ -36,6 +36,11 @@ class ServerSettings(BaseSettings):
         default=None,
         description="admin bearer token; default: generated into $RIVET_HOME/admin-token",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="key(s) encrypting stored secrets (URL-safe base64 of 32 bytes; several "
+        "separated by commas, the first encrypts); default: $RIVET_HOME/secret-key",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     poll_interval: float = Field(
@@ -62,3 +67,7 @@ class ServerSettings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.home / "admin-token"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.home / "secret-key"

@@ -20,9 +20,9 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer, SecretStr
 
 __all__ = [
     "API_VERSION",
@@ -45,6 +45,8 @@ __all__ = [
     "RegistrationTokenCreate",
     "RegistrationTokenView",
     "RunnerView",
+    "SecretSet",
+    "SecretView",
     "StageUpdate",
     "StageView",
 ]
@@ -193,6 +195,14 @@ class ClaimRequest(BaseModel):
     plugins: list[str] | None = None
 
 
+def _reveal(value: SecretStr) -> str:
+    return value.get_secret_value()
+
+
+# Masked in repr/str (so logging an assignment shows no value), plain in JSON.
+WireSecret = Annotated[SecretStr, PlainSerializer(_reveal, return_type=str, when_used="json")]
+
+
 class JobAssignment(BaseModel):
     job_id: str
     pipeline: str
@@ -203,6 +213,11 @@ class JobAssignment(BaseModel):
     definition: dict[str, Any]
     inputs: dict[str, Scalar]
     next_seq: int = Field(default=1, description="first log sequence number to use")
+    secrets: dict[str, WireSecret] = Field(
+        default_factory=dict,
+        description="name -> value of every secret granted to the job's pipeline "
+        "(decrypted by the server; only over the runner's authenticated channel)",
+    )
 
 
 class LogBatch(BaseModel):
@@ -227,3 +242,22 @@ class Ack(BaseModel):
     ok: bool = True
     cancel_requested: bool = False
     stored: int | None = None
+
+
+# --- secrets (admin) -----------------------------------------------------------------
+
+
+class SecretSet(BaseModel):
+    """Body of ``PUT /api/secrets/{name}``: the value, and grants to add with it."""
+
+    value: SecretStr = Field(description="the secret value (never returned by the API)")
+    grants: list[str] = Field(default_factory=list, description="pipeline names to grant")
+
+
+class SecretView(BaseModel):
+    """What the API shows about a secret: its name and metadata, never the value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    grants: list[str] = Field(default_factory=list, description="pipelines it is granted to")

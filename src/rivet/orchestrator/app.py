@@ -20,7 +20,7 @@ from rivet import __version__
 from rivet.config import ServerSettings
 from rivet.orchestrator.auth import hash_token, load_admin_token
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
-from rivet.orchestrator.routes import health, jobs, pipelines, runner_api, runners, stream
+from rivet.orchestrator.routes import health, jobs, pipelines, runner_api, runners, secrets, stream
 from rivet.orchestrator.services import Services
 from rivet.store import upgrade
 
@@ -39,6 +39,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(upgrade, services.db)
             admin_token = await anyio.to_thread.run_sync(load_admin_token, settings)
             app.state.admin_token_hash = hash_token(admin_token)
+            await anyio.to_thread.run_sync(services.secrets.rotate)
             app.state.services = services
             services.signals.bind(asyncio.get_running_loop())
             await services.queue.start()
@@ -60,6 +61,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, pipelines, jobs, stream, runners, runner_api):
+    for module in (health, pipelines, jobs, stream, runners, runner_api, secrets):
         app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     return app

@@ -52,8 +52,10 @@ def upsert_secret(conn: Connection, name: str, ciphertext: str, key_id: str) -> 
     Insert-or-ignore first, then update: one statement decides who creates the row
     when two writers race, on both databases."""
     now = utcnow()
+    # RETURNING, not rowcount: the count of an ignored insert differs across drivers.
     inserted = conn.execute(
-        insert_ignoring_duplicates(conn, secrets, "name").values(
+        insert_ignoring_duplicates(conn, secrets, "name")
+        .values(
             id=new_id(),
             name=name,
             ciphertext=ciphertext,
@@ -61,8 +63,9 @@ def upsert_secret(conn: Connection, name: str, ciphertext: str, key_id: str) -> 
             created_at=now,
             updated_at=now,
         )
-    ).rowcount
-    if inserted:
+        .returning(secrets.c.id)
+    ).first()
+    if inserted is not None:
         return True
     conn.execute(
         update(secrets)
@@ -121,9 +124,11 @@ def add_grant(conn: Connection, name: str, pipeline: str) -> bool:
     secret_id = _secret_id(conn, name)
     statement = insert_ignoring_duplicates(conn, secret_grants, "secret_id", "pipeline")
     inserted = conn.execute(
-        statement.values(secret_id=secret_id, pipeline=pipeline, created_at=utcnow())
-    ).rowcount
-    return bool(inserted)
+        statement.values(secret_id=secret_id, pipeline=pipeline, created_at=utcnow()).returning(
+            secret_grants.c.pipeline
+        )
+    ).first()
+    return inserted is not None
 
 
 def remove_grant(conn: Connection, name: str, pipeline: str) -> None:

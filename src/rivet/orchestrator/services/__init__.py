@@ -13,8 +13,10 @@ from rivet.config import ServerSettings
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
+from rivet.orchestrator.services.secrets import SecretService
 from rivet.orchestrator.services.work import WorkService
 from rivet.queue import JobQueue, Signals, make_queue
+from rivet.secrets import load_keyring
 from rivet.store import Database
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "JobSnapshot",
     "PipelineService",
     "RunnerService",
+    "SecretService",
     "Services",
     "WorkService",
 ]
@@ -36,11 +39,14 @@ class Services:
     jobs: JobService
     runners: RunnerService
     work: WorkService
+    secrets: SecretService
 
     @classmethod
     def build(cls, settings: ServerSettings) -> Services:
         db = Database(settings.resolved_database_url)
         queue = make_queue(db, Signals(), settings.poll_interval)
+        env_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+        secrets = SecretService(db, load_keyring(env_key, settings.secret_key_file))
         return cls(
             settings=settings,
             db=db,
@@ -48,7 +54,8 @@ class Services:
             pipelines=PipelineService(db),
             jobs=JobService(db, queue),
             runners=RunnerService(db),
-            work=WorkService(db, queue),
+            work=WorkService(db, queue, secrets),
+            secrets=secrets,
         )
 
     @property

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio.to_thread
+from pydantic import SecretStr
 
 from rivet.domain import JobStatus, StageStatus
 from rivet.orchestrator.auth import PermissionDeniedError
+from rivet.orchestrator.services.secrets import SecretService
 from rivet.protocol import (
     Ack,
     ClaimRequest,
@@ -35,9 +37,10 @@ __all__ = ["WorkService"]
 
 
 class WorkService:
-    def __init__(self, db: Database, queue: JobQueue) -> None:
+    def __init__(self, db: Database, queue: JobQueue, secrets: SecretService) -> None:
         self.db = db
         self.queue = queue
+        self.secrets = secrets
 
     async def claim(
         self,
@@ -51,7 +54,14 @@ class WorkService:
             plugins=runner.plugins if request.plugins is None else request.plugins,
         )
         await anyio.to_thread.run_sync(self._check_in, runner, offer)
-        return await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
+        job = await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
+        if job is None:
+            return None
+        # Only the secrets granted to this job's pipeline, decrypted for this runner.
+        granted = await anyio.to_thread.run_sync(self.secrets.for_pipeline, job.pipeline)
+        if not granted:
+            return job
+        return job.model_copy(update={"secrets": {k: SecretStr(v) for k, v in granted.items()}})
 
     def _check_in(self, runner: RunnerRecord, offer: Offer) -> None:
         with self.db.write() as tx:

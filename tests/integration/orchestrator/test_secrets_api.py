@@ -1,0 +1,291 @@
+"""``/api/secrets`` on SQLite and PostgreSQL: encrypted at rest, admin only, values never
+in answers, rows or logs; grants decide which claimed jobs receive which secrets."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from api_helpers import ADMIN, create_pipeline, launch, register_runner
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy import select, text
+
+from rivet.config import ServerSettings
+from rivet.errors import ConfigError
+from rivet.orchestrator import create_app
+from rivet.orchestrator.services import Services
+from rivet.secrets import generate_key
+from rivet.store.tables import secret_grants, secrets
+
+pytestmark = pytest.mark.anyio
+
+VALUE = "hunter2-Sup3r/S3cret+Value=="
+OTHER = "another-secret-value-0042"
+
+
+def forms(value: str) -> list[str]:
+    """The value and the encodings a careless store or log could hold it in."""
+    raw = value.encode()
+    return [
+        value,
+        raw.hex(),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+    ]
+
+
+def assert_absent(blob: str | bytes, *values: str) -> None:
+    for value in values:
+        for form in forms(value):
+            needle: str | bytes = form.encode() if isinstance(blob, bytes) else form
+            assert needle not in blob, f"secret leaked as {form!r}"
+
+
+async def put(
+    client: httpx.AsyncClient, name: str, value: str, grants: list[str] | None = None
+) -> httpx.Response:
+    body: dict[str, object] = {"value": value}
+    if grants is not None:
+        body["grants"] = grants
+    return await client.put(f"/api/secrets/{name}", headers=ADMIN, json=body)
+
+
+async def claim(client: httpx.AsyncClient, runner: dict[str, str]) -> dict[str, object]:
+    response = await client.post("/api/runner/claim", headers=runner, json={"wait_seconds": 0})
+    assert response.status_code == 200, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def raw_rows(app: FastAPI) -> str:
+    """Every column of every secret row, as the database returns it."""
+    services: Services = app.state.services
+    with services.db.read() as conn:
+        rows = [tuple(r) for r in conn.execute(select(secrets))]
+        rows += [tuple(r) for r in conn.execute(select(secret_grants))]
+    return repr(rows)
+
+
+async def test_set_list_show_delete_never_return_the_value(client: httpx.AsyncClient) -> None:
+    created = await put(client, "DEPLOY_TOKEN", VALUE, grants=["deploy"])
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["name"] == "DEPLOY_TOKEN" and body["grants"] == ["deploy"]
+    assert set(body) == {"name", "created_at", "updated_at", "grants"}
+    updated = await put(client, "DEPLOY_TOKEN", OTHER)
+    assert updated.status_code == 200
+    assert updated.json()["grants"] == ["deploy"]  # replacing the value keeps grants
+    assert updated.json()["created_at"] == body["created_at"]
+    assert updated.json()["updated_at"] >= body["updated_at"]
+
+    listed = await client.get("/api/secrets", headers=ADMIN)
+    assert [s["name"] for s in listed.json()] == ["DEPLOY_TOKEN"]
+    shown = await client.get("/api/secrets/DEPLOY_TOKEN", headers=ADMIN)
+    assert shown.json()["grants"] == ["deploy"]
+    openapi = await client.get("/api/openapi.json")
+    for response in (created, updated, listed, shown, openapi):
+        assert_absent(response.text, VALUE, OTHER)
+
+    assert (await client.delete("/api/secrets/DEPLOY_TOKEN", headers=ADMIN)).status_code == 204
+    assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
+    gone = await client.delete("/api/secrets/DEPLOY_TOKEN", headers=ADMIN)
+    assert gone.status_code == 404 and "no secret named 'DEPLOY_TOKEN'" in gone.text
+
+
+async def test_every_secret_endpoint_needs_the_admin_token(client: httpx.AsyncClient) -> None:
+    assert (await put(client, "TOKEN", VALUE)).status_code == 201
+    runner = await register_runner(client)
+    calls = [
+        ("GET", "/api/secrets", None),
+        ("GET", "/api/secrets/TOKEN", None),
+        ("PUT", "/api/secrets/TOKEN", {"value": OTHER}),
+        ("DELETE", "/api/secrets/TOKEN", None),
+        ("PUT", "/api/secrets/TOKEN/grants/p", None),
+        ("DELETE", "/api/secrets/TOKEN/grants/p", None),
+    ]
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": runner["Authorization"]},
+    ):
+        for method, url, body in calls:
+            response = await client.request(method, url, headers=headers, json=body)
+            assert response.status_code == 401, (method, url, headers)
+            assert_absent(response.text, VALUE, OTHER)
+    # nothing changed: the value is still the first one, with no grants
+    assert (await client.get("/api/secrets/TOKEN", headers=ADMIN)).json()["grants"] == []
+
+
+async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> None:
+    cases = [
+        ("TOKEN", {"valu": VALUE}),  # a typo: FastAPI's default error would echo the body
+        ("TOKEN", {"value": VALUE, "grants": "not-a-list"}),
+        ("TOKEN", {"value": VALUE, "grants": [""]}),
+        ("bad-name!", {"value": VALUE}),
+        ("TOKEN", {"value": "ab "}),  # too short to redact safely
+        ("TOKEN", {"value": VALUE + "\0"}),
+    ]
+    for name, body in cases:
+        response = await client.put(f"/api/secrets/{name}", headers=ADMIN, json=body)
+        assert response.status_code == 400, (name, body, response.text)
+        assert response.json()["error"]["code"] == "bad_request"
+        assert_absent(response.text, VALUE)
+    short = await client.put("/api/secrets/TOKEN", headers=ADMIN, json={"value": "ab "})
+    assert "at least 4 non-blank characters" in short.json()["error"]["message"]
+    not_json = await client.put(
+        "/api/secrets/TOKEN",
+        headers={**ADMIN, "Content-Type": "application/json"},
+        content=b'{"value": "' + VALUE.encode() + b'"',
+    )
+    assert not_json.status_code == 400 and VALUE not in not_json.text
+    assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
+
+
+async def test_values_are_encrypted_at_rest(
+    app: FastAPI, client: httpx.AsyncClient, settings: ServerSettings
+) -> None:
+    assert (await put(client, "TOKEN", VALUE, grants=["p"])).status_code == 201
+    rows = raw_rows(app)
+    assert "v1." in rows and "TOKEN" in rows
+    assert_absent(rows, VALUE)
+    services: Services = app.state.services
+    if services.db.dialect == "sqlite":
+        db_file = Path(settings.resolved_database_url.removeprefix("sqlite:///"))
+        for path in db_file.parent.glob(db_file.name + "*"):  # rivet.db, -wal, -shm
+            assert_absent(path.read_bytes(), VALUE)
+    else:
+        with services.db.read() as conn:
+            dump = conn.execute(text("SELECT s::text FROM secrets s")).scalars().all()
+        assert dump and all(VALUE not in row for row in dump)
+
+
+async def test_claims_carry_only_the_secrets_granted_to_the_jobs_pipeline(
+    client: httpx.AsyncClient,
+) -> None:
+    await create_pipeline(client, "deploy")
+    await create_pipeline(client, "tests")
+    assert (await put(client, "DEPLOY_KEY", VALUE, grants=["deploy"])).status_code == 201
+    assert (await put(client, "SHARED", OTHER, grants=["deploy"])).status_code == 201
+    granted = await client.put("/api/secrets/SHARED/grants/tests", headers=ADMIN)
+    assert granted.json()["grants"] == ["deploy", "tests"]
+    again = await client.put("/api/secrets/SHARED/grants/tests", headers=ADMIN)
+    assert again.status_code == 200 and again.json()["grants"] == ["deploy", "tests"]
+    runner = await register_runner(client)
+
+    deploy_job = await launch(client, "deploy")
+    assignment = await claim(client, runner)
+    assert assignment["job_id"] == deploy_job["id"]
+    assert assignment["secrets"] == {"DEPLOY_KEY": VALUE, "SHARED": OTHER}
+
+    tests_job = await launch(client, "tests")
+    assignment = await claim(client, runner)
+    assert assignment["job_id"] == tests_job["id"]
+    assert assignment["secrets"] == {"SHARED": OTHER}  # hostile: DEPLOY_KEY is not granted
+
+    revoked = await client.delete("/api/secrets/SHARED/grants/tests", headers=ADMIN)
+    assert revoked.json()["grants"] == ["deploy"]
+    twice = await client.delete("/api/secrets/SHARED/grants/tests", headers=ADMIN)
+    assert twice.status_code == 404
+    assert "not granted to pipeline 'tests'" in twice.json()["error"]["message"]
+    await launch(client, "tests")
+    assert (await claim(client, runner))["secrets"] == {}
+
+    # a job's view (what any client sees) never has secrets
+    shown = await client.get(f"/api/jobs/{deploy_job['id']}")
+    assert_absent(shown.text, VALUE, OTHER)
+
+
+async def test_grant_to_a_name_with_slashes_and_unknown_secret(client: httpx.AsyncClient) -> None:
+    assert (await put(client, "TOKEN", VALUE)).status_code == 201
+    granted = await client.put("/api/secrets/TOKEN/grants/team/app", headers=ADMIN)
+    assert granted.status_code == 200 and granted.json()["grants"] == ["team/app"]
+    revoked = await client.delete("/api/secrets/TOKEN/grants/team/app", headers=ADMIN)
+    assert revoked.json()["grants"] == []
+    missing = await client.put("/api/secrets/NOPE/grants/p", headers=ADMIN)
+    assert missing.status_code == 404 and "no secret named 'NOPE'" in missing.text
+
+
+async def test_server_logs_never_hold_the_value(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await create_pipeline(client, "deploy")
+    await put(client, "TOKEN", VALUE, grants=["deploy"])
+    await client.put("/api/secrets/TOKEN", headers=ADMIN, json={"valu": VALUE})
+    await launch(client, "deploy")
+    runner = await register_runner(client)
+    assert (await claim(client, runner))["secrets"] == {"TOKEN": VALUE}
+    assert "TOKEN" in caplog.text
+    assert_absent(caplog.text, VALUE)
+
+
+# --- the key -------------------------------------------------------------------------------
+
+
+async def test_key_file_is_created_0600_and_reused_across_restarts(
+    settings: ServerSettings, client: httpx.AsyncClient
+) -> None:
+    key_file = settings.home / "secret-key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    first = key_file.read_text()
+    assert (await put(client, "TOKEN", VALUE, grants=["deploy"])).status_code == 201
+    await create_pipeline(client, "deploy")
+    await launch(client, "deploy")
+    runner = await register_runner(client)
+
+    again = create_app(settings)  # a second start on the same home and database
+    async with again.router.lifespan_context(again):
+        assert key_file.read_text() == first
+        transport = httpx.ASGITransport(app=again)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rivet.test") as other:
+            assert (await claim(other, runner))["secrets"] == {"TOKEN": VALUE}
+
+
+async def test_group_readable_key_file_is_refused(settings: ServerSettings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    key_file = settings.home / "secret-key"
+    key_file.write_text(generate_key() + "\n")
+    os.chmod(key_file, 0o640)
+    with pytest.raises(
+        ConfigError, match=r"accessible by group or others \(mode 0640\).*chmod 600"
+    ):
+        Services.build(settings)
+
+
+async def test_env_key_wins_and_rotation_reencrypts(
+    app: FastAPI, settings: ServerSettings, tmp_path: Path
+) -> None:
+    del app  # only for its emptied tables
+    old, new = generate_key(), generate_key()
+    home = tmp_path / "env-home"
+    first = settings.model_copy(update={"home": home, "secret_key": SecretStr(old)})
+    server = create_app(first)
+    async with server.router.lifespan_context(server):
+        transport = httpx.ASGITransport(app=server)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rivet.test") as http:
+            assert (await put(http, "TOKEN", VALUE, grants=["deploy"])).status_code == 201
+            before = raw_rows(server)
+    assert not (home / "secret-key").exists()  # the env key is used, no file is written
+
+    rotated = first.model_copy(update={"secret_key": SecretStr(f"{new}, {old}")})
+    server = create_app(rotated)
+    async with server.router.lifespan_context(server):  # start-up re-encrypts with `new`
+        after = raw_rows(server)
+    assert after != before
+    services = Services.build(rotated.model_copy(update={"secret_key": SecretStr(new)}))
+    try:
+        assert services.secrets.for_pipeline("deploy") == {"TOKEN": VALUE}  # old key not needed
+    finally:
+        services.db.close()
+
+    wrong = Services.build(rotated.model_copy(update={"secret_key": SecretStr(generate_key())}))
+    try:
+        assert wrong.secrets.for_pipeline("deploy") == {}  # unknown key: left out, logged
+    finally:
+        wrong.db.close()
