@@ -367,6 +367,13 @@ output.set("memory", read({ "/sys/fs/cgroup/memory/memory.limit_in_bytes",
                             "/sys/fs/cgroup/memory.max" }))
 output.set("pids", read({ "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max" }))
 output.set("cpu", read({ "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max" }))
+-- 200 MB in one shell variable: more than memory plus the swap Podman adds (2x).
+local hog = process.run({ "sh", "-c",
+  "x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); echo kept ${#x}",
+  capture_stdout = true, timeout = 60 })
+output.set("hog_code", hog.exit_code)
+output.set("hog_out", hog.stdout)
+output.set("after", process.run({ "echo", "alive", capture_stdout = true }).stdout)
 local fork = process.run({ "sh", "-c",
   "for i in $(seq 100); do sleep 30 >/dev/null 2>&1 & done; echo all-forked",
   capture_stdout = true, capture_stderr = true, timeout = 20 })
@@ -388,6 +395,9 @@ def test_memory_cpu_and_pids_limits_really_apply(run: RunFn) -> None:
     assert r.output("fork_code") != 0
     assert "all-forked" not in r.output("fork_out")
     assert "fork" in r.output("fork_out")
+    assert r.output("after") == "alive\n"
+    # A memory hog is killed by the kernel (SIGKILL: 137); the container stays usable.
+    assert (r.output("hog_code"), r.output("hog_out")) == (137, "")
 
 
 _NET = """
