@@ -12,7 +12,7 @@
 ---@field capture_stderr? boolean Return stderr in the result instead of logging it (default false).
 ---@field stdout_level? rivet.LogLevel Log level for streamed stdout lines (default "info").
 ---@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "error").
----@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124.
+---@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124. Default and maximum: the runner policy (3600 and 21600 unless changed).
 ---@field check? boolean Raise an error on a non-zero exit (default false).
 ---@field [integer] string The argv, when given positionally.
 
