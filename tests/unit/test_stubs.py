@@ -98,6 +98,8 @@ def test_process_options_match_the_spec() -> None:
             "stderr_level",
             "timeout",
             "check",
+            "secrets",
+            "secret_files",
         },
         "ProcessResult": {"exit_code", "stdout", "stderr"},
     }

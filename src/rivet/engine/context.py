@@ -18,6 +18,7 @@ from rivet.engine.backends.base import (
     container_name,
 )
 from rivet.engine.events import CancelToken, JobEvents, Level, LogEvent, utcnow
+from rivet.engine.job_secrets import JobSecrets
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.errors import ContainerError
@@ -47,6 +48,8 @@ class JobContext:
     first_seq: int = 1
     policy: Policy = field(default_factory=Policy)
     redactor: Redactor = field(default_factory=Redactor)
+    # The executor builds both with one Redactor (JobSecrets registers its values in it).
+    secrets: JobSecrets = field(default_factory=JobSecrets)
     stage_def: StageDef | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     _seq: int = 0
@@ -129,6 +132,7 @@ class JobContext:
                 workspace=self.workspace,
                 name=container_name(self.job_id, image, options),
                 options=options,
+                secrets_dir=self.secrets.directory,
             )
             try:
                 started = self.backend.start(spec)

@@ -9,6 +9,7 @@ the workspace are removed when the job ends, whatever the outcome.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from rivet.domain.status import JobStatus, StageStatus
 from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
+from rivet.engine.job_secrets import JobSecrets
 from rivet.engine.modules import install_all
 from rivet.engine.policy import Policy
+from rivet.engine.redaction import Redactor
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
 from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
@@ -36,6 +39,8 @@ class ExecutorSettings:
     default_image: str = DEFAULT_IMAGE
     limits: Limits = field(default_factory=Limits.from_env)
     policy: Policy = field(default_factory=Policy)
+    # Where per-job secret-file directories are made (default: /dev/shm or tmp).
+    secrets_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class JobSpec:
     filename: str
     inputs: dict[str, InputValue]
     first_seq: int = 1
+    # Name -> value of the secrets the job may use (granted to its pipeline, or all
+    # local ones under `rivet run`, where ``local_secrets`` words the refusals).
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    local_secrets: bool = False
 
 
 class Executor:
@@ -60,6 +69,10 @@ class Executor:
         workspace = self.settings.workspace_root / _safe_dir(job.job_id)
         workspace.mkdir(parents=True, exist_ok=False)
         sandbox = Sandbox(self.settings.limits)
+        redactor = Redactor()
+        secrets = JobSecrets(
+            job.secrets, redactor, local=job.local_secrets, root=self.settings.secrets_root
+        )
         ctx = JobContext(
             job_id=job.job_id,
             events=events,
@@ -70,10 +83,12 @@ class Executor:
             cancel=cancel,
             first_seq=job.first_seq,
             policy=self.settings.policy,
+            redactor=redactor,
+            secrets=secrets,
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         try:
-            return self._run(job, ctx, sandbox)
+            return _redacted(self._run(job, ctx, sandbox), redactor)
         finally:
             for close in ctx.closers:
                 close()
@@ -81,6 +96,7 @@ class Executor:
                 ctx.remove_containers()
             except RivetError as exc:
                 ctx.log("warning", f"could not remove the job's containers: {exc}", None)
+            secrets.cleanup()
             shutil.rmtree(workspace, ignore_errors=True)
 
     def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
@@ -95,6 +111,7 @@ class Executor:
         except InputError as exc:
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=str(exc))
+        ctx.secrets.pipeline = loaded.definition.name
         stages = [StageResult(s.name) for s in loaded.definition.stages]
         result = JobResult(JobStatus.RUNNING, stages=stages)
         ctx.phase = Phase.RUN
@@ -114,9 +131,7 @@ class Executor:
             result.error = ctx.cancel.reason
         elif result.status is JobStatus.RUNNING:
             result.status = JobStatus.SUCCEEDED
-        result.outputs = {
-            k: ctx.redactor.redact(v) if isinstance(v, str) else v for k, v in ctx.outputs.items()
-        }
+        result.outputs = dict(ctx.outputs)
         return result
 
     def _stage(
@@ -160,7 +175,8 @@ class Executor:
                 state.error = ctx.cancel.reason
             else:
                 state.status = StageStatus.FAILED
-                state.error = str(exc)
+                # Reported to the server as it is: `error("token: " .. tok)` must not leak.
+                state.error = ctx.redactor.redact(str(exc))
                 ctx.log("error", f"stage '{name}' failed: {exc}")
         finally:
             del ctx.stack[depth:]
@@ -179,6 +195,22 @@ def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:
         ctx.remove_containers()
     except RivetError as exc:
         ctx.log("warning", f"could not remove the job's containers: {exc}")
+
+
+def _redacted(result: JobResult, redactor: Redactor) -> JobResult:
+    """Outputs and errors leave the runner too: mask secrets in them. A number or
+    boolean whose text shows a secret becomes the string ``***``."""
+    for key, value in result.outputs.items():
+        text = value if isinstance(value, str) else str(value)
+        masked = redactor.redact(text)
+        if masked != text:
+            result.outputs[key] = masked if isinstance(value, str) else "***"
+    if result.error is not None:
+        result.error = redactor.redact(result.error)
+    for stage in result.stages:
+        if stage.error is not None:
+            stage.error = redactor.redact(stage.error)
+    return result
 
 
 def _safe_dir(job_id: str) -> str:

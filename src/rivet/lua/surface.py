@@ -12,6 +12,7 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     "output": ("set", "get", "require", "has", "all", "keys", "clear", "clear_all"),
     "process": ("run", "parallel"),
     "container": ("with",),
+    "secret": ("get", "has"),
 }
 
 DEFINITION_MODULES: dict[str, tuple[str, ...]] = {

@@ -127,7 +127,14 @@ class JobRun:
 
     def _execute(self, shipper: LogShipper) -> JobResult:
         a = self.assignment
-        spec = JobSpec(a.job_id, a.source, a.filename, dict(a.inputs), first_seq=a.next_seq)
+        spec = JobSpec(
+            a.job_id,
+            a.source,
+            a.filename,
+            dict(a.inputs),
+            first_seq=a.next_seq,
+            secrets={name: value.get_secret_value() for name, value in a.secrets.items()},
+        )
         try:
             return self.executor.run(spec, shipper, self.cancel)
         except Exception as exc:  # a runner bug must fail the job, not the runner

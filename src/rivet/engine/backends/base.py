@@ -30,6 +30,7 @@ __all__ = [
     "LABEL_IMAGE",
     "LABEL_JOB",
     "LABEL_MANAGED",
+    "SECRETS_MOUNT",
     "WORKSPACE",
     "ContainerBackend",
     "ContainerOptions",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 WORKSPACE = "/workspace"
+SECRETS_MOUNT = "/run/rivet/secrets"
 LABEL_MANAGED = "rivet.managed"
 LABEL_JOB = "rivet.job"
 LABEL_IMAGE = "rivet.image"
@@ -75,6 +77,9 @@ class ContainerSpec:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     options: ContainerOptions = field(default_factory=ContainerOptions)
+    # The job's secret files (outside the workspace), mounted read-only at
+    # /run/rivet/secrets; None when the job has no secrets.
+    secrets_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ class ExecRequest:
     on_stderr: LineCallback | None = None
     capture_stdout: bool = False
     capture_stderr: bool = False
+    # Secret values for the command's environment: a backend must never put them on
+    # a command line (visible in `ps`), and refuses names it could only pass that way.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

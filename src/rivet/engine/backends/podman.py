@@ -22,6 +22,7 @@ from rivet.engine.backends.base import (
     LABEL_IMAGE,
     LABEL_JOB,
     LABEL_MANAGED,
+    SECRETS_MOUNT,
     WORKSPACE,
     ContainerOptions,
     ContainerSpec,
@@ -79,6 +80,11 @@ class PodmanBackend:
             args += ["--label", f"{key}={value}"]
         mount = f"{workspace}:{WORKSPACE}" + (":ro" if spec.options.readonly_workspace else "")
         args += ["-v", mount, "-w", WORKSPACE, *_option_args(spec.options)]
+        if spec.secrets_dir is not None:
+            secrets_dir = spec.secrets_dir.resolve()
+            if ":" in str(secrets_dir):
+                raise ContainerError(f"secrets path {str(secrets_dir)!r} must not contain ':'")
+            args += ["-v", f"{secrets_dir}:{SECRETS_MOUNT}:ro"]
         if self._init is not None:
             args += [
                 "-v",
@@ -136,6 +142,16 @@ class PodmanBackend:
                 # environment, which keeps secrets out of ``ps`` output.
                 args += ["--env", name]
                 env[name] = value
+        for name, value in request.secret_env.items():
+            _check_env(name, value)
+            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+                # Podman would read this one itself: only the command line could carry it.
+                raise ContainerError(
+                    f"secret environment variable {name!r} cannot be passed without showing "
+                    "its value on podman's command line; choose another name"
+                )
+            args += ["--env", name]
+            env[name] = value
         # Last, so a user variable of the same name cannot hide the marker.
         args += ["--env", marker, container.id, *request.argv]
 

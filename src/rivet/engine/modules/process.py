@@ -12,10 +12,10 @@ from __future__ import annotations
 import itertools
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from rivet.engine.backends.base import ContainerOptions, ExecRequest, ExecResult
+from rivet.engine.backends.base import SECRETS_MOUNT, ContainerOptions, ExecRequest, ExecResult
 from rivet.engine.context import JobContext
 from rivet.engine.modules.process_options import RunOptions, base_env, parse_options
 from rivet.engine.policy.violation import PolicyViolation
@@ -140,6 +140,7 @@ class _Prepared:
     image: str
     stage: str | None
     container: ContainerOptions
+    secret_env: dict[str, str] = field(default_factory=dict)
 
 
 class _Runner:
@@ -168,7 +169,17 @@ class _Runner:
             container = ctx.container_options(ctx.stage_def)
         except PolicyViolation as exc:
             raise LuaCallError(f"process.run: {exc}") from None
-        return _Prepared(options, image, ctx.stage, container)
+        # Values never pass through Lua: looked up here (refusing ungranted ones at
+        # the caller's line) and registered for redaction by the lookup.
+        secret_env = {
+            var: ctx.secrets.get(name, f"process.run: secrets.{var}")
+            for var, name in options.secret_env.items()
+        }
+        for file_name, name in options.secret_files.items():
+            ctx.secrets.write_file(file_name, name, f"process.run: secret_files[{file_name!r}]")
+        if options.secret_files:
+            options.env.setdefault("RIVET_SECRETS_DIR", SECRETS_MOUNT)
+        return _Prepared(options, image, ctx.stage, container, secret_env)
 
     def execute(self, prepared: _Prepared) -> ExecResult:
         ctx = self.ctx
@@ -180,7 +191,10 @@ class _Runner:
         ctx.log("debug", f"$ {options.display}", stage)
 
         def line_logger(level: Any) -> Any:
-            return lambda line: ctx.log(level, line, stage)
+            # One stream redactor per pipe: it sees consecutive lines, so a secret
+            # split over two lines of output is masked on both.
+            stream = ctx.redactor.stream()
+            return lambda line: ctx.log(level, stream.line(line), stage)
 
         request = ExecRequest(
             argv=options.argv,
@@ -191,6 +205,7 @@ class _Runner:
             on_stderr=line_logger(options.stderr_level),
             capture_stdout=options.capture_stdout,
             capture_stderr=options.capture_stderr,
+            secret_env=prepared.secret_env,
         )
         result = ctx.backend.exec(container, request)
         if result.timed_out:

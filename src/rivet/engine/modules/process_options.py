@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ OPTIONS = (
     "stderr_level",
     "timeout",
     "check",
+    "secrets",
+    "secret_files",
 )
 LEVELS: dict[str, Level] = {
     "debug": "debug",
@@ -49,6 +52,10 @@ class RunOptions:
     stderr_level: Level = "error"
     timeout: float | None = None
     check: bool = False
+    # Environment variable -> secret name, and file name -> secret name: names only;
+    # the values are looked up (and checked against the grants) by process.run.
+    secret_env: dict[str, str] = field(default_factory=dict)
+    secret_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def display(self) -> str:
@@ -148,6 +155,17 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
                 raise _fail(f"env: invalid variable name {key!r}")
             env[key] = _text(value, f"env.{key}")
 
+    secret_env = _secret_map(opts, "secrets", "TOKEN")
+    for var in secret_env:
+        if not _ENV_NAME.fullmatch(var) or _RESERVED_SECRET_ENV.fullmatch(var):
+            raise _fail(
+                f"secrets: {var!r} cannot hold a secret: use a name of letters, digits and "
+                "'_' that is not reserved (PATH, HOME, LD_*, LC_*, RIVET_*, CI, proxies…)"
+            )
+        if var in env:
+            raise _fail(f"secrets.{var}: also set in 'env'; give each variable once")
+    secret_files = _secret_map(opts, "secret_files", '["token.txt"]')
+
     timeout = opts["timeout"]
     if timeout is not None and (
         isinstance(timeout, bool)
@@ -167,7 +185,44 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
         stderr_level=_level(opts, "stderr_level", "error"),
         timeout=float(timeout) if timeout is not None else None,
         check=_flag(opts, "check"),
+        secret_env=secret_env,
+        secret_files=secret_files,
     )
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Variables a process or the container runtime itself acts on (podman reads these
+# from its own environment, so only its command line, visible in `ps`, could carry
+# them), plus Rivet's own. A secret has no business in any of them.
+_RESERVED_SECRET_ENV = re.compile(
+    r"PATH|HOME|USER|SHELL|TMPDIR|TZ|LANG|LC_.*|LD_.*|XDG_.*|_?CONTAINERS?_.*|STORAGE_.*"
+    r"|REGISTRY_.*|PODMAN_.*|BUILDAH_.*|CONMON_.*|DOCKER_.*|DBUS_.*|NOTIFY_SOCKET|SSL_CERT_.*"
+    r"|GODEBUG|GOGC|GOMAXPROCS|GOMEMLIMIT|GOTRACEBACK|(?i:https?_proxy|no_proxy|all_proxy)"
+    r"|RIVET_.*|CI",
+)
+
+
+def _secret_map(opts: Any, option: str, example: str) -> dict[str, str]:
+    """``{ KEY = "secret name" }`` as a dict of strings; KEY is validated by the caller."""
+    raw = opts[option]
+    if raw is None:
+        return {}
+    if not lv.is_table(raw):
+        raise _fail(
+            f"option '{option}' must be a table like {{ {example} = \"secret_name\" }}, "
+            f"got {lv.type_name(raw)}"
+        )
+    mapping: dict[str, str] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key:
+            raise _fail(f"{option}: keys must be non-empty strings, got {lv.render(key)}")
+        if not isinstance(value, str) or not value:
+            raise _fail(
+                f"{option}.{key}: expected the name of a secret (a string), "
+                f"got {lv.type_name(value)}"
+            )
+        mapping[key] = value
+    return mapping
 
 
 def base_env(job_id: str, stage: str | None) -> dict[str, str]:

@@ -14,6 +14,8 @@
 ---@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "error").
 ---@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124. Default and maximum: the runner policy (3600 and 21600 unless changed).
 ---@field check? boolean Raise an error on a non-zero exit (default false).
+---@field secrets? table<string, string> Environment variable -> secret name: sets each variable to that secret's value, which Lua never sees (default `{}`).
+---@field secret_files? table<string, string> File name -> secret name: writes the value to /run/rivet/secrets/<file name> (read-only, removed when the job ends) and sets RIVET_SECRETS_DIR (default `{}`).
 ---@field [integer] string The argv, when given positionally.
 
 ---@class ProcessResult
