@@ -434,3 +434,23 @@ def test_hostile_bad_policy_stops_the_runner_at_start_up(tmp_path: Path) -> None
         ConfigError, match=re.escape("runner.toml: policy must be the path of a policy file")
     ):
         resolve_settings(RunnerOptions(), {"RIVET_HOME": str(tmp_path)})
+
+
+def test_hostile_rivet_runner_with_a_bad_policy_file_exits_before_contacting_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from typer.testing import CliRunner
+
+    from rivet.cli.main import app
+
+    monkeypatch.setenv("RIVET_HOME", str(tmp_path))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[process]\ndenied_binaries = "curl"\n')
+    # Port 9 (discard) on loopback: nothing answers, and nothing may be tried.
+    args = ["runner", "--server", "http://127.0.0.1:9", "--token", "t", "--policy", str(bad)]
+    with caplog.at_level("ERROR", logger="rivet.runner"):
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert [r.getMessage() for r in caplog.records if r.name == "rivet.runner"] == [
+        f"{bad}: process.denied_binaries: must be a list, got 'curl'"
+    ]
