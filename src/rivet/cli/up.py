@@ -113,7 +113,12 @@ def up(
             show_default=False,
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="jobs the local runner runs at once")] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, envvar="RIVET_RUNNER_CONCURRENCY", help="jobs the local runner runs at once"
+        ),
+    ] = 1,
     tags: Annotated[
         list[str] | None,
         typer.Option("--tag", help="runner tag KEY=VALUE (repeatable)", show_default=False),

@@ -438,3 +438,9 @@ def test_workspace_is_per_job_and_removed(run, tmp_path: Path) -> None:  # type:
     )
     assert result.status == "succeeded"
     assert list((tmp_path / "ws").iterdir()) == []
+
+
+def test_nul_byte_in_arguments_is_a_clear_error(run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = run(pipeline(stage("s", 'process.run({ "echo", "a\\0b" })')))
+    assert result.status == "failed"
+    assert "t.lua:3: process.run: argument 2 contains a NUL byte" in (result.error or "")

@@ -68,6 +68,9 @@ def _fail(message: str) -> LuaCallError:
 
 def _text(value: Any, what: str) -> str:
     if isinstance(value, str):
+        if "\0" in value:
+            # C strings end at NUL: the kernel would silently truncate the argument.
+            raise _fail(f"{what} contains a NUL byte")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
