@@ -26,6 +26,7 @@ from rivet.cli import job as job_cmd
 from rivet.cli import pipeline as pipeline_cmd
 from rivet.cli import run as run_cmd
 from rivet.cli import runner as runner_cmd
+from rivet.cli import secret as secret_cmd
 from rivet.cli import up as up_cmd
 from rivet.cli.common import (
     EXIT_FAILED,
@@ -119,6 +120,7 @@ app.add_typer(init_cmd.app, name="init", rich_help_panel=LOCAL)
 app.add_typer(pipeline_cmd.app, name="pipeline", rich_help_panel=REMOTE)
 app.add_typer(job_cmd.app, name="job", rich_help_panel=REMOTE)
 app.add_typer(runner_cmd.app, name="runner", rich_help_panel=REMOTE)
+app.add_typer(secret_cmd.app, name="secret", rich_help_panel=REMOTE)
 app.command("up", rich_help_panel=REMOTE)(up_cmd.up)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import uuid
@@ -30,6 +31,7 @@ from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError, RivetError
+from rivet.secrets.local import local_secrets
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
 
@@ -102,6 +104,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--secret-file",
+            envvar="RIVET_SECRETS_FILE",
+            help='secrets for the job: NAME=value lines, or NAME = "value" in a .toml file '
+            "(besides RIVET_SECRET_<NAME> variables; all are granted locally)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline locally: stages in order, every command in a Podman container.
 
@@ -109,6 +121,10 @@ def run(
     stdin is a terminal. Prints each log line as `TIME STAGE LEVEL MESSAGE`, then a
     table of stages. Exits 0 if the job succeeded, 1 if it failed, 130 after Ctrl-C
     (the first Ctrl-C cancels the job and removes its containers).
+
+    Secrets for `secret.get` and `process.run{ secrets = ... }` come from
+    RIVET_SECRET_<NAME> variables and --secret-file; their values show as *** in
+    every log line and output.
 
     Example: rivet run build.lua --input branch=main --input jobs=4
     """
@@ -121,6 +137,9 @@ def run(
     policy = Policy.load(policy_file) if policy_file is not None else Policy()
     out = out_console()
     err = err_console()
+    secrets = local_secrets(
+        os.environ, secret_file, lambda w: err.print(Text(f"warning: {w}", style="yellow"))
+    )
     name = str(file)
     source = read_pipeline_file(file)
     try:
@@ -148,7 +167,12 @@ def run(
     except OSError as exc:
         raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
     job = JobSpec(
-        job_id=f"local-{uuid.uuid4().hex[:8]}", source=source, filename=name, inputs=resolved
+        job_id=f"local-{uuid.uuid4().hex[:8]}",
+        source=source,
+        filename=name,
+        inputs=resolved,
+        secrets=secrets,
+        local_secrets=True,
     )
     executor = Executor(
         PodmanBackend(),
