@@ -13,6 +13,22 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     "process": ("run", "parallel"),
     "container": ("with",),
     "secret": ("get", "has"),
+    "fs": (
+        "read",
+        "write",
+        "append",
+        "exists",
+        "list",
+        "mkdir",
+        "remove",
+        "copy",
+        "move",
+        "stat",
+        "glob",
+    ),
+    # json.null is a constant, not a function: reached through the module's
+    # metatable, so it is not a key of the table (see engine/modules/json.py).
+    "json": ("encode", "decode", "array", "object"),
 }
 
 DEFINITION_MODULES: dict[str, tuple[str, ...]] = {

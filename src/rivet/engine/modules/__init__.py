@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rivet.engine.context import JobContext
-from rivet.engine.modules import container, input, log, output, process, secret
+from rivet.engine.modules import container, fs, input, json, log, output, process, secret
 from rivet.lua.sandbox import Sandbox
 
 __all__ = ["INSTALLERS", "install_all"]
@@ -21,6 +21,8 @@ INSTALLERS: dict[str, Callable[[Sandbox, JobContext], None]] = {
     "process": process.install,
     "container": container.install,
     "secret": secret.install,
+    "fs": fs.install,
+    "json": json.install,
 }
 
 

@@ -1,0 +1,261 @@
+"""Descriptor-relative file operations for the fs module: atomic writes, copying
+files and directory trees under write limits, and glob matching.
+
+Everything here works on directory descriptors handed out by
+:class:`~rivet.engine.modules.fs_jail.Workspace` and never follows a symlink:
+trees are walked with ``O_NOFOLLOW`` descriptors, links inside a copied tree are
+copied as links, and glob never descends into a linked directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from rivet.engine.modules.fs_jail import DIR_FLAGS, JailError, display, kind, open_regular
+from rivet.engine.policy.fs import FsPolicy
+from rivet.engine.policy.violation import PolicyViolation
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_GLOB_RESULTS",
+    "TEMP_PREFIX",
+    "Budget",
+    "copy_file",
+    "copy_tree",
+    "glob",
+    "lstat",
+    "replace_file",
+    "temp_name",
+]
+
+TEMP_PREFIX = ".rivet-tmp-"
+CHUNK = 1 << 20
+# Deeper trees are pathological (and would exhaust descriptors or the stack).
+MAX_DEPTH = 256
+# A pattern that matches more is almost certainly a mistake (and a memory hazard).
+MAX_GLOB_RESULTS = 100_000
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def temp_name() -> str:
+    return TEMP_PREFIX + secrets.token_hex(6)
+
+
+def lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class Budget:
+    """The write limits for one fs call: ``written`` is what the job wrote before it,
+    ``used`` what this call has written so far (committed by the caller on success)."""
+
+    policy: FsPolicy
+    written: int
+    used: int = 0
+
+    def reserve(self, size: int, shown: str) -> None:
+        try:
+            self.policy.check_file_size(size)
+            self.policy.check_job_total(self.written + self.used, size)
+        except PolicyViolation as exc:
+            raise JailError(f"{shown}: {exc}") from None
+        self.used += size
+
+
+def _write_all(fd: int, chunks: Iterable[bytes]) -> None:
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def replace_file(dir_fd: int, name: str, chunks: Iterable[bytes], mode: int | None) -> None:
+    """Write ``chunks`` to a new temporary file next to ``name`` and rename it over
+    ``name``: readers (and a failure half-way) never see a partial file. Renaming
+    replaces whatever entry ``name`` is, without following it."""
+    temp = temp_name()
+    fd = os.open(temp, _CREATE, 0o666, dir_fd=dir_fd)
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, stat.S_IMODE(mode))
+            _write_all(fd, chunks)
+        finally:
+            os.close(fd)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+
+
+def _read_chunks(fd: int, size: int) -> Iterator[bytes]:
+    """At most ``size`` bytes of ``fd``: a file that grows while it is copied is
+    copied as it was when it was measured, so a limit checked up front holds."""
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
+
+def copy_file(
+    src_dir: int, src_name: str, dst_dir: int, dst_name: str, budget: Budget, shown: str
+) -> None:
+    """Copy one regular file (content and permission bits) atomically."""
+    fd = open_regular(src_dir, src_name, os.O_RDONLY, shown)
+    try:
+        info = os.fstat(fd)
+        budget.reserve(info.st_size, shown)
+        replace_file(dst_dir, dst_name, _read_chunks(fd, info.st_size), info.st_mode)
+    finally:
+        os.close(fd)
+
+
+def copy_tree(src_dir: int, src_name: str, dst_dir: int, dst_name: str, budget: Budget) -> None:
+    """Copy the directory ``src_name`` to the new name ``dst_name``, all or nothing:
+    the tree is built under a temporary name and renamed into place at the end."""
+    temp = temp_name()
+    src_fd = os.open(src_name, DIR_FLAGS, dir_fd=src_dir)
+    try:
+        os.mkdir(temp, 0o700, dir_fd=dst_dir)
+        try:
+            out_fd = os.open(temp, DIR_FLAGS, dir_fd=dst_dir)
+            try:
+                _copy_children(src_fd, out_fd, src_name, budget, 1)
+                os.fchmod(out_fd, stat.S_IMODE(os.fstat(src_fd).st_mode))
+            finally:
+                os.close(out_fd)
+            if lstat(dst_dir, dst_name) is not None:
+                raise JailError(f"{display(dst_name)} appeared while it was being copied")
+            os.rename(temp, dst_name, src_dir_fd=dst_dir, dst_dir_fd=dst_dir)
+        except BaseException:
+            shutil.rmtree(temp, dir_fd=dst_dir, ignore_errors=True)
+            raise
+    finally:
+        os.close(src_fd)
+
+
+def _copy_children(src_fd: int, dst_fd: int, rel: str, budget: Budget, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise JailError(f"{display(rel)} is nested more than {MAX_DEPTH} directories deep")
+    for name in sorted(os.listdir(src_fd)):
+        shown = display(f"{rel}/{name}")
+        info = lstat(src_fd, name)
+        if info is None:
+            continue  # removed meanwhile
+        if stat.S_ISDIR(info.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst_fd)
+            child_src = os.open(name, DIR_FLAGS, dir_fd=src_fd)
+            try:
+                child_dst = os.open(name, DIR_FLAGS, dir_fd=dst_fd)
+                try:
+                    _copy_children(child_src, child_dst, f"{rel}/{name}", budget, depth + 1)
+                    os.fchmod(child_dst, stat.S_IMODE(info.st_mode))
+                finally:
+                    os.close(child_dst)
+            finally:
+                os.close(child_src)
+        elif stat.S_ISREG(info.st_mode):
+            copy_file(src_fd, name, dst_fd, name, budget, shown)
+        elif stat.S_ISLNK(info.st_mode):
+            # Copied as a link, like cp -r: it stays just as jailed where it lands.
+            os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+        else:
+            raise JailError(f"{shown} is a {kind(info.st_mode)}, which fs.copy does not copy")
+
+
+# --- glob -----------------------------------------------------------------------------
+
+
+def _magic(segment: str) -> bool:
+    return any(c in segment for c in "*?[")
+
+
+def _visible(name: str, segment: str) -> bool:
+    # As in the shell: a leading dot must be matched explicitly.
+    return not name.startswith(".") or segment.startswith(".")
+
+
+class _Glob:
+    def __init__(self, shown: str, dirs_only: bool) -> None:
+        self.shown = shown
+        self.dirs_only = dirs_only
+        self.found: set[str] = set()
+
+    def add(self, prefix: tuple[str, ...], name: str, info: os.stat_result) -> None:
+        if self.dirs_only and not stat.S_ISDIR(info.st_mode):
+            return
+        self.found.add("/".join((*prefix, name)))
+        if len(self.found) > MAX_GLOB_RESULTS:
+            raise JailError(
+                f"{self.shown} matches more than {MAX_GLOB_RESULTS} entries; narrow the pattern"
+            )
+
+    def walk(self, dir_fd: int, prefix: tuple[str, ...], segments: tuple[str, ...]) -> None:
+        if len(prefix) > MAX_DEPTH:
+            raise JailError(f"{self.shown}: the tree is more than {MAX_DEPTH} directories deep")
+        segment, rest = segments[0], segments[1:]
+        if segment == "**":
+            if rest:
+                self.walk(dir_fd, prefix, rest)  # ** matches zero directories too
+            for name in os.listdir(dir_fd):
+                info = lstat(dir_fd, name)
+                if info is None or not _visible(name, ""):
+                    continue
+                if not rest:
+                    self.add(prefix, name, info)
+                if stat.S_ISDIR(info.st_mode):
+                    self.descend(dir_fd, prefix, name, segments)
+            return
+        if _magic(segment):
+            names = [
+                n for n in os.listdir(dir_fd) if _visible(n, segment) and fnmatchcase(n, segment)
+            ]
+        else:
+            names = [segment]
+        for name in names:
+            info = lstat(dir_fd, name)
+            if info is None:
+                continue
+            if not rest:
+                self.add(prefix, name, info)
+            elif stat.S_ISDIR(info.st_mode):  # never a symlink: lstat
+                self.descend(dir_fd, prefix, name, rest)
+
+    def descend(
+        self, dir_fd: int, prefix: tuple[str, ...], name: str, segments: tuple[str, ...]
+    ) -> None:
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return  # replaced by a link or removed meanwhile: not part of the tree
+        try:
+            self.walk(fd, (*prefix, name), segments)
+        finally:
+            os.close(fd)
+
+
+def glob(root_fd: int, segments: list[str], shown: str, dirs_only: bool) -> list[str]:
+    """Workspace-relative paths matching ``segments`` (``*``, ``?``, ``[...]`` within
+    a name, ``**`` for any number of directories), sorted by their bytes."""
+    if ".." in segments:
+        raise JailError(f"{shown}: '..' is not allowed in a glob pattern")
+    if not segments:
+        return ["."]
+    matcher = _Glob(shown, dirs_only)
+    matcher.walk(root_fd, (), tuple(segments))
+    return sorted(matcher.found, key=os.fsencode)
