@@ -12,14 +12,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rivet.defaults import DEFAULT_PORT, default_home
+
 __all__ = ["DEFAULT_PORT", "ServerSettings", "default_home"]
-
-DEFAULT_PORT = 8420
-
-
-def default_home() -> Path:
-    """``~/.rivet``: where the embedded database, admin token and config live."""
-    return Path("~/.rivet").expanduser()
 
 
 class ServerSettings(BaseSettings):

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from rivet.config import DEFAULT_PORT, default_home
+from rivet.defaults import DEFAULT_PORT, default_home
 from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
 
 __all__ = [

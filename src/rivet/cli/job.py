@@ -8,7 +8,7 @@ the job keeps running then).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -36,9 +36,11 @@ from rivet.cli.render import (
     status_text,
 )
 from rivet.cli.run import exit_code_for_status, print_job_summary
-from rivet.client import RivetClient
 from rivet.domain.status import JobStatus
-from rivet.protocol import JobView, LogLine, Scalar
+
+if TYPE_CHECKING:
+    from rivet.client import RivetClient
+    from rivet.protocol import JobView, Scalar
 
 __all__ = ["app", "follow_job"]
 
@@ -246,6 +248,8 @@ def logs(
 
 def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -> int:
     """Stream a job's log and stage changes until it ends; the exit code for its status."""
+    from rivet.protocol import LogLine  # pydantic models load on use
+
     printer: LogPrinter | None = None
     seen: dict[str, str] = {}
     try:

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
@@ -37,7 +36,7 @@ from rivet.cli.common import (
     print_definition_error,
     print_error,
 )
-from rivet.config import DEFAULT_PORT
+from rivet.defaults import DEFAULT_PORT
 from rivet.errors import DefinitionError, RivetError
 
 __all__ = ["app", "main"]
@@ -72,8 +71,11 @@ class RivetGroup(TyperGroup):
                 raise
             print_error(str(exc) or type(exc).__name__)
             raise typer.Exit(exit_code_for(exc)) from None
-        except httpx.TransportError as exc:
-            if _debug():
+        except Exception as exc:
+            # httpx is imported here, not at start-up: most commands never need it.
+            import httpx
+
+            if _debug() or not isinstance(exc, httpx.TransportError):
                 raise
             print_error(f"connection to the Rivet server failed: {exc or type(exc).__name__}")
             raise typer.Exit(EXIT_FAILED) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,10 +14,11 @@ from rivet.cli.check import read_pipeline_file
 from rivet.cli.common import EXIT_FAILED, err_console, out_console, short_id
 from rivet.cli.inputs import render_value
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
-from rivet.client import error_body
 from rivet.domain.definition import PipelineDefinition
 from rivet.errors import ApiError
-from rivet.protocol import PipelineView
+
+if TYPE_CHECKING:
+    from rivet.protocol import PipelineView
 
 __all__ = ["app", "definition_of"]
 
@@ -38,6 +39,8 @@ def definition_of(view: PipelineView) -> PipelineDefinition:
 
 def definition_messages(error: ApiError) -> list[str] | None:
     """The ``rivet check``-style lines of a server's ``invalid_definition`` answer."""
+    from rivet.client import error_body
+
     body = error_body(error)
     if body is None or body.code != "invalid_definition":
         return None

@@ -4,13 +4,15 @@ server answers are shown."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from rivet.cli.common import resolve_admin_token, resolve_server
-from rivet.client import RivetClient
+
+if TYPE_CHECKING:
+    from rivet.client import RivetClient
 
 __all__ = [
     "AdminTokenOption",
@@ -45,11 +47,13 @@ AdminTokenOption = Annotated[
 
 
 def client_for(server: str | None, admin_token: str | None = None) -> RivetClient:
+    from rivet.client import RivetClient  # httpx is heavy: load it on use
+
     return RivetClient(resolve_server(server), admin_token=admin_token)
 
 
 def admin_client_for(server: str | None, admin_token: str | None) -> RivetClient:
-    return RivetClient(resolve_server(server), admin_token=resolve_admin_token(admin_token))
+    return client_for(server, resolve_admin_token(admin_token))
 
 
 def format_ts(ts: datetime | None) -> str:

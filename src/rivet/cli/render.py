@@ -11,13 +11,16 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from rivet.engine.events import LogEvent, StageResult
-from rivet.protocol import LogLine, StageView
+
+if TYPE_CHECKING:
+    from rivet.protocol import LogLine, StageView
 
 __all__ = [
     "LEVEL_STYLES",

@@ -28,11 +28,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Annotated
 
-import httpx
 import typer
 
 from rivet.cli.common import EXIT_FAILED, EXIT_OK, rivet_home
-from rivet.config import DEFAULT_PORT
+from rivet.defaults import DEFAULT_PORT
 from rivet.errors import RivetError
 from rivet.runner.config_file import read_runner_file
 
@@ -209,6 +208,8 @@ def _wait_until(
 
 
 def _ready(url: str) -> bool:
+    import httpx  # loaded on use: it is heavy for the other commands
+
     try:
         return httpx.get(f"{url}/api/ready", timeout=2).status_code == 200
     except httpx.TransportError:
@@ -230,6 +231,8 @@ def _saved_runner(home: Path, url: str) -> str | None:
 
 def _registration_token(url: str, home: Path) -> str | None:
     """A fresh registration token, or None when the saved runner is still registered."""
+    import httpx  # loaded on use: it is heavy for the other commands
+
     headers = _admin_headers(home)
     runner_id = _saved_runner(home, url)
     if runner_id is not None:
@@ -248,6 +251,8 @@ def _registration_token(url: str, home: Path) -> str | None:
 
 def _runner_checked_in(url: str, home: Path, since: datetime) -> bool:
     """The runner has registered (or reused its token) and polled since ``since``."""
+    import httpx  # loaded on use: it is heavy for the other commands
+
     runner_id = _saved_runner(home, url)
     if runner_id is None:
         return False
