@@ -126,7 +126,7 @@ def serve_with(
     monkeypatch: pytest.MonkeyPatch, handler: Callable[[httpx.Request], httpx.Response]
 ) -> None:
     monkeypatch.setattr(
-        "rivet.cli.remote.RivetClient",
+        "rivet.client.RivetClient",
         functools.partial(RivetClient, transport=httpx.MockTransport(handler)),
     )
 
@@ -281,7 +281,7 @@ def test_runner_without_subcommand_starts_the_runner(
         )
     ]
     # subcommands do not start it
-    monkeypatch.setattr("rivet.cli.remote.RivetClient", _empty_client)
+    monkeypatch.setattr("rivet.client.RivetClient", _empty_client)
     assert invoke(["runner", "list"]).exit_code == 0
     assert len(calls) == 1
 
