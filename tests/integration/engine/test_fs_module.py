@@ -174,6 +174,21 @@ def test_binary_content_round_trips_byte_for_byte(job: Job, workspace: Path) -> 
     assert (workspace / "mixed.bin").read_bytes() == b"\xc3\xa9\xff\x00\x00\x00"
 
 
+def test_file_names_that_are_not_utf8_survive(job: Job, workspace: Path) -> None:
+    (workspace / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name")
+    job.run(
+        r"""
+        local name = fs.list()[1]
+        assert(name == "caf\233.txt", name)
+        assert(fs.read(name) == "latin-1 name")
+        fs.write("\255\254", "x")
+        assert(fs.glob("*")[2] == "\255\254")  -- sorted by bytes: "c" < "\255"
+        fs.move("\255\254", "ok")
+        """
+    )
+    assert sorted(os.listdir(os.fsencode(workspace))) == [b"caf\xe9.txt", b"ok"]
+
+
 def test_exists_list_stat_mkdir(job: Job, workspace: Path) -> None:
     job.run(
         """
@@ -258,6 +273,9 @@ def test_copy_and_move_files_and_trees(job: Job, workspace: Path) -> None:
     assert "into itself" in job.error('fs.move("src", "src/deep")')
     assert "fs.copy: 'nope' does not exist" in job.error('fs.copy("nope", "x")')
     assert "fs.copy: 'renamed.sh' already exists" in job.error('fs.copy("src", "renamed.sh")')
+    assert "fs.copy: 'nodir/' is not an existing directory" in job.error(
+        'fs.copy("renamed.sh", "nodir/")'
+    )
     assert not any(name.startswith(TEMP_PREFIX) for name in snapshot(workspace))
 
 

@@ -12,11 +12,8 @@ policy are checked before the first byte is written, so a refused or failed writ
 leaves nothing behind. ``append`` writes in place and truncates back on failure.
 In a stage with ``readonly = true`` every call that changes the workspace fails.
 
-Lua strings are byte strings, but only valid UTF-8 crosses lupa's boundary intact
-(the sandbox decodes strings as UTF-8). The Lua glue therefore hands any other
-string to Python as ``{ latin1 }``: each byte >= 0x80 replaced by the UTF-8 form of
-the same code point, which Python turns back into the original bytes. Results go
-the other way as Python ``bytes`` stored in a Lua table, which lupa copies verbatim.
+Contents are byte strings both ways, binary included: see
+:mod:`rivet.engine.modules.fs_glue` for how they cross lupa's UTF-8 boundary.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rivet.engine.context import JobContext
+from rivet.engine.modules.fs_glue import GLUE
 from rivet.engine.modules.fs_jail import (
     DIR_FLAGS,
     JailError,
@@ -60,109 +58,6 @@ FUNCTIONS = (
     "stat",
     "glob",
 )
-
-_GLUE = """
-local impl = ...
-local type, error, tostring = type, error, tostring
-local utf8_len, utf8_char, gsub, char = utf8.len, utf8.char, string.gsub, string.char
-
-local LATIN1 = {}
-for b = 128, 255 do LATIN1[char(b)] = utf8_char(b) end
-
--- Valid UTF-8 crosses into Python as it is; other bytes travel as { latin1 }.
-local function arg(fname, what, value)
-  local kind = type(value)
-  if kind ~= "string" then
-    error("fs." .. fname .. ": " .. what .. " must be a string, got " .. kind, 3)
-  end
-  if utf8_len(value) then return value end
-  return { (gsub(value, "[\\128-\\255]", LATIN1)) }
-end
-
-local function content(fname, path, value)
-  local kind = type(value)
-  if kind == "number" then return tostring(value) end
-  if kind ~= "string" then
-    error("fs." .. fname .. ": content must be a string, got " .. kind, 3)
-  end
-  if utf8_len(value) then return value end
-  -- Refuse an oversized write before the transcoded copy is built.
-  local ok, err = impl.precheck(fname, path, #value)
-  if not ok then error(err, 3) end
-  return { (gsub(value, "[\\128-\\255]", LATIN1)) }
-end
-
-local function opt_path(fname, value)
-  if value == nil then return nil end
-  return arg(fname, "path", value)
-end
-
-local fs = {}
-
-function fs.read(path)
-  local ok, r = impl.read(arg("read", "path", path))
-  if not ok then error(r, 2) end
-  return r[1]
-end
-
-function fs.write(path, data)
-  local p = arg("write", "path", path)
-  local ok, r = impl.write(p, content("write", p, data))
-  if not ok then error(r, 2) end
-end
-
-function fs.append(path, data)
-  local p = arg("append", "path", path)
-  local ok, r = impl.append(p, content("append", p, data))
-  if not ok then error(r, 2) end
-end
-
-function fs.exists(path)
-  local ok, r = impl.exists(arg("exists", "path", path))
-  if not ok then error(r, 2) end
-  return r
-end
-
-function fs.list(path)
-  local ok, r = impl.list(opt_path("list", path))
-  if not ok then error(r, 2) end
-  return r
-end
-
-function fs.mkdir(path, opts)
-  local ok, r = impl.mkdir(arg("mkdir", "path", path), opts)
-  if not ok then error(r, 2) end
-end
-
-function fs.remove(path, opts)
-  local ok, r = impl.remove(arg("remove", "path", path), opts)
-  if not ok then error(r, 2) end
-end
-
-function fs.copy(src, dst)
-  local ok, r = impl.copy(arg("copy", "source", src), arg("copy", "destination", dst))
-  if not ok then error(r, 2) end
-end
-
-function fs.move(src, dst)
-  local ok, r = impl.move(arg("move", "source", src), arg("move", "destination", dst))
-  if not ok then error(r, 2) end
-end
-
-function fs.stat(path)
-  local ok, r = impl.stat(arg("stat", "path", path))
-  if not ok then error(r, 2) end
-  return r
-end
-
-function fs.glob(pattern)
-  local ok, r = impl.glob(arg("glob", "pattern", pattern))
-  if not ok then error(r, 2) end
-  return r
-end
-
-return fs
-"""
 
 
 def _path(value: Any) -> str:
@@ -405,6 +300,8 @@ class _Fs:
             if d.name is not None:
                 info = lstat(d.dir_fd, d.name)
                 if info is None or not stat.S_ISDIR(info.st_mode):
+                    if dst.endswith("/"):
+                        raise JailError(f"{d.shown} is not an existing directory")
                     return dst
         return dst.rstrip("/") + "/" + _last_name(src, what)
 
@@ -498,4 +395,4 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
         fn = _guard(name, ctx, getattr(impl, name))
         table[name] = sandbox.expose(fn, f"fs.{name}", raw=True)
     table["precheck"] = sandbox.expose(impl.precheck, "fs.write", raw=True)
-    sandbox.env["fs"] = sandbox.eval_lua(_GLUE, table)
+    sandbox.env["fs"] = sandbox.eval_lua(GLUE, table)

@@ -24,6 +24,10 @@ lets the kernel follow a symlink at all. It is a user-space ``openat2(RESOLVE_BE
   they are really opened (via ``/proc/self/fd``), so a FIFO or a device node planted
   by a container is refused without being opened at all.
 
+Hard links need no check: link(2) never crosses a mount, and the workspace is a
+bind mount in every container, so a container cannot link a file from elsewhere
+into it.
+
 Every error is a :class:`JailError` whose message names the path as the pipeline
 wrote it; the fs module prefixes the function name.
 """
