@@ -174,6 +174,30 @@ def test_binary_content_round_trips_byte_for_byte(job: Job, workspace: Path) -> 
     assert (workspace / "mixed.bin").read_bytes() == b"\xc3\xa9\xff\x00\x00\x00"
 
 
+# Where Lua's utf8.len and Python's decoder could disagree (surrogates, overlong
+# forms, code points above U+10FFFF, 5-byte forms, truncated sequences): the glue's
+# choice of bridge must never hand Python a string it cannot decode.
+TRICKY = [
+    b"\xed\xa0\x80",
+    b"\xc0\x80",
+    b"\xe0\x80\x80",
+    b"\xf0\x80\x80\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xf8\x88\x80\x80\x80",
+    b"\xef\xbf\xbf",
+    b"\xf4\x8f\xbf\xbf",
+    b"\xc2",
+    b"a\xe2\x82",
+]
+
+
+@pytest.mark.parametrize("raw", TRICKY, ids=lambda b: b.hex())
+def test_utf8_edge_cases_round_trip(job: Job, workspace: Path, raw: bytes) -> None:
+    literal = "".join(f"\\{b}" for b in raw)
+    job.run(f'fs.write("x", "{literal}"); assert(fs.read("x") == "{literal}")')
+    assert (workspace / "x").read_bytes() == raw
+
+
 def test_file_names_that_are_not_utf8_survive(job: Job, workspace: Path) -> None:
     (workspace / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name")
     job.run(
