@@ -165,6 +165,13 @@ def _trie_regex(words: Iterable[str]) -> str:
     return emit(root)
 
 
+_Partial = tuple[int, tuple[str, ...]]  # (start in the scanned text, forms it may become)
+# Raw characters of a stream kept for the next line: enough for any short form to be
+# found across a line break; a longer form begun earlier is followed as an open
+# partial instead, so the text scanned per line stays small whatever the secrets.
+TAIL_CHARS = 256
+
+
 @dataclass(frozen=True)
 class _Matcher:
     """An immutable snapshot of the registered forms: swapped whole on ``add`` so that
@@ -191,12 +198,13 @@ class _Matcher:
             max(len(f) for f in forms),
         )
 
-    def spans(self, text: str, start: int) -> list[tuple[int, int]]:
-        """Spans of forms in ``text`` that end after ``start``, plus a trailing partial
-        form (at least MIN_FRAGMENT leading characters) at the very end."""
+    def spans(self, text: str, start: int) -> tuple[list[tuple[int, int]], _Partial | None]:
+        """Spans of forms in ``text`` that end after ``start``; and the trailing partial
+        form (at least MIN_FRAGMENT leading characters at the very end), if any, which
+        is also masked: its position and the forms it may still become."""
         found: list[tuple[int, int]] = []
         if self.heads is None:
-            return found
+            return found, None
         size = len(text)
         search = self.heads.search
         match = search(text)
@@ -209,13 +217,14 @@ class _Matcher:
                     found.append((position, position + len(full)))
             elif size - position < len(forms[0]):
                 rest = text[position:]
-                if any(form.startswith(rest) for form in forms):
+                growing = tuple(f for f in forms if len(f) > len(rest) and f.startswith(rest))
+                if growing:
                     # The leftmost partial is the longest: mask to the end and stop.
                     found.append((position, size))
-                    return found
+                    return found, (position, growing)
             # One step, not a jump past the match: forms of different secrets overlap.
             match = search(text, position + 1)
-        return found
+        return found, None
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -254,6 +263,9 @@ def _shape_spans(line: str) -> list[tuple[int, int]]:
     return spans
 
 
+_OpenForm = tuple[str, tuple[str, ...]]
+
+
 class StreamRedactor:
     """Redacts consecutive lines of one stream (a process's stdout, say), remembering
     the raw end of the previous lines so that a value split across them is found.
@@ -262,23 +274,42 @@ class StreamRedactor:
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
         self._tail = ""
+        # A form begun on earlier lines and not finished yet: its raw text so far and
+        # the forms it may still become.
+        self._open: _OpenForm | None = None
         self._in_private_key = False
 
     def line(self, line: str) -> str:
         """``line`` (without its newline) with every secret it shows masked."""
         body, cr = (line[:-1], "\r") if line.endswith("\r") else (line, "")
         matcher = self._redactor._matcher
+        spans, still_open = self._continue_open(body)
         joined = self._tail + body
         offset = len(self._tail)
-        spans = [
-            (max(begin, offset) - offset, end - offset)
-            for begin, end in matcher.spans(joined, offset)
-        ]
+        found, partial = matcher.spans(joined, offset)
+        spans += [(max(begin, offset) - offset, end - offset) for begin, end in found]
+        if still_open is None and partial is not None:
+            position, forms = partial
+            still_open = (joined[position:], forms)
+        self._open = still_open
         spans += _shape_spans(body)
         spans += self._private_key_spans(body)
-        keep = matcher.max_len - 1
+        keep = min(matcher.max_len - 1, TAIL_CHARS)
         self._tail = joined[-keep:] if keep > 0 else ""
         return _mask(body, spans) + cr
+
+    def _continue_open(self, body: str) -> tuple[list[tuple[int, int]], _OpenForm | None]:
+        """Where ``body`` continues the open partial form: the span to mask, and the
+        partial to carry on when the form goes on past this line."""
+        if self._open is None:
+            return [], None
+        seen, forms = self._open
+        text = seen + body
+        growing = tuple(f for f in forms if len(f) > len(text) and f.startswith(text))
+        if growing:
+            return [(0, len(body))], (text, growing)
+        done = [len(f) - len(seen) for f in forms if text.startswith(f)]
+        return ([(0, max(done))] if done else []), None
 
     def _private_key_spans(self, body: str) -> list[tuple[int, int]]:
         """Everything between BEGIN … PRIVATE KEY and END … PRIVATE KEY markers, which

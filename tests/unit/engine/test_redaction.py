@@ -272,3 +272,20 @@ def test_streaming_speed_with_a_few_dozen_secrets() -> None:
     rate = count / (time.perf_counter() - started)
     print(f"redaction: {rate:,.0f} lines/s with 40 secrets")
     assert rate > 3_000
+
+
+def test_huge_value_wrapped_base64_is_masked_on_every_line_and_stays_fast() -> None:
+    """A 48 KiB value (a certificate bundle, say): its base64 is 64 KiB, far beyond the
+    characters a stream keeps; the open-form tracking follows it over 860 lines."""
+    huge = secrets.token_hex(24 * 1024)
+    r = redactor(huge)
+    wrapped = base64.encodebytes(huge.encode()).decode().splitlines()
+    stream = r.stream()
+    assert all(stream.line(line) == MASK for line in wrapped)
+    stream = r.stream()
+    cut = len(huge) - 10
+    assert [stream.line(huge[:cut]), stream.line(huge[cut:] + " end")] == [MASK, "*** end"]
+    started = time.perf_counter()
+    for _ in range(2_000):
+        stream.line("an ordinary line of build output, nothing to see")
+    assert 2_000 / (time.perf_counter() - started) > 1_000

@@ -102,7 +102,7 @@ class ExecRequest:
     capture_stderr: bool = False
     # Secret values for the command's environment: a backend must never put them on
     # a command line (visible in `ps`), and refuses names it could only pass that way.
-    secret_env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

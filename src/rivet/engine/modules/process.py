@@ -140,7 +140,7 @@ class _Prepared:
     image: str
     stage: str | None
     container: ContainerOptions
-    secret_env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class _Runner:
