@@ -27,17 +27,16 @@ import httpx
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.executor import Executor, ExecutorSettings
 from rivet.errors import ConfigError
-from rivet.protocol import ClaimRequest, JobAssignment, RegisterRequest
+from rivet.protocol import ClaimRequest, JobAssignment
 from rivet.runner.client import (
     RequestRejected,
     RunnerClient,
     ServerUnavailable,
     TokenRejected,
-    deliver,
 )
 from rivet.runner.config import RunnerOptions, RunnerSettings, resolve_settings
-from rivet.runner.config_file import save_registration
 from rivet.runner.job import JobRun
+from rivet.runner.registration import RegistrationFailed, register_runner
 from rivet.runner.retry import Backoff
 
 __all__ = ["Agent", "run_runner"]
@@ -208,54 +207,18 @@ class Agent:
     # --- registration ---------------------------------------------------------------
 
     def _ensure_registered(self) -> bool:
-        if self.client.token:
-            return True
-        if not self.settings.registration_token:
-            self._fail(
-                "this runner has no token: pass --registration-token (or set "
-                "RIVET_REGISTRATION_TOKEN) once to register it, or --token"
-            )
-            return False
-        return self._register()
+        return bool(self.client.token) or self._register()
 
     def _register(self) -> bool:
-        s = self.settings
-        assert s.registration_token is not None
-        request = RegisterRequest(
-            registration_token=s.registration_token,
-            name=s.name,
-            tags=s.tags,
-            plugins=list(s.plugins),
-        )
         try:
-            answer = deliver(
-                lambda: self.client.register(request), Backoff(0.5, 10.0), self._stopping
-            )
-        except (TokenRejected, RequestRejected) as exc:
-            self._fail(f"registration failed: {exc}")
+            runner_id = register_runner(self.client, self.settings, self._stopping)
+        except RegistrationFailed as exc:
+            self._fail(str(exc))
             return False
-        if answer is None:
+        if runner_id is None:
             return False
-        self.client.token = answer.token
-        self.runner_id = answer.runner_id
+        self.runner_id = runner_id
         self._registered_now = True
-        try:
-            save_registration(
-                s.config_file,
-                server=s.server,
-                runner_id=answer.runner_id,
-                token=answer.token,
-                name=s.name,
-            )
-            log.info("registered as runner %s; token saved in %s", answer.runner_id, s.config_file)
-        except OSError as exc:
-            log.error(
-                "registered as runner %s but could not save its token in %s (%s): "
-                "a restart will need a new registration token",
-                answer.runner_id,
-                s.config_file,
-                exc,
-            )
         return True
 
     def _fail(self, message: str) -> None:
