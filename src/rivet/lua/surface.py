@@ -29,6 +29,7 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     # json.null is a constant, not a function: reached through the module's
     # metatable, so it is not a key of the table (see engine/modules/json.py).
     "json": ("encode", "decode", "array", "object"),
+    "http": ("get", "post", "put", "patch", "delete", "request"),
 }
 
 DEFINITION_MODULES: dict[str, tuple[str, ...]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rivet.engine.context import JobContext
-from rivet.engine.modules import container, fs, input, json, log, output, process, secret
+from rivet.engine.modules import container, fs, http, input, json, log, output, process, secret
 from rivet.lua.sandbox import Sandbox
 
 __all__ = ["INSTALLERS", "install_all"]
@@ -23,6 +23,7 @@ INSTALLERS: dict[str, Callable[[Sandbox, JobContext], None]] = {
     "secret": secret.install,
     "fs": fs.install,
     "json": json.install,
+    "http": http.install,
 }
 
 
