@@ -31,7 +31,6 @@ from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError, RivetError
-from rivet.secrets.local import local_secrets
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
 
@@ -132,6 +131,7 @@ def run(
     from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
     from rivet.engine.policy import Policy
     from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
+    from rivet.secrets.local import local_secrets
 
     # First, so a bad policy file is one error line before anything runs or prompts.
     policy = Policy.load(policy_file) if policy_file is not None else Policy()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,9 +18,10 @@ from rich.text import Text
 from rivet.cli import common
 from rivet.cli.common import UsageProblem, out_console, resolve_admin_token, resolve_server
 from rivet.cli.remote import AdminTokenOption, ServerOption, format_ts, maybe
-from rivet.secrets import check_value
-from rivet.secrets.client import SecretClient
-from rivet.secrets.rules import SECRET_NAME
+from rivet.secrets.rules import SECRET_NAME, check_value
+
+if TYPE_CHECKING:
+    from rivet.secrets.client import SecretClient
 
 __all__ = ["app", "read_value"]
 
@@ -37,6 +38,8 @@ PipelineArgument = Annotated[str, typer.Argument(help="pipeline name", show_defa
 
 
 def _client(server: str | None, admin_token: str | None) -> SecretClient:
+    from rivet.secrets.client import SecretClient  # httpx is heavy: load it on use
+
     return SecretClient(resolve_server(server), admin_token=resolve_admin_token(admin_token))
 
 

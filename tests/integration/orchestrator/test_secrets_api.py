@@ -20,7 +20,7 @@ from rivet.config import ServerSettings
 from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
-from rivet.secrets import generate_key
+from rivet.secrets.keyring import generate_key
 from rivet.store.tables import secret_grants, secrets
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from rivet.orchestrator.deps import AdminDep, ServicesDep
 from rivet.protocol import SecretSet, SecretView
-from rivet.secrets import SecretRuleError
+from rivet.secrets.rules import SecretRuleError
 
 __all__ = ["router"]
 

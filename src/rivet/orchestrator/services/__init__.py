@@ -16,7 +16,7 @@ from rivet.orchestrator.services.runners import RunnerService
 from rivet.orchestrator.services.secrets import SecretService
 from rivet.orchestrator.services.work import WorkService
 from rivet.queue import JobQueue, Signals, make_queue
-from rivet.secrets import load_keyring
+from rivet.secrets.keyring import load_keyring
 from rivet.store import Database
 
 __all__ = [

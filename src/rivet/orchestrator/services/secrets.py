@@ -13,7 +13,8 @@ import logging
 
 from rivet.errors import RivetError
 from rivet.protocol import SecretSet, SecretView
-from rivet.secrets import Keyring, check_name, check_pipeline, check_value
+from rivet.secrets.keyring import Keyring
+from rivet.secrets.rules import check_name, check_pipeline, check_value
 from rivet.store import Database
 from rivet.store import secrets as store
 from rivet.store.secrets import SecretRecord
