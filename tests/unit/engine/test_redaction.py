@@ -255,7 +255,7 @@ def test_adding_while_other_threads_redact() -> None:
 
 def test_streaming_speed_with_a_few_dozen_secrets() -> None:
     """Measured, not timed tightly: 40 secrets (≈360 forms), ordinary build output.
-    About 30-50k lines/s on the 2-core CI machine; the bound only catches a
+    About 20-55k lines/s on the 2-core CI machine (by load); the bound only catches a
     pathological regression (a quadratic scan, a regex rebuilt per line)."""
     r = Redactor([secrets.token_urlsafe(24) for _ in range(40)])
     lines = [
