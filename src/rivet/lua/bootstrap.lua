@@ -133,8 +133,22 @@ env._G = env
 -- object stays an upvalue (unreachable without the debug library). The callable
 -- returns (true, results...) or (false, message); failures are raised at the
 -- caller's line so messages read "file.lua:12: ...".
-local function wrap(pyfn)
+local utf8_len, select_ = utf8.len, select
+
+-- Strings cross into Python as UTF-8 text; a binary string would otherwise fail
+-- inside the bridge with a Python exception instead of a Lua error.
+local function check_text(name, ...)
+  for i = 1, select_("#", ...) do
+    local v = select_(i, ...)
+    if type(v) == "string" and not utf8_len(v) then
+      raw_error(name .. ": argument " .. i .. " is not valid UTF-8 text", 3)
+    end
+  end
+end
+
+local function wrap(pyfn, name)
   return function(...)
+    check_text(name, ...)
     local r = pack(pyfn(...))
     if not r[1] then
       raw_error(r[2], 2)

@@ -212,6 +212,8 @@ class Sandbox:
                 return (False, str(exc))
             except (LuaError, ResourceLimitError) as exc:
                 return (False, str(exc))
+            except UnicodeDecodeError:  # a binary string inside a table argument
+                return (False, f"{name}: text is not valid UTF-8")
             except Exception as exc:  # a bug in Rivet, not in the pipeline
                 return (False, f"{name}: internal error: {type(exc).__name__}: {exc}")
             finally:
@@ -220,7 +222,7 @@ class Sandbox:
                 return (True, *(self.to_lua(v) for v in result))
             return (True, self.to_lua(result))
 
-        return call if raw else self._wrap(call)
+        return call if raw else self._wrap(call, name)
 
     def module(self, name: str, functions: Mapping[str, Callable[..., Any]]) -> Any:
         """Install a global table ``name`` made of exposed Python functions."""

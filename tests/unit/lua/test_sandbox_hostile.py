@@ -316,7 +316,11 @@ def test_limits_are_configurable_from_the_environment() -> None:
     from rivet.errors import ConfigError
 
     limits = Limits.from_env(
-        {"RIVET_LUA_MEMORY_MIB": "32", "RIVET_LUA_DEFINITION_SECONDS": "1.5", "RIVET_LUA_STAGE_SECONDS": "7"}
+        {
+            "RIVET_LUA_MEMORY_MIB": "32",
+            "RIVET_LUA_DEFINITION_SECONDS": "1.5",
+            "RIVET_LUA_STAGE_SECONDS": "7",
+        }
     )
     assert limits == Limits(memory_bytes=32 * MiB, definition_cpu_seconds=1.5, stage_cpu_seconds=7)
     assert Limits.from_env({}) == Limits()
@@ -324,3 +328,23 @@ def test_limits_are_configurable_from_the_environment() -> None:
         Limits.from_env({"RIVET_LUA_STAGE_SECONDS": "lots"})
     with pytest.raises(ConfigError, match="must be greater than 0"):
         Limits.from_env({"RIVET_LUA_MEMORY_MIB": "0"})
+
+
+def test_binary_strings_never_escape_as_python_errors(tmp_path: Path) -> None:
+    result, events = run_stage(
+        tmp_path,
+        'log.info("bin\\255ary")\n'
+        'print("a\\255", "b")\n'
+        'local ok, err = pcall(function() local v = output.set("k", "\\255"); return v end)\n'
+        "assert(not ok and type(err) == 'string', tostring(err))\n"
+        "log.warning(err)\n"
+        'local ok2, err2 = pcall(function() local v = process.run({ "echo", "\\255" }); return v end)\n'
+        "assert(not ok2 and type(err2) == 'string', tostring(err2))\n"
+        "log.warning(err2)\n",
+    )
+    assert result.status == "succeeded", result.error
+    messages = events.messages()
+    assert "bin\ufffdary" in messages
+    assert "a\ufffd\tb" in messages
+    assert "evil.lua:4: output.set: argument 2 is not valid UTF-8 text" in messages
+    assert "evil.lua:7: process.run: text is not valid UTF-8" in messages

@@ -23,12 +23,30 @@ LEVELS: dict[str, Level] = {
 _GLUE = """
 local emit = ...
 local tostring, select, concat = tostring, select, table.concat
+local utf8_len, sub = utf8.len, string.sub
+
+-- Log lines are text: invalid UTF-8 bytes become U+FFFD instead of failing.
+local function valid(s)
+  if utf8_len(s) then return s end
+  local out, pos = {}, 1
+  while true do
+    local ok, bad = utf8_len(s, pos)
+    if ok then
+      out[#out + 1] = sub(s, pos)
+      return concat(out)
+    end
+    out[#out + 1] = sub(s, pos, bad - 1)
+    out[#out + 1] = "\\u{FFFD}"
+    pos = bad + 1
+  end
+end
+
 local function text(sep, ...)
   local n = select("#", ...)
-  if n <= 1 then return tostring((...)) end
+  if n <= 1 then return valid(tostring((...))) end
   local parts = {}
   for i = 1, n do parts[i] = tostring((select(i, ...))) end
-  return concat(parts, sep)
+  return valid(concat(parts, sep))
 end
 local log = {}
 for _, name in ipairs({ "debug", "info", "warning", "warn", "error" }) do
