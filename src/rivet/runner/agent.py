@@ -129,6 +129,8 @@ class Agent:
             if self._ensure_registered():
                 self._claim_loop()
         except Exception:  # never die silently: a dead poller would look like idleness
+            if self._stopping.is_set():
+                return  # the client was closed under a long poll we no longer need
             log.exception("runner: unexpected error; stopping")
             self.exit_code = 1
             self.stop()

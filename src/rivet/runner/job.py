@@ -111,7 +111,10 @@ class JobRun:
             self.result = result
             if not shipper.close():
                 log.warning("job %s: some log lines could not be delivered", self.job_id)
-            self._complete(result)
+            try:
+                self._complete(result)
+            except Exception:  # e.g. the runner aborting under us; never kill the thread
+                log.exception("job %s: could not report its completion", self.job_id)
             log.info(
                 "job %s finished: %s in %.2f s%s",
                 self.job_id,
@@ -178,6 +181,9 @@ class JobRun:
                 return
             except (TokenRejected, RequestRejected) as exc:
                 log.error("job %s: heartbeat refused: %s", self.job_id, exc)
+                delay = self._heartbeat_interval
+            except Exception:
+                log.exception("job %s: heartbeat failed", self.job_id)
                 delay = self._heartbeat_interval
 
     def _on_ack(self, ack: Ack) -> None:

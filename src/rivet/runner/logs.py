@@ -231,6 +231,9 @@ class LogShipper:
         except RequestRejected as exc:
             log.error("job %s: the server rejected %s (%s); dropping it", job, what, exc)
             return "dropped"
+        except Exception:  # a dead sender would block the job's output forever
+            log.exception("job %s: unexpected error delivering %s; dropping the rest", job, what)
+            return "abandon"
         if ack is None:
             log.error("job %s: gave up delivering %s and the rest of its log", job, what)
             return "abandon"
