@@ -11,7 +11,13 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.check import read_pipeline_file
-from rivet.cli.common import EXIT_FAILED, err_console, out_console, short_id
+from rivet.cli.common import (
+    EXIT_FAILED,
+    err_console,
+    out_console,
+    resolve_admin_token,
+    short_id,
+)
 from rivet.cli.inputs import render_value
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.domain.definition import PipelineDefinition
@@ -64,7 +70,9 @@ def create(
     Example: rivet pipeline create build.lua
     """
     source = read_pipeline_file(file)
-    with client_for(server) as client:
+    # The admin token, when this machine has one, lets new versions of pipelines
+    # with granted secrets through; everyone else may create the others.
+    with client_for(server, resolve_admin_token(None)) as client:
         try:
             view = client.create_pipeline(source, str(file))
         except ApiError as exc:

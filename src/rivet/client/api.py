@@ -174,7 +174,11 @@ class RivetClient:
         """A new pipeline, or a new version when the name exists. A definition error is an
         ``ApiError`` (422, code ``invalid_definition``) whose detail carries the messages."""
         body = PipelineCreate(source=source, filename=filename).model_dump()
-        return _parse(self._request("POST", "/api/pipelines", json_body=body), PipelineView)
+        # The admin token, when known, is sent along: the server requires it for new
+        # versions of pipelines that have secrets granted to them.
+        headers = self._admin_headers() if self.admin_token else None
+        response = self._request("POST", "/api/pipelines", json_body=body, headers=headers)
+        return _parse(response, PipelineView)
 
     def list_pipelines(self) -> list[PipelineView]:
         return self._get_list("/api/pipelines", PipelineView)

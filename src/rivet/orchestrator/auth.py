@@ -32,6 +32,7 @@ __all__ = [
     "bearer_token",
     "check_admin",
     "hash_token",
+    "is_admin",
     "load_admin_token",
     "new_token",
 ]
@@ -95,6 +96,18 @@ def bearer_token(
     if credentials is None or not credentials.credentials:
         raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>'")
     return credentials.credentials
+
+
+def is_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> bool:
+    """Dependency for routes open to everyone that do more for the admin: False without
+    a token, True with the admin token, 401 with any other token."""
+    if credentials is None or not credentials.credentials:
+        return False
+    check_admin(request, credentials.credentials)
+    return True
 
 
 def check_admin(request: Request, token: Annotated[str, Depends(bearer_token)]) -> None:

@@ -142,6 +142,17 @@ def remove_grant(conn: Connection, name: str, pipeline: str) -> None:
         raise NotFoundError(f"secret '{name}' is not granted to pipeline '{pipeline}'")
 
 
+def granted_names(conn: Connection, pipeline: str) -> list[str]:
+    """Names of the secrets granted to ``pipeline``, sorted."""
+    query = (
+        select(secrets.c.name)
+        .join(secret_grants, secret_grants.c.secret_id == secrets.c.id)
+        .where(secret_grants.c.pipeline == pipeline)
+        .order_by(secrets.c.name)
+    )
+    return [row.name for row in conn.execute(query)]
+
+
 def granted_ciphertexts(conn: Connection, pipeline: str) -> dict[str, str]:
     """Name → ciphertext of every secret granted to ``pipeline``."""
     query = (

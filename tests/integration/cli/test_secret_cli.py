@@ -42,7 +42,9 @@ def claimed_secrets(server: Any, pipeline: str) -> dict[str, str]:
     )
     runner = server.runner({"only": pipeline})
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        assert http.post("/api/pipelines", json={"source": source}).status_code == 201
+        # the pipeline already has grants, so only the admin may create it
+        created = http.post("/api/pipelines", json={"source": source}, headers=server.admin)
+        assert created.status_code == 201
         assert http.post("/api/jobs", json={"pipeline": pipeline}).status_code == 201
         claim = http.post("/api/runner/claim", headers=runner, json={"wait_seconds": 5})
     assert claim.status_code == 200, claim.text

@@ -234,8 +234,8 @@ async def test_key_file_is_created_0600_and_reused_across_restarts(
     key_file = settings.home / "secret-key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     first = key_file.read_text()
-    assert (await put(client, "TOKEN", VALUE, grants=["deploy"])).status_code == 201
     await create_pipeline(client, "deploy")
+    assert (await put(client, "TOKEN", VALUE, grants=["deploy"])).status_code == 201
     await launch(client, "deploy")
     runner = await register_runner(client)
 
@@ -289,3 +289,38 @@ async def test_env_key_wins_and_rotation_reencrypts(
         assert wrong.secrets.for_pipeline("deploy") == {}  # unknown key: left out, logged
     finally:
         wrong.db.close()
+
+
+async def test_new_versions_of_a_pipeline_with_grants_need_the_admin(
+    client: httpx.AsyncClient,
+) -> None:
+    # Hostile: grants are by pipeline name, so without this rule anyone who can reach
+    # the API could publish a new version of 'deploy' that prints DEPLOY_KEY.
+    await create_pipeline(client, "deploy")
+    assert (await put(client, "DEPLOY_KEY", VALUE, grants=["deploy"])).status_code == 201
+    source = (
+        "return pipeline.define({ name = 'deploy', stages = { { name = 'steal', "
+        "script = function() log.info(secret.get('DEPLOY_KEY')) end } } })"
+    )
+    refused = await client.post("/api/pipelines", json={"source": source, "filename": "evil.lua"})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == (
+        "pipeline 'deploy' has secrets granted to it (DEPLOY_KEY); creating a new version "
+        "of it requires the admin token"
+    )
+    versions = await client.get("/api/pipelines/deploy/versions")
+    assert [v["version"] for v in versions.json()] == [1]  # nothing was stored
+    wrong = await client.post(
+        "/api/pipelines",
+        json={"source": source},
+        headers={"Authorization": "Bearer not-the-admin"},
+    )
+    assert wrong.status_code == 401
+    allowed = await client.post("/api/pipelines", json={"source": source}, headers=ADMIN)
+    assert allowed.status_code == 201 and allowed.json()["version"] == 2
+    # pipelines without grants stay open to everyone
+    other = await client.post(
+        "/api/pipelines",
+        json={"source": source.replace("'deploy'", "'docs'")},
+    )
+    assert other.status_code == 201

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from rivet.orchestrator.auth import is_admin
 from rivet.orchestrator.deps import ServicesDep
 from rivet.protocol import PipelineCreate, PipelineView
 
@@ -15,9 +16,12 @@ router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
 
 @router.post("", status_code=201, summary="Create a pipeline, or a new version of it")
-def create_pipeline(body: PipelineCreate, services: ServicesDep) -> PipelineView:
-    """Validates the Lua source like ``rivet check``; 422 ``invalid_definition`` if not."""
-    return services.pipelines.create(body)
+def create_pipeline(
+    body: PipelineCreate, services: ServicesDep, admin: Annotated[bool, Depends(is_admin)]
+) -> PipelineView:
+    """Validates the Lua source like ``rivet check``; 422 ``invalid_definition`` if not.
+    A pipeline with secrets granted to it takes new versions from the admin only (403)."""
+    return services.pipelines.create(body, admin=admin)
 
 
 @router.get("", summary="Latest version of every pipeline")
