@@ -73,10 +73,14 @@ def main() -> None:
     shutil.rmtree(tmp)
 
     mb, ms, mi = (statistics.median(x) for x in (cli_big, cli_small, in_process))
-    print(f"stages: {args.stages}, runs: {args.runs}, file: {len(generate(args.stages)) // 1024} KiB")
+    print(
+        f"stages: {args.stages}, runs: {args.runs}, file: {len(generate(args.stages)) // 1024} KiB"
+    )
     print(f"rivet check (1 stage, baseline)  : median {ms * 1000:7.1f} ms")
-    print(f"rivet check ({args.stages} stages)         : median {mb * 1000:7.1f} ms  ({mb / ms:.2f}x baseline)")
-    print(f"load_definition in-process       : median {mi * 1000:7.1f} ms  ({mi / args.stages * 1e6:.0f} µs per stage)")
+    label = f"rivet check ({args.stages} stages)"
+    print(f"{label:<33}: median {mb * 1000:7.1f} ms  ({mb / ms:.2f}x baseline)")
+    per_stage = mi / args.stages * 1e6
+    print(f"load_definition in-process       : median {mi * 1000:7.1f} ms  ({per_stage:.0f} µs/st)")
 
 
 if __name__ == "__main__":

@@ -64,10 +64,7 @@ def main() -> None:
     ctx.phase = Phase.RUN
     clock = sandbox.expose(time.perf_counter, "clock")
     one_run = sandbox.load(
-        "local clock = ...\n"
-        "local t0 = clock()\n"
-        "process.run({ 'true' })\n"
-        "return clock() - t0",
+        "local clock = ...\nlocal t0 = clock()\nprocess.run({ 'true' })\nreturn clock() - t0",
         "bench.lua",
     )
     name = container_name(job_id, IMAGE)
@@ -87,9 +84,14 @@ def main() -> None:
 
     med_r, med_b = statistics.median(rivet), statistics.median(bare)
     print(f"runs: {args.runs} each, interleaved, same container ({name})")
-    print(f"podman exec CTR true : median {med_b * 1000:7.1f} ms   p90 {pct(bare, 0.9) * 1000:7.1f} ms")
-    print(f"process.run('true')  : median {med_r * 1000:7.1f} ms   p90 {pct(rivet, 0.9) * 1000:7.1f} ms")
-    print(f"overhead             : {((med_r - med_b) * 1000):+.1f} ms per call, ratio {med_r / med_b:.3f}")
+    for label, samples, median in (
+        ("podman exec CTR true", bare, med_b),
+        ("process.run('true')", rivet, med_r),
+    ):
+        p90 = pct(samples, 0.9)
+        print(f"{label:<21}: median {median * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms")
+    overhead = (med_r - med_b) * 1000
+    print(f"overhead             : {overhead:+.1f} ms per call, ratio {med_r / med_b:.3f}")
 
 
 if __name__ == "__main__":

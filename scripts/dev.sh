@@ -15,7 +15,7 @@ Commands:
                      .venv/bin/rivet run examples/hello.lua --input name=world [ARGS...]
   test [ARGS...]   Set up the machine plus a throw-away PostgreSQL test cluster,
                    export RIVET_TEST_DATABASE_URL, then run
-                     ruff check src tests;  mypy src;  pytest -q [ARGS...]
+                     ruff check src tests bench;  mypy src;  pytest -q [ARGS...]
                    All three run; the exit status is non-zero if any failed.
                    pytest collecting no tests (exit 5) counts as a failure.
   -h, --help       Show this help.
@@ -39,8 +39,8 @@ cmd_test() {
     export RIVET_TEST_DATABASE_URL
 
     local failed=() rc
-    log "ruff check src tests"
-    .venv/bin/ruff check src tests || failed+=(ruff)
+    log "ruff check src tests bench"
+    .venv/bin/ruff check src tests bench || failed+=(ruff)
     log "mypy src"
     .venv/bin/mypy src || failed+=(mypy)
     log "pytest -q${*:+ $*}"
