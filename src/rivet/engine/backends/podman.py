@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -61,6 +62,10 @@ class PodmanBackend:
         self._podman = podman
         self._extra_run_args = tuple(extra_run_args)
         self._init = find_static_catatonit()
+        # conmon (2.1 here) writes an empty file named "oom" into its working directory
+        # when an exec'd process is OOM-killed; keep that out of the user's directory.
+        self._cwd = os.path.join(tempfile.gettempdir(), "rivet-podman")
+        os.makedirs(self._cwd, exist_ok=True)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -162,6 +167,7 @@ class PodmanBackend:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
+                cwd=self._cwd,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -211,6 +217,7 @@ class PodmanBackend:
                 errors="replace",
                 timeout=timeout,
                 check=False,
+                cwd=self._cwd,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
