@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from rich.text import Text
 
 from rivet.defaults import DEFAULT_PORT, default_home
 from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
+from rivet.tomlfile import read_optional_toml
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -116,17 +116,7 @@ def rivet_home() -> Path:
 def read_config(home: Path | None = None) -> dict[str, Any]:
     """The TOML file ``$RIVET_HOME/config`` (``server = "..."``, ``admin_token = "..."``),
     or an empty dict when it does not exist."""
-    path = (home or rivet_home()) / "config"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return read_optional_toml((home or rivet_home()) / "config")
 
 
 def resolve_server(flag: str | None) -> str:

@@ -24,7 +24,7 @@ from rivet.cli.common import (
     out_console,
     short_id,
 )
-from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
+from rivet.cli.inputs import InputsOption, collect_inputs, parse_input_args, render_value
 from rivet.cli.pipeline import definition_of
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (
@@ -65,16 +65,7 @@ FollowOption = Annotated[
 @app.command("launch")
 def launch(
     pipeline: Annotated[str, typer.Argument(help="pipeline name or id prefix", show_default=False)],
-    inputs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input",
-            "-i",
-            envvar="RIVET_INPUT",
-            help="an input value NAME=VALUE (repeatable; RIVET_INPUT splits on spaces)",
-            show_default=False,
-        ),
-    ] = None,
+    inputs: InputsOption = None,
     version: Annotated[
         int | None,
         typer.Option(

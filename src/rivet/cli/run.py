@@ -25,7 +25,7 @@ from rivet.cli.common import (
     out_console,
     print_definition_error,
 )
-from rivet.cli.inputs import collect_inputs, parse_input_args
+from rivet.cli.inputs import InputsOption, collect_inputs, parse_input_args
 from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
@@ -72,16 +72,7 @@ def print_job_summary(
 
 def run(
     file: Annotated[Path, typer.Argument(help="the pipeline file", show_default=False)],
-    inputs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input",
-            "-i",
-            envvar="RIVET_INPUT",
-            help="an input value NAME=VALUE (repeatable; RIVET_INPUT splits on spaces)",
-            show_default=False,
-        ),
-    ] = None,
+    inputs: InputsOption = None,
     workspace_root: Annotated[
         Path | None,
         typer.Option(

@@ -17,6 +17,7 @@ from rivet.domain.inputs import InputValue
 from rivet.domain.status import JobStatus, StageStatus
 
 __all__ = [
+    "LEVEL_NAMES",
     "CancelToken",
     "JobEvents",
     "JobResult",
@@ -27,6 +28,15 @@ __all__ = [
 ]
 
 Level = Literal["debug", "info", "warning", "error"]
+
+# The level names pipeline code may use (``log.warn``, ``stdout_level = "warn"``…).
+LEVEL_NAMES: dict[str, Level] = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+}
 
 
 def utcnow() -> datetime:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rivet.errors import ConfigError
+from rivet.tomlfile import read_optional_toml
 
 __all__ = ["read_runner_file", "save_registration"]
 
@@ -37,16 +37,7 @@ _SCALARS = (str, int, float, bool)
 
 def read_runner_file(path: Path) -> dict[str, Any]:
     """The file's table, or ``{}`` when it does not exist."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return read_optional_toml(path)
 
 
 def save_registration(path: Path, *, server: str, runner_id: str, token: str, name: str) -> None:

@@ -42,22 +42,11 @@ from rivet.engine.modules.fs_tree import Budget, copy_file, copy_tree, glob, lst
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
+from rivet.lua.surface import RUNTIME_MODULES
 
 __all__ = ["FUNCTIONS", "install"]
 
-FUNCTIONS = (
-    "read",
-    "write",
-    "append",
-    "exists",
-    "list",
-    "mkdir",
-    "remove",
-    "copy",
-    "move",
-    "stat",
-    "glob",
-)
+FUNCTIONS = RUNTIME_MODULES["fs"]
 
 
 def _path(value: Any) -> str:

@@ -5,18 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rivet.engine.context import JobContext
-from rivet.engine.events import Level
+from rivet.engine.events import LEVEL_NAMES, Level
 from rivet.lua.sandbox import Sandbox
 
 __all__ = ["install"]
 
-LEVELS: dict[str, Level] = {
-    "debug": "debug",
-    "info": "info",
-    "warning": "warning",
-    "warn": "warning",
-    "error": "error",
-}
 
 # Messages go through Lua's own tostring so numbers and booleans print as Lua prints
 # them; the calls are tail calls so errors point at the pipeline's line.
@@ -70,7 +63,7 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
     raw = sandbox.table(
         {
             name: sandbox.expose(emitter(name, level), f"log.{name}")
-            for name, level in LEVELS.items()
+            for name, level in LEVEL_NAMES.items()
         }
     )
     log_table, print_fn = sandbox.eval_lua(_GLUE, raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rivet.engine.backends.base import WORKSPACE
-from rivet.engine.events import Level
+from rivet.engine.events import LEVEL_NAMES, Level
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError
 
@@ -32,13 +32,6 @@ OPTIONS = (
     "secrets",
     "secret_files",
 )
-LEVELS: dict[str, Level] = {
-    "debug": "debug",
-    "info": "info",
-    "warning": "warning",
-    "warn": "warning",
-    "error": "error",
-}
 
 
 @dataclass
@@ -90,9 +83,9 @@ def _level(opts: Any, name: str, default: Level) -> Level:
     value = opts[name]
     if value is None:
         return default
-    if value not in LEVELS:
+    if value not in LEVEL_NAMES:
         raise _fail(f"option '{name}' must be one of debug, info, warning, error; got {value!r}")
-    return LEVELS[value]
+    return LEVEL_NAMES[value]
 
 
 def jail_cwd(cwd: Any, workspace: Path) -> str:
