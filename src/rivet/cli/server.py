@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -52,16 +53,34 @@ def serve(host: str, port: int, database_url: str | None, home: Path | None) -> 
         upgrade(db)
     finally:
         db.close()
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         ws="none",
         lifespan="on",
-        # Log streams and long polls never end by themselves; cut them off on Ctrl-C.
+        # A last resort: draining (below) ends long polls and log streams at once.
         timeout_graceful_shutdown=3,
     )
+    _DrainingServer(config, app).run()
+
+
+class _DrainingServer(uvicorn.Server):
+    """On SIGINT/SIGTERM, ends waiting claims (they answer 204) and log streams (the
+    clients reconnect from their last sequence number) right away, instead of letting
+    uvicorn wait for them and then cut them off with errors."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        services = getattr(self._app.state, "services", None)
+        if services is not None:
+            services.queue.drain()
 
 
 def main(argv: list[str] | None = None) -> None:

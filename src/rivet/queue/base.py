@@ -53,6 +53,16 @@ class JobQueue(Protocol):
 
     async def stop(self) -> None: ...
 
+    def drain(self) -> None:
+        """Shutting down: waiting claims return empty at once and new ones do not wait.
+        Safe to call from a signal handler or any thread."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`drain` (or :meth:`stop`) was called."""
+        ...
+
     @property
     def ready(self) -> bool:
         """False while a cross-process listener that should be running is not connected."""

@@ -47,8 +47,17 @@ class SqlQueue:
         self._stopping = False
 
     async def stop(self) -> None:
+        self.drain()
+
+    def drain(self) -> None:
+        """Make waiting claims return now (empty) and refuse to wait again; safe to call
+        from a signal handler or another thread."""
         self._stopping = True
         self.signals.fire_all()
+
+    @property
+    def draining(self) -> bool:
+        return self._stopping
 
     @property
     def ready(self) -> bool:

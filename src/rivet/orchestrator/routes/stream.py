@@ -92,6 +92,8 @@ async def _events(services: Services, job_id: str, after: int) -> AsyncIterator[
             if snapshot.finished:
                 yield _event("end", snapshot.job)
                 return
+            if services.queue.draining:
+                return  # the server is shutting down: the client resumes from its last id
             if time.monotonic() - last_sent >= keepalive:
                 yield ": keepalive\n\n"
                 last_sent = time.monotonic()
