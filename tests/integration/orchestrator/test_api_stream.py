@@ -105,9 +105,14 @@ def test_stream_resumes_from_last_event_id(http: httpx.Client) -> None:
 def test_stream_of_queued_job_ends_when_cancelled(http: httpx.Client) -> None:
     assert http.post("/api/pipelines", json={"source": lua_pipeline("q")}).status_code == 201
     job_id = http.post("/api/jobs", json={"pipeline": "q"}).json()["id"]
-    threading.Timer(0.3, lambda: http.post(f"/api/jobs/{job_id}/cancel")).start()
+    # Its own client, joined before the test ends: the fixture's client is closed at
+    # teardown and must not be in use by this thread then.
+    cancel_url = str(http.base_url.join(f"/api/jobs/{job_id}/cancel"))
+    timer = threading.Timer(0.3, lambda: httpx.post(cancel_url, timeout=10))
+    timer.start()
     started = time.monotonic()
     events = [e for _, e in collect(http, f"/api/jobs/{job_id}/logs/stream")]
+    timer.join(timeout=10)
     assert time.monotonic() - started < 3
     assert [e["event"] for e in events] == ["status", "status", "end"]
     assert json.loads(events[-1]["data"])["status"] == "cancelled"
