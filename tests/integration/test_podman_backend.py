@@ -223,7 +223,6 @@ def test_output_is_streamed_while_the_command_runs(
     backend: PodmanBackend, container: RunningContainer
 ) -> None:
     seen: list[tuple[str, str, float]] = []
-    began = time.monotonic()
     result = backend.exec(
         container,
         ExecRequest(
@@ -241,7 +240,6 @@ def test_output_is_streamed_while_the_command_runs(
     ]
     first_at = seen[0][2]
     assert ended - first_at > 0.7, "first line arrived only when the command ended"
-    assert first_at - began < 0.7
 
 
 def test_capture_collects_instead_of_calling_back(

@@ -114,7 +114,9 @@ def test_lines_are_flushed_by_time(claimed_job: ClaimedJob) -> None:
         shipper.log(event(seq))
     wait_until(lambda: shipper.delivered_lines == 3)
     first_post = transport.sent[0].at - started
-    assert 0.09 <= first_post < 0.6, first_post
+    # Held for the flush interval, then sent without more lines or a close (the upper
+    # bound is loose: it separates "by time" from "never", not fast from slow).
+    assert 0.09 <= first_post < 3.0, first_post
     assert transport.log_posts() == [[1, 2, 3]]
     shipper.log(event(4))
     assert shipper.close(timeout=10)
