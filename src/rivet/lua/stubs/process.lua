@@ -22,9 +22,10 @@
 ---@field exit_code integer The command's exit status (124 after a timeout).
 ---@field stdout string Captured stdout ("" unless `capture_stdout`).
 ---@field stderr string Captured stderr ("" unless `capture_stderr`).
+---@field timed_out boolean True when the command was killed by its timeout.
 
 ---@class ProcessParallelOptions
----@field max? integer At most this many `process.run` calls in flight at once.
+---@field max? integer At most this many `process.run` calls in flight at once (default 8).
 
 ---@class rivet.process
 process = {}
