@@ -16,7 +16,6 @@ import time
 import uuid
 from pathlib import Path
 
-from rivet.engine.backends.base import container_name
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, LogEvent, StageResult
@@ -67,9 +66,15 @@ def main() -> None:
         "local clock = ...\nlocal t0 = clock()\nprocess.run({ 'true' })\nreturn clock() - t0",
         "bench.lua",
     )
-    name = container_name(job_id, IMAGE)
     try:
         sandbox.call(one_run, clock, budget=60, label="warm-up")  # starts the container
+        # The executor's own container: its name includes the policy's default limits.
+        name = subprocess.run(
+            ["podman", "ps", "--filter", f"label=rivet.job={job_id}", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         rivet: list[float] = []
         bare: list[float] = []
         for _ in range(args.runs):

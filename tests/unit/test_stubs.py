@@ -101,7 +101,7 @@ def test_process_options_match_the_spec() -> None:
             "secrets",
             "secret_files",
         },
-        "ProcessResult": {"exit_code", "stdout", "stderr"},
+        "ProcessResult": {"exit_code", "stdout", "stderr", "timed_out"},  # what process.run returns
     }
     for cls, expected in fields.items():
         assert class_fields(text, cls) == expected
