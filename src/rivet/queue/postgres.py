@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import psycopg
 from sqlalchemy import ColumnElement, and_, bindparam, text, type_coerce
@@ -46,6 +47,9 @@ class PostgresQueue(SqlQueue):
             type_coerce(candidate.c.required_tags, JSONB).contained_by(tags),
             type_coerce(candidate.c.required_plugins, JSONB).contained_by(plugins),
         )
+
+    def match_params(self, offer: Offer) -> dict[str, Any]:
+        return {"offer_tags": dict(offer.tags), "offer_plugins": sorted(offer.plugins)}
 
     def announce(self, tx: Transaction, topic: str) -> None:
         tx.conn.execute(

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from rivet.domain import JobStatus
@@ -31,6 +31,10 @@ from rivet.store.tables import jobs, pipeline_versions, pipelines
 
 __all__ = ["SqlQueue"]
 
+# Made once: building an alias sets up proxies for every column, which cost more than
+# the claim itself when done per call.
+_CANDIDATE = jobs.alias("candidate")
+
 
 class SqlQueue:
     """Shared implementation of :class:`rivet.queue.JobQueue`; subclasses add the match."""
@@ -40,6 +44,7 @@ class SqlQueue:
         self.signals = signals
         self.poll_interval = poll_interval
         self._stopping = False
+        self._statement: Any = None
 
     # --- lifecycle (PostgreSQL adds its listener) ------------------------------------
 
@@ -71,33 +76,47 @@ class SqlQueue:
     # --- claiming --------------------------------------------------------------------
 
     def match(self, candidate: NamedFromClause, offer: Offer) -> ColumnElement[bool]:
-        """SQL condition: ``candidate`` (an alias of ``jobs``) is satisfied by ``offer``."""
+        """SQL condition: ``candidate`` (an alias of ``jobs``) is satisfied by ``offer``,
+        whose values are bound parameters named as in :meth:`match_params`."""
         raise NotImplementedError
 
-    def try_claim(self, runner_id: str, offer: Offer) -> JobAssignment | None:
-        candidate = jobs.alias("candidate")
-        next_id = (
-            select(candidate.c.id)
-            .where(candidate.c.status == JobStatus.QUEUED.value, self.match(candidate, offer))
-            .order_by(candidate.c.created_at, candidate.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # dropped by the SQLite compiler
-            .scalar_subquery()
-        )
-        now = utcnow()
-        statement = (
-            update(jobs)
-            .where(jobs.c.id == next_id, jobs.c.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.RUNNING.value,
-                runner_id=runner_id,
-                started_at=now,
-                heartbeat_at=now,
+    def match_params(self, offer: Offer) -> dict[str, Any]:
+        """The bound values of :meth:`match` for ``offer``."""
+        raise NotImplementedError
+
+    def _claim_statement(self) -> Any:
+        # Built once: the offer, runner and time are bound per call, so the statement
+        # (and SQLAlchemy's compiled form of it) is the same for every claim.
+        if self._statement is None:
+            candidate = _CANDIDATE
+            next_id = (
+                select(candidate.c.id)
+                .where(
+                    candidate.c.status == JobStatus.QUEUED.value,
+                    self.match(candidate, Offer()),
+                )
+                .order_by(candidate.c.created_at, candidate.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)  # dropped by the SQLite compiler
+                .scalar_subquery()
             )
-            .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs)
-        )
+            self._statement = (
+                update(jobs)
+                .where(jobs.c.id == next_id, jobs.c.status == JobStatus.QUEUED.value)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    runner_id=bindparam("claim_runner"),
+                    started_at=bindparam("claim_now"),
+                    heartbeat_at=bindparam("claim_now"),
+                )
+                .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs)
+            )
+        return self._statement
+
+    def try_claim(self, runner_id: str, offer: Offer) -> JobAssignment | None:
+        params = {"claim_runner": runner_id, "claim_now": utcnow(), **self.match_params(offer)}
         with self.db.write() as tx:
-            row = tx.conn.execute(statement).one_or_none()
+            row = tx.conn.execute(self._claim_statement(), params).one_or_none()
             if row is None:
                 return None
             self.announce(tx, job_topic(row.id))
@@ -124,19 +143,22 @@ class SqlQueue:
                 await watch.wait(min(self.poll_interval, remaining))
 
 
+_VERSION_OF_JOB = (
+    select(
+        pipeline_versions.c.pipeline_id,
+        pipeline_versions.c.version,
+        pipeline_versions.c.filename,
+        pipeline_versions.c.source,
+        pipeline_versions.c.definition,
+        pipelines.c.name,
+    )
+    .join(pipelines, pipelines.c.id == pipeline_versions.c.pipeline_id)
+    .where(pipeline_versions.c.id == bindparam("version_id"))
+)
+
+
 def _assignment(tx: Transaction, row: Any) -> JobAssignment:
-    version = tx.conn.execute(
-        select(
-            pipeline_versions.c.pipeline_id,
-            pipeline_versions.c.version,
-            pipeline_versions.c.filename,
-            pipeline_versions.c.source,
-            pipeline_versions.c.definition,
-            pipelines.c.name,
-        )
-        .join(pipelines, pipelines.c.id == pipeline_versions.c.pipeline_id)
-        .where(pipeline_versions.c.id == row.pipeline_version_id)
-    ).one()
+    version = tx.conn.execute(_VERSION_OF_JOB, {"version_id": row.pipeline_version_id}).one()
     return JobAssignment(
         job_id=row.id,
         pipeline=version.name,

@@ -7,6 +7,7 @@ SQLite serves one orchestrator process (the embedded default), so the in-process
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, text
 from sqlalchemy.sql.selectable import NamedFromClause
@@ -34,8 +35,11 @@ class SqliteQueue(SqlQueue):
     """:class:`rivet.queue.JobQueue` for SQLite (see the Protocol for the contract)."""
 
     def match(self, candidate: NamedFromClause, offer: Offer) -> ColumnElement[bool]:
-        clause = text(_MATCH.format(job=candidate.name)).bindparams(
-            offer_tags=json.dumps(dict(offer.tags)),
-            offer_plugins=json.dumps(list(offer.plugins)),
-        )
+        clause = text(_MATCH.format(job=candidate.name)).bindparams(**self.match_params(offer))
         return and_(clause)
+
+    def match_params(self, offer: Offer) -> dict[str, Any]:
+        return {
+            "offer_tags": json.dumps(dict(offer.tags)),
+            "offer_plugins": json.dumps(list(offer.plugins)),
+        }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from rivet.protocol import LogLine
@@ -48,10 +48,14 @@ def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine]) -> int
     return stored
 
 
+_LAST_SEQ = select(func.coalesce(func.max(log_lines.c.seq), 0)).where(
+    log_lines.c.job_id == bindparam("job_id")
+)
+
+
 def last_seq(conn: Connection, job_id: str) -> int:
     """Highest stored sequence number of a job, 0 if none."""
-    query = select(func.coalesce(func.max(log_lines.c.seq), 0)).where(log_lines.c.job_id == job_id)
-    return int(conn.execute(query).scalar_one())
+    return int(conn.execute(_LAST_SEQ, {"job_id": job_id}).scalar_one())
 
 
 def read_lines(
