@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
 from rivet.domain import JobStatus
@@ -44,6 +44,7 @@ class RunnerRecord:
     name: str
     tags: dict[str, str]
     plugins: list[str]
+    last_seen: datetime | None = None
 
 
 def create_registration_token(
@@ -117,11 +118,15 @@ def create_runner(
 
 
 def runner_by_token(conn: Connection, token_hash: str) -> RunnerRecord | None:
-    query = select(runners.c.id, runners.c.name, runners.c.tags, runners.c.plugins)
-    row = conn.execute(query.where(runners.c.token_hash == token_hash)).one_or_none()
+    row = conn.execute(_BY_TOKEN, {"token_hash": token_hash}).one_or_none()
     if row is None:
         return None
-    return RunnerRecord(row.id, row.name, dict(row.tags), list(row.plugins))
+    return RunnerRecord(row.id, row.name, dict(row.tags), list(row.plugins), row.last_seen)
+
+
+_BY_TOKEN = select(
+    runners.c.id, runners.c.name, runners.c.tags, runners.c.plugins, runners.c.last_seen
+).where(runners.c.token_hash == bindparam("token_hash"))
 
 
 def update_runner_offer(

@@ -9,6 +9,7 @@ without changing it, so a runner that timed out on a response can simply resend.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import anyio.to_thread
 from pydantic import SecretStr
@@ -34,6 +35,10 @@ from rivet.store.portable import utcnow
 from rivet.store.runners import RunnerRecord
 
 __all__ = ["WorkService"]
+
+
+# How stale `last seen` may get while a runner keeps claiming.
+CHECK_IN_EVERY = timedelta(seconds=2)
 
 
 class WorkService:
@@ -64,9 +69,14 @@ class WorkService:
         return job.model_copy(update={"secrets": {k: SecretStr(v) for k, v in granted.items()}})
 
     def _check_in(self, runner: RunnerRecord, offer: Offer) -> None:
+        now = utcnow()
+        changed = dict(offer.tags) != runner.tags or sorted(offer.plugins) != runner.plugins
+        fresh = runner.last_seen is not None and now - runner.last_seen < CHECK_IN_EVERY
+        if fresh and not changed:
+            return  # a busy runner claims often: one write per few seconds is enough
         with self.db.write() as tx:
-            runner_store.touch_runner(tx.conn, runner.id, utcnow())
-            if dict(offer.tags) != runner.tags or sorted(offer.plugins) != runner.plugins:
+            runner_store.touch_runner(tx.conn, runner.id, now)
+            if changed:
                 # Keep `rivet runner list` truthful when a runner's flags change.
                 runner_store.update_runner_offer(tx.conn, runner.id, offer.tags, offer.plugins)
 
