@@ -174,19 +174,16 @@ class PodmanBackend:
         assert proc.stdout is not None and proc.stderr is not None
         out = _StreamReader(proc.stdout, request.on_stdout, request.capture_stdout)
         err = _StreamReader(proc.stderr, request.on_stderr, request.capture_stderr)
-        timed_out = False
+        # A watchdog thread enforces the timeout: Popen.wait(timeout=...) polls with
+        # sleeps of up to 50 ms, which would add that much to every command.
+        watchdog = _Watchdog(proc, marker, request.timeout)
         try:
-            exit_code = proc.wait(timeout=request.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            exit_code = TIMEOUT_EXIT_CODE
-            kill_marked_processes(marker)
-            try:
-                proc.wait(timeout=_KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            exit_code = proc.wait()
+            watchdog.finished()
+            if watchdog.fired:
+                exit_code = TIMEOUT_EXIT_CODE
         except BaseException:
+            watchdog.finished()
             # Ctrl-C in the caller: do not leave the command running in the container.
             kill_marked_processes(marker)
             proc.kill()
@@ -200,7 +197,7 @@ class PodmanBackend:
         out.raise_callback_error()
         err.raise_callback_error()
         return ExecResult(
-            exit_code=exit_code, stdout=out.text(), stderr=err.text(), timed_out=timed_out
+            exit_code=exit_code, stdout=out.text(), stderr=err.text(), timed_out=watchdog.fired
         )
 
     # -- podman plumbing ---------------------------------------------------------------
@@ -244,6 +241,35 @@ class PodmanBackend:
         if ids:
             self._rm(ids)
         return len(ids)
+
+
+class _Watchdog:
+    """Kills a command inside its container when its timeout expires (killing only the
+    ``podman exec`` client would leave it running), then the client after a grace."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], marker: str, timeout: float | None) -> None:
+        self.fired = False
+        self._proc = proc
+        self._marker = marker
+        self._done = threading.Event()
+        self._timer: threading.Timer | None = None
+        if timeout is not None:
+            self._timer = threading.Timer(timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        if self._done.is_set():
+            return
+        self.fired = True
+        kill_marked_processes(self._marker)
+        if not self._done.wait(_KILL_GRACE):
+            self._proc.kill()
+
+    def finished(self) -> None:
+        self._done.set()
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _StreamReader:
