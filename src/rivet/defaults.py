@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DEFAULT_PORT", "default_home"]
+__all__ = ["DEFAULT_IMAGE", "DEFAULT_PORT", "default_home"]
 
 DEFAULT_PORT = 8420
+# The image for commands run outside any container.with / stage container.
+DEFAULT_IMAGE = "alpine:latest"
 
 
 def default_home() -> Path:

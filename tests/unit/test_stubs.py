@@ -84,23 +84,29 @@ def test_every_stub_is_meta_with_annotations() -> None:
             assert any(d.startswith("---@") for d in doc) or "()" in line, (name, line)
 
 
+SPEC_PROCESS_OPTIONS = {
+    "cmd",
+    "args",
+    "cwd",
+    "env",
+    "capture_stdout",
+    "capture_stderr",
+    "stdout_level",
+    "stderr_level",
+    "timeout",
+    "check",
+}
+
+
 def test_process_options_match_the_spec() -> None:
+    from rivet.engine.modules.process_options import OPTIONS
+
+    # The runtime accepts every option of the spec, and the stub declares exactly what
+    # the runtime accepts (the spec's plus later ones such as secrets).
+    assert set(OPTIONS) >= SPEC_PROCESS_OPTIONS
     text = stub_files()["process.lua"]
     fields = {
-        "ProcessRunOptions": {
-            "cmd",
-            "args",
-            "cwd",
-            "env",
-            "capture_stdout",
-            "capture_stderr",
-            "stdout_level",
-            "stderr_level",
-            "timeout",
-            "check",
-            "secrets",
-            "secret_files",
-        },
+        "ProcessRunOptions": set(OPTIONS),
         "ProcessResult": {"exit_code", "stdout", "stderr", "timed_out"},  # what process.run returns
     }
     for cls, expected in fields.items():

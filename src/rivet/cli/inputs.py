@@ -8,9 +8,7 @@ by type, so the CLI accepts exactly what the API accepts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.text import Text
 
@@ -20,24 +18,11 @@ from rivet.domain.inputs import InputValue, check_value, missing_required, resol
 from rivet.errors import InputError
 
 __all__ = [
-    "InputsOption",
     "collect_inputs",
     "parse_input_args",
     "parse_pairs",
     "prompt_input",
     "render_value",
-]
-
-# ``--input`` of ``rivet run`` and ``rivet job launch``.
-InputsOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--input",
-        "-i",
-        envvar="RIVET_INPUT",
-        help="an input value NAME=VALUE (repeatable; RIVET_INPUT splits on spaces)",
-        show_default=False,
-    ),
 ]
 
 Reader = Callable[[str], str]

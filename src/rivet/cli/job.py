@@ -24,7 +24,8 @@ from rivet.cli.common import (
     out_console,
     short_id,
 )
-from rivet.cli.inputs import InputsOption, collect_inputs, parse_input_args, render_value
+from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
+from rivet.cli.options import InputsOption
 from rivet.cli.pipeline import definition_of
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (

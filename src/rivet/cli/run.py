@@ -25,16 +25,21 @@ from rivet.cli.common import (
     out_console,
     print_definition_error,
 )
-from rivet.cli.inputs import InputsOption, collect_inputs, parse_input_args
+from rivet.cli.inputs import collect_inputs, parse_input_args
+from rivet.cli.options import (
+    DefaultImageOption,
+    InputsOption,
+    PolicyOption,
+    WorkspaceRootOption,
+)
 from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
+from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError, RivetError
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
-
-DEFAULT_IMAGE = "alpine:latest"
 
 
 def exit_code_for_status(status: str) -> int:
@@ -73,27 +78,9 @@ def print_job_summary(
 def run(
     file: Annotated[Path, typer.Argument(help="the pipeline file", show_default=False)],
     inputs: InputsOption = None,
-    workspace_root: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="RIVET_WORKSPACE_ROOT",
-            help="where job workspaces are created (default: $RIVET_HOME/workspaces)",
-            show_default=False,
-        ),
-    ] = None,
-    default_image: Annotated[
-        str,
-        typer.Option(envvar="RIVET_DEFAULT_IMAGE", help="image for commands outside containers"),
-    ] = DEFAULT_IMAGE,
-    policy_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--policy",
-            envvar="RIVET_POLICY",
-            help="runner policy file, as for 'rivet runner' (default: the built-in policy)",
-            show_default=False,
-        ),
-    ] = None,
+    workspace_root: WorkspaceRootOption = None,
+    default_image: DefaultImageOption = None,
+    policy_file: PolicyOption = None,
     secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -167,7 +154,9 @@ def run(
     )
     executor = Executor(
         PodmanBackend(),
-        ExecutorSettings(workspace_root=root, default_image=default_image, policy=policy),
+        ExecutorSettings(
+            workspace_root=root, default_image=default_image or DEFAULT_IMAGE, policy=policy
+        ),
     )
     printer = LogPrinter(out, [s.name for s in definition.stages])
     cancel = CancelToken()

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.common import err_console, out_console, short_id
+from rivet.cli.options import DefaultImageOption, PolicyOption, WorkspaceRootOption
 from rivet.cli.remote import (
     AdminTokenOption,
     ServerOption,
@@ -84,22 +85,8 @@ def runner(
             show_default=False,
         ),
     ] = None,
-    default_image: Annotated[
-        str | None,
-        typer.Option(
-            envvar="RIVET_DEFAULT_IMAGE",
-            help="image for commands outside containers (default: alpine:latest)",
-            show_default=False,
-        ),
-    ] = None,
-    workspace_root: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="RIVET_WORKSPACE_ROOT",
-            help="where job workspaces are created (default: $RIVET_HOME/workspaces)",
-            show_default=False,
-        ),
-    ] = None,
+    default_image: DefaultImageOption = None,
+    workspace_root: WorkspaceRootOption = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -109,15 +96,7 @@ def runner(
             show_default=False,
         ),
     ] = None,
-    policy: Annotated[
-        Path | None,
-        typer.Option(
-            "--policy",
-            envvar="RIVET_POLICY",
-            help="runner policy file: allowed binaries, images, limits (docs/runner-policy.md)",
-            show_default=False,
-        ),
-    ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Start a runner that takes jobs from a server, or manage runners (subcommands).
 

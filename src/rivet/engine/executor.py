@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue, resolve_inputs
 from rivet.domain.status import JobStatus, StageStatus
@@ -29,8 +30,6 @@ from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
 from rivet.lua.sandbox import Limits, Sandbox
 
 __all__ = ["DEFAULT_IMAGE", "Executor", "ExecutorSettings", "JobSpec"]
-
-DEFAULT_IMAGE = "alpine:latest"
 
 
 @dataclass(frozen=True)

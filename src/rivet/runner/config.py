@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rivet.config import DEFAULT_PORT, default_home
-from rivet.engine.executor import DEFAULT_IMAGE
+from rivet.defaults import DEFAULT_IMAGE
 from rivet.engine.policy import Policy
 from rivet.errors import ConfigError
 from rivet.lua.definition import KNOWN_PLUGINS
