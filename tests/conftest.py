@@ -6,10 +6,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+# Helpers shared by several test directories live in tests/support; the importlib
+# import mode puts no test directory on sys.path, so add that one here.
+SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+# `database_url`: SQLite and again PostgreSQL, for the store and orchestrator tests.
+pytest_plugins = ["databases"]
 
 BUSYBOX_IMAGE = "localhost/rivet/busybox:latest"
 

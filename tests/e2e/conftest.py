@@ -4,14 +4,10 @@ stopped, and the containers of every job the server knows removed, even on failu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-
 from live_rivet import ADMIN_TOKEN, Api, free_port, remove_job_containers
 from rivet_processes import RIVET, Processes, Rivet, rivet_env, wait_ready
 

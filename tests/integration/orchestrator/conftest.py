@@ -25,29 +25,12 @@ from pydantic import SecretStr
 from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
-from rivet.store.testing import empty_tables, postgres_test_url, scratch_postgres
+from rivet.store.testing import empty_tables
 
 # Test modules import their plain helper module by name; that must also work under
 # pytest's importlib import mode, which puts no test directory on sys.path.
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-)
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('api')}/rivet.db"
-        return
-    base = postgres_test_url()
-    if base is None:
-        pytest.skip("RIVET_TEST_DATABASE_URL is not set")
-    with scratch_postgres(base) as url:
-        yield url
 
 
 @pytest.fixture

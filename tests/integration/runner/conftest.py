@@ -9,7 +9,6 @@ when a test fails.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -17,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))
-
 from live_rivet import Api, live_server, remove_job_containers, server_settings
 
 from rivet.runner.agent import Agent

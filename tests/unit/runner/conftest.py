@@ -3,14 +3,9 @@ module, and a job claimed by a freshly registered runner per test."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))
-
 from live_rivet import Api, ClaimedJob, claim_new_job, live_server, server_settings
 
 
