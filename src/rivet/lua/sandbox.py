@@ -158,10 +158,6 @@ class Sandbox:
         """Stop Lua code at its next budget check (safe to call from another thread)."""
         self._cancelled = reason
 
-    @property
-    def killed(self) -> str | None:
-        return self._killed
-
     # --- values -------------------------------------------------------------------
 
     @property
@@ -240,10 +236,6 @@ class Sandbox:
     def caller_line_function(self) -> Any:
         """The privileged Lua function ``caller_line(level)``, for trusted glue only."""
         return self._caller_line
-
-    def caller_line(self, level: int = 1) -> int | None:
-        line = self._caller_line(level)
-        return int(line) if line is not None else None
 
     def eval_lua(self, code: str, *args: Any) -> Any:
         """Run trusted Rivet Lua code (module glue) in the sandbox environment with
