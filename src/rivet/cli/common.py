@@ -2,12 +2,14 @@
 lookup (server URL, admin token, home directory) and id display.
 
 Output conventions: results go to stdout, errors and prompts to stderr. Colour only
-on a terminal and never with ``NO_COLOR`` set (rich honours both).
+on a terminal and never with ``NO_COLOR`` set (rich honours both). Text from a job,
+a pipeline file or the server is printed only through :mod:`rivet.cli.terminal`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from rivet.cli.terminal import SafeConsole, visible
 from rivet.defaults import DEFAULT_PORT, default_home
 from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
 from rivet.tomlfile import read_optional_toml
@@ -30,7 +33,9 @@ __all__ = [
     "exit_code_for",
     "is_interactive",
     "out_console",
+    "print_definition_error",
     "print_error",
+    "print_problem_lines",
     "read_config",
     "resolve_admin_token",
     "resolve_server",
@@ -65,12 +70,13 @@ def _width(stream: object) -> int | None:
 
 
 def out_console() -> Console:
-    """A console on the current stdout (made per use, so tests that swap streams work)."""
-    return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+    """A :class:`~rivet.cli.terminal.SafeConsole` on the current stdout (made per use,
+    so tests that swap streams work)."""
+    return SafeConsole(soft_wrap=True, width=_width(sys.stdout))
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+    return SafeConsole(stderr=True, soft_wrap=True, width=_width(sys.stderr))
 
 
 def is_interactive() -> bool:
@@ -93,18 +99,28 @@ def exit_code_for(error: BaseException) -> int:
 
 
 def print_error(message: str, console: Console | None = None) -> None:
-    """``error: <message>`` on stderr, red on a terminal; one line per message line."""
+    """``error: <message>`` on stderr, red on a terminal. A message of several lines
+    (the server's, or e.g. the log tail of a crashed ``rivet up`` child) prints one
+    ``error:`` line per line, so no line of it can pass for other output; control
+    characters inside a line are shown escaped (:func:`~rivet.cli.terminal.visible`)."""
     console = console or err_console()
-    lines = message.splitlines() or [""]
-    for line in lines:
-        text = Text.assemble(("error: ", "bold red"), (line, "red"))
-        console.print(text)
+    for line in _LINE_BREAK.split(message):
+        console.print(Text.assemble(("error: ", "bold red"), (visible(line), "red")))
+
+
+_LINE_BREAK = re.compile(r"\r?\n")
 
 
 def print_definition_error(error: DefinitionError, console: Console) -> None:
-    """Every problem as ``file:line: path: message``, like ``rivet check``."""
-    for line in str(error).splitlines():
-        console.print(Text(line, style="red"))
+    """Every problem as ``file:line: path: message``, like ``rivet check``: one line
+    each, whatever the message contains."""
+    print_problem_lines([p.render(error.file) for p in error.problems], console)
+
+
+def print_problem_lines(lines: list[str], console: Console) -> None:
+    """Problem lines (``rivet check``, ``pipeline create``) in red, one per line."""
+    for line in lines:
+        console.print(Text(visible(line), style="red"))
 
 
 def rivet_home() -> Path:

@@ -8,6 +8,8 @@ as a client: ``rivet runner list``, ``rivet runner token create|list|revoke``.
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +28,7 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
+from rivet.cli.terminal import SafeFormatter, echo, safe
 from rivet.errors import RivetError
 
 __all__ = ["app", "start_runner"]
@@ -136,8 +139,25 @@ def start_runner(**options: Any) -> int:
         raise RivetError(
             "the runner is not available in this build of Rivet (rivet.runner is missing)"
         ) from None
+    _log_to_stderr()
     result = agent.run_runner(config.RunnerOptions(**options))
     return result if isinstance(result, int) else 0
+
+
+def _log_to_stderr() -> None:
+    """The runner's log on stderr, in the agent's format, through a
+    :class:`~rivet.cli.terminal.SafeFormatter`: its lines carry pipeline names and
+    server messages, which must not drive the operator's terminal. (The agent sets
+    up logging itself only when nobody has.)"""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # One line per HTTP request would drown the runner's own messages.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command("list")
@@ -160,8 +180,8 @@ def list_runners(server: ServerOption = None) -> None:
         table.add_column(column)
     for view in views:
         table.add_row(
-            Text(view.name, style="bold"),
-            Text(short_id(view.id), style="dim"),
+            safe(view.name, "bold"),
+            safe(short_id(view.id), "dim"),
             maybe(", ".join(f"{k}={v}" for k, v in sorted(view.tags.items()))),
             maybe(", ".join(view.plugins)),
             ago(view.last_seen),
@@ -199,18 +219,14 @@ def create_token(
         view = client.create_runner_token(description)
         url = client.base_url
     if quiet:
-        typer.echo(view.token)
+        echo(view.token)
         return
     out = out_console()
     out.print(Text("registration token (shown once; it works for one registration):", "dim"))
-    typer.echo(view.token)
-    err_console().print(
-        Text(
-            f"start a runner with it:\n  rivet runner --server {url} "
-            f"--registration-token {view.token}",
-            "dim",
-        )
-    )
+    echo(view.token)
+    err = err_console()
+    err.print(Text("start a runner with it:", "dim"))
+    err.print(safe(f"  rivet runner --server {url} --registration-token {view.token}", "dim"))
 
 
 @token_app.command("list")
@@ -230,7 +246,7 @@ def list_tokens(server: ServerOption = None, admin_token: AdminTokenOption = Non
         table.add_column(column)
     for view in views:
         table.add_row(
-            Text(short_id(view.id), style="bold"),
+            safe(short_id(view.id), "bold"),
             maybe(view.description),
             format_ts(view.created_at),
             Text("yes", style="dim") if view.used else Text("no", style="green"),
@@ -252,4 +268,4 @@ def revoke_token(
     """
     with admin_client_for(server, admin_token) as client:
         client.delete_runner_token(token_id)
-    out_console().print(f"revoked registration token {token_id}")
+    out_console().print(safe(f"revoked registration token {token_id}"))

@@ -31,6 +31,7 @@ from typing import IO, Annotated
 import typer
 
 from rivet.cli.common import EXIT_FAILED, EXIT_OK, rivet_home
+from rivet.cli.terminal import echo
 from rivet.defaults import DEFAULT_PORT
 from rivet.errors import RivetError
 from rivet.runner.config_file import read_runner_file
@@ -174,7 +175,7 @@ def up(
                 if child.exited() is not None:
                     raise _Crashed(child)
             time.sleep(0.2)
-        typer.echo("stopping the runner and the server…", err=True)
+        echo("stopping the runner and the server…", err=True)
     finally:
         # Runner first: its last logs and results still need the server.
         for child in reversed(children):
@@ -265,13 +266,16 @@ def _runner_checked_in(url: str, home: Path, since: datetime) -> bool:
 
 
 def _banner(url: str, home: Path, concurrency: int) -> None:
-    server_flag = "" if url.endswith(f":{DEFAULT_PORT}") else f"export RIVET_SERVER={url}\n  "
-    typer.echo(
-        f"Rivet is up at {url}  (API docs: {url}/api/docs)\n"
-        f"  server and one runner (concurrency {concurrency}); "
-        f"logs in {home / 'logs'}\n\n"
-        "Next, in another terminal:\n"
-        f"  {server_flag}rivet pipeline create examples/hello.lua\n"
-        "  rivet job launch hello --input name=world --follow\n\n"
-        "Press Ctrl-C to stop."
-    )
+    lines = [
+        f"Rivet is up at {url}  (API docs: {url}/api/docs)",
+        f"  server and one runner (concurrency {concurrency}); logs in {home / 'logs'}",
+        "",
+        "Next, in another terminal:",
+        *([] if url.endswith(f":{DEFAULT_PORT}") else [f"  export RIVET_SERVER={url}"]),
+        "  rivet pipeline create examples/hello.lua",
+        "  rivet job launch hello --input name=world --follow",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    for line in lines:
+        echo(line)
