@@ -25,6 +25,7 @@ from rivet.engine.modules import install_all
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
+from rivet.home import make_private_dir
 from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
 from rivet.lua.sandbox import Limits, Sandbox
@@ -65,8 +66,11 @@ class Executor:
 
     def run(self, job: JobSpec, events: JobEvents, cancel: CancelToken | None = None) -> JobResult:
         cancel = cancel or CancelToken()
+        # A 0700 root keeps other users of the host out of every job's workspace,
+        # while the workspace itself keeps ordinary modes for non-root container users.
+        make_private_dir(self.settings.workspace_root, tighten_existing=False)
         workspace = self.settings.workspace_root / _safe_dir(job.job_id)
-        workspace.mkdir(parents=True, exist_ok=False)
+        workspace.mkdir(exist_ok=False)
         sandbox = Sandbox(self.settings.limits)
         redactor = Redactor()
         secrets = JobSecrets(

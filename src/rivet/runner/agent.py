@@ -27,6 +27,7 @@ import httpx
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.executor import Executor, ExecutorSettings
 from rivet.errors import ConfigError
+from rivet.home import make_private_dir, tighten
 from rivet.protocol import ClaimRequest, JobAssignment
 from rivet.runner.client import (
     RequestRejected,
@@ -229,6 +230,16 @@ class Agent:
         self.stop()
 
 
+def _secure_files(settings: RunnerSettings) -> None:
+    """The runner's own files private (see :mod:`rivet.home`): the workspace root 0700,
+    the config file (it holds the token) and its directory tightened when too open.
+    No process umask: it would reach the files pipelines write in their workspaces."""
+    if settings.config_file.exists():
+        make_private_dir(settings.config_file.parent)
+        tighten(settings.config_file)
+    make_private_dir(settings.workspace_root)
+
+
 def run_runner(options: RunnerOptions) -> int:
     """``rivet runner``: run an agent until signalled; returns the exit status.
 
@@ -245,8 +256,12 @@ def run_runner(options: RunnerOptions) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = resolve_settings(options)
+        _secure_files(settings)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot prepare %s: %s", exc.filename or "the runner's files", exc.strerror)
         return 2
     agent = Agent(settings)
     signals = 0

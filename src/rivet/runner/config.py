@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rivet.config import DEFAULT_PORT, default_home
-from rivet.defaults import DEFAULT_IMAGE
+from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
 from rivet.engine.policy import Policy
 from rivet.errors import ConfigError
+from rivet.home import RivetHome
 from rivet.lua.definition import KNOWN_PLUGINS
 from rivet.runner.config_file import read_runner_file
 from rivet.runner.logs import ShipperSettings
@@ -111,10 +111,8 @@ def resolve_settings(
     options: RunnerOptions, env: Mapping[str, str] | None = None
 ) -> RunnerSettings:
     env = os.environ if env is None else env
-    home = Path(env["RIVET_HOME"]).expanduser() if env.get("RIVET_HOME") else default_home()
-    config_file = _path(options.config_file, env.get("RIVET_RUNNER_CONFIG")) or (
-        home / "runner.toml"
-    )
+    home = RivetHome.from_env(env)
+    config_file = _path(options.config_file, env.get("RIVET_RUNNER_CONFIG")) or (home.runner_config)
     saved = read_runner_file(config_file)
 
     def pick(flag: Any, var: str, key: str) -> Any:
@@ -127,7 +125,7 @@ def resolve_settings(
     server = normalize_server(
         str(
             pick(options.server, "RIVET_SERVER", "server")
-            or read_runner_file(home / "config").get("server")  # the CLI's config file
+            or read_runner_file(home.config).get("server")  # the CLI's config file
             or DEFAULT_SERVER
         )
     )
@@ -157,7 +155,7 @@ def resolve_settings(
         name=str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname()),
         tags=tags,
         concurrency=concurrency,
-        workspace_root=Path(workspace).expanduser() if workspace else home / "workspaces",
+        workspace_root=Path(workspace).expanduser() if workspace else home.workspaces,
         default_image=str(
             pick(options.default_image, "RIVET_DEFAULT_IMAGE", "default_image") or DEFAULT_IMAGE
         ),
