@@ -8,6 +8,8 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 
 - ``POST /api/runners/register`` ``RegisterRequest`` → ``RegisterResponse`` (uses a
   registration token instead of a runner token; the token is consumed)
+- ``GET /api/runner/self`` → ``RunnerView``: the runner as the server knows it (the
+  tags and plugins its claims are matched with)
 - ``POST /api/runner/claim`` ``ClaimRequest`` → 200 ``JobAssignment`` or 204 after
   ``wait_seconds`` without work (long poll)
 - ``POST /api/runner/jobs/{id}/logs`` ``LogBatch`` → ``Ack`` (idempotent by ``seq``)
@@ -44,6 +46,7 @@ __all__ = [
     "RegisterResponse",
     "RegistrationTokenCreate",
     "RegistrationTokenView",
+    "RunnerUpdate",
     "RunnerView",
     "SecretSet",
     "SecretView",
@@ -189,10 +192,28 @@ class RunnerView(BaseModel):
     created_at: datetime
 
 
+class RunnerUpdate(BaseModel):
+    """Body of ``PATCH /api/runners/{ref}`` (admin): what to replace; omitted = kept."""
+
+    tags: dict[str, str] | None = Field(default=None, description="the runner's tags, all")
+    plugins: list[str] | None = Field(default=None, description="the runner's plugins, all")
+
+
 class ClaimRequest(BaseModel):
+    """A runner's tags and plugins are the ones stored at registration (changed only by
+    an admin): a claim cannot widen what the runner is handed."""
+
     wait_seconds: float = Field(default=20.0, ge=0, le=60)
-    tags: dict[str, str] | None = Field(default=None, description="overrides registered tags")
-    plugins: list[str] | None = None
+    tags: dict[str, str] | None = Field(
+        default=None,
+        description="ignored: jobs are matched against the tags stored for the runner "
+        "(set at registration, changed by an admin with PATCH /api/runners/{ref})",
+    )
+    plugins: list[str] | None = Field(
+        default=None,
+        description="what this runner's runtime provides now; it can only narrow the "
+        "registered plugins (a plugin the server has not recorded is not offered)",
+    )
 
 
 def _reveal(value: SecretStr) -> str:

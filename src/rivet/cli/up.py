@@ -125,7 +125,12 @@ def up(
     ] = 1,
     tags: Annotated[
         list[str] | None,
-        typer.Option("--tag", help="runner tag KEY=VALUE (repeatable)", show_default=False),
+        typer.Option(
+            "--tag",
+            help="runner tag KEY=VALUE, used when the runner first registers (repeatable; "
+            "later: rivet runner set-tags)",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Start a local server (SQLite in RIVET_HOME) and one runner; Ctrl-C stops both.

@@ -40,6 +40,7 @@ from rivet.protocol import (
     PipelineView,
     RegistrationTokenCreate,
     RegistrationTokenView,
+    RunnerUpdate,
     RunnerView,
     Scalar,
 )
@@ -292,6 +293,20 @@ class RivetClient:
 
     def get_runner(self, ref: str) -> RunnerView:
         return self._get(f"/api/runners/{_segment(ref)}", RunnerView)
+
+    def update_runner(
+        self,
+        ref: str,
+        *,
+        tags: dict[str, str] | None = None,
+        plugins: list[str] | None = None,
+    ) -> RunnerView:
+        """Replace a runner's stored tags and/or plugins (admin); ``None`` keeps them."""
+        body = RunnerUpdate(tags=tags, plugins=plugins).model_dump(exclude_none=True)
+        response = self._request(
+            "PATCH", f"/api/runners/{_segment(ref)}", json_body=body, headers=self._admin_headers()
+        )
+        return _parse(response, RunnerView)
 
     def create_runner_token(self, description: str | None = None) -> RegistrationTokenView:
         """A one-time registration token (admin); ``.token`` holds the secret, shown once."""

@@ -11,7 +11,7 @@ flag                   environment                  default
 ``--token``            ``RIVET_RUNNER_TOKEN``       saved by registration
 ``--registration-token`` ``RIVET_REGISTRATION_TOKEN`` —
 ``--name``             ``RIVET_RUNNER_NAME``        the host name
-``--tag k=v`` (repeat) ``RIVET_RUNNER_TAGS`` (k=v,…) none
+``--tag k=v`` (repeat) ``RIVET_RUNNER_TAGS`` (k=v,…) none (sent at registration only)
 ``--concurrency``      ``RIVET_RUNNER_CONCURRENCY`` 1
 ``--workspace-root``   ``RIVET_WORKSPACE_ROOT``     ``$RIVET_HOME/workspaces``
 ``--default-image``    ``RIVET_DEFAULT_IMAGE``      ``alpine:latest``
@@ -77,6 +77,9 @@ class RunnerSettings:
     default_image: str
     config_file: Path
     runner_id: str | None = None
+    # Whether --tag, RIVET_RUNNER_TAGS or [tags] said anything: tags are registered
+    # once; later the server's apply, and differing ones only earn a warning.
+    tags_given: bool = False
     # What this runtime provides; the server hands out only jobs it can run.
     plugins: tuple[str, ...] = tuple(sorted(KNOWN_PLUGINS))
     claim_wait: float = 20.0
@@ -135,11 +138,13 @@ def resolve_settings(
     same_server = saved_server is None or normalize_server(str(saved_server)) == server
     if token is None and saved.get("token") and same_server:
         token, runner_id = str(saved["token"]), _opt_str(saved.get("runner_id"))
+    tags_given = True
     if options.tags:
         tags = parse_tags(options.tags, "--tag")
     elif env.get("RIVET_RUNNER_TAGS"):
         tags = parse_tags(env["RIVET_RUNNER_TAGS"].split(","), "RIVET_RUNNER_TAGS")
     else:
+        tags_given = "tags" in saved
         tags = _file_tags(saved.get("tags", {}), config_file)
     concurrency = _int(pick(options.concurrency, "RIVET_RUNNER_CONCURRENCY", "concurrency"), 1)
     if concurrency < 1:
@@ -154,6 +159,7 @@ def resolve_settings(
         or None,
         name=str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname()),
         tags=tags,
+        tags_given=tags_given,
         concurrency=concurrency,
         workspace_root=Path(workspace).expanduser() if workspace else home.workspaces,
         default_image=str(
