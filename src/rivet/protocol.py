@@ -35,6 +35,7 @@ __all__ = [
     "JobAssignment",
     "JobCompletion",
     "JobLaunch",
+    "JobLaunched",
     "JobPage",
     "JobView",
     "LogBatch",
@@ -92,6 +93,12 @@ class PipelineView(BaseModel):
     definition: dict[str, Any]
     source: str | None = None
     created_at: datetime
+    created_by: str | None = Field(
+        default=None,
+        description="who pushed this version: admin, anonymous, or unknown (pushed before "
+        "Rivet recorded it); "
+        "only versions an admin pushed after a grant receive its secret",
+    )
     versions: int = 1
 
 
@@ -129,6 +136,16 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stages: list[StageView] = Field(default_factory=list)
+
+
+class JobLaunched(JobView):
+    """The answer to ``POST /api/jobs``: the new job, and what its launcher should know."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="e.g. a secret granted to the pipeline that this version does not "
+        "receive, and why (the job runs without it)",
+    )
 
 
 class JobPage(BaseModel):
@@ -236,8 +253,13 @@ class JobAssignment(BaseModel):
     next_seq: int = Field(default=1, description="first log sequence number to use")
     secrets: dict[str, WireSecret] = Field(
         default_factory=dict,
-        description="name -> value of every secret granted to the job's pipeline "
+        description="name -> value of every secret whose grant covers the job's version "
         "(decrypted by the server; only over the runner's authenticated channel)",
+    )
+    withheld: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> why a secret granted to the job's pipeline is not sent to "
+        "this version (it predates the grant, or was not pushed by the admin)",
     )
 
 
@@ -282,3 +304,8 @@ class SecretView(BaseModel):
     created_at: datetime
     updated_at: datetime
     grants: list[str] = Field(default_factory=list, description="pipelines it is granted to")
+    covers: dict[str, int] = Field(
+        default_factory=dict,
+        description="pipeline -> the first version its grant covers (versions the admin "
+        "pushes from then on; older ones run without the secret)",
+    )

@@ -32,6 +32,7 @@ from rivet.protocol import (
     ErrorBody,
     ErrorResponse,
     JobLaunch,
+    JobLaunched,
     JobPage,
     JobView,
     LogLine,
@@ -196,11 +197,12 @@ class RivetClient:
 
     def launch_job(
         self, pipeline: str, inputs: dict[str, Scalar] | None = None, version: int | None = None
-    ) -> JobView:
-        """Bad inputs are an ``ApiError`` (422, ``invalid_inputs``) naming every one."""
+    ) -> JobLaunched:
+        """Bad inputs are an ``ApiError`` (422, ``invalid_inputs``) naming every one;
+        ``.warnings`` of the answer name secrets this version will not receive."""
         body = JobLaunch(pipeline=pipeline, version=version, inputs=inputs or {})
         response = self._request("POST", "/api/jobs", json_body=body.model_dump(mode="json"))
-        return _parse(response, JobView)
+        return _parse(response, JobLaunched)
 
     def list_jobs(
         self,

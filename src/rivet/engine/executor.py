@@ -54,6 +54,8 @@ class JobSpec:
     # local ones under `rivet run`, where ``local_secrets`` words the refusals).
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     local_secrets: bool = False
+    # Name -> why a secret granted to the pipeline is not given to this job's version.
+    withheld_secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 class Executor:
@@ -74,7 +76,11 @@ class Executor:
         sandbox = Sandbox(self.settings.limits)
         redactor = Redactor()
         secrets = JobSecrets(
-            job.secrets, redactor, local=job.local_secrets, root=self.settings.secrets_root
+            job.secrets,
+            redactor,
+            local=job.local_secrets,
+            root=self.settings.secrets_root,
+            withheld=job.withheld_secrets,
         )
         ctx = JobContext(
             job_id=job.job_id,
@@ -115,6 +121,8 @@ class Executor:
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=str(exc))
         ctx.secrets.pipeline = loaded.definition.name
+        for name in ctx.secrets.withheld_names():
+            ctx.log("warning", ctx.secrets.missing(name), None)
         stages = [StageResult(s.name) for s in loaded.definition.stages]
         result = JobResult(JobStatus.RUNNING, stages=stages)
         ctx.phase = Phase.RUN

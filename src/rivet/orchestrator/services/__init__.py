@@ -54,7 +54,7 @@ class Services:
             db=db,
             queue=queue,
             pipelines=PipelineService(db),
-            jobs=JobService(db, queue),
+            jobs=JobService(db, queue, secrets),
             runners=RunnerService(db),
             work=WorkService(db, queue, secrets),
             secrets=secrets,

@@ -64,11 +64,15 @@ class WorkService:
         job = await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
         if job is None:
             return None
-        # Only the secrets granted to this job's pipeline, decrypted for this runner.
-        granted = await anyio.to_thread.run_sync(self.secrets.for_pipeline, job.pipeline)
-        if not granted:
+        # Only the secrets whose grant covers this job's pinned version, decrypted for
+        # this runner; the others are named with the reason.
+        granted = await anyio.to_thread.run_sync(
+            self.secrets.for_job, job.pipeline, job.pipeline_id, job.version
+        )
+        if not granted.values and not granted.withheld:
             return job
-        return job.model_copy(update={"secrets": {k: SecretStr(v) for k, v in granted.items()}})
+        secrets = {k: SecretStr(v) for k, v in granted.values.items()}
+        return job.model_copy(update={"secrets": secrets, "withheld": granted.withheld})
 
     def _check_in(self, runner: RunnerRecord) -> None:
         now = utcnow()
