@@ -152,6 +152,7 @@ def resolve_admin_token(flag: str | None) -> str | None:
     if isinstance(configured, str) and configured.strip():
         return configured.strip()
     path = RivetHome.from_env().admin_token
+    tighten(path)  # the admin token: never for other users' eyes
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError:

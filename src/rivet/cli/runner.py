@@ -180,7 +180,9 @@ def list_runners(server: ServerOption = None) -> None:
 RunnerArgument = Annotated[
     str, typer.Argument(help="runner id or a unique prefix of it", show_default=False)
 ]
-ClearOption = Annotated[bool, typer.Option("--clear", help="remove them all")]
+ClearOption = Annotated[
+    bool, typer.Option("--clear", envvar="RIVET_RUNNER_CLEAR", help="remove them all")
+]
 
 
 @app.command("set-tags")
