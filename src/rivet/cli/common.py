@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.text import Text
 
 from rivet.cli.terminal import SafeConsole, visible
-from rivet.defaults import DEFAULT_PORT, default_home
+from rivet.defaults import DEFAULT_PORT
 from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
+from rivet.home import RivetHome, tighten
 from rivet.tomlfile import read_optional_toml
 
 __all__ = [
@@ -125,14 +126,16 @@ def print_problem_lines(lines: list[str], console: Console) -> None:
 
 def rivet_home() -> Path:
     """``$RIVET_HOME``, else ``~/.rivet``."""
-    value = os.environ.get("RIVET_HOME")
-    return Path(value).expanduser() if value else default_home()
+    return RivetHome.from_env().root
 
 
 def read_config(home: Path | None = None) -> dict[str, Any]:
     """The TOML file ``$RIVET_HOME/config`` (``server = "..."``, ``admin_token = "..."``),
-    or an empty dict when it does not exist."""
-    return read_optional_toml((home or rivet_home()) / "config")
+    or an empty dict when it does not exist. It may hold the admin token, so a copy
+    that others can read is tightened (see :mod:`rivet.home`)."""
+    path = RivetHome(home or rivet_home()).config
+    tighten(path)
+    return read_optional_toml(path)
 
 
 def resolve_server(flag: str | None) -> str:
@@ -144,8 +147,8 @@ def resolve_server(flag: str | None) -> str:
         config = read_config()
         configured = config.get("server")
         if configured is not None and not isinstance(configured, str):
-            raise ConfigError(f"{rivet_home() / 'config'}: server must be a string URL")
-        value, source = configured, f"{rivet_home() / 'config'}"
+            raise ConfigError(f"{RivetHome.from_env().config}: server must be a string URL")
+        value, source = configured, f"{RivetHome.from_env().config}"
     if not value:
         return DEFAULT_SERVER
     value = value.strip().rstrip("/")
@@ -164,7 +167,8 @@ def resolve_admin_token(flag: str | None) -> str | None:
     configured = read_config().get("admin_token")
     if isinstance(configured, str) and configured.strip():
         return configured.strip()
-    path = rivet_home() / "admin-token"
+    path = RivetHome.from_env().admin_token
+    tighten(path)  # the admin token: never for other users' eyes
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError:

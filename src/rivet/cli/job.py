@@ -91,6 +91,8 @@ def launch(
     Missing required inputs are asked for when stdin is a terminal; the server checks
     every input before the job exists (one error naming every bad input, exit 2).
     With --follow, streams the log and exits 0/1/130 for succeeded/failed/cancelled.
+    Warns when a secret granted to the pipeline will not reach the launched version
+    (an older one than the grant, or one the admin did not push): it runs without it.
 
     Example: rivet job launch build-and-test --input branch=main --follow
     """
@@ -105,6 +107,8 @@ def launch(
             k: v for k, v in values.items() if isinstance(v, str | int | float | bool)
         }
         job = client.launch_job(view.id, payload, version=view.version)
+        for warning in job.warnings:  # on stderr, so even --quiet shows them
+            err.print(safe(f"warning: {warning}", "yellow"))
         if quiet:
             echo(job.id)
         else:

@@ -210,7 +210,9 @@ def versions(
     server: ServerOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List every version of a pipeline, oldest first.
+    """List every version of a pipeline, oldest first, with who pushed it.
+
+    Only versions the admin pushed after a secret was granted receive that secret.
 
     Example: rivet pipeline versions build-and-test
     """
@@ -220,12 +222,13 @@ def versions(
         echo_json([v.model_dump(mode="json") for v in views])
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("version", "created", "stages", "inputs", "description"):
+    for column in ("version", "created", "pushed by", "stages", "inputs", "description"):
         table.add_column(column, justify="right" if column in ("version", "stages") else "left")
     for view in views:
         table.add_row(
             str(view.version),
             format_ts(view.created_at),
+            maybe(view.created_by),
             str(len(view.definition.get("stages", []))),
             maybe(_input_names(view.definition)),
             maybe(view.description),

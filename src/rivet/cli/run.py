@@ -39,6 +39,7 @@ from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError, RivetError
+from rivet.home import RivetHome, make_private_dir
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
 
@@ -140,9 +141,9 @@ def run(
     collected = collect_inputs(definition, given, interactive=common.is_interactive(), console=err)
     resolved = resolve_inputs(definition, collected)
 
-    root = workspace_root or common.rivet_home() / "workspaces"
+    root = workspace_root or RivetHome(common.rivet_home()).workspaces
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
     except OSError as exc:
         raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
     job = JobSpec(

@@ -117,6 +117,9 @@ def set_secret(
 def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
     """List secrets: names, grants and timestamps (never values).
 
+    Each grant shows the first version it covers ("deploy (v3+)"): versions the admin
+    pushes from then on receive the secret, older ones run without it.
+
     Example: rivet secret list
     """
     with _client(server, admin_token) as client:
@@ -131,7 +134,7 @@ def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = No
     for view in views:
         table.add_row(
             safe(view.name, "bold"),
-            maybe(", ".join(view.grants)),
+            maybe(", ".join(f"{p} (v{view.covers.get(p, 1)}+)" for p in view.grants)),
             format_ts(view.created_at),
             format_ts(view.updated_at),
         )

@@ -25,6 +25,7 @@ from rivet.engine.modules import install_all
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
+from rivet.home import make_private_dir
 from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
 from rivet.lua.sandbox import Limits, Sandbox
@@ -53,6 +54,8 @@ class JobSpec:
     # local ones under `rivet run`, where ``local_secrets`` words the refusals).
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     local_secrets: bool = False
+    # Name -> why a secret granted to the pipeline is not given to this job's version.
+    withheld_secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 class Executor:
@@ -65,12 +68,19 @@ class Executor:
 
     def run(self, job: JobSpec, events: JobEvents, cancel: CancelToken | None = None) -> JobResult:
         cancel = cancel or CancelToken()
+        # A 0700 root keeps other users of the host out of every job's workspace,
+        # while the workspace itself keeps ordinary modes for non-root container users.
+        make_private_dir(self.settings.workspace_root, tighten_existing=False)
         workspace = self.settings.workspace_root / _safe_dir(job.job_id)
-        workspace.mkdir(parents=True, exist_ok=False)
+        workspace.mkdir(exist_ok=False)
         sandbox = Sandbox(self.settings.limits)
         redactor = Redactor()
         secrets = JobSecrets(
-            job.secrets, redactor, local=job.local_secrets, root=self.settings.secrets_root
+            job.secrets,
+            redactor,
+            local=job.local_secrets,
+            root=self.settings.secrets_root,
+            withheld=job.withheld_secrets,
         )
         ctx = JobContext(
             job_id=job.job_id,
@@ -111,6 +121,8 @@ class Executor:
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=str(exc))
         ctx.secrets.pipeline = loaded.definition.name
+        for name in ctx.secrets.withheld_names():
+            ctx.log("warning", ctx.secrets.missing(name), None)
         stages = [StageResult(s.name) for s in loaded.definition.stages]
         result = JobResult(JobStatus.RUNNING, stages=stages)
         ctx.phase = Phase.RUN
