@@ -5,12 +5,15 @@ peak RSS and asserts it stays within a generous factor of the cap."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from memory import MiB, PeakRss
 
+from rivet.engine.backends.base import ContainerSpec, ExecRequest, ExecResult, RunningContainer
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, LogEvent, StageResult, log_lines
 from rivet.engine.limits import (
@@ -20,9 +23,10 @@ from rivet.engine.limits import (
     MAX_OUTPUT_NAME_CHARS,
     MAX_OUTPUTS,
     MAX_OUTPUTS_BYTES,
+    MAX_PARALLEL,
 )
 from rivet.engine.modules import json as json_module
-from rivet.engine.modules import log, output
+from rivet.engine.modules import log, output, process
 from rivet.engine.redaction import Redactor
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
@@ -188,6 +192,67 @@ def test_json_decode_refuses_a_text_over_a_sixteenth_of_the_lua_memory(lua: Lua)
     assert lua.run('return #json.decode("\\"" .. string.rep("x", 8 * 1024 * 1024) .. "\\"")') == (
         8 * MiB
     )
+
+
+# --- process.parallel ------------------------------------------------------------------
+
+
+class FakeBackend:
+    """A fake container backend (no Podman): every exec takes a few milliseconds and
+    succeeds. Only the Lua-side scheduling of process.parallel is under test here;
+    the real thing runs in tests/integration/engine/test_executor.py."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def start(self, spec: ContainerSpec) -> RunningContainer:
+        return RunningContainer(id="fake", name=spec.name, image=spec.image, job_id=spec.job_id)
+
+    def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(0.01)
+        with self.lock:
+            self.running -= 1
+        return ExecResult(exit_code=0, stdout=request.argv[-1])
+
+    def remove(self, container: RunningContainer) -> None:
+        pass
+
+    def remove_job(self, job_id: str) -> int:
+        return 0
+
+
+def test_parallel_keeps_at_most_64_calls_in_flight_whatever_max_says(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    lua = Lua(tmp_path)
+    lua.ctx.backend = backend
+    process.install(lua.sandbox, lua.ctx)
+    try:
+        result = lua.run(
+            """
+            local items, waiting, most = {}, 0, 0
+            for i = 1, 150 do items[i] = i end
+            local out = process.parallel(items, function(n)
+              waiting = waiting + 1
+              if waiting > most then most = waiting end
+              local r = process.run({ "echo", tostring(n), capture_stdout = true })
+              waiting = waiting - 1
+              return r.stdout
+            end, { max = 1000000 })
+            return most, table.concat(out, ",")
+            """
+        )
+    finally:
+        for close in lua.ctx.closers:
+            close()
+    most, joined = result
+    assert most == MAX_PARALLEL
+    assert joined == ",".join(str(i) for i in range(1, 151))
+    assert backend.peak <= MAX_PARALLEL
 
 
 # --- stage errors ---------------------------------------------------------------------
