@@ -180,3 +180,32 @@ def test_a_command_line_over_the_system_limits_is_refused_at_the_callers_line(ru
     )
     assert "process.run: env.BIG is 200004 bytes" in str(result.outputs["env"])
     assert result.outputs["fine"] == "100000\n"
+
+
+def test_the_capture_cap_is_shared_by_commands_running_at_once(run) -> None:  # type: ignore[no-untyped-def]
+    """Three commands of process.parallel each capture 10 MiB, and each holds its
+    output until all three have printed (a workspace barrier, not a clock): a 16 MiB
+    budget holds one of them at a time, so one call succeeds and two fail."""
+    barrier = (
+        "touch /workspace/started-$0; i=0; "
+        "while [ $(ls /workspace | grep -c started-) -lt 3 ] && [ $i -lt 600 ]; "
+        "do sleep 0.05; i=$((i+1)); done; "
+        "head -c 10485760 /dev/zero; touch /workspace/printed-$0; i=0; "
+        "while [ $(ls /workspace | grep -c printed-) -lt 3 ] && [ $i -lt 200 ]; "
+        "do sleep 0.05; i=$((i+1)); done"
+    )
+    result, _events, growth = run(
+        f"""
+        local ok, err = pcall(process.parallel, {{ 1, 2, 3 }}, function(n)
+          local r = process.run({{ "sh", "-c", {barrier!r}, n, capture_stdout = true }})
+          return #r.stdout
+        end)
+        output.set("error", tostring(err))
+        """,
+        lua_mib=64,
+    )
+    assert result.status == "succeeded", result.error
+    error = str(result.outputs["error"])
+    assert "process.parallel: 2 of 3 calls failed" in error, error
+    assert error.count("passed 16 MiB, policy process.max_capture_bytes") == 2
+    assert growth < 10 * 16 * MiB, f"runner grew by {growth / MiB:.0f} MiB"
