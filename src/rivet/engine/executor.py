@@ -21,6 +21,7 @@ from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
 from rivet.engine.job_secrets import JobSecrets
+from rivet.engine.limits import MAX_ERROR_CHARS, clip
 from rivet.engine.modules import install_all
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
@@ -114,12 +115,12 @@ class Executor:
             loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
         except DefinitionError as exc:
             ctx.log("error", str(exc), None)
-            return JobResult(JobStatus.FAILED, error=str(exc))
+            return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         try:
             ctx.inputs = resolve_inputs(loaded.definition, job.inputs)
         except InputError as exc:
             ctx.log("error", str(exc), None)
-            return JobResult(JobStatus.FAILED, error=str(exc))
+            return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         ctx.secrets.pipeline = loaded.definition.name
         for name in ctx.secrets.withheld_names():
             ctx.log("warning", ctx.secrets.missing(name), None)
@@ -187,7 +188,7 @@ class Executor:
             else:
                 state.status = StageStatus.FAILED
                 # Reported to the server as it is: `error("token: " .. tok)` must not leak.
-                state.error = ctx.redactor.redact(str(exc))
+                state.error = _stored_error(ctx, str(exc))
                 ctx.log("error", f"stage '{name}' failed: {exc}")
         finally:
             del ctx.stack[depth:]
@@ -208,9 +209,16 @@ def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:
         ctx.log("warning", f"could not remove the job's containers: {exc}")
 
 
+def _stored_error(ctx: JobContext, message: str) -> str:
+    """An error as stored on a stage or the job: redacted, then cut to
+    MAX_ERROR_CHARS (the whole message is logged as well)."""
+    return clip(ctx.redactor.redact(message), MAX_ERROR_CHARS, "in the job's log")
+
+
 def _redacted(result: JobResult, redactor: Redactor) -> JobResult:
     """Outputs and errors leave the runner too: mask secrets in them. A number or
-    boolean whose text shows a secret becomes the string ``***``."""
+    boolean whose text shows a secret becomes the string ``***``. (Errors were cut
+    to MAX_ERROR_CHARS where they were made; masking never makes a text longer.)"""
     for key, value in result.outputs.items():
         text = value if isinstance(value, str) else str(value)
         masked = redactor.redact(text)
