@@ -338,9 +338,13 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
             stage(
                 "par",
                 """
-            local started = os.time()
+            -- Each command waits until all four have started: only concurrent runs
+            -- can all see four markers (the loop bounds a broken run to 30 s).
+            local wait_all = "touch started-$0; for i in $(seq 300); do "
+              .. "[ $(ls started-* | wc -l) -eq 4 ] && break; sleep 0.1; done; "
+              .. "echo item-$0 saw $(ls started-* | wc -l)"
             local out = process.parallel({ 3, 1, 2, 4 }, function(n)
-              local r = process.run({ "sh", "-c", "sleep 1; echo item-" .. n, capture_stdout = true })
+              local r = process.run({ "sh", "-c", wait_all, n, capture_stdout = true })
               return r.stdout
             end)
             output.set("order", table.concat(out, ""))
@@ -349,9 +353,13 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
             stage(
                 "limited",
                 """
+            -- Each command records how many are running with it; max = 2 caps that.
+            local count = "mkdir run-$0; ls -d run-* | wc -l >> counts; sleep 0.3; rmdir run-$0"
             process.parallel({ 1, 2, 3, 4 }, function(n)
-              process.run({ "sh", "-c", "sleep 0.5" })
+              process.run({ "sh", "-c", count, n })
             end, { max = 2 })
+            local r = process.run({ "sort", "-n", "counts", capture_stdout = true })
+            output.set("counts", r.stdout)
         """,
             ),
             stage(
@@ -365,10 +373,10 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
             ),
         )
     )
-    assert result.outputs["order"] == "item-3\nitem-1\nitem-2\nitem-4\n"
-    par, limited, fails = result.stages
-    assert par.duration is not None and par.duration < 3.0  # 4 × 1 s in parallel
-    assert limited.duration is not None and limited.duration >= 1.0  # 2 waves of 0.5 s
+    assert result.outputs["order"] == "item-3 saw 4\nitem-1 saw 4\nitem-2 saw 4\nitem-4 saw 4\n"
+    _par, _limited, fails = result.stages
+    counts = [int(c) for c in str(result.outputs["counts"]).split()]
+    assert len(counts) == 4 and max(counts) <= 2
     assert fails.status == "failed"
     assert "process.parallel: 3 of 3 calls failed: [1] " in (fails.error or "")
     assert "exited with code 1" in (fails.error or "") and "lua error 2" in (fails.error or "")
