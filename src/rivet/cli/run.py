@@ -37,6 +37,7 @@ from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
+from rivet.engine.workspaces import prepare_root
 from rivet.errors import DefinitionError, RivetError
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
@@ -140,10 +141,9 @@ def run(
     resolved = resolve_inputs(definition, collected)
 
     root = workspace_root or common.rivet_home() / "workspaces"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
+    note = prepare_root(root)  # a ConfigError names the root and what is wrong with it
+    if note is not None:
+        err.print(Text(f"warning: {note}", style="yellow"))
     job = JobSpec(
         job_id=f"local-{uuid.uuid4().hex[:8]}",
         source=source,

@@ -26,6 +26,7 @@ import httpx
 
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.executor import Executor, ExecutorSettings
+from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.protocol import ClaimRequest, JobAssignment
 from rivet.runner.client import (
@@ -245,9 +246,13 @@ def run_runner(options: RunnerOptions) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = resolve_settings(options)
+        # Refuse an unsafe workspace root before claiming anything, not job by job.
+        note = prepare_root(settings.workspace_root)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if note is not None:
+        log.warning("%s", note)
     agent = Agent(settings)
     signals = 0
 
