@@ -21,11 +21,10 @@ a runner error by a workspace it could not fully remove.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from rivet.errors import ConfigError
@@ -33,8 +32,12 @@ from rivet.errors import ConfigError
 __all__ = [
     "MAX_REPORTED",
     "WORKSPACE_MODE",
+    "adopt_tree",
+    "chown_new",
     "make_workspace",
+    "owner_of",
     "prepare_root",
+    "remove_at",
     "remove_tree",
 ]
 
@@ -90,7 +93,7 @@ def make_workspace(root: Path, name: str) -> Path:
 
 
 class _Report:
-    def __init__(self, top: Path) -> None:
+    def __init__(self, top: str) -> None:
         self.top = top
         self.messages: list[str] = []
         self.count = 0
@@ -110,11 +113,11 @@ class _Report:
         return self.messages
 
 
-def _shown(top: Path, names: list[str]) -> str:
+def _shown(top: str, names: list[str]) -> str:
     """A path for a message, shortened when it is very deep."""
     if len(names) > 6:
         return f"{top}/{'/'.join(names[:2])}/…({len(names) - 4} levels)…/{'/'.join(names[-2:])}"
-    return str(top.joinpath(*names)) if names else str(top)
+    return "/".join([top, *names]) if top else "/".join(names)
 
 
 def remove_tree(path: Path) -> list[str]:
@@ -122,26 +125,32 @@ def remove_tree(path: Path) -> list[str]:
 
     Returns the problems met, as messages naming the entries left behind; an empty list
     means the path is gone (or was never there). Never raises ``OSError``."""
-    report = _Report(path.parent)
     try:
         parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
     except OSError as exc:
-        report.add([path.name], None, exc)
-        return report.result()
+        return [f"could not remove {path}: {exc.strerror or exc}"]
     try:
-        info = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+        return remove_at(parent, path.name, str(path.parent))
+    finally:
+        os.close(parent)
+
+
+def remove_at(dir_fd: int, name: str, shown_parent: str) -> list[str]:
+    """:func:`remove_tree` for the entry ``name`` of the directory ``dir_fd``;
+    messages show paths under ``shown_parent``."""
+    report = _Report(shown_parent)
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISDIR(info.st_mode):
-            _remove_dir(parent, path.name, report)
+            _remove_dir(dir_fd, name, report)
         else:
-            os.unlink(path.name, dir_fd=parent)
+            os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        report.add([path.name], None, exc)
-    finally:
-        os.close(parent)
+        report.add([name], None, exc)
     return report.result()
 
 
@@ -180,13 +189,6 @@ def _unlink(dir_fd: int, name: str, *, directory: bool) -> None:
             raise
         os.fchmod(dir_fd, 0o700)
         remove(name, dir_fd=dir_fd)
-
-
-@contextmanager
-def _entries(dir_fd: int) -> Iterator[Iterator[os.DirEntry[str]]]:
-    # scandir on a duplicate: it closes what it is given.
-    with os.scandir(os.dup(dir_fd)) as it:
-        yield it
 
 
 def _remove_dir(top_parent: int, top_name: str, report: _Report) -> None:
@@ -242,7 +244,8 @@ def _remove_dir(top_parent: int, top_name: str, report: _Report) -> None:
 def _clear_files(fd: int, names: list[str], skipped: set[str], report: _Report) -> str | None:
     """Unlink every non-directory in ``fd``; the first subdirectory not yet given up
     on, or None when only given-up entries are left."""
-    with _entries(fd) as entries:
+    # scandir works on its own duplicate of fd (rewound when it closes): fd stays ours.
+    with os.scandir(fd) as entries:
         for entry in entries:
             if entry.name in skipped:
                 continue
@@ -260,3 +263,43 @@ def _clear_files(fd: int, names: list[str], skipped: set[str], report: _Report) 
                 report.add(names, entry.name, exc)
                 skipped.add(entry.name)
     return None
+
+
+def adopt_tree(path: Path, uid: int, gid: int) -> None:
+    """Give ``path`` and every entry under it that the runner owns to ``uid:gid``
+    (the root of a container's user namespace), never following a link.
+
+    Called when a job's first container with a private user namespace starts: until
+    then only the runner (the fs module, secret files) has written there, so the tree
+    is small and bounded by the fs limits. Raises ``OSError`` when ``path`` itself
+    cannot be handed over; entries that vanish or refuse are left as they are."""
+    me = os.geteuid()
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchown(top, uid, gid)
+    finally:
+        os.close(top)
+    with contextlib.suppress(OSError, RecursionError):
+        for _dir, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+            for name in (*dirs, *files):
+                with contextlib.suppress(OSError):
+                    if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid == me:
+                        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def owner_of(dir_fd: int) -> tuple[int, int] | None:
+    """Who should own what the runner creates under the directory ``dir_fd``: its own
+    owner, or None when that is the runner itself (no user namespace: nothing to do).
+    With a private user namespace the workspace belongs to the namespace's root, and
+    a file the fs module writes must be that root's too, or the job's commands could
+    not change it."""
+    info = os.fstat(dir_fd)
+    if info.st_uid == os.geteuid() and info.st_gid == os.getegid():
+        return None
+    return info.st_uid, info.st_gid
+
+
+def chown_new(owner: tuple[int, int] | None, name: str, dir_fd: int) -> None:
+    """Give the just-created entry ``name`` in ``dir_fd`` to ``owner`` (no link followed)."""
+    if owner is not None:
+        os.chown(name, owner[0], owner[1], dir_fd=dir_fd, follow_symlinks=False)
