@@ -36,6 +36,7 @@ from rivet.cli.render import LogPrinter, StageRow, format_duration, print_output
 from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
+from rivet.engine.backends.userns import check_subids
 from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.workspaces import prepare_root
 from rivet.errors import DefinitionError, RivetError
@@ -142,6 +143,8 @@ def run(
 
     root = workspace_root or common.rivet_home() / "workspaces"
     note = prepare_root(root)  # a ConfigError names the root and what is wrong with it
+    if policy.container.userns == "auto":
+        check_subids()
     if note is not None:
         err.print(Text(f"warning: {note}", style="yellow"))
     job = JobSpec(

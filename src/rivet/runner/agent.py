@@ -25,6 +25,7 @@ from types import FrameType
 import httpx
 
 from rivet.engine.backends.podman import PodmanBackend
+from rivet.engine.backends.userns import check_subids
 from rivet.engine.executor import Executor, ExecutorSettings
 from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
@@ -248,6 +249,8 @@ def run_runner(options: RunnerOptions) -> int:
         settings = resolve_settings(options)
         # Refuse an unsafe workspace root before claiming anything, not job by job.
         note = prepare_root(settings.workspace_root)
+        if settings.policy.container.userns == "auto":
+            check_subids()
     except ConfigError as exc:
         log.error("%s", exc)
         return 2

@@ -248,3 +248,12 @@ def test_a_non_root_runner_removes_its_own_mode_000_and_read_only_trees(
         timeout=60,
     )
     assert out.stdout.strip() == "[] False", out.stderr
+
+
+def test_removal_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    make_deep(job, 300)
+    before = len(os.listdir("/proc/self/fd"))
+    assert remove_tree(job) == []
+    assert len(os.listdir("/proc/self/fd")) == before
