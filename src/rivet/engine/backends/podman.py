@@ -224,6 +224,10 @@ class PodmanBackend:
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=self._cwd,
+                # Out of the terminal's process group: a Ctrl-C must reach only Rivet,
+                # which cancels the job; killed directly, the client would end the
+                # command as if it had finished and the stage could carry on.
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -271,6 +275,7 @@ class PodmanBackend:
                 timeout=timeout,
                 check=False,
                 cwd=self._cwd,
+                start_new_session=True,  # see exec: Ctrl-C is Rivet's to handle
             )
         except FileNotFoundError:
             raise _podman_missing() from None
