@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from recording import EventLog
 
 from rivet.engine.backends.base import ContainerSpec, RunningContainer
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import JobResult
+from rivet.engine.events import JobResult, LogEvent
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 from rivet.engine.policy import Policy
 
@@ -238,3 +239,41 @@ def test_capture_exit_code_must_still_be_a_boolean(root: Path) -> None:
     result, _ = run_job(root, 'process.run({ "true", capture_exit_code = "yes" })')
     assert result.status == "failed"
     assert "option 'capture_exit_code' must be a boolean, got string" in (result.error or "")
+
+
+class FreezeOnCue(EventLog):
+    """Makes a workspace file immutable (chattr +i) when the job logs 'freeze':
+    the leftover no removal can take away, as root or not."""
+
+    def __init__(self, workspace: Path) -> None:
+        super().__init__()
+        self.frozen = workspace / "frozen.txt"
+
+    def log(self, event: LogEvent) -> None:
+        if event.message == "freeze":
+            subprocess.run(["chattr", "+i", str(self.frozen)], check=True, timeout=30)
+        super().log(event)
+
+
+def test_a_workspace_that_cannot_be_removed_is_a_warning_not_a_failed_job(root: Path) -> None:
+    job_id = f"iso-{uuid.uuid4().hex[:8]}"
+    source = (
+        "return pipeline.define({ name = 'iso', stages = {\n"
+        "{ name = 's', script = function()\n"
+        '  fs.write("frozen.txt", "x"); fs.write("other.txt", "y"); log.info("freeze")\n'
+        "end } } })"
+    )
+    executor = Executor(PodmanBackend(), ExecutorSettings(workspace_root=root))
+    events = FreezeOnCue(root / job_id)
+    try:
+        result = executor.run(JobSpec(job_id, source, "iso.lua", {}), events)
+        assert result.status == "succeeded", result.error
+        warnings = events.messages("warning")
+        assert warnings == [
+            f"workspace cleanup: could not remove {root}/{job_id}/frozen.txt: "
+            "Operation not permitted",
+            f"the job's workspace {root}/{job_id} was left behind",
+        ]
+        assert os.listdir(root / job_id) == ["frozen.txt"]
+    finally:
+        subprocess.run(["chattr", "-i", str(events.frozen)], check=False, timeout=30)

@@ -257,3 +257,24 @@ def test_removal_leaves_no_descriptor_open(tmp_path: Path) -> None:
     before = len(os.listdir("/proc/self/fd"))
     assert remove_tree(job) == []
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def chattr(flag: str, path: Path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True, timeout=30)
+
+
+def test_a_real_immutable_file_is_reported_and_everything_else_removed(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    (job / "keep" / "deeper").mkdir(parents=True)
+    (job / "keep" / "deeper" / "frozen").write_text("x")
+    (job / "gone").mkdir()
+    (job / "gone" / "f").write_text("y")
+    chattr("+i", job / "keep" / "deeper" / "frozen")  # even root cannot unlink it
+    try:
+        problems = remove_tree(job)
+        assert problems == [f"could not remove {job}/keep/deeper/frozen: Operation not permitted"]
+        assert not (job / "gone").exists()
+        assert sorted(p.name for p in job.rglob("*")) == ["deeper", "frozen", "keep"]
+    finally:
+        chattr("-i", job / "keep" / "deeper" / "frozen")
+    assert remove_tree(job) == []
