@@ -37,9 +37,11 @@ from rivet.cli.terminal import safe, visible
 from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
+from rivet.engine.backends.userns import check_subids
 from rivet.engine.events import CancelToken, JobResult
+from rivet.engine.workspaces import prepare_root
 from rivet.errors import DefinitionError, RivetError
-from rivet.home import RivetHome, make_private_dir
+from rivet.home import RivetHome
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
 
@@ -142,10 +144,11 @@ def run(
     resolved = resolve_inputs(definition, collected)
 
     root = workspace_root or RivetHome(common.rivet_home()).workspaces
-    try:
-        make_private_dir(root)
-    except OSError as exc:
-        raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
+    note = prepare_root(root)  # a ConfigError names the root and what is wrong with it
+    if policy.container.userns == "auto":
+        check_subids()
+    if note is not None:
+        err.print(Text(f"warning: {note}", style="yellow"))
     job = JobSpec(
         job_id=f"local-{uuid.uuid4().hex[:8]}",
         source=source,

@@ -27,7 +27,9 @@ from types import FrameType
 import httpx
 
 from rivet.engine.backends.podman import PodmanBackend
+from rivet.engine.backends.userns import check_subids
 from rivet.engine.executor import Executor, ExecutorSettings
+from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir, tighten
 from rivet.protocol import ClaimRequest, JobAssignment
@@ -312,12 +314,18 @@ def run_runner(options: RunnerOptions) -> int:
     try:
         settings = resolve_settings(options)
         _secure_files(settings)
+        # Refuse an unsafe workspace root before claiming anything, not job by job.
+        note = prepare_root(settings.workspace_root)
+        if settings.policy.container.userns == "auto":
+            check_subids()
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
     except OSError as exc:
         log.error("cannot prepare %s: %s", exc.filename or "the runner's files", exc.strerror)
         return 2
+    if note is not None:
+        log.warning("%s", note)
     agent = Agent(settings)
     signals = 0
 

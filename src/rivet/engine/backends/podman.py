@@ -16,6 +16,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -32,10 +33,19 @@ from rivet.engine.backends.base import (
     ContainerSpec,
     ExecRequest,
     ExecResult,
+    IdMap,
     LineCallback,
     RunningContainer,
 )
 from rivet.engine.backends.host import find_static_catatonit, kill_marked_processes
+from rivet.engine.backends.userns import (
+    ID_MAP_FORMAT,
+    hand_over,
+    parse_id_map,
+    userns_applies,
+    userns_args,
+    userns_hint,
+)
 from rivet.errors import ContainerError
 
 __all__ = ["EXEC_ID_VAR", "TIMEOUT_EXIT_CODE", "PodmanBackend"]
@@ -48,6 +58,7 @@ _INIT_IN_CONTAINER = "/.rivet/catatonit"
 _START_TIMEOUT = 600.0
 _CONTROL_TIMEOUT = 60.0
 _KILL_GRACE = 5.0
+_BUSY_RETRY = 0.5
 _READ_CHUNK = 65536
 # Values of these variables go on podman's command line instead of into podman's
 # own environment, where they would change how podman itself behaves.
@@ -72,6 +83,23 @@ class PodmanBackend:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def check_image(self, image: str, pull: str | None) -> None:
+        """Present locally, or fetched now when the pull policy allows it."""
+        if self._podman_cmd(["image", "exists", image], timeout=_CONTROL_TIMEOUT).returncode == 0:
+            if pull != "always":
+                return
+        elif pull == "never":
+            raise ContainerError(
+                f"image {image!r} is not on this runner (policy container.pull = 'never': "
+                "only images already on the runner can be used)"
+            )
+        proc = self._podman_cmd(["pull", "--quiet", image], timeout=_START_TIMEOUT)
+        if proc.returncode != 0:
+            raise ContainerError(
+                f"image {image!r} is not available locally and could not be pulled: "
+                f"{_reason(proc.stderr)}"
+            )
+
     def start(self, spec: ContainerSpec) -> RunningContainer:
         workspace = spec.workspace.resolve()
         if ":" in str(workspace):
@@ -86,13 +114,23 @@ class PodmanBackend:
         args = ["run", "-d", "--name", spec.name]
         for key, value in labels.items():
             args += ["--label", f"{key}={value}"]
-        mount = f"{workspace}:{WORKSPACE}" + (":ro" if spec.options.readonly_workspace else "")
-        args += ["-v", mount, "-w", WORKSPACE, *_option_args(spec.options)]
+        # nosuid,nodev: a set-id binary or a device node made in the workspace is inert
+        # in every container; no-new-privileges: nothing in the container gains any.
+        mount = "ro,nosuid,nodev" if spec.options.readonly_workspace else "nosuid,nodev"
+        args += ["-v", f"{workspace}:{WORKSPACE}:{mount}"]
+        allocating = userns_applies(spec) and spec.id_map is None
+        if not allocating:
+            # A fresh range's root cannot enter the workspace until it is handed over
+            # (after the start); every exec passes its --workdir anyway.
+            args += ["-w", WORKSPACE]
+        args += ["--security-opt", "no-new-privileges", *_option_args(spec.options)]
+        args += userns_args(spec)
+        secrets_dir = None
         if spec.secrets_dir is not None:
             secrets_dir = spec.secrets_dir.resolve()
             if ":" in str(secrets_dir):
                 raise ContainerError(f"secrets path {str(secrets_dir)!r} must not contain ':'")
-            args += ["-v", f"{secrets_dir}:{SECRETS_MOUNT}:ro"]
+            args += ["-v", f"{secrets_dir}:{SECRETS_MOUNT}:ro,nosuid,nodev,noexec"]
         if self._init is not None:
             args += [
                 "-v",
@@ -118,9 +156,27 @@ class PodmanBackend:
             with contextlib.suppress(ContainerError):
                 self._rm([spec.name])
             raise ContainerError(_start_error(spec.image, proc.stderr))
+        id_map = spec.id_map
+        if allocating:
+            try:
+                id_map = self._id_map(container_id)
+                hand_over(id_map, workspace, secrets_dir)
+            except (ContainerError, OSError) as exc:
+                with contextlib.suppress(ContainerError):
+                    self._rm([container_id])
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise ContainerError(
+                    f"container for image {spec.image!r} could not be given the workspace: {reason}"
+                ) from None
         return RunningContainer(
-            id=container_id, name=spec.name, image=spec.image, job_id=spec.job_id
+            id=container_id, name=spec.name, image=spec.image, job_id=spec.job_id, id_map=id_map
         )
+
+    def _id_map(self, container_id: str) -> IdMap:
+        out = self._checked(
+            ["inspect", "--type", "container", "--format", ID_MAP_FORMAT, container_id]
+        )
+        return parse_id_map(out)
 
     def remove(self, container: RunningContainer) -> None:
         self._rm([container.id])
@@ -171,6 +227,10 @@ class PodmanBackend:
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=self._cwd,
+                # Out of the terminal's process group: a Ctrl-C must reach only Rivet,
+                # which cancels the job; killed directly, the client would end the
+                # command as if it had finished and the stage could carry on.
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -255,6 +315,7 @@ class PodmanBackend:
                 timeout=timeout,
                 check=False,
                 cwd=self._cwd,
+                start_new_session=True,  # see exec: Ctrl-C is Rivet's to handle
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -270,7 +331,16 @@ class PodmanBackend:
     def _rm(self, ids: Sequence[str]) -> None:
         # --ignore makes an already-gone container a success; -t 0 because nothing
         # inside a job container deserves a graceful stop.
-        self._checked(["rm", "-f", "--ignore", "-t", "0", *ids])
+        args = ["rm", "-f", "--ignore", "-t", "0", *ids]
+        proc = self._podman_cmd(args, timeout=_CONTROL_TIMEOUT)
+        if proc.returncode != 0 and "resource busy" in proc.stderr:
+            # Podman 4.3 now and then fails to unmount a dying container's shm
+            # ("unlinkat …/userdata/shm: device or resource busy") although the
+            # container is gone by then; a second rm finds nothing left to do.
+            time.sleep(_BUSY_RETRY)
+            proc = self._podman_cmd(args, timeout=_CONTROL_TIMEOUT)
+        if proc.returncode != 0:
+            raise ContainerError(f"podman rm failed: {_reason(proc.stderr)}")
 
     def _list(self, label: str, field: str) -> list[str]:
         out = self._checked(["ps", "-a", "--filter", f"label={label}", "--format", field])
@@ -446,6 +516,9 @@ def _reason(stderr: str) -> str:
 
 def _start_error(image: str, stderr: str) -> str:
     reason = _reason(stderr)
+    hint = userns_hint(stderr)
+    if hint is not None:
+        return f"container for image {image!r} could not be started: {hint}"
     lowered = reason.lower()
     if any(
         s in lowered for s in ("image not known", "did not resolve", "pull", "registry", "manifest")

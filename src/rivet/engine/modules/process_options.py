@@ -15,7 +15,7 @@ from rivet.engine.events import LEVEL_NAMES, Level
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError
 
-__all__ = ["OPTIONS", "RunOptions", "base_env", "jail_cwd", "parse_options"]
+__all__ = ["DEPRECATED", "OPTIONS", "RunOptions", "base_env", "jail_cwd", "parse_options"]
 
 OPTIONS = (
     "cmd",
@@ -30,7 +30,19 @@ OPTIONS = (
     "check",
     "secrets",
     "secret_files",
+    # Deprecated, from the earlier Rivet: accepted as a no-op (see DEPRECATED).
+    "capture_exit_code",
 )
+
+# Options the earlier Rivet had that no longer do anything: name -> the warning
+# logged (once per job) when a pipeline still passes one.
+DEPRECATED = {
+    "capture_exit_code": (
+        "process.run: option 'capture_exit_code' is deprecated and ignored: the exit "
+        "code is always in the result's exit_code (see 'Coming from the earlier Rivet' "
+        "in docs/lua-reference.md)"
+    ),
+}
 
 
 @dataclass
@@ -48,6 +60,8 @@ class RunOptions:
     # the values are looked up (and checked against the grants) by process.run.
     secret_env: dict[str, str] = field(default_factory=dict)
     secret_files: dict[str, str] = field(default_factory=dict)
+    # Deprecated options the call used (keys of DEPRECATED), for the warning.
+    deprecated: tuple[str, ...] = ()
 
 
 def _fail(message: str) -> LuaCallError:
@@ -166,6 +180,12 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
     ):
         raise _fail(f"option 'timeout' must be a positive number of seconds, got {timeout!r}")
 
+    deprecated = []
+    for name in DEPRECATED:
+        if opts[name] is not None:
+            _flag(opts, name)  # still has to be a boolean, as it was
+            deprecated.append(name)
+
     return RunOptions(
         argv=argv,
         cwd=jail_cwd(opts["cwd"], workspace),
@@ -178,6 +198,7 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
         check=_flag(opts, "check"),
         secret_env=secret_env,
         secret_files=secret_files,
+        deprecated=tuple(deprecated),
     )
 
 

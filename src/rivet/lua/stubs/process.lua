@@ -16,6 +16,7 @@
 ---@field check? boolean Raise an error on a non-zero exit (default false).
 ---@field secrets? table<string, string> Environment variable -> secret name: sets each variable to that secret's value, which Lua never sees (default `{}`).
 ---@field secret_files? table<string, string> File name -> secret name: writes the value to /run/rivet/secrets/<file name> (read-only, removed when the job ends) and sets RIVET_SECRETS_DIR (default `{}`).
+---@field capture_exit_code? boolean Deprecated no-op kept for pipelines of the earlier Rivet: the exit code is always returned; using it logs a warning once per job.
 ---@field [integer] string The argv, when given positionally.
 
 ---@class ProcessResult
