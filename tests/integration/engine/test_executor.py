@@ -338,9 +338,13 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
             stage(
                 "par",
                 """
-            local started = os.time()
+            -- Each item waits until all four have started: items run one after
+            -- another would never see the others (and fail), whatever the load.
+            process.run({ "mkdir", "barrier" })
+            local wait = 'touch barrier/$N; i=0; while [ "$(ls barrier | wc -l)" -lt 4 ]; do '
+              .. 'i=$((i+1)); [ "$i" -gt 2400 ] && exit 9; sleep 0.05; done; echo item-$N'
             local out = process.parallel({ 3, 1, 2, 4 }, function(n)
-              local r = process.run({ "sh", "-c", "sleep 1; echo item-" .. n, capture_stdout = true })
+              local r = process.run({ "sh", "-c", wait, env = { N = n }, capture_stdout = true, check = true })
               return r.stdout
             end)
             output.set("order", table.concat(out, ""))
@@ -367,7 +371,7 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
     )
     assert result.outputs["order"] == "item-3\nitem-1\nitem-2\nitem-4\n"
     par, limited, fails = result.stages
-    assert par.duration is not None and par.duration < 3.0  # 4 × 1 s in parallel
+    assert par.status == "succeeded", par.error  # so all four ran at once
     assert limited.duration is not None and limited.duration >= 1.0  # 2 waves of 0.5 s
     assert fails.status == "failed"
     assert "process.parallel: 3 of 3 calls failed: [1] " in (fails.error or "")
