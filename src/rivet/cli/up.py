@@ -7,7 +7,7 @@ other and exits 1, printing the end of the crashed one's log. Their output goes 
 for the URL and the next steps. The children run in their own session, so Ctrl-C
 reaches only ``rivet up``, which then stops them in order: the runner first (SIGTERM:
 finish running jobs, then a second SIGTERM cancels them after a grace period), the
-server last.
+server last. SIGTERM and SIGHUP to ``rivet up`` do the same as Ctrl-C.
 
 The runner registers with a registration token made through the admin API (with the
 admin token the server writes to ``$RIVET_HOME/admin-token``) and saves its own token
@@ -34,6 +34,7 @@ from rivet.cli.common import EXIT_FAILED, EXIT_OK, rivet_home
 from rivet.defaults import DEFAULT_PORT
 from rivet.errors import RivetError
 from rivet.runner.config_file import read_runner_file
+from rivet.stop_signals import handling_stop_signals
 
 __all__ = ["up"]
 
@@ -127,7 +128,8 @@ def up(
 
     Server and runner are child processes; their output goes to
     $RIVET_HOME/logs/server.log and runner.log. If either dies, `rivet up` stops the
-    other and exits 1 with the end of its log.
+    other and exits 1 with the end of its log. SIGTERM and SIGHUP stop both like
+    Ctrl-C.
 
     Example: rivet up --port 8420
     """
@@ -144,46 +146,52 @@ def up(
         nonlocal stop_requested
         stop_requested = True
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: list[_Child] = []
-    try:
-        server_argv = [sys.executable, "-m", "rivet.cli.server", "--host", host]
-        server_argv += ["--port", str(port), "--home", str(home)]
-        server_argv += ["--database-url", f"sqlite:///{home / 'rivet.db'}"]
-        server = _Child("server", server_argv, env, logs / "server.log")
-        children.append(server)
-        _wait_until(lambda: _ready(url), server, lambda: stop_requested, "server to be ready")
-        runner_env = dict(env)
-        token = _registration_token(url, home)
-        if token is not None:
-            runner_env["RIVET_REGISTRATION_TOKEN"] = token
-        runner_argv = [sys.executable, "-m", "rivet.runner", "--server", url]
-        runner_argv += ["--config", str(home / "runner.toml"), "--concurrency", str(concurrency)]
-        for tag in tags or ():
-            runner_argv += ["--tag", tag]
-        since = datetime.now(UTC) - timedelta(seconds=1)
-        runner = _Child("runner", runner_argv, runner_env, logs / "runner.log")
-        children.append(runner)
-        _wait_until(
-            lambda: _runner_checked_in(url, home, since), runner, lambda: stop_requested, "runner"
-        )
-        if not stop_requested:
-            _banner(url, home, concurrency)
-        while not stop_requested:
-            for child in children:
-                if child.exited() is not None:
-                    raise _Crashed(child)
-            time.sleep(0.2)
-        typer.echo("stopping the runner and the server…", err=True)
-    finally:
-        # Runner first: its last logs and results still need the server.
-        for child in reversed(children):
-            if child.name == "runner":
-                child.stop(STOP_GRACE, second_signal_after=DRAIN_GRACE)
-            else:
-                child.stop(STOP_GRACE)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with handling_stop_signals(on_signal):
+        try:
+            server_argv = [sys.executable, "-m", "rivet.cli.server", "--host", host]
+            server_argv += ["--port", str(port), "--home", str(home)]
+            server_argv += ["--database-url", f"sqlite:///{home / 'rivet.db'}"]
+            server = _Child("server", server_argv, env, logs / "server.log")
+            children.append(server)
+            _wait_until(lambda: _ready(url), server, lambda: stop_requested, "server to be ready")
+            runner_env = dict(env)
+            token = _registration_token(url, home)
+            if token is not None:
+                runner_env["RIVET_REGISTRATION_TOKEN"] = token
+            runner_argv = [sys.executable, "-m", "rivet.runner", "--server", url]
+            runner_argv += [
+                "--config",
+                str(home / "runner.toml"),
+                "--concurrency",
+                str(concurrency),
+            ]
+            for tag in tags or ():
+                runner_argv += ["--tag", tag]
+            since = datetime.now(UTC) - timedelta(seconds=1)
+            runner = _Child("runner", runner_argv, runner_env, logs / "runner.log")
+            children.append(runner)
+            _wait_until(
+                lambda: _runner_checked_in(url, home, since),
+                runner,
+                lambda: stop_requested,
+                "runner",
+            )
+            if not stop_requested:
+                _banner(url, home, concurrency)
+            while not stop_requested:
+                for child in children:
+                    if child.exited() is not None:
+                        raise _Crashed(child)
+                time.sleep(0.2)
+            typer.echo("stopping the runner and the server…", err=True)
+        finally:
+            # Runner first: its last logs and results still need the server.
+            for child in reversed(children):
+                if child.name == "runner":
+                    child.stop(STOP_GRACE, second_signal_after=DRAIN_GRACE)
+                else:
+                    child.stop(STOP_GRACE)
     raise typer.Exit(EXIT_OK if stop_requested else EXIT_FAILED)
 
 
