@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DEFAULT_IMAGE", "DEFAULT_PORT", "default_home"]
+__all__ = ["DEFAULT_IMAGE", "DEFAULT_PORT", "LUA_LIMIT_VARIABLES", "default_home"]
 
 DEFAULT_PORT = 8420
 # The image for commands run outside any container.with / stage container.
 DEFAULT_IMAGE = "alpine:latest"
+# The Lua sandbox limits (rivet.lua.sandbox.Limits.from_env): memory, definition and
+# stage CPU budgets. Named here, without lupa, for `rivet up` to pass them on.
+LUA_LIMIT_VARIABLES = (
+    "RIVET_LUA_MEMORY_MIB",
+    "RIVET_LUA_DEFINITION_SECONDS",
+    "RIVET_LUA_STAGE_SECONDS",
+)
 
 
 def default_home() -> Path:

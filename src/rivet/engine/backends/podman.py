@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -19,6 +18,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import IO
 
+from rivet.child_env import child_env, resolve_program
+from rivet.domain.env_names import HOST_TOOL_ENV, is_env_name, shown_name
 from rivet.engine.backends.base import (
     LABEL_IMAGE,
     LABEL_JOB,
@@ -46,20 +47,22 @@ _START_TIMEOUT = 600.0
 _CONTROL_TIMEOUT = 60.0
 _KILL_GRACE = 5.0
 _READ_CHUNK = 65536
-# Values of these variables go on podman's command line instead of into podman's
-# own environment, where they would change how podman itself behaves.
-_PODMAN_OWN_ENV = re.compile(
-    r"PATH|HOME|USER|SHELL|TMPDIR|TZ|LANG|LC_.*|LD_.*|XDG_.*|_?CONTAINERS?_.*|STORAGE_.*"
-    r"|REGISTRY_.*|PODMAN_.*|BUILDAH_.*|CONMON_.*|DOCKER_.*|DBUS_.*|NOTIFY_SOCKET|SSL_CERT_.*"
-    r"|GODEBUG|GOGC|GOMAXPROCS|GOMEMLIMIT|GOTRACEBACK|(?i:https?_proxy|no_proxy|all_proxy)"
-)
 
 
 class PodmanBackend:
-    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state."""
+    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state.
+
+    podman never sees this process's environment: every call gets
+    :func:`rivet.child_env.child_env` (a fixed PATH, HOME, LANG), plus, for a
+    command, exactly the variables of its request. Variable names must follow the
+    environment-name rule (no glob, ``=``, NUL or flag can reach podman), and a
+    container gets no proxy variables from podman (``--http-proxy=false``) nor its
+    environment (``--env-host=false``), whatever ``containers.conf`` says.
+    """
 
     def __init__(self, podman: str = "podman", *, extra_run_args: Sequence[str] = ()) -> None:
-        self._podman = podman
+        self._podman = resolve_program(podman)
+        self._env = child_env(where="podman")
         self._extra_run_args = tuple(extra_run_args)
         self._init = find_static_catatonit()
         # conmon (2.1 here) writes an empty file named "oom" into its working directory
@@ -84,7 +87,8 @@ class PodmanBackend:
         for key, value in labels.items():
             args += ["--label", f"{key}={value}"]
         mount = f"{workspace}:{WORKSPACE}" + (":ro" if spec.options.readonly_workspace else "")
-        args += ["-v", mount, "-w", WORKSPACE, *_option_args(spec.options)]
+        args += ["-v", mount, "-w", WORKSPACE, "--http-proxy=false", "--env-host=false"]
+        args += _option_args(spec.options)
         if spec.secrets_dir is not None:
             secrets_dir = spec.secrets_dir.resolve()
             if ":" in str(secrets_dir):
@@ -137,19 +141,23 @@ class PodmanBackend:
     def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
         marker = f"{EXEC_ID_VAR}={uuid.uuid4().hex}"
         args = [self._podman, "exec", "-i=false", "--workdir", request.cwd]
-        env = dict(os.environ)
+        env = dict(self._env)
         for name, value in request.env.items():
-            _check_env(name, value)
-            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+            _check_env(name, value, "environment")
+            if HOST_TOOL_ENV.fullmatch(name) or name in self._env:
+                # podman itself would act on it: only the command line may carry it.
                 args += ["--env", f"{name}={value}"]
             else:
-                # Bare ``--env NAME`` makes podman read the value from its own
-                # environment, which keeps secrets out of ``ps`` output.
+                # Bare ``--env NAME``: podman reads the value from its environment,
+                # which keeps it out of ``ps``; that environment holds nothing else
+                # of ours to read.
                 args += ["--env", name]
                 env[name] = value
         for name, value in request.secret_env.items():
-            _check_env(name, value)
-            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+            _check_env(name, value, "secret environment")
+            if name in request.env:
+                raise ContainerError(f"variable {name} is given both as a secret and in env")
+            if HOST_TOOL_ENV.fullmatch(name) or name in self._env:
                 # Podman would read this one itself: only the command line could carry it.
                 raise ContainerError(
                     f"secret environment variable {name!r} cannot be passed without showing "
@@ -215,6 +223,7 @@ class PodmanBackend:
                 timeout=timeout,
                 check=False,
                 cwd=self._cwd,
+                env=self._env,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -335,9 +344,15 @@ def _option_args(options: ContainerOptions) -> list[str]:
     return args
 
 
-def _check_env(name: str, value: str) -> None:
-    if not name or "=" in name or "\0" in name or "\0" in value:
-        raise ContainerError(f"invalid environment variable {name!r}: names need no '=' or NUL")
+def _check_env(name: str, value: str, what: str) -> None:
+    # Callers check names first (process.run does, naming the Lua line); this one
+    # guards the backend contract for every other caller.
+    if not is_env_name(name):
+        raise ContainerError(
+            f"invalid {what} variable name {shown_name(name)}: names are [A-Za-z_][A-Za-z0-9_]*"
+        )
+    if "\0" in value:
+        raise ContainerError(f"the value of {what} variable {name} contains a NUL character")
 
 
 def _reason(stderr: str) -> str:
