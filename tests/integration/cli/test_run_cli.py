@@ -148,10 +148,12 @@ def test_ctrl_c_sigterm_and_sighup_cancel_remove_containers_and_exit_130(
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.1)
         time.sleep(0.3)
-        if sig == signal.SIGINT:
-            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        if sig == signal.SIGTERM:
+            os.kill(proc.pid, sig)  # what `kill` or systemd does
         else:
-            os.kill(proc.pid, sig)  # what `kill`, systemd or a closed SSH session does
+            # A terminal's Ctrl-C, or its hang-up: the whole foreground process group
+            # (podman exec included) gets the signal.
+            os.killpg(proc.pid, sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -176,6 +176,7 @@ class PodmanBackend:
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=self._cwd,
+                process_group=0,  # see _podman_cmd
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -224,6 +225,11 @@ class PodmanBackend:
                 check=False,
                 cwd=self._cwd,
                 env=self._env,
+                # Its own process group: a terminal's Ctrl-C or hang-up reaches only
+                # Rivet, which cancels in order (stops the command inside the
+                # container, removes the containers). A podman exec killed by it would
+                # return at once and leave the command running; a podman rm, the cleanup.
+                process_group=0,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
