@@ -164,13 +164,15 @@ def check_outputs(outputs: dict[str, Any]) -> None:
 
 
 def create_with_secret(url: str, admin: dict[str, str]) -> None:
-    """The pipeline, then a real secret granted to it (once granted, only the admin
-    could create a new version)."""
-    created = httpx.post(f"{url}/api/pipelines", json={"source": PIPELINE}, timeout=30)
-    assert created.status_code == 201, created.text
+    """A real secret granted to the pipeline, then the pipeline pushed by the admin
+    (a grant applies to the versions the admin pushes after it)."""
     body = {"value": TRICK_VALUE, "grants": ["env-hostile"]}
     put = httpx.put(f"{url}/api/secrets/{TRICK_SECRET}", headers=admin, json=body, timeout=30)
     assert put.status_code == 201, put.text
+    created = httpx.post(
+        f"{url}/api/pipelines", headers=admin, json={"source": PIPELINE}, timeout=30
+    )
+    assert created.status_code == 201, created.text
 
 
 def assert_no_leak(texts: list[str], canaries: dict[str, str]) -> None:

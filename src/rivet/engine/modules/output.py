@@ -1,10 +1,18 @@
-"""``output.*``: values shared between the stages of one job and reported with its result."""
+"""``output.*``: values shared between the stages of one job and reported with its result.
+
+Outputs travel with the job's completion and are stored on the job, so they are
+capped (:mod:`rivet.engine.limits`): at most MAX_OUTPUTS names of at most
+MAX_OUTPUT_NAME_CHARS characters, and MAX_OUTPUTS_BYTES for all names and values
+together. A refused ``output.set`` changes nothing.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rivet.engine.context import JobContext
+from rivet.engine.limits import MAX_OUTPUT_NAME_CHARS, MAX_OUTPUTS, MAX_OUTPUTS_BYTES
+from rivet.engine.policy.fs import format_size
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -17,7 +25,35 @@ def _name(fn: str, name: Any) -> str:
     return name
 
 
+def _size(key: str, value: str | int | float | bool) -> int:
+    text = value if isinstance(value, str) else str(value)
+    return len(key.encode("utf-8", "replace")) + len(text.encode("utf-8", "replace"))
+
+
 def install(sandbox: Sandbox, ctx: JobContext) -> None:
+    sizes: dict[str, int] = {}  # bytes of each output, kept with ctx.outputs
+
+    def check_room(key: str, value: str | int | float | bool) -> int:
+        if len(key) > MAX_OUTPUT_NAME_CHARS:
+            raise LuaCallError(
+                f"output.set: the output name is {len(key)} characters long, over the "
+                f"limit of {MAX_OUTPUT_NAME_CHARS}"
+            )
+        if key not in ctx.outputs and len(ctx.outputs) >= MAX_OUTPUTS:
+            raise LuaCallError(
+                f"output.set: cannot set '{key}': the job already has {len(ctx.outputs)} "
+                f"outputs, the limit (clear some with output.clear)"
+            )
+        size = _size(key, value)
+        total = sum(sizes.values()) - sizes.get(key, 0) + size
+        if total > MAX_OUTPUTS_BYTES:
+            raise LuaCallError(
+                f"output.set: '{key}' ({size} bytes) would bring the job's outputs to "
+                f"{total} bytes, over the limit of {format_size(MAX_OUTPUTS_BYTES)}; outputs "
+                "are for small values (versions, ids, paths): write bigger data to a file"
+            )
+        return size
+
     def set_value(name: Any, value: Any) -> None:
         ctx.require_run_phase("output.set")
         key = _name("set", name)
@@ -28,6 +64,7 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
                 f"output.set: value of '{key}' must be a string, number or boolean, "
                 f"got {lv.type_name(value)}"
             )
+        sizes[key] = check_room(key, value)
         ctx.outputs[key] = value
 
     def get(name: Any, default: Any = None) -> Any:
@@ -56,11 +93,14 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
 
     def clear(name: Any) -> None:
         ctx.require_run_phase("output.clear")
-        ctx.outputs.pop(_name("clear", name), None)
+        key = _name("clear", name)
+        ctx.outputs.pop(key, None)
+        sizes.pop(key, None)
 
     def clear_all() -> None:
         ctx.require_run_phase("output.clear_all")
         ctx.outputs.clear()
+        sizes.clear()
 
     sandbox.module(
         "output",

@@ -1,6 +1,7 @@
 ---@meta output
 -- Rivet: the `output` module: values shared between the stages of one job and
--- reported with the job's result. Values are strings, numbers or booleans.
+-- reported with the job's result. Values are strings, numbers or booleans; at most
+-- 1,000 outputs, names up to 256 characters, 1 MiB of names and values in all.
 
 ---@class rivet.output
 output = {}
