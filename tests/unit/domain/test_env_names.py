@@ -111,20 +111,26 @@ ENTRY_POINTS: dict[str, Callable[[Sandbox, Path, str], None]] = {
 }
 
 
-@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
-@pytest.mark.parametrize("name", HOSTILE)
+def _possible(entry: str, name: str) -> bool:
+    """Whether ``name`` can be written to that entry point at all: a .env line cannot
+    hold a line break or NUL, an environment cannot hold a NUL."""
+    if entry == "--secret-file .env":
+        return not any(c in name for c in "\n\r\0")
+    return not (entry == "RIVET_SECRET_<NAME>" and "\0" in name)
+
+
+@pytest.mark.parametrize(
+    ("entry", "name"),
+    [(e, n) for e in ENTRY_POINTS for n in HOSTILE if _possible(e, n)],
+)
 def test_every_entry_point_refuses_every_hostile_name(
     sandbox: Sandbox, tmp_path: Path, entry: str, name: str
 ) -> None:
-    if entry == "--secret-file .env" and ("\n" in name or "\r" in name or "\0" in name):
-        pytest.skip("not one line of a file")  # a name cannot span lines of a .env file
     if entry == "--secret-file .env" and (name.strip() == "A" or name == "A=B"):
         # The line's own syntax: blanks around the name are dropped and the first '='
         # ends it, so these lines set the valid name A.
         assert list(_read_env_file(tmp_path, name)) == ["A"]
         return
-    if entry == "RIVET_SECRET_<NAME>" and ("\0" in name):
-        pytest.skip("an environment cannot hold a NUL")
     with pytest.raises((RivetError, LuaCallError, ContainerError)):
         ENTRY_POINTS[entry](sandbox, tmp_path, name)
 
