@@ -19,7 +19,6 @@ abandoned; the server notices the disconnect and does not hand it a job.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from types import FrameType
@@ -43,6 +42,7 @@ from rivet.runner.config import RunnerOptions, RunnerSettings, resolve_settings
 from rivet.runner.job import JobRun
 from rivet.runner.registration import RegistrationFailed, register_runner
 from rivet.runner.retry import Backoff
+from rivet.stop_signals import handling_stop_signals, signal_name
 
 __all__ = ["Agent", "run_runner"]
 
@@ -300,8 +300,10 @@ def _secure_files(settings: RunnerSettings) -> None:
 def run_runner(options: RunnerOptions) -> int:
     """``rivet runner``: run an agent until signalled; returns the exit status.
 
-    SIGINT/SIGTERM once: stop claiming, finish running jobs. Twice: cancel them.
-    Three times: exit at once, even with logs or completions undelivered.
+    SIGINT, SIGTERM or SIGHUP (:data:`rivet.stop_signals.STOP_SIGNALS`, any mix) once:
+    stop claiming, finish running jobs. Twice: cancel them (their containers are
+    removed, they report ``cancelled``). Three times: exit at once, even with logs or
+    completions undelivered.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -333,22 +335,21 @@ def run_runner(options: RunnerOptions) -> int:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.info("%s: stopping (again to cancel running jobs)", signal.Signals(signum).name)
+            log.info("%s: stopping (again to cancel running jobs)", signal_name(signum))
             agent.stop()
         elif signals == 2:
+            log.info("%s: cancelling the running jobs (again to exit at once)", signal_name(signum))
             agent.cancel_jobs("the runner is shutting down")
         else:
             log.warning("exiting now; undelivered logs and results are lost")
             agent.abort()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        agent.start()
-        while not agent.wait(0.5):
-            pass
+        with handling_stop_signals(on_signal):
+            agent.start()
+            while not agent.wait(0.5):
+                pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         agent.close()
     log.info("runner stopped")
     return agent.exit_code if not agent.aborted else 1

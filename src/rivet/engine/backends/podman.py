@@ -8,36 +8,33 @@ crashed runner can be found and removed.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import errno
 import os
-import re
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import IO
+from collections.abc import Sequence
 
+from rivet.child_env import child_env, resolve_program
+from rivet.domain.env_names import HOST_TOOL_ENV, is_env_name, shown_name
 from rivet.engine.backends.base import (
     LABEL_IMAGE,
     LABEL_JOB,
     LABEL_MANAGED,
-    MAX_LINE_BYTES,
     SECRETS_MOUNT,
     WORKSPACE,
-    CaptureBudget,
     ContainerOptions,
     ContainerSpec,
     ExecRequest,
     ExecResult,
     IdMap,
-    LineCallback,
     RunningContainer,
 )
 from rivet.engine.backends.host import find_static_catatonit, kill_marked_processes
+from rivet.engine.backends.podman_io import KILL_GRACE, StreamReader, Watchdog, give_back
 from rivet.engine.backends.userns import (
     ID_MAP_FORMAT,
     hand_over,
@@ -57,23 +54,23 @@ _INIT_IN_CONTAINER = "/.rivet/catatonit"
 # Generous because the default pull policy may download the image first.
 _START_TIMEOUT = 600.0
 _CONTROL_TIMEOUT = 60.0
-_KILL_GRACE = 5.0
 _BUSY_RETRY = 0.5
-_READ_CHUNK = 65536
-# Values of these variables go on podman's command line instead of into podman's
-# own environment, where they would change how podman itself behaves.
-_PODMAN_OWN_ENV = re.compile(
-    r"PATH|HOME|USER|SHELL|TMPDIR|TZ|LANG|LC_.*|LD_.*|XDG_.*|_?CONTAINERS?_.*|STORAGE_.*"
-    r"|REGISTRY_.*|PODMAN_.*|BUILDAH_.*|CONMON_.*|DOCKER_.*|DBUS_.*|NOTIFY_SOCKET|SSL_CERT_.*"
-    r"|GODEBUG|GOGC|GOMAXPROCS|GOMEMLIMIT|GOTRACEBACK|(?i:https?_proxy|no_proxy|all_proxy)"
-)
 
 
 class PodmanBackend:
-    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state."""
+    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state.
+
+    podman never sees this process's environment: every call gets
+    :func:`rivet.child_env.child_env` (a fixed PATH, HOME, LANG), plus, for a
+    command, exactly the variables of its request. Variable names must follow the
+    environment-name rule (no glob, ``=``, NUL or flag can reach podman), and a
+    container gets no proxy variables from podman (``--http-proxy=false``) nor its
+    environment (``--env-host=false``), whatever ``containers.conf`` says.
+    """
 
     def __init__(self, podman: str = "podman", *, extra_run_args: Sequence[str] = ()) -> None:
-        self._podman = podman
+        self._podman = resolve_program(podman)
+        self._env = child_env(where="podman")
         self._extra_run_args = tuple(extra_run_args)
         self._init = find_static_catatonit()
         # conmon (2.1 here) writes an empty file named "oom" into its working directory
@@ -124,6 +121,8 @@ class PodmanBackend:
             # (after the start); every exec passes its --workdir anyway.
             args += ["-w", WORKSPACE]
         args += ["--security-opt", "no-new-privileges", *_option_args(spec.options)]
+        # Nothing of the runner's own environment or proxy settings enters a container.
+        args += ["--http-proxy=false", "--env-host=false"]
         args += userns_args(spec)
         secrets_dir = None
         if spec.secrets_dir is not None:
@@ -196,19 +195,23 @@ class PodmanBackend:
     def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
         marker = f"{EXEC_ID_VAR}={uuid.uuid4().hex}"
         args = [self._podman, "exec", "-i=false", "--workdir", request.cwd]
-        env = dict(os.environ)
+        env = dict(self._env)
         for name, value in request.env.items():
-            _check_env(name, value)
-            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+            _check_env(name, value, "environment")
+            if HOST_TOOL_ENV.fullmatch(name) or name in self._env:
+                # podman itself would act on it: only the command line may carry it.
                 args += ["--env", f"{name}={value}"]
             else:
-                # Bare ``--env NAME`` makes podman read the value from its own
-                # environment, which keeps secrets out of ``ps`` output.
+                # Bare ``--env NAME``: podman reads the value from its environment,
+                # which keeps it out of ``ps``; that environment holds nothing else
+                # of ours to read.
                 args += ["--env", name]
                 env[name] = value
         for name, value in request.secret_env.items():
-            _check_env(name, value)
-            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+            _check_env(name, value, "secret environment")
+            if name in request.env:
+                raise ContainerError(f"variable {name} is given both as a secret and in env")
+            if HOST_TOOL_ENV.fullmatch(name) or name in self._env:
                 # Podman would read this one itself: only the command line could carry it.
                 raise ContainerError(
                     f"secret environment variable {name!r} cannot be passed without showing "
@@ -247,7 +250,7 @@ class PodmanBackend:
             # On its own thread: the reader that asks goes on draining meanwhile.
             kill_marked_processes(marker)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(_KILL_GRACE)
+                proc.wait(KILL_GRACE)
                 return
             proc.kill()
 
@@ -255,15 +258,11 @@ class PodmanBackend:
             threading.Thread(target=stop_command, daemon=True).start()
 
         budget = request.capture_budget
-        out = _StreamReader(
-            proc.stdout, request.on_stdout, request.capture_stdout, budget, overflow
-        )
-        err = _StreamReader(
-            proc.stderr, request.on_stderr, request.capture_stderr, budget, overflow
-        )
+        out = StreamReader(proc.stdout, request.on_stdout, request.capture_stdout, budget, overflow)
+        err = StreamReader(proc.stderr, request.on_stderr, request.capture_stderr, budget, overflow)
         # A watchdog thread enforces the timeout: Popen.wait(timeout=...) polls with
         # sleeps of up to 50 ms, which would add that much to every command.
-        watchdog = _Watchdog(proc, marker, request.timeout)
+        watchdog = Watchdog(proc, marker, request.timeout)
         try:
             exit_code = proc.wait()
             watchdog.finished()
@@ -275,20 +274,20 @@ class PodmanBackend:
             kill_marked_processes(marker)
             proc.kill()
             proc.wait()
-            out.join(_KILL_GRACE, patient=False)
-            err.join(_KILL_GRACE, patient=False)
-            _give_back(budget, out, err)
+            out.join(KILL_GRACE, patient=False)
+            err.join(KILL_GRACE, patient=False)
+            give_back(budget, out, err)
             raise
         # Every line is delivered before exec returns, also when delivery is slow
         # (a full log buffer while the server is away): later lines of the job
         # must not overtake this command's output.
-        out.join(_KILL_GRACE)
-        err.join(_KILL_GRACE)
+        out.join(KILL_GRACE)
+        err.join(KILL_GRACE)
         try:
             out.raise_callback_error()
             err.raise_callback_error()
         except BaseException:
-            _give_back(budget, out, err)
+            give_back(budget, out, err)
             raise
         overflow_stream = "stdout" if out.overflowed else "stderr" if err.overflowed else None
         return ExecResult(
@@ -315,6 +314,7 @@ class PodmanBackend:
                 timeout=timeout,
                 check=False,
                 cwd=self._cwd,
+                env=self._env,
                 start_new_session=True,  # see exec: Ctrl-C is Rivet's to handle
             )
         except FileNotFoundError:
@@ -353,139 +353,6 @@ class PodmanBackend:
         return len(ids)
 
 
-class _Watchdog:
-    """Kills a command inside its container when its timeout expires (killing only the
-    ``podman exec`` client would leave it running), then the client after a grace."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], marker: str, timeout: float | None) -> None:
-        self.fired = False
-        self._proc = proc
-        self._marker = marker
-        self._done = threading.Event()
-        self._timer: threading.Timer | None = None
-        if timeout is not None:
-            self._timer = threading.Timer(timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _expire(self) -> None:
-        if self._done.is_set():
-            return
-        self.fired = True
-        kill_marked_processes(self._marker)
-        if not self._done.wait(_KILL_GRACE):
-            self._proc.kill()
-
-    def finished(self) -> None:
-        self._done.set()
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-class _StreamReader:
-    """Drains one pipe on its own thread, delivering decoded lines (at most
-    MAX_LINE_BYTES each) or collecting the text under a capture budget."""
-
-    def __init__(
-        self,
-        pipe: IO[bytes],
-        callback: LineCallback | None,
-        capture: bool,
-        budget: CaptureBudget | None = None,
-        on_overflow: Callable[[], None] | None = None,
-    ) -> None:
-        self._pipe = pipe
-        self._callback = None if capture else callback
-        self._capture = capture
-        self._budget = budget
-        self._on_overflow = on_overflow
-        self._chunks: list[str] = []
-        self._error: BaseException | None = None
-        # Bytes held against the budget; whether the budget refused this stream.
-        self.taken = 0
-        self.overflowed = False
-        # For join(): reads so far, and whether a callback is running (it may block).
-        self._reads = 0
-        self._delivering = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Incremental, so a multi-byte character split by the read limit survives.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        with self._pipe:
-            if self._capture:
-                self._collect(decoder)
-                return
-            while chunk := self._pipe.readline(MAX_LINE_BYTES):
-                self._reads += 1
-                text = decoder.decode(chunk)
-                if self._callback is not None and text:
-                    self._deliver(self._callback, text.removesuffix("\n").removesuffix("\r"))
-            if (tail := decoder.decode(b"", final=True)) and self._callback is not None:
-                self._deliver(self._callback, tail)
-
-    def _collect(self, decoder: codecs.IncrementalDecoder) -> None:
-        """Capture: store chunks while the budget grants room; after a refusal, drop
-        what was stored, stop the command and read on to the end of the pipe (a pipe
-        nobody reads would block the command before it can be stopped)."""
-        fd = self._pipe.fileno()
-        while chunk := os.read(fd, _READ_CHUNK):
-            self._reads += 1
-            if self.overflowed:
-                continue
-            if self._budget is not None and not self._budget.take(len(chunk)):
-                self.overflowed = True
-                self._chunks.clear()
-                self._budget.give_back(self.taken)
-                self.taken = 0
-                if self._on_overflow is not None:
-                    self._on_overflow()
-                continue
-            self.taken += len(chunk)
-            self._chunks.append(decoder.decode(chunk))
-        if not self.overflowed:
-            self._chunks.append(decoder.decode(b"", final=True))
-
-    def _deliver(self, callback: Callable[[str], None], line: str) -> None:
-        if self._error is not None:
-            return
-        self._delivering = True
-        try:
-            callback(line)
-        except BaseException as exc:
-            # Keep draining: a stalled pipe would block the command in the container.
-            self._error = exc
-        finally:
-            self._delivering = False
-
-    def join(self, grace: float, *, patient: bool = True) -> None:
-        """Wait for the end of the pipe. The pipe closes when the client exits; the
-        grace only guards against a stray podman helper inheriting it, so a reader
-        that made progress or is inside a callback (which blocks while the log
-        buffer is full) is waited for as long as it takes, unless not ``patient``."""
-        reads = -1
-        while True:
-            self._thread.join(grace)
-            if not self._thread.is_alive() or not patient:
-                return
-            if not self._delivering and self._reads == reads:
-                return
-            reads = self._reads
-
-    def text(self) -> str:
-        return "".join(self._chunks)
-
-    def raise_callback_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-
-def _give_back(budget: CaptureBudget | None, *readers: _StreamReader) -> None:
-    if budget is not None:
-        budget.give_back(sum(r.taken for r in readers))
-
-
 def _option_args(options: ContainerOptions) -> list[str]:
     args: list[str] = []
     if options.network:
@@ -501,9 +368,15 @@ def _option_args(options: ContainerOptions) -> list[str]:
     return args
 
 
-def _check_env(name: str, value: str) -> None:
-    if not name or "=" in name or "\0" in name or "\0" in value:
-        raise ContainerError(f"invalid environment variable {name!r}: names need no '=' or NUL")
+def _check_env(name: str, value: str, what: str) -> None:
+    # Callers check names first (process.run does, naming the Lua line); this one
+    # guards the backend contract for every other caller.
+    if not is_env_name(name):
+        raise ContainerError(
+            f"invalid {what} variable name {shown_name(name)}: names are [A-Za-z_][A-Za-z0-9_]*"
+        )
+    if "\0" in value:
+        raise ContainerError(f"the value of {what} variable {name} contains a NUL character")
 
 
 def _reason(stderr: str) -> str:
