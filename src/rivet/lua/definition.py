@@ -113,13 +113,14 @@ def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
     validator = Validator(sandbox)
 
     def record(spec: Any, line: Any, order: Any = None, lines: Any = None) -> int:
+        marks = lv.raw(lines) if lv.is_table(lines) else None
         records.append(
             Record(
                 spec=spec,
                 line=int(line) if isinstance(line, int) else None,
-                input_order=[str(v) for v in lv.array_values(order)] if order else None,
-                input_lines=lv.int_map(lines["inputs"]) if lines else {},
-                stage_lines=lv.int_map(lines["stages"]) if lines else {},
+                input_order=lv.array_values(order) if lv.is_table(order) else None,
+                input_lines=lv.int_map(marks["inputs"]) if marks is not None else {},
+                stage_lines=lv.int_map(marks["stages"]) if marks is not None else {},
             )
         )
         return len(records)
@@ -174,7 +175,8 @@ def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
     if rec.line is None:
         rec.line = _api_line(source)
     try:
-        # Should validation make pipeline code run (a metamethod), it runs under a budget.
+        # Validation reads the file's tables raw, so no pipeline code runs here; the
+        # window makes sure that, if any did, it would run under a budget all the same.
         with sandbox.budget(budget, f"{filename}: validation"):
             definition, stages = validator.pipeline(rec, filename)
     except LuaError as exc:

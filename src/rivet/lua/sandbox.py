@@ -21,6 +21,9 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
   Pipeline code cannot leave anything to run later: ``setmetatable`` refuses ``__gc``
   finalizers (see ``bootstrap.lua``), and Rivet functions only answer on the thread
   that is running the job's Lua, while it runs it.
+
+Reading tables that come from pipeline code is done raw (:mod:`rivet.lua.lua_values`),
+so no metamethod of the pipeline runs inside Rivet's Python in the first place.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Each attack runs twice where it makes sense: at definition time (``rivet check``
 path, placeholder runtime modules) and inside a stage (the real executor). Each
 must fail with a clear error — or find the capability absent — and leave nothing
 on the host.
+
+The battery goes on in ``test_sandbox_lifetime.py`` (finalizers, ``__close``, weak
+tables, the end of a job, other threads), ``test_sandbox_metatables.py`` (tables read
+raw everywhere) and ``test_sandbox_budget.py`` (Lua inside Rivet calls is charged).
 """
 
 from __future__ import annotations
