@@ -7,7 +7,7 @@ local debug_sethook, debug_getinfo = debug.sethook, debug.getinfo
 local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
 local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
 local pack, unpack, type = table.pack, table.unpack, type
-local raw_setmetatable, rawget_, next_ = setmetatable, rawget, next
+local raw_setmetatable, rawget_ = setmetatable, rawget
 local main_thread = coroutine.running()
 
 -- string.dump would let code produce binary chunks; the string metatable's
