@@ -99,6 +99,9 @@ class Executor:
         try:
             return _redacted(self._run(job, ctx, sandbox), redactor)
         finally:
+            # First, on this thread: no pipeline code may run once the job has ended
+            # (the sandbox cuts its bridges to Python, then frees the Lua state).
+            sandbox.close()
             for close in ctx.closers:
                 close()
             try:

@@ -1,12 +1,14 @@
 -- Runs once per Lua state, with the full standard library, before any pipeline code.
 -- It builds the sandbox environment (spec section 3) and returns the privileged
 -- helpers the Python side needs; none of them is reachable from the sandbox.
-local check_budget, is_killed = ...
+local check_budget, is_killed, revoke_refund = ...
 
 local debug_sethook, debug_getinfo = debug.sethook, debug.getinfo
 local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
 local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
 local pack, unpack, type = table.pack, table.unpack, type
+local raw_setmetatable, rawget_ = setmetatable, rawget
+local main_thread = coroutine.running()
 
 -- string.dump would let code produce binary chunks; the string metatable's
 -- __index is this very table, so removing it here removes it everywhere.
@@ -42,11 +44,22 @@ local env = {}
 
 -- debug.sethook keeps the Lua hook function per coroutine, so every coroutine the
 -- pipeline creates gets the budget hook installed explicitly.
+--
+-- The hook has two jobs. Every `count` instructions it checks the budget. And while
+-- Python runs a Rivet function (a "bridge" call, below) it also counts call events:
+-- any Lua that runs *inside* that Python call (a metamethod, say) starts with a call,
+-- so the bridge sees it and has the call's CPU time charged to the budget instead of
+-- refunded as Python time (see Sandbox._invoke).
 local hook_fn, hook_count = nil, 0
+local calls = 0
 
 local function set_hook(count)
   hook_count = count
-  hook_fn = function()
+  hook_fn = function(event)
+    if event ~= "count" then
+      calls = calls + 1
+      return
+    end
     local reason = check_budget()
     if reason then
       raw_error(reason, 0)
@@ -103,6 +116,22 @@ local safe_load = function(chunk, chunkname, mode, chunk_env)
   return raw_load(chunk, chunkname, "t", chunk_env)
 end
 
+-- Finalizers are refused: a __gc metamethod runs whenever the collector gets to its
+-- object, which can be after the job has ended, on another job's thread, or while
+-- the Lua state is being closed -- never under the job's budget or control. Lua marks
+-- an object for finalization only if its metatable has a __gc field (of any value,
+-- looked up raw) when setmetatable is called, so refusing exactly that case means no
+-- object of the pipeline is ever finalized, even if __gc is added to the metatable
+-- later. __close (to-be-closed variables) runs only when its scope is left or its
+-- coroutine is closed, on the job's thread, so it stays allowed.
+local function safe_setmetatable(t, mt)
+  if type(mt) == "table" and rawget_(mt, "__gc") ~= nil then
+    raw_error("setmetatable: __gc metamethods (finalizers) are not allowed in pipelines: "
+      .. "they would run at an unknown time, possibly after the job has ended", 2)
+  end
+  return raw_setmetatable(t, mt)
+end
+
 local safe_collectgarbage = function(opt)
   if opt == "count" then
     return collectgarbage("count")
@@ -112,10 +141,11 @@ end
 
 for _, name in ipairs({
   "assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal", "rawget",
-  "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type",
+  "rawlen", "rawset", "select", "tonumber", "tostring", "type",
 }) do
   env[name] = _G[name]
 end
+env.setmetatable = safe_setmetatable
 env.pcall = safe_pcall
 env.xpcall = safe_xpcall
 env.load = safe_load
@@ -146,10 +176,45 @@ local function check_text(name, ...)
   end
 end
 
+-- A bridge call arms the call hook on this thread and the main one (lupa runs Lua
+-- called from Python on either), calls Python, and disarms once the outermost bridge
+-- call returns. The Python side answers (depth, ok, results...): depth is how many
+-- bridge calls are still running after this one, so a call that ended with an error
+-- thrown through it cannot leave the hook armed for good. Between arming and
+-- `finish`, a call that ran no Lua sees exactly two call events: Python's own call
+-- and the tail call of `finish`; any more means Lua ran inside it.
+local co_running = coroutine.running
+
+local function finish(before, on_main, depth, ...)
+  if calls - before > 2 then
+    revoke_refund()
+  end
+  if depth == 0 then
+    debug_sethook(hook_fn, "", hook_count)
+    if not on_main then
+      debug_sethook(main_thread, hook_fn, "", hook_count)
+    end
+  end
+  return ...
+end
+
+local function bridge(pyfn)
+  return function(...)
+    local _, on_main = co_running()
+    if not on_main then
+      debug_sethook(main_thread, hook_fn, "c", hook_count)
+    end
+    debug_sethook(hook_fn, "c", hook_count)
+    local before = calls
+    return finish(before, on_main, pyfn(...))
+  end
+end
+
 local function wrap(pyfn, name)
+  local call = bridge(pyfn)
   return function(...)
     check_text(name, ...)
-    local r = pack(pyfn(...))
+    local r = pack(call(...))
     if not r[1] then
       raw_error(r[2], 2)
     end
@@ -188,6 +253,7 @@ end
 return {
   env = env,
   wrap = wrap,
+  bridge = bridge,
   compile = compile,
   set_hook = set_hook,
   line_of = line_of,

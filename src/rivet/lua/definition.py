@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -91,22 +91,36 @@ def load_pipeline(
     sandbox: Sandbox | None = None,
     limits: Limits | None = None,
 ) -> LoadedPipeline:
-    """Evaluate ``source`` in ``sandbox`` (a fresh one with placeholder runtime modules
-    when not given) and return the validated definition plus its stage functions."""
-    if sandbox is None:
-        sandbox = Sandbox(limits or Limits.from_env())
-        install_definition_placeholders(sandbox)
+    """Evaluate ``source`` in ``sandbox`` and return the validated definition plus its
+    stage functions, to be run in that sandbox.
+
+    Without a sandbox (``rivet check``, the server) the file is evaluated in a fresh one
+    with placeholder runtime modules, which is closed — its Lua state freed — before
+    this returns: such callers get the definition and warnings, and no stage
+    functions (``stages`` is empty)."""
+    if sandbox is not None:
+        return _load(source, filename, sandbox)
+    own = Sandbox(limits or Limits.from_env())
+    try:
+        install_definition_placeholders(own)
+        return replace(_load(source, filename, own), stages=[])
+    finally:
+        own.close()
+
+
+def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
     records: list[Record] = []
     validator = Validator(sandbox)
 
     def record(spec: Any, line: Any, order: Any = None, lines: Any = None) -> int:
+        marks = lv.raw(lines) if lv.is_table(lines) else None
         records.append(
             Record(
                 spec=spec,
                 line=int(line) if isinstance(line, int) else None,
-                input_order=[str(v) for v in lv.array_values(order)] if order else None,
-                input_lines=lv.int_map(lines["inputs"]) if lines else {},
-                stage_lines=lv.int_map(lines["stages"]) if lines else {},
+                input_order=lv.array_values(order) if lv.is_table(order) else None,
+                input_lines=lv.int_map(marks["inputs"]) if marks is not None else {},
+                stage_lines=lv.int_map(marks["stages"]) if marks is not None else {},
             )
         )
         return len(records)
@@ -132,17 +146,19 @@ def load_pipeline(
     )
     sandbox.env["pipeline"] = pipeline_table
 
+    budget = sandbox.limits.definition_cpu_seconds
     try:
         chunk = sandbox.load(source, filename)
-        returned = sandbox.call(
-            chunk, budget=sandbox.limits.definition_cpu_seconds, label=f"{filename}: definition"
-        )
+        # One budget for the file and for resolving what it returned (a builder is
+        # recorded then): everything that runs pipeline code at definition time.
+        with sandbox.budget(budget, f"{filename}: definition"):
+            returned = chunk()
+            if isinstance(returned, tuple):
+                returned = returned[0] if returned else None
+            index = resolve(returned)
     except LuaError as exc:
         line, message = split_location(str(exc), filename)
         raise DefinitionError(filename, [Problem("", message, line)]) from None
-    if isinstance(returned, tuple):
-        returned = returned[0] if returned else None
-    index = resolve(returned)
     if index is None:
         got = lv.type_name(returned)
         raise DefinitionError(
@@ -158,7 +174,13 @@ def load_pipeline(
     rec = records[int(index) - 1]
     if rec.line is None:
         rec.line = _api_line(source)
-    definition, stages = validator.pipeline(rec, filename)
+    try:
+        # Validation reads the file's tables raw, so no pipeline code runs here; the
+        # window makes sure that, if any did, it would run under a budget all the same.
+        with sandbox.budget(budget, f"{filename}: validation"):
+            definition, stages = validator.pipeline(rec, filename)
+    except LuaError as exc:
+        raise DefinitionError(filename, [Problem("", str(exc), rec.line)]) from None
     warnings = [
         f"{filename}: plugins: plugin '{p}' is not known to this Rivet; "
         "runners that take the job must provide it"

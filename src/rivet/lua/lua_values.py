@@ -1,22 +1,37 @@
 """Reading Lua values from Python: type names as Lua prints them, arrays vs maps,
-conversion to plain Python values. Used by validation and the runtime modules."""
+conversion to plain Python values. Used by validation and the runtime modules.
+
+Every table that comes from pipeline code is read **raw**, with no metamethod: lupa's
+``table[key]`` honours ``__index`` (and ``str(table)`` ``__tostring``), which would
+run pipeline code inside Rivet's Python — where it is not counted against the CPU
+budget at definition time, and where it could make a table read as something other
+than what it holds. :class:`RawTable` reads a table once with ``lua_next`` (which
+knows no ``__index``, ``__pairs`` or ``__len``); every helper here works from it,
+and :func:`render` / :func:`key_text` name a value without ever calling
+``__tostring``. So a proxy table (an empty table whose ``__index`` makes up fields)
+reads as empty: options and definitions are what their tables really contain.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from lupa import lua54
 
 __all__ = [
+    "RawTable",
     "array_values",
     "has_type",
     "int_map",
     "is_array",
     "is_function",
     "is_table",
+    "key_text",
     "keys",
     "plain",
+    "raw",
     "render",
     "same",
     "to_python",
@@ -24,8 +39,70 @@ __all__ = [
 ]
 
 
+def _slot(key: Any) -> Any:
+    # Lua keeps true and 1 apart; a Python dict would not (True == 1).
+    return (bool, key) if isinstance(key, bool) else key
+
+
+class RawTable:
+    """A Lua table as it is, read once without metamethods.
+
+    ``t[key]`` and ``t.get(key)`` give the value or None (like Lua's ``rawget``),
+    ``keys()``/``items()`` every pair, ``len(t)`` and :meth:`array` the sequence
+    ``1..n`` where ``n`` is the first border (the length of a proper sequence;
+    a table with holes ends at its first nil).
+    """
+
+    __slots__ = ("_index", "_length", "_pairs")
+
+    def __init__(self, table: Any) -> None:
+        if isinstance(table, RawTable):
+            self._pairs: list[tuple[Any, Any]] = table._pairs
+            self._index: dict[Any, Any] = table._index
+            self._length: int = table._length
+            return
+        pairs = list(table.items())  # lua_next: raw, no __pairs / __index
+        self._pairs = pairs
+        self._index = {_slot(k): v for k, v in pairs}
+        length = 0
+        while length + 1 in self._index:
+            length += 1
+        self._length = length
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._index.get(_slot(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._index.get(_slot(key))
+        return default if value is None else value
+
+    def __contains__(self, key: Any) -> bool:
+        return _slot(key) in self._index
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[Any]:
+        return (k for k, _ in self._pairs)
+
+    def keys(self) -> list[Any]:
+        return [k for k, _ in self._pairs]
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return list(self._pairs)
+
+    def array(self) -> list[Any]:
+        index = self._index
+        return [index[i] for i in range(1, self._length + 1)]
+
+
+def raw(table: Any) -> RawTable:
+    """``table`` (a Lua table, or an already read :class:`RawTable`) read raw."""
+    return table if isinstance(table, RawTable) else RawTable(table)
+
+
 def is_table(value: Any) -> bool:
-    return bool(lua54.lua_type(value) == "table")
+    return isinstance(value, RawTable) or bool(lua54.lua_type(value) == "table")
 
 
 def is_function(value: Any) -> bool:
@@ -34,6 +111,8 @@ def is_function(value: Any) -> bool:
 
 def type_name(value: Any) -> str:
     """The Lua type name (``nil``, ``boolean``, ``number``, ``string``, ``table``…)."""
+    if isinstance(value, RawTable):
+        return "table"
     kind = lua54.lua_type(value)
     if kind is not None:
         return str(kind)
@@ -49,29 +128,32 @@ def type_name(value: Any) -> str:
 
 
 def keys(table: Any) -> list[Any]:
-    return list(table.keys())
+    return raw(table).keys()
 
 
 def is_array(table: Any) -> bool:
     """True for a table whose keys are exactly 1..n (an empty table counts)."""
     if not is_table(table):
         return False
-    found = keys(table)
-    return all(isinstance(k, int) and not isinstance(k, bool) for k in found) and sorted(
-        found
-    ) == list(range(1, len(found) + 1))
+    t = raw(table)
+    return len(t) == len(t.keys())
 
 
 def array_values(table: Any) -> list[Any]:
+    """The values at 1..n (see :class:`RawTable`); [] for anything but a table."""
     if not is_table(table):
         return []
-    return [table[i] for i in range(1, len(table) + 1)]
+    return raw(table).array()
 
 
 def int_map(table: Any) -> dict[int, int]:
     if not is_table(table):
         return {}
-    return {int(k): int(v) for k, v in table.items() if isinstance(v, int)}
+    return {
+        int(k): int(v)
+        for k, v in raw(table).items()
+        if isinstance(k, int | float) and isinstance(v, int) and not isinstance(v, bool)
+    }
 
 
 def has_type(kind: str, value: Any) -> bool:
@@ -91,6 +173,8 @@ def same(a: Any, b: Any) -> bool:
 
 
 def render(value: Any) -> str:
+    """A value for a message: strings quoted, tables and functions by their type name
+    (never through ``__tostring``)."""
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):
@@ -100,6 +184,12 @@ def render(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return type_name(value)
+
+
+def key_text(key: Any) -> str:
+    """A table key for a message or a field path: a string as it is, anything else
+    as :func:`render` shows it (``1``, ``true``, ``table``)."""
+    return key if isinstance(key, str) else render(key)
 
 
 def plain(value: Any) -> Any:
@@ -114,9 +204,10 @@ def to_python(value: Any, *, depth: int = 0) -> Any:
     if depth > 100:
         raise ValueError("table nested too deeply (or contains a cycle)")
     if is_table(value):
-        if is_array(value) and len(value) > 0:
-            return [to_python(v, depth=depth + 1) for v in array_values(value)]
-        return {str(k): to_python(v, depth=depth + 1) for k, v in value.items()}
+        t = raw(value)
+        if len(t) > 0 and len(t) == len(t.keys()):
+            return [to_python(v, depth=depth + 1) for v in t.array()]
+        return {key_text(k): to_python(v, depth=depth + 1) for k, v in t.items()}
     if is_function(value):
         raise ValueError("functions cannot be converted to data")
     return plain(value)

@@ -91,15 +91,16 @@ function pipeline.tag(key, value)
   return { key = key, value = value }
 end
 
--- What the file returned -> the index of its definition record, or nil.
+-- What the file returned -> the index of its definition record, or nil. Read raw:
+-- the file may have given the builder a metatable of its own.
 local function resolve(value)
   if type(value) ~= "table" then
     return nil
   end
   if rawget(value, BUILDER) ~= nil then
-    local spec = value.spec
+    local spec = rawget(value, "spec")
     if defined[spec] == nil then
-      define(spec, value.line, value.input_order, value.lines)
+      define(spec, rawget(value, "line"), rawget(value, "input_order"), rawget(value, "lines"))
     end
     return defined[spec]
   end

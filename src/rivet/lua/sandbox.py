@@ -8,11 +8,22 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
   directly — callables are wrapped in Lua closures, values are converted to plain
   Lua values, and attribute access on any Python object is refused;
 - a memory cap for the whole state (lupa's allocator limit);
-- a CPU budget per :meth:`Sandbox.call`, counted in thread CPU time spent in Lua:
-  time blocked in a callback (waiting for a process) does not count, and neither
-  does CPU time of Python callbacks. A count hook checks the budget; once a limit is
-  hit the state is killed, and every ``pcall``/``xpcall``/coroutine boundary
-  re-raises, so pipeline code cannot swallow the kill.
+- a CPU budget per :meth:`Sandbox.call` (or :meth:`Sandbox.budget` window), counted in
+  thread CPU time: time blocked in a callback (waiting for a process) does not count,
+  and neither does the CPU time of Rivet's Python in a callback — unless Lua ran
+  inside that callback (a metamethod, say), in which case the whole callback counts.
+  A count hook checks the budget, and so does every callback; once a limit is hit the
+  state is killed, every ``pcall``/``xpcall``/coroutine boundary re-raises, so
+  pipeline code cannot swallow the kill, and every Rivet function refuses to run;
+- the job's lifetime: :meth:`Sandbox.close` (the executor calls it on the job's thread
+  when the job ends, whatever the outcome) first cuts every bridge to Python — a call
+  then fails with "job has ended" — and then frees the Lua state there and then.
+  Pipeline code cannot leave anything to run later: ``setmetatable`` refuses ``__gc``
+  finalizers (see ``bootstrap.lua``), and Rivet functions only answer on the thread
+  that is running the job's Lua, while it runs it.
+
+Reading tables that come from pipeline code is done raw (:mod:`rivet.lua.lua_values`),
+so no metamethod of the pipeline runs inside Rivet's Python in the first place.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -31,7 +43,7 @@ from lupa import lua54
 from rivet.defaults import LUA_LIMIT_VARIABLES
 from rivet.errors import ConfigError, LuaError, ResourceLimitError
 
-__all__ = ["Limits", "LuaCallError", "Sandbox", "clean_message"]
+__all__ = ["JOB_ENDED", "Limits", "LuaCallError", "Sandbox", "clean_message"]
 
 MiB = 1024 * 1024
 # Instructions between budget checks: small enough to stop a loop within
@@ -72,6 +84,9 @@ class Limits:
         )
 
 
+JOB_ENDED = "job has ended"
+
+
 class LuaCallError(Exception):
     """Raised by a Python callback to make the Lua caller see ``error(message)``."""
 
@@ -100,30 +115,74 @@ def _positional_arity(fn: Callable[..., Any]) -> int | None:
     )
 
 
+class _Bridges:
+    """Everything the Python callables held by Lua reach, and nothing else.
+
+    lupa keeps every Python object handed to Lua alive from the Lua state. Those
+    callables therefore hold only this object (and an index), never the sandbox or a
+    module directly: :meth:`Sandbox.close` empties it, which cuts every bridge at
+    once and breaks the reference cycle Lua state -> callable -> sandbox -> Lua state,
+    so the state is freed by reference counting, on the closing thread, and never
+    later by Python's cycle collector on whichever thread happens to collect.
+    """
+
+    __slots__ = ("functions", "sandbox")
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox: Sandbox | None = sandbox
+        self.functions: list[tuple[Callable[..., Any], str, int | None]] = []
+
+
+def _hook_functions(bridges: _Bridges) -> tuple[Callable[..., Any], ...]:
+    """The budget hook's callbacks, for bootstrap.lua; after close they only say so."""
+
+    def check_budget() -> str | None:
+        sandbox = bridges.sandbox
+        return JOB_ENDED if sandbox is None else sandbox._check_budget()
+
+    def is_killed(reason: str | None = None) -> str | None:
+        sandbox = bridges.sandbox
+        return JOB_ENDED if sandbox is None else sandbox._kill(reason)
+
+    def revoke_refund() -> None:
+        sandbox = bridges.sandbox
+        if sandbox is not None:
+            sandbox._revoke_refund()
+
+    return check_budget, is_killed, revoke_refund
+
+
 class Sandbox:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._lua = lua54.LuaRuntime(
+        self._lua: Any = lua54.LuaRuntime(
             register_eval=False,
             register_builtins=False,
             unpack_returned_tuples=True,
             attribute_filter=_deny_attribute,
             max_memory=self.limits.memory_bytes,
         )
+        self._bridges = _Bridges(self)
+        self._closed = False
         self._killed: str | None = None
         self._cancelled: str | None = None
         self._deadline: float | None = None
         self._budget_label = ""
         self._budget_seconds = 0.0
+        # CPU time of callbacks that ran no Lua (refunded), the last one refunded (the
+        # bridge takes it back if Lua ran inside), and how many callbacks are running.
         self._callback_cpu = 0.0
+        self._last_refund = 0.0
+        self._depth = 0
         self._owner: int | None = None
         source = resources.files("rivet.lua").joinpath("bootstrap.lua").read_text("utf-8")
-        boot = self._lua.execute(source, self._check_budget, self._kill)
-        self._env = boot["env"]
-        self._wrap = boot["wrap"]
-        self._compile = boot["compile"]
-        self._line_of = boot["line_of"]
-        self._caller_line = boot["caller_line"]
+        boot = self._lua.execute(source, *_hook_functions(self._bridges))
+        self._env: Any = boot["env"]
+        self._wrap: Any = boot["wrap"]
+        self._bridge: Any = boot["bridge"]
+        self._compile: Any = boot["compile"]
+        self._line_of: Any = boot["line_of"]
+        self._caller_line: Any = boot["caller_line"]
         boot["set_hook"](HOOK_INSTRUCTIONS)
         # The real globals keep io, os, debug, python…; pipeline code never sees them,
         # but drop the python module anyway so a future leak of _G is less harmful.
@@ -132,14 +191,23 @@ class Sandbox:
     # --- limits -------------------------------------------------------------------
 
     def _check_budget(self) -> str | None:
+        """Called by the hook every HOOK_INSTRUCTIONS instructions: the reason to
+        stop, or None."""
+        return self._stop_reason(time.thread_time())
+
+    def _stop_reason(self, now: float) -> str | None:
+        """Why Lua must stop at thread CPU time ``now`` (also checked by every
+        callback: a bridge call resets the hook's instruction count)."""
         if self._killed:
             return self._killed
         if self._cancelled:
             self._killed = self._cancelled
             return self._killed
         if self._deadline is not None:
-            used = time.thread_time() - self._callback_cpu
-            if used > self._deadline:
+            if threading.get_ident() != self._owner:
+                self._killed = "pipeline code ran on a thread that is not running the job"
+                return self._killed
+            if now - self._callback_cpu > self._deadline:
                 self._killed = (
                     f"{self._budget_label}: Lua CPU budget of {self._budget_seconds:g} s "
                     "exceeded (endless loop?)"
@@ -154,20 +222,59 @@ class Sandbox:
             )
         return self._killed
 
+    def _revoke_refund(self) -> None:
+        """Lua ran inside the callback that just returned: its CPU time counts."""
+        self._callback_cpu -= self._last_refund
+        self._last_refund = 0.0
+
     def cancel(self, reason: str = "job cancelled") -> None:
         """Stop Lua code at its next budget check (safe to call from another thread)."""
         self._cancelled = reason
+
+    # --- lifetime -----------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """End the job's Lua: cut every bridge to Python, then free the Lua state.
+
+        Call it on the thread that ran the job, once no :meth:`call` is running (the
+        executor does, in ``finally``). Idempotent. Afterwards every Rivet function
+        answers a Lua error "job has ended", the hook stops any Lua that still runs,
+        and :meth:`call` raises. The state itself is freed (``lua_close``) as soon as
+        the last Lua object Python holds goes — here, unless the caller still holds
+        stage functions or tables of it; nothing of the pipeline runs then, since it
+        cannot have finalizers and every bridge is cut.
+        """
+        if self._closed:
+            return
+        if self._owner not in (None, threading.get_ident()):
+            raise RuntimeError("a Sandbox is closed by the thread that runs it")
+        self._closed = True
+        self._killed = self._killed or JOB_ENDED
+        self._bridges.sandbox = None
+        self._bridges.functions.clear()
+        self._env = self._wrap = self._bridge = self._compile = None
+        self._line_of = self._caller_line = None
+        self._lua = None  # the LuaRuntime goes with its last reference: lua_close
 
     # --- values -------------------------------------------------------------------
 
     @property
     def env(self) -> Any:
-        return self._env
+        return self._open()._env
+
+    def _open(self) -> Sandbox:
+        if self._closed:
+            raise RuntimeError("the sandbox is closed (its job has ended)")
+        return self
 
     def table(self, items: Mapping[str, Any] | Iterable[Any] | None = None) -> Any:
         """A Lua table from a Python mapping or sequence, converted recursively."""
         if items is None:
-            return self._lua.table()
+            return self._open()._lua.table()
         return self.to_lua(items)
 
     def to_lua(self, value: Any) -> Any:
@@ -176,12 +283,12 @@ class Sandbox:
         if lua54.lua_type(value) is not None:
             return value
         if isinstance(value, Mapping):
-            table = self._lua.table()
+            table = self._open()._lua.table()
             for key, item in value.items():
                 table[key] = self.to_lua(item)
             return table
         if isinstance(value, list | tuple):
-            table = self._lua.table()
+            table = self._open()._lua.table()
             for index, item in enumerate(value, start=1):
                 table[index] = self.to_lua(item)
             return table
@@ -191,56 +298,94 @@ class Sandbox:
         """A Lua function that calls ``fn``; ``LuaCallError`` becomes a Lua error at the
         caller's line, any other exception an internal error naming ``name``.
 
-        With ``raw=True`` the result is the bare ``(ok, value...)`` callable, for
-        trusted Lua glue that raises at the right level itself; never hand it to
-        pipeline code, since it is a Python object."""
+        With ``raw=True`` the Lua function returns ``(ok, value...)`` instead of
+        raising, for trusted Lua glue that raises at the right level itself.
 
-        arity = _positional_arity(fn)
+        ``fn`` runs only while this sandbox runs the job's Lua (inside :meth:`call`),
+        on that thread, and not once the state is killed or closed: otherwise the
+        call fails without running it."""
+        bridges = self._open()._bridges
+        index = len(bridges.functions)
+        bridges.functions.append((fn, name, _positional_arity(fn)))
 
         def call(*args: Any) -> tuple[Any, ...]:
-            started = time.thread_time()
-            if arity is not None:
-                # Lua semantics: extra arguments are dropped, missing ones are nil.
-                args = args[:arity] + (None,) * (arity - len(args))
-            try:
-                result = fn(*args)
-            except LuaCallError as exc:
-                return (False, str(exc))
-            except (LuaError, ResourceLimitError) as exc:
-                return (False, str(exc))
-            except UnicodeDecodeError:  # a binary string inside a table argument
-                return (False, f"{name}: text is not valid UTF-8")
-            except Exception as exc:  # a bug in Rivet, not in the pipeline
-                return (False, f"{name}: internal error: {type(exc).__name__}: {exc}")
-            finally:
-                self._callback_cpu += time.thread_time() - started
-            if isinstance(result, tuple):
-                return (True, *(self.to_lua(v) for v in result))
-            return (True, self.to_lua(result))
+            sandbox = bridges.sandbox
+            if sandbox is None:
+                return (0, False, f"{name}: {JOB_ENDED}")
+            return sandbox._invoke(index, args)
 
-        return call if raw else self._wrap(call, name)
+        return self._bridge(call) if raw else self._wrap(call, name)
+
+    def _invoke(self, index: int, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One callback, for the bridge in bootstrap.lua: ``(depth, ok, results...)``
+        where depth is how many callbacks are still running after this one."""
+        fn, name, arity = self._bridges.functions[index]
+        self._last_refund = 0.0
+        depth = self._depth  # what the answer reports: the count once this call is over
+        if threading.get_ident() != self._owner:
+            # No call() is running on this thread: a finalizer, another thread…
+            return (
+                depth,
+                False,
+                f"{name}: not available here: Rivet functions "
+                "only run while the job's Lua runs, on its thread",
+            )
+        started = time.thread_time()
+        deadline = self._deadline  # set: this thread owns the open budget window
+        if (
+            self._killed is not None
+            or self._cancelled is not None
+            or deadline is None
+            or started - self._callback_cpu > deadline
+        ):
+            refused = self._stop_reason(started) or f"{name}: no Lua call is running"
+            return (depth, False, refused)
+        if arity is not None:
+            # Lua semantics: extra arguments are dropped, missing ones are nil.
+            args = args[:arity] + (None,) * (arity - len(args))
+        self._depth = depth + 1
+        answer: tuple[Any, ...]
+        try:
+            result = fn(*args)
+            if isinstance(result, tuple):
+                answer = (depth, True, *[self.to_lua(v) for v in result])
+            else:
+                answer = (depth, True, self.to_lua(result))
+        except LuaCallError as exc:
+            answer = (depth, False, str(exc))
+        except (LuaError, ResourceLimitError) as exc:
+            answer = (depth, False, str(exc))
+        except UnicodeDecodeError:  # a binary string inside a table argument
+            answer = (depth, False, f"{name}: text is not valid UTF-8")
+        except Exception as exc:  # a bug in Rivet, not in the pipeline
+            answer = (depth, False, f"{name}: internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._depth = depth
+            self._last_refund = time.thread_time() - started
+            self._callback_cpu += self._last_refund
+        return answer
 
     def module(self, name: str, functions: Mapping[str, Callable[..., Any]]) -> Any:
         """Install a global table ``name`` made of exposed Python functions."""
-        table = self._lua.table()
+        table = self.table()
         for fname, fn in functions.items():
             table[fname] = self.expose(fn, f"{name}.{fname}")
-        self._env[name] = table
+        self.env[name] = table
         return table
 
     def line_of(self, fn: Any) -> int | None:
-        line = self._line_of(fn)
+        line = self._open()._line_of(fn)
         return int(line) if line is not None and line > 0 else None
 
     @property
     def caller_line_function(self) -> Any:
         """The privileged Lua function ``caller_line(level)``, for trusted glue only."""
-        return self._caller_line
+        return self._open()._caller_line
 
     def eval_lua(self, code: str, *args: Any) -> Any:
         """Run trusted Rivet Lua code (module glue) in the sandbox environment with
         ``args`` as its ``...``; returns what the chunk returns."""
-        fn, err = self._compile(code, "=rivet")
+        fn, err = self._open()._compile(code, "=rivet")
         if fn is False:
             raise RuntimeError(f"internal Lua glue failed to compile: {err}")
         return fn(*args)
@@ -249,26 +394,30 @@ class Sandbox:
 
     def load(self, source: str, filename: str) -> Any:
         """Compile a pipeline chunk; syntax errors become ``LuaError`` with file:line."""
-        fn, err = self._compile(source, f"={filename}")
+        fn, err = self._open()._compile(source, f"={filename}")
         if fn is False:
             raise LuaError(clean_message(str(err)))
         return fn
 
-    def call(self, fn: Any, *args: Any, budget: float, label: str) -> Any:
-        """Call Lua ``fn`` under a CPU budget; Lua errors become ``LuaError`` /
-        ``ResourceLimitError`` with clean messages."""
+    @contextmanager
+    def budget(self, seconds: float, label: str) -> Iterator[None]:
+        """A window in which this thread runs the job's Lua under one CPU budget;
+        :meth:`call` opens one itself unless one is open. Lua errors inside become
+        ``LuaError`` / ``ResourceLimitError`` with clean messages."""
         me = threading.get_ident()
+        if self._closed:
+            raise LuaError(f"{label}: the Lua state is closed ({JOB_ENDED})")
         if self._owner not in (None, me):
             raise RuntimeError("a Sandbox is used by one thread at a time")
         outer = self._deadline is None
         if outer:
             self._owner = me
             self._budget_label = label
-            self._budget_seconds = budget
+            self._budget_seconds = seconds
             self._callback_cpu = 0.0
-            self._deadline = time.thread_time() + budget
+            self._deadline = time.thread_time() + seconds
         try:
-            return fn(*args)
+            yield
         except lua54.LuaMemoryError:
             self._kill("memory")
             raise ResourceLimitError(f"{label}: {self._killed}") from None
@@ -285,3 +434,8 @@ class Sandbox:
             if outer:
                 self._deadline = None
                 self._owner = None
+
+    def call(self, fn: Any, *args: Any, budget: float, label: str) -> Any:
+        """Call Lua ``fn`` under a CPU budget (see :meth:`budget`)."""
+        with self.budget(budget, label):
+            return fn(*args)

@@ -54,7 +54,7 @@ class Record:
 
     spec: Any
     line: int | None
-    input_order: list[str] | None
+    input_order: list[Any] | None  # the names as given (strings, unless the file is wrong)
     input_lines: dict[int, int]
     stage_lines: dict[int, int]
 
@@ -75,9 +75,12 @@ class Validator:
                 filename,
                 [Problem("", f"pipeline.define expects a table, got {lv.type_name(spec)}", line)],
             )
-        for key in lv.keys(spec):
+        spec = lv.raw(spec)
+        for key in spec:
             if key not in PIPELINE_FIELDS:
-                problems.append(Problem(str(key), _unknown_field(key, PIPELINE_FIELDS), line))
+                problems.append(
+                    Problem(lv.key_text(key), _unknown_field(key, PIPELINE_FIELDS), line)
+                )
 
         name = spec["name"]
         if name is None:
@@ -117,6 +120,7 @@ class Validator:
                 Problem("inputs", _expected("a table of name = {...}", value), rec.line)
             )
             return []
+        value = lv.raw(value)
         entries: list[tuple[str, Any, int | None]] = []
         if rec.input_order is not None:
             for position, name in enumerate(rec.input_order, start=1):
@@ -124,7 +128,7 @@ class Validator:
         elif lv.is_array(value) and len(value) > 0:
             # An array of pipeline.input{ name = ..., ... } is accepted too.
             for position, item in enumerate(lv.array_values(value), start=1):
-                item_name = item["name"] if lv.is_table(item) else None
+                item_name = lv.raw(item)["name"] if lv.is_table(item) else None
                 if not isinstance(item_name, str):
                     problems.append(
                         Problem(
@@ -134,12 +138,12 @@ class Validator:
                     continue
                 entries.append((item_name, item, rec.line))
         else:
-            for key in sorted(lv.keys(value), key=str):
+            for key in sorted(value.keys(), key=lv.key_text):
                 entries.append((key, value[key], rec.line))
         result: list[InputDef] = []
         seen: set[str] = set()
         for name, spec, line in entries:
-            path = f"inputs.{name}"
+            path = f"inputs.{lv.key_text(name)}"
             if not isinstance(name, str) or not INPUT_NAME.match(name):
                 problems.append(
                     Problem(path, "input names must match [A-Za-z_][A-Za-z0-9_-]*", line)
@@ -159,9 +163,10 @@ class Validator:
     def input_problems(self, path: str, spec: Any, line: int | None = None) -> list[Problem]:
         if not lv.is_table(spec):
             return [Problem(path, _expected('a table like { type = "string" }', spec), line)]
+        spec = lv.raw(spec)
         problems = [
-            Problem(f"{path}.{key}", _unknown_field(key, INPUT_FIELDS), line)
-            for key in lv.keys(spec)
+            Problem(f"{path}.{lv.key_text(key)}", _unknown_field(key, INPUT_FIELDS), line)
+            for key in spec
             if key not in INPUT_FIELDS
         ]
         kind = spec["type"]
@@ -236,10 +241,13 @@ class Validator:
                     Problem(path, _expected("a table { key = ..., value = ... }", item), line)
                 )
                 continue
-            extra = [k for k in lv.keys(item) if k not in ("key", "value")]
+            item = lv.raw(item)
+            extra = [k for k in item if k not in ("key", "value")]
             for key in extra:
                 problems.append(
-                    Problem(f"{path}.{key}", _unknown_field(key, ("key", "value")), line)
+                    Problem(
+                        f"{path}.{lv.key_text(key)}", _unknown_field(key, ("key", "value")), line
+                    )
                 )
             key, val = item["key"], item["value"]
             ok = True
@@ -306,12 +314,15 @@ class Validator:
                 Problem(path, _expected("a stage table { name = ..., script = ... }", spec), line)
             )
             return None
+        spec = lv.raw(spec)
         script, condition = spec["script"], spec["condition"]
         line = self.sandbox.line_of(script) or line
         before = len(problems)
-        for key in lv.keys(spec):
+        for key in spec:
             if key not in STAGE_FIELDS:
-                problems.append(Problem(f"{path}.{key}", _unknown_field(key, STAGE_FIELDS), line))
+                problems.append(
+                    Problem(f"{path}.{lv.key_text(key)}", _unknown_field(key, STAGE_FIELDS), line)
+                )
         name = spec["name"]
         if name is None:
             problems.append(Problem(f"{path}.name", "is required", line))
@@ -358,6 +369,7 @@ class Validator:
 
 
 def _input_def(name: str, spec: Any) -> InputDef:
+    spec = lv.raw(spec)
     options = spec["options"]
     default = spec["default"]
     required = spec["required"]
@@ -378,6 +390,6 @@ def _expected(what: str, got: Any) -> str:
 
 
 def _unknown_field(key: Any, allowed: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(key), allowed, n=1)
+    close = difflib.get_close_matches(lv.key_text(key), allowed, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     return f"unknown field ({hint}allowed: {', '.join(allowed)})"

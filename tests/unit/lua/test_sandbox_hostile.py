@@ -4,6 +4,10 @@ Each attack runs twice where it makes sense: at definition time (``rivet check``
 path, placeholder runtime modules) and inside a stage (the real executor). Each
 must fail with a clear error — or find the capability absent — and leave nothing
 on the host.
+
+The battery goes on in ``test_sandbox_lifetime.py`` (finalizers, ``__close``, weak
+tables, the end of a job, other threads), ``test_sandbox_metatables.py`` (tables read
+raw everywhere) and ``test_sandbox_budget.py`` (Lua inside Rivet calls is charged).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from rivet.lua.sandbox import Limits, Sandbox
 from rivet.lua.surface import RUNTIME_MODULES
 
 MiB = 1024 * 1024
-FAST = Limits(memory_bytes=64 * MiB, definition_cpu_seconds=0.5, stage_cpu_seconds=0.5)
+# A test of one limit must never race another: on a slow or loaded machine a memory
+# bomb can take longer than a short CPU budget to fill its cap. So each limit test
+# gets its own limit tight and the other one out of reach, and tests of anything else
+# run with the (generous) defaults.
+CPU_LIMITED = Limits(definition_cpu_seconds=0.5, stage_cpu_seconds=0.5)
+MEMORY_LIMITED = Limits(memory_bytes=64 * MiB, definition_cpu_seconds=120, stage_cpu_seconds=120)
+ROOMY = Limits()
 
 
 class Recorder:
@@ -57,16 +67,16 @@ def in_stage(body: str) -> str:
     )
 
 
-def run_stage(tmp_path: Path, body: str, limits: Limits = FAST) -> tuple[JobResult, Recorder]:
+def run_stage(tmp_path: Path, body: str, limits: Limits = ROOMY) -> tuple[JobResult, Recorder]:
     executor = Executor(PodmanBackend(), ExecutorSettings(workspace_root=tmp_path, limits=limits))
     events = Recorder()
     job = JobSpec(f"hostile-{uuid.uuid4().hex[:8]}", in_stage(body), "evil.lua", {})
     return executor.run(job, events), events
 
 
-def check_fails(source: str, expected: str) -> str:
+def check_fails(source: str, expected: str, limits: Limits = ROOMY) -> str:
     with pytest.raises(DefinitionError) as info:
-        load_definition(source, "evil.lua", limits=FAST)
+        load_definition(source, "evil.lua", limits=limits)
     message = str(info.value)
     assert expected in message, message
     assert "Traceback" not in message
@@ -250,12 +260,12 @@ LOOPS = {
 
 @pytest.mark.parametrize("name", sorted(LOOPS))
 def test_endless_loop_at_definition_time(name: str) -> None:
-    check_fails(at_definition(LOOPS[name]), "Lua CPU budget of 0.5 s exceeded")
+    check_fails(at_definition(LOOPS[name]), "Lua CPU budget of 0.5 s exceeded", CPU_LIMITED)
 
 
 @pytest.mark.parametrize("name", sorted(LOOPS))
 def test_endless_loop_in_stage(tmp_path: Path, name: str) -> None:
-    result, _events = run_stage(tmp_path, LOOPS[name])
+    result, _events = run_stage(tmp_path, LOOPS[name], CPU_LIMITED)
     assert result.status == "failed"
     assert "stage 's': Lua CPU budget of 0.5 s exceeded" in (result.error or "")
     assert result.stages[0].status == "failed"
@@ -271,12 +281,12 @@ BOMBS = {
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_memory_bomb_at_definition_time(name: str) -> None:
-    check_fails(at_definition(BOMBS[name]), "memory limit of 64 MiB exceeded")
+    check_fails(at_definition(BOMBS[name]), "memory limit of 64 MiB exceeded", MEMORY_LIMITED)
 
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_memory_bomb_in_stage(tmp_path: Path, name: str) -> None:
-    result, _ = run_stage(tmp_path, BOMBS[name])
+    result, _ = run_stage(tmp_path, BOMBS[name], MEMORY_LIMITED)
     assert result.status == "failed"
     assert "memory limit of 64 MiB exceeded" in (result.error or "")
 

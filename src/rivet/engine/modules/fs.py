@@ -67,13 +67,13 @@ def _path(value: Any) -> str:
     (decoded the way Python decodes such file names: surrogateescape)."""
     if isinstance(value, str):
         return value
-    return os.fsdecode(str(value[1]).encode("latin-1"))
+    return os.fsdecode(str(lv.raw(value)[1]).encode("latin-1"))
 
 
 def _content(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
-    return str(value[1]).encode("latin-1")
+    return str(lv.raw(value)[1]).encode("latin-1")
 
 
 def _last_name(path: str, what: str) -> str:

@@ -45,12 +45,14 @@ USER_AGENT = "rivet-ci"
 _GLUE = """
 local impl, json_encode, json_decode = ...
 local type, error, pcall, tostring, gsub = type, error, pcall, tostring, string.gsub
+local rawget = rawget
 
--- Errors are raised at level 3: the pipeline line that called http.*.
+-- Errors are raised at level 3: the pipeline line that called http.*. Options are
+-- read raw, here as in Python (no __index).
 local function call(fn, url, opts)
   local encoded
-  if type(opts) == "table" and opts.json ~= nil then
-    local ok, text = pcall(json_encode, opts.json)
+  if type(opts) == "table" and rawget(opts, "json") ~= nil then
+    local ok, text = pcall(json_encode, rawget(opts, "json"))
     if not ok then
       local why = gsub(tostring(text), "^json%.encode: ", "")
       error(fn .. ": option 'json' cannot be encoded: " .. why, 3)

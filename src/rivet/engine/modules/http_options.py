@@ -81,9 +81,9 @@ class _Parser:
                 continue
             if key in ("method", "url"):
                 raise self.fail(f"option '{key}' is only accepted by http.request")
-            close = difflib.get_close_matches(str(key), allowed, n=1)
+            close = difflib.get_close_matches(lv.key_text(key), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise self.fail(f"unknown option '{key}'{hint}")
+            raise self.fail(f"unknown option '{lv.key_text(key)}'{hint}")
 
     def url(self, value: Any) -> httpx.URL:
         if not isinstance(value, str) or not value:
@@ -125,7 +125,8 @@ class _Parser:
                 f"option 'query' must be a table of name = value, got {lv.type_name(raw)}"
             )
         found: list[tuple[str, str]] = []
-        for name in sorted(lv.keys(raw), key=str):
+        raw = lv.raw(raw)
+        for name in sorted(raw.keys(), key=lv.key_text):
             if not isinstance(name, str):
                 raise self.fail(f"query: parameter names must be strings, got {name!r}")
             value = raw[name]
@@ -235,11 +236,13 @@ def parse(
                 'expected a table: http.request({ method = "POST", url = "https://…" }), '
                 f"got {lv.type_name(opts)}"
             )
+        opts = lv.raw(opts)  # options are read raw: no __index (see rivet.lua.lua_values)
         parser.check_keys(opts, REQUEST_OPTIONS)
         return parser.spec(parser.method(opts["method"]), opts["url"], opts, encoded_json)
     if opts is None:
         return parser.spec(method, url, _NoOptions(), None)
     if not lv.is_table(opts):
         raise parser.fail(f"options must be a table, got {lv.type_name(opts)}")
+    opts = lv.raw(opts)
     parser.check_keys(opts, VERB_OPTIONS)
     return parser.spec(method, url, opts, encoded_json)

@@ -181,7 +181,7 @@ class _Json:
         self.ctx.require_run_phase("json.encode")
         indent = _indent(opts)
         try:
-            value = boxed[1]
+            value = lv.raw(boxed)[1]
         except UnicodeDecodeError:
             raise _fail("encode", "the string is not valid UTF-8 (JSON text must be)") from None
         budget = _Budget("encode", self.max_encoded)

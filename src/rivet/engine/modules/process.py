@@ -51,8 +51,8 @@ _GLUE = """
 local run_sync, start, wait_any = ...
 local co_create, co_resume, co_status, co_yield, co_running =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.yield, coroutine.running
-local type, error, pairs, tostring, concat = type, error, pairs, tostring, table.concat
-local setmetatable, math_floor = setmetatable, math.floor
+local type, error, next, tostring, concat = type, error, next, tostring, table.concat
+local setmetatable, math_floor, rawget, rawlen = setmetatable, math.floor, rawget, rawlen
 
 local ours = setmetatable({}, { __mode = "k" })  -- coroutines made by process.parallel
 local PENDING = {}
@@ -83,19 +83,24 @@ function process.parallel(items, fn, opts)
     if type(opts) ~= "table" then
       error("process.parallel: options must be a table like { max = 4 }", 2)
     end
-    for k in pairs(opts) do
-      if k ~= "max" then error("process.parallel: unknown option '" .. tostring(k) .. "'", 2) end
+    -- Read raw, like every table handed to Rivet: no __pairs, __index or __len.
+    for k in next, opts do
+      if k ~= "max" then
+        local shown = (type(k) == "string" or type(k) == "number") and tostring(k) or type(k)
+        error("process.parallel: unknown option '" .. shown .. "'", 2)
+      end
     end
-    if opts.max ~= nil then
-      if type(opts.max) ~= "number" or opts.max < 1 or math_floor(opts.max) ~= opts.max then
+    local given = rawget(opts, "max")
+    if given ~= nil then
+      if type(given) ~= "number" or given < 1 or math_floor(given) ~= given then
         error("process.parallel: max must be a positive integer", 2)
       end
-      max = opts.max
+      max = given
     end
   end
   if max > MAX_PARALLEL then max = MAX_PARALLEL end
 
-  local n = #items
+  local n = rawlen(items)
   local results, failures = {}, {}
   local waiting = {}     -- handle -> { index, coroutine }
   local handles = {}     -- handles in flight, for wait_any
@@ -123,7 +128,7 @@ function process.parallel(items, fn, opts)
       next_index = next_index + 1
       local co = co_create(fn)
       ours[co] = true
-      step(index, co, items[index])
+      step(index, co, rawget(items, index))
     end
     if in_flight > 0 then
       local handle, ok, result = wait_any(handles)  -- raises only on a kill

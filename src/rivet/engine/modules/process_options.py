@@ -128,19 +128,26 @@ def jail_cwd(cwd: Any, workspace: Path) -> str:
 
 
 def parse_options(opts: Any, workspace: Path) -> RunOptions:
+    """The options table, read raw (see :mod:`rivet.lua.lua_values`)."""
     if not lv.is_table(opts):
         raise _fail(
             'expected a table: process.run({ cmd = "echo", args = { "hi" } }) '
             f'or process.run({{ "echo", "hi" }}), got {lv.type_name(opts)}'
         )
-    positional = lv.array_values(opts)
-    for key in lv.keys(opts):
+    opts = lv.raw(opts)
+    positional = opts.array()
+    for key in opts:
         if isinstance(key, int) and not isinstance(key, bool) and 1 <= key <= len(positional):
             continue
+        if isinstance(key, int) and not isinstance(key, bool) and key > 0:
+            raise _fail(
+                f"argument {key} follows a nil: argument {len(positional) + 1} is nil "
+                "(the argv ends at its first nil)"
+            )
         if key not in OPTIONS:
-            close = difflib.get_close_matches(str(key), OPTIONS, n=1)
+            close = difflib.get_close_matches(lv.key_text(key), OPTIONS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _fail(f"unknown option '{key}'{hint}")
+            raise _fail(f"unknown option '{lv.key_text(key)}'{hint}")
     argv = [_text(v, f"argument {i}") for i, v in enumerate(positional, start=1)]
     cmd = opts["cmd"]
     if cmd is not None:

@@ -12,6 +12,9 @@
 -- rename, tmpname…). `.luarc.json` disables the io, os, debug and package libraries
 -- of the language server; the reduced `os` below replaces the standard one.
 --
+-- setmetatable refuses metatables with a __gc field (finalizers); tables handed to
+-- Rivet functions are read raw (their metatables are ignored).
+--
 -- Limits: each job has a memory cap and each stage a Lua CPU budget; runaway code
 -- ends the stage with a clear error.
 
