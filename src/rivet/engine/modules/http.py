@@ -45,7 +45,7 @@ USER_AGENT = "rivet-ci"
 _GLUE = """
 local impl, json_encode, json_decode = ...
 local type, error, pcall, tostring, gsub = type, error, pcall, tostring, string.gsub
-local rawget = rawget
+local rawget, ipairs = rawget, ipairs
 
 -- Errors are raised at level 3: the pipeline line that called http.*. Options are
 -- read raw, here as in Python (no __index).

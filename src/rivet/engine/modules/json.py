@@ -49,8 +49,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _GLUE = """
 local encode_impl, decode_impl, phase = ...
-local type, error, setmetatable, format, utf8_len =
-  type, error, setmetatable, string.format, utf8.len
+local type, error, setmetatable, rawset, format, utf8_len =
+  type, error, setmetatable, rawset, string.format, utf8.len
 
 local marks = setmetatable({}, { __mode = "k" })
 
