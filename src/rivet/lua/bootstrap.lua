@@ -3,16 +3,23 @@
 -- helpers the Python side needs; none of them is reachable from the sandbox.
 local check_budget, is_killed, revoke_refund = ...
 
-local debug_sethook, debug_getinfo = debug.sethook, debug.getinfo
+-- Like all of Rivet's glue, it takes every global it uses here, at the top, and is
+-- sealed once it has run (see `seal`): nothing below looks up a global later.
+local debug_sethook, debug_getinfo, debug_setupvalue = debug.sethook, debug.getinfo, debug.setupvalue
 local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
+local coroutine_, string_, table_, math_, utf8_, os_ = coroutine, string, table, math, utf8, os
 local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
-local pack, unpack, type = table.pack, table.unpack, type
-local raw_setmetatable, rawget_ = setmetatable, rawget
-local main_thread = coroutine.running()
+local co_running = coroutine.running
+local pack, unpack, type, tostring_ = table.pack, table.unpack, type, tostring
+local raw_setmetatable, rawget_, pairs_, ipairs_ = setmetatable, rawget, pairs, ipairs
+local raw_collectgarbage = collectgarbage
+local utf8_len, select_ = utf8.len, select
+local globals = _G
+local main_thread = co_running()
 
 -- string.dump would let code produce binary chunks; the string metatable's
 -- __index is this very table, so removing it here removes it everywhere.
-string.dump = nil
+string_.dump = nil
 
 local MEMORY_ERROR = "not enough memory"
 
@@ -77,7 +84,7 @@ local function hooked_create(f)
 end
 
 local safe_coroutine = {}
-for k, v in pairs(coroutine) do
+for k, v in pairs_(coroutine_) do
   safe_coroutine[k] = v
 end
 safe_coroutine.create = hooked_create
@@ -100,7 +107,7 @@ end
 
 local function copy(t)
   local c = {}
-  for k, v in pairs(t) do
+  for k, v in pairs_(t) do
     c[k] = v
   end
   return c
@@ -134,37 +141,35 @@ end
 
 local safe_collectgarbage = function(opt)
   if opt == "count" then
-    return collectgarbage("count")
+    return raw_collectgarbage("count")
   end
   raw_error("collectgarbage: only 'count' is allowed in pipelines", 2)
 end
 
-for _, name in ipairs({
+for _, name in ipairs_({
   "assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal", "rawget",
   "rawlen", "rawset", "select", "tonumber", "tostring", "type",
 }) do
-  env[name] = _G[name]
+  env[name] = globals[name]
 end
 env.setmetatable = safe_setmetatable
 env.pcall = safe_pcall
 env.xpcall = safe_xpcall
 env.load = safe_load
 env.collectgarbage = safe_collectgarbage
-env.string = string
-env.table = copy(table)
-env.math = copy(math)
-env.utf8 = copy(utf8)
+env.string = string_
+env.table = copy(table_)
+env.math = copy(math_)
+env.utf8 = copy(utf8_)
 env.coroutine = safe_coroutine
-env.os = { time = os.time, clock = os.clock, date = os.date }
-env._VERSION = _VERSION
+env.os = { time = os_.time, clock = os_.clock, date = os_.date }
+env._VERSION = globals._VERSION
 env._G = env
 
 -- Wrap a Python callable so that Lua only ever sees a Lua function: the Python
 -- object stays an upvalue (unreachable without the debug library). The callable
 -- returns (true, results...) or (false, message); failures are raised at the
 -- caller's line so messages read "file.lua:12: ...".
-local utf8_len, select_ = utf8.len, select
-
 -- Strings cross into Python as UTF-8 text; a binary string would otherwise fail
 -- inside the bridge with a Python exception instead of a Lua error.
 local function check_text(name, ...)
@@ -183,8 +188,6 @@ end
 -- thrown through it cannot leave the hook armed for good. Between arming and
 -- `finish`, a call that ran no Lua sees exactly two call events: Python's own call
 -- and the tail call of `finish`; any more means Lua ran inside it.
-local co_running = coroutine.running
-
 local function finish(before, on_main, depth, ...)
   if calls - before > 2 then
     revoke_refund()
@@ -222,6 +225,23 @@ local function wrap(pyfn, name)
   end
 end
 
+-- After a chunk of Rivet's glue has run (and taken what it needs as locals), its
+-- global environment is swapped for one that refuses every access: glue never looks
+-- up a global at run time, where the pipeline could have replaced it.
+local sealed_mt = {}
+local function refuse(_, key)
+  raw_error("internal error in Rivet's Lua glue: it used the global '" .. tostring_(key)
+    .. "' at run time (glue must take what it uses as locals when it is installed)", 2)
+end
+sealed_mt.__index = refuse
+sealed_mt.__newindex = refuse
+sealed_mt.__metatable = false
+local SEALED = raw_setmetatable({}, sealed_mt)
+
+local function seal(chunk)
+  debug_setupvalue(chunk, 1, SEALED)
+end
+
 -- Always two results, so the Python side always receives a (function, error) pair.
 local function compile(source, chunkname)
   local fn, err = raw_load(source, chunkname, "t", env)
@@ -254,6 +274,7 @@ return {
   env = env,
   wrap = wrap,
   bridge = bridge,
+  seal = seal,
   compile = compile,
   set_hook = set_hook,
   line_of = line_of,

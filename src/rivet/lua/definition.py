@@ -137,12 +137,13 @@ def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
             raise LuaCallError(f"pipeline.stage: {problems[0].path}: {problems[0].message}")
 
     api_source = resources.files("rivet.lua").joinpath("pipeline_api.lua").read_text("utf-8")
-    api_fn = sandbox.load(api_source, "rivet/pipeline_api.lua")
-    pipeline_table, resolve = api_fn(
+    pipeline_table, resolve = sandbox.eval_lua(
+        api_source,
         sandbox.expose(record, "pipeline.define"),
         sandbox.expose(check_input, "pipeline.input", raw=True),
         sandbox.expose(check_stage, "pipeline.stage", raw=True),
         sandbox.caller_line_function,
+        chunkname="=rivet/pipeline_api.lua",
     )
     sandbox.env["pipeline"] = pipeline_table
 

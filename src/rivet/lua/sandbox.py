@@ -24,6 +24,10 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
 
 Reading tables that come from pipeline code is done raw (:mod:`rivet.lua.lua_values`),
 so no metamethod of the pipeline runs inside Rivet's Python in the first place.
+Rivet's Lua glue (``bootstrap.lua``, ``pipeline_api.lua``, the modules' glue) takes
+every standard function it uses as a local when it is installed, before any pipeline
+code runs, and is then sealed: a global looked up at run time, which the pipeline
+could have replaced, is an internal error instead.
 """
 
 from __future__ import annotations
@@ -176,14 +180,17 @@ class Sandbox:
         self._depth = 0
         self._owner: int | None = None
         source = resources.files("rivet.lua").joinpath("bootstrap.lua").read_text("utf-8")
-        boot = self._lua.execute(source, *_hook_functions(self._bridges))
+        chunk = self._lua.compile(source)
+        boot = chunk(*_hook_functions(self._bridges))
         self._env: Any = boot["env"]
         self._wrap: Any = boot["wrap"]
         self._bridge: Any = boot["bridge"]
         self._compile: Any = boot["compile"]
         self._line_of: Any = boot["line_of"]
         self._caller_line: Any = boot["caller_line"]
+        self._seal: Any = boot["seal"]
         boot["set_hook"](HOOK_INSTRUCTIONS)
+        self._seal(chunk)
         # The real globals keep io, os, debug, python…; pipeline code never sees them,
         # but drop the python module anyway so a future leak of _G is less harmful.
         self._lua.globals()["python"] = None
@@ -257,7 +264,7 @@ class Sandbox:
         self._bridges.sandbox = None
         self._bridges.functions.clear()
         self._env = self._wrap = self._bridge = self._compile = None
-        self._line_of = self._caller_line = None
+        self._seal = self._line_of = self._caller_line = None
         self._lua = None  # the LuaRuntime goes with its last reference: lua_close
 
     # --- values -------------------------------------------------------------------
@@ -382,13 +389,18 @@ class Sandbox:
         """The privileged Lua function ``caller_line(level)``, for trusted glue only."""
         return self._open()._caller_line
 
-    def eval_lua(self, code: str, *args: Any) -> Any:
+    def eval_lua(self, code: str, *args: Any, chunkname: str = "=rivet") -> Any:
         """Run trusted Rivet Lua code (module glue) in the sandbox environment with
-        ``args`` as its ``...``; returns what the chunk returns."""
-        fn, err = self._open()._compile(code, "=rivet")
+        ``args`` as its ``...``; returns what the chunk returns. The chunk is sealed
+        once it has run: its functions may no longer look up globals (see module
+        docstring), so glue takes what it uses as locals at the top."""
+        fn, err = self._open()._compile(code, chunkname)
         if fn is False:
             raise RuntimeError(f"internal Lua glue failed to compile: {err}")
-        return fn(*args)
+        try:
+            return fn(*args)
+        finally:
+            self._seal(fn)
 
     # --- running pipeline code -------------------------------------------------------
 

@@ -1,26 +1,126 @@
-"""Rivet's own Lua glue (the runtime modules' Lua parts) cannot be steered by the
-pipeline through the standard library.
+"""Rivet's own Lua glue (``bootstrap.lua``, ``pipeline_api.lua`` and every runtime
+module's glue) cannot be steered by the pipeline through the standard library.
 
 The glue runs in the pipeline's environment, so a global it looked up at run time
 (``table.remove``, ``ipairs``…) would be whatever the pipeline had put there:
-``process.parallel`` did exactly that. Every piece of glue now takes what it uses as
-locals when it is installed, before any pipeline code runs. Checked by a hostile
-pipeline that replaces every standard function with a spy and then uses every module,
-and by one that replaces them with wrong ones.
+``process.parallel`` used to do exactly that. Now every piece of glue takes what it
+uses as locals when it is installed, before any pipeline code runs, and is sealed
+once it has run (a global looked up later is an internal error, not the pipeline's
+function). Checked three ways: statically (luacheck lists every global a chunk
+reads; all must be read in its header, before its first function), by the seal
+itself, and by a hostile pipeline that replaces every standard function with a spy
+and then uses every module.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from recording import EventLog
 
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import JobResult
+from rivet.engine.context import JobContext
+from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
+from rivet.engine.modules import install_all
+from rivet.lua.definition import load_pipeline
+from rivet.lua.sandbox import Sandbox
+
+BOOTSTRAP = Path(__file__).resolve().parents[3] / "src" / "rivet" / "lua" / "bootstrap.lua"
+TINY = "return pipeline.define({ name = 'x', stages = { { name = 's', script = print } } })"
+
+
+def installed_glue(tmp_path: Path) -> dict[str, str]:
+    """Every chunk of glue a job installs, as it is installed (the definition API
+    and every runtime module), captured from ``Sandbox.eval_lua``."""
+    chunks: dict[str, str] = {"bootstrap.lua": BOOTSTRAP.read_text()}
+    real = Sandbox.eval_lua
+
+    def spy(self: Sandbox, code: str, *args: Any, chunkname: str = "=rivet") -> Any:
+        chunks[f"glue {len(chunks)} ({chunkname}: {code.strip().splitlines()[0][:40]})"] = code
+        return real(self, code, *args, chunkname=chunkname)
+
+    sandbox = Sandbox()
+    ctx = JobContext(
+        job_id="glue",
+        events=EventLog(),
+        backend=PodmanBackend(),
+        workspace=tmp_path,
+        default_image="alpine:latest",
+        inputs={},
+        cancel=CancelToken(),
+    )
+    Sandbox.eval_lua = spy  # type: ignore[method-assign]
+    try:
+        install_all(sandbox, ctx)
+        load_pipeline(TINY, "tiny.lua", sandbox=sandbox)
+    finally:
+        Sandbox.eval_lua = real  # type: ignore[method-assign]
+        sandbox.close()
+    return chunks
+
+
+GLOBAL = re.compile(r":(\d+):\d+: \(W11[123]\) \w+ .*?variable '?(\w+)'?")
+
+
+def test_glue_reads_globals_only_in_its_header(tmp_path: Path) -> None:
+    luacheck = shutil.which("luacheck")
+    if luacheck is None:
+        pytest.skip("luacheck is not installed (Debian package lua-check)")
+    chunks = installed_glue(tmp_path)
+    # bootstrap, the definition API and the nine runtime modules' glue (log's, fs's…)
+    assert len(chunks) >= 8, sorted(chunks)
+    late: list[str] = []
+    for name, code in chunks.items():
+        path = tmp_path / "chunk.lua"
+        path.write_text(code)
+        proc = subprocess.run(
+            [
+                luacheck,
+                "--std",
+                "none",
+                "--no-unused",
+                "--no-redefined",
+                "--codes",
+                "--formatter",
+                "plain",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        lines = code.splitlines()
+        first_function = next(
+            i
+            for i, line in enumerate(lines, start=1)
+            if re.search(r"\bfunction\b", line) and not line.lstrip().startswith("--")
+        )
+        accesses = [(int(m.group(1)), m.group(2)) for m in GLOBAL.finditer(proc.stdout)]
+        assert accesses or name != "bootstrap.lua", proc.stdout + proc.stderr
+        late += [f"{name}:{line}: {var}" for line, var in accesses if line >= first_function]
+    assert late == [], "globals read after the header (at run time): " + ", ".join(late)
+
+
+def test_a_sealed_chunk_refuses_globals_at_run_time() -> None:
+    sandbox = Sandbox()
+    leaky = sandbox.eval_lua("return function() return table.concat({ 'a', 'b' }) end")
+    from lupa import lua54
+
+    with pytest.raises(
+        lua54.LuaError,
+        match="internal error in Rivet's Lua glue: it used the global 'table' at run time",
+    ):
+        leaky()
+    sandbox.close()
 
 
 def run(tmp_path: Path, source: str) -> tuple[JobResult, EventLog]:
