@@ -153,10 +153,10 @@ def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
         # One budget for the file and for resolving what it returned (a builder is
         # recorded then): everything that runs pipeline code at definition time.
         with sandbox.budget(budget, f"{filename}: definition"):
-            returned = chunk()
+            returned = sandbox.invoke(chunk)
             if isinstance(returned, tuple):
                 returned = returned[0] if returned else None
-            index = resolve(returned)
+            index = sandbox.invoke(resolve, returned)
     except LuaError as exc:
         line, message = split_location(str(exc), filename)
         raise DefinitionError(filename, [Problem("", message, line)]) from None

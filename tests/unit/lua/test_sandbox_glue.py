@@ -119,7 +119,7 @@ def test_a_sealed_chunk_refuses_globals_at_run_time() -> None:
         lua54.LuaError,
         match="internal error in Rivet's Lua glue: it used the global 'table' at run time",
     ):
-        leaky()
+        sandbox.invoke(leaky)
     sandbox.close()
 
 

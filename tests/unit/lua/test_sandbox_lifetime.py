@@ -178,7 +178,7 @@ def plant_real_finalizer(job: Job, body: str) -> None:
         f"return function() KEEP = setmetatable({{}}, {{ __gc = function() {body} end }}) end",
         "plant.lua",
     )
-    make = planter(real.setmetatable, real.pcall)
+    make = job.sandbox.invoke(planter, real.setmetatable, real.pcall)
     make()
 
 
