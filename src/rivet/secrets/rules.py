@@ -7,6 +7,7 @@ import re
 
 from rivet.engine.redaction import MIN_SECRET_LENGTH
 from rivet.errors import RivetError
+from rivet.limits import MAX_NAME, text_problem
 
 __all__ = [
     "MAX_VALUE_BYTES",
@@ -21,7 +22,7 @@ __all__ = [
 # Names double as the suffix of RIVET_SECRET_<NAME> variables, hence env-name rules.
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_VALUE_BYTES = 64 * 1024
-MAX_PIPELINE_NAME = 200
+MAX_PIPELINE_NAME = MAX_NAME
 
 
 class SecretRuleError(RivetError):
@@ -46,7 +47,7 @@ def check_value(name: str, value: str) -> str:
             "characters (shorter values cannot be redacted from logs without masking "
             "ordinary text)"
         )
-    if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
         raise SecretRuleError(
             f"secret '{name}': the value is larger than {MAX_VALUE_BYTES // 1024} KiB"
         )
@@ -55,14 +56,21 @@ def check_value(name: str, value: str) -> str:
             f"secret '{name}': the value contains a NUL character (it could not be passed "
             "as an environment variable)"
         )
+    if (problem := text_problem(value)) is not None:
+        raise SecretRuleError(f"secret '{name}': the value {problem}")
     return value
 
 
 def check_pipeline(pipeline: str) -> str:
     cleaned = pipeline.strip()
-    if not cleaned or len(cleaned) > MAX_PIPELINE_NAME or any(ord(c) < 32 for c in cleaned):
+    if (
+        not cleaned
+        or len(cleaned) > MAX_PIPELINE_NAME
+        or any(ord(c) < 32 for c in cleaned)
+        or text_problem(cleaned) is not None
+    ):
         raise SecretRuleError(
             f"invalid pipeline name {pipeline[:60]!r} for a grant: a non-empty name of at "
-            f"most {MAX_PIPELINE_NAME} characters without control characters"
+            f"most {MAX_PIPELINE_NAME} characters of valid text without control characters"
         )
     return cleaned
