@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from rivet.limits import MAX_INT32
 from rivet.orchestrator.auth import is_admin
 from rivet.orchestrator.deps import ServicesDep
 from rivet.protocol import PipelineCreate, PipelineView
@@ -33,7 +34,7 @@ def list_pipelines(services: ServicesDep) -> list[PipelineView]:
 def show_pipeline(
     ref: str,
     services: ServicesDep,
-    version: Annotated[int | None, Query(ge=1, description="default: latest")] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT32, description="default: latest")] = None,
 ) -> PipelineView:
     return services.pipelines.show(ref, version)
 
