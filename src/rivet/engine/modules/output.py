@@ -1,10 +1,17 @@
-"""``output.*``: values shared between the stages of one job and reported with its result."""
+"""``output.*``: values shared between the stages of one job and reported with its result.
+
+``output.set`` enforces the API's caps (:mod:`rivet.limits`) where the pipeline can
+see the error: at most ``MAX_OUTPUTS`` outputs, names of at most ``MAX_NAME``
+characters, strings of at most ``MAX_VALUE`` characters without NUL, numbers finite
+within ±2^53. A result the server would refuse therefore fails the stage that made
+it, with the line, instead of failing the report at the end."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rivet.engine.context import JobContext
+from rivet.limits import MAX_NAME, MAX_OUTPUTS, MAX_VALUE, number_problem, text_problem
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -15,6 +22,25 @@ def _name(fn: str, name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise LuaCallError(f"output.{fn}: the output name must be a non-empty string")
     return name
+
+
+def _check(key: str, value: str | int | float | bool, outputs: dict[str, Any]) -> None:
+    if len(key) > MAX_NAME:
+        raise LuaCallError(f"output.set: output names may have at most {MAX_NAME} characters")
+    if (why := text_problem(key)) is not None:
+        raise LuaCallError(f"output.set: the output name {why}")
+    if key not in outputs and len(outputs) >= MAX_OUTPUTS:
+        raise LuaCallError(f"output.set: a job may set at most {MAX_OUTPUTS} outputs")
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE:
+            raise LuaCallError(
+                f"output.set: value of '{key}' has {len(value)} characters; "
+                f"at most {MAX_VALUE} are allowed"
+            )
+        if (why := text_problem(value)) is not None:
+            raise LuaCallError(f"output.set: value of '{key}' {why}")
+    elif not isinstance(value, bool) and (why := number_problem(value)) is not None:
+        raise LuaCallError(f"output.set: value of '{key}': {why}")
 
 
 def install(sandbox: Sandbox, ctx: JobContext) -> None:
@@ -28,6 +54,7 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
                 f"output.set: value of '{key}' must be a string, number or boolean, "
                 f"got {lv.type_name(value)}"
             )
+        _check(key, value, ctx.outputs)
         ctx.outputs[key] = value
 
     def get(name: Any, default: Any = None) -> Any:
