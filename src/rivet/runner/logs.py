@@ -16,8 +16,9 @@ is dropped or reordered while the server is away.
 Size: each line's message is cut to the server's per-line cap (``MAX_LOG_MESSAGE``,
 saying how much was cut) and a batch never has more than ``MAX_LOG_LINES`` lines. A
 batch the server still refuses as too large (413, a server configured with a smaller
-``RIVET_MAX_BODY_BYTES``) is split in halves and each half sent; only a single line
-that alone is too large is dropped, with an error in the runner's log.
+``RIVET_MAX_BODY_BYTES``) is split in halves and each half sent; a single line that
+alone is too large is replaced by a short warning line with the same number (so the
+log keeps no gap) and counted as dropped, with an error in the runner's log.
 
 Memory: the buffer holds at most ``max_buffer_bytes`` of messages; beyond that
 :meth:`log` blocks its caller (the job's Lua thread or a process reader), which
@@ -222,18 +223,34 @@ class LogShipper:
         try:
             return self._send_once(batch, backoff)
         except RequestTooLarge as exc:
-            if isinstance(batch, StageUpdate) or len(batch) == 1:
-                what = (
-                    "a stage update" if isinstance(batch, StageUpdate) else f"line {batch[0].seq}"
-                )
-                log.error("job %s: the server refuses %s as too large (%s)", self.job_id, what, exc)
-                return 0 if isinstance(batch, StageUpdate) else 1
+            if isinstance(batch, StageUpdate):
+                log.error("job %s: the server refuses a stage update (%s)", self.job_id, exc)
+                return 0
+            if len(batch) == 1:
+                return self._replace_line(batch[0], exc, backoff)
             half = len(batch) // 2
             first = self._send(batch[:half], backoff)
             if first is None:
                 return None
             second = self._send(batch[half:], backoff)
             return None if second is None else first + second
+
+    def _replace_line(self, line: LogLine, exc: RequestTooLarge, backoff: Backoff) -> int | None:
+        """A line the server refuses even alone: its number is kept (a gap would stop
+        readers of the running job there) with a short message saying what happened."""
+        log.error(
+            "job %s: the server refuses line %d as too large (%s)", self.job_id, line.seq, exc
+        )
+        note = (
+            f"[line {line.seq} not stored: the server refused it as too large "
+            f"({len(line.message)} characters)]"
+        )
+        stand_in = line.model_copy(update={"message": note, "level": "warning"})
+        try:
+            refused = self._send_once([stand_in], backoff)
+        except RequestTooLarge:
+            return 1
+        return None if refused is None else 1
 
     def _send_once(self, batch: list[LogLine] | StageUpdate, backoff: Backoff) -> int | None:
         """Deliver ``batch`` as one request: 0, the line count if refused, None to abandon;
