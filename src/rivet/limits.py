@@ -40,12 +40,14 @@ __all__ = [
     "MAX_LOG_MESSAGE",
     "MAX_NAME",
     "MAX_OUTPUTS",
+    "MAX_OUTPUTS_TOTAL",
     "MAX_PLUGINS",
     "MAX_SOURCE_BYTES",
     "MAX_TAGS",
     "MAX_TOKEN",
     "MAX_VALUE",
     "number_problem",
+    "outputs_size",
     "scrub",
     "text_problem",
     "text_problems",
@@ -61,6 +63,7 @@ MAX_DESCRIPTION = 1000
 MAX_TOKEN = 200
 MAX_INPUTS = 100  # launch inputs, and inputs a pipeline may declare
 MAX_OUTPUTS = 100
+MAX_OUTPUTS_TOTAL = 1024 * 1024  # characters of all output names and string values together
 MAX_VALUE = 64 * 1024  # characters of one string input or output value
 MAX_LOG_LINES = 1000  # lines in one log batch
 MAX_LOG_MESSAGE = 64 * 1024  # characters of one log line
@@ -163,6 +166,11 @@ def scrub(data: Any) -> Any:
         items = [scrub(v) for v in data]
         return items if any(a is not b for a, b in zip(items, data, strict=True)) else data
     return data
+
+
+def outputs_size(outputs: dict[str, Any]) -> int:
+    """What counts against :data:`MAX_OUTPUTS_TOTAL`: names and string values, in characters."""
+    return sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in outputs.items())
 
 
 def truncate(text: str, limit: int) -> str:

@@ -295,9 +295,20 @@ class StageUpdate(BaseModel):
     error: ErrorText | None = None
 
 
+def _outputs_fit(outputs: dict[str, Scalar]) -> dict[str, Scalar]:
+    if limits.outputs_size(outputs) > limits.MAX_OUTPUTS_TOTAL:
+        raise ValueError(
+            f"names and string values of all outputs may have at most "
+            f"{limits.MAX_OUTPUTS_TOTAL} characters together"
+        )
+    return outputs
+
+
 class JobCompletion(BaseModel):
     status: Literal["succeeded", "failed", "cancelled"]
-    outputs: dict[Name, WireScalar] = Field(default_factory=dict, max_length=limits.MAX_OUTPUTS)
+    outputs: Annotated[dict[Name, WireScalar], AfterValidator(_outputs_fit)] = Field(
+        default_factory=dict, max_length=limits.MAX_OUTPUTS
+    )
     error: ErrorText | None = None
 
 

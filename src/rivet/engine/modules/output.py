@@ -2,16 +2,25 @@
 
 ``output.set`` enforces the API's caps (:mod:`rivet.limits`) where the pipeline can
 see the error: at most ``MAX_OUTPUTS`` outputs, names of at most ``MAX_NAME``
-characters, strings of at most ``MAX_VALUE`` characters without NUL, numbers finite
-within ±2^53. A result the server would refuse therefore fails the stage that made
-it, with the line, instead of failing the report at the end."""
+characters, strings of at most ``MAX_VALUE`` characters without NUL, all of them
+together at most ``MAX_OUTPUTS_TOTAL`` characters, numbers finite within ±2^53. A
+result the server would refuse therefore fails the stage that made it, with the
+line, instead of failing the report at the end."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rivet.engine.context import JobContext
-from rivet.limits import MAX_NAME, MAX_OUTPUTS, MAX_VALUE, number_problem, text_problem
+from rivet.limits import (
+    MAX_NAME,
+    MAX_OUTPUTS,
+    MAX_OUTPUTS_TOTAL,
+    MAX_VALUE,
+    number_problem,
+    outputs_size,
+    text_problem,
+)
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -41,6 +50,11 @@ def _check(key: str, value: str | int | float | bool, outputs: dict[str, Any]) -
             raise LuaCallError(f"output.set: value of '{key}' {why}")
     elif not isinstance(value, bool) and (why := number_problem(value)) is not None:
         raise LuaCallError(f"output.set: value of '{key}': {why}")
+    if outputs_size({**outputs, key: value}) > MAX_OUTPUTS_TOTAL:
+        raise LuaCallError(
+            f"output.set: all outputs together may have at most {MAX_OUTPUTS_TOTAL} "
+            "characters of names and string values"
+        )
 
 
 def install(sandbox: Sandbox, ctx: JobContext) -> None:
