@@ -444,3 +444,44 @@ def test_nul_byte_in_arguments_is_a_clear_error(run) -> None:  # type: ignore[no
     result, _, _ = run(pipeline(stage("s", 'process.run({ "echo", "a\\0b" })')))
     assert result.status == "failed"
     assert "t.lua:3: process.run: argument 2 contains a NUL byte" in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ('output.set(string.rep("k", 201), 1)', "output names may have at most 200 characters"),
+        ('output.set("big", string.rep("x", 65537))', "value of 'big' has 65537 characters"),
+        ('output.set("nul", "a\\0b")', "value of 'nul' contains a NUL character"),
+        ('output.set("n", 2^53 + 2)', "outside the range of numbers a pipeline can use exactly"),
+        (
+            'output.set("n", math.maxinteger)',
+            "outside the range of numbers a pipeline can use exactly",
+        ),
+        ('output.set("n", 0/0)', "expected a finite number"),
+        ("for i = 1, 101 do output.set('o' .. i, i) end", "a job may set at most 100 outputs"),
+        (
+            "for i = 1, 9 do output.set('o' .. i, string.rep('x', 65536)) end",
+            "all outputs together may have at most 524288 characters",
+        ),
+    ],
+)
+def test_output_set_refuses_what_the_server_could_not_store(  # type: ignore[no-untyped-def]
+    run, script: str, message: str
+) -> None:
+    """The stage fails at its line, so the job's result is never refused at the end."""
+    result, _, _ = run(pipeline(stage("s", script)))
+    assert result.status == "failed"
+    assert message in (result.error or ""), result.error
+    assert "t.lua:" in (result.error or "")
+
+
+def test_output_set_accepts_values_at_the_limits(run) -> None:  # type: ignore[no-untyped-def]
+    script = """
+    output.set(string.rep("k", 200), 2^53)
+    output.set("big", string.rep("x", 65536))
+    for i = 1, 98 do output.set("o" .. i, -i) end
+    output.set("big", "replacing a value does not count twice")
+    """
+    result, _, _ = run(pipeline(stage("s", script)))
+    assert result.status == "succeeded", result.error
+    assert len(result.outputs) == 100 and result.outputs["k" * 200] == 2**53

@@ -293,7 +293,7 @@ async def test_completion_caps_outputs(client: httpx.AsyncClient, app: FastAPI) 
     long_error = {"status": "failed", "error": "e" * (limits.MAX_ERROR + 1)}
     refused(await client.post(url, headers=runner, json=long_error), 422, "error", limits.MAX_ERROR)
     assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "running"
-    total = {f"o{n}": "x" * limits.MAX_VALUE for n in range(16)}  # 16 × 64 Ki + names
+    total = {f"o{n}": "x" * limits.MAX_VALUE for n in range(8)}  # 8 × 64 Ki + names
     response = await client.post(
         url, headers=runner, json={"status": "succeeded", "outputs": total}
     )

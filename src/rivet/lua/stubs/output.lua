@@ -7,7 +7,7 @@ output = {}
 
 ---Set an output value. Errors for more than 100 outputs, a name over 200
 ---characters, a string over 65536 characters or with a NUL, all outputs together
----over 1048576 characters, or a number that is not finite or outside ±2^53.
+---over 524288 characters, or a number that is not finite or outside ±2^53.
 ---@param name string
 ---@param value string|number|boolean
 function output.set(name, value) end
