@@ -88,7 +88,11 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_NAME
 Description = Annotated[str, StringConstraints(max_length=limits.MAX_DESCRIPTION)]
 ErrorText = Annotated[str, StringConstraints(max_length=limits.MAX_ERROR)]
 WireScalar = Annotated[Scalar, AfterValidator(_wire_value)]
-Tags = Annotated[dict[Name, Name], Field(max_length=limits.MAX_TAGS)]
+# A runner may offer a tag with an empty value (``--tag os=``); keys are never empty.
+Tags = Annotated[
+    dict[Name, Annotated[str, StringConstraints(max_length=limits.MAX_NAME)]],
+    Field(max_length=limits.MAX_TAGS),
+]
 Plugins = Annotated[list[Name], Field(max_length=limits.MAX_PLUGINS)]
 
 
