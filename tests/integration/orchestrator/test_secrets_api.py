@@ -4,6 +4,7 @@ in answers, rows or logs; grants decide which claimed jobs receive which secrets
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import stat
@@ -138,7 +139,11 @@ async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> N
     # Text no database can store is refused at the edge (422 naming the field), and
     # the answer still holds no part of the value.
     for bad in (VALUE + "\0", VALUE + "\ud800"):
-        response = await client.put("/api/secrets/TOKEN", headers=ADMIN, json={"value": bad})
+        response = await client.put(
+            "/api/secrets/TOKEN",
+            headers={**ADMIN, "Content-Type": "application/json"},
+            content=json.dumps({"value": bad}).encode(),  # ASCII JSON: "\ud800" escaped
+        )
         assert response.status_code == 422, response.text
         assert response.json()["error"]["details"][0]["loc"] == ["body", "value"]
         assert_absent(response.text, VALUE)
