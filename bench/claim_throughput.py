@@ -52,7 +52,9 @@ def seed(url: str, count: int) -> None:
     try:
         upgrade(db)
         with db.write() as tx:
-            pipeline_store.create_version(tx.conn, definition, source, "claim-bench.lua")
+            pipeline_store.create_version(
+                tx.conn, definition, source, "claim-bench.lua", created_by="anonymous"
+            )
             version = pipeline_store.get_version(tx.conn, "claim-bench")
             for _ in range(count):
                 job_store.create_job(tx.conn, version, {})

@@ -13,10 +13,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rivet.defaults import DEFAULT_PORT, default_home
+from rivet.defaults import DEFAULT_PORT
+from rivet.home import RivetHome, default_home
 from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_SOURCE_BYTES
 
-__all__ = ["DEFAULT_PORT", "ServerSettings", "default_home"]
+__all__ = ["DEFAULT_PORT", "ServerSettings"]
 
 
 class ServerSettings(BaseSettings):
@@ -62,16 +63,25 @@ class ServerSettings(BaseSettings):
         return value.expanduser()
 
     @property
+    def rivet_home(self) -> RivetHome:
+        return RivetHome(self.home)
+
+    @property
+    def uses_home(self) -> bool:
+        """True when something of this server lives in ``home`` (database, token, key)."""
+        return self.database_url is None or self.admin_token is None or self.secret_key is None
+
+    @property
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite database under ``home``."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.home / 'rivet.db'}"
+        return self.rivet_home.database_url
 
     @property
     def admin_token_file(self) -> Path:
-        return self.home / "admin-token"
+        return self.rivet_home.admin_token
 
     @property
     def secret_key_file(self) -> Path:
-        return self.home / "secret-key"
+        return self.rivet_home.secret_key

@@ -1,17 +1,10 @@
 """Defaults shared by the CLI and the server, kept free of heavy imports so that
-commands like ``rivet check`` start fast."""
+commands like ``rivet check`` start fast (the home directory: :mod:`rivet.home`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-__all__ = ["DEFAULT_IMAGE", "DEFAULT_PORT", "default_home"]
+__all__ = ["DEFAULT_IMAGE", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 8420
 # The image for commands run outside any container.with / stage container.
 DEFAULT_IMAGE = "alpine:latest"
-
-
-def default_home() -> Path:
-    """``~/.rivet``: where the embedded database, admin token and config live."""
-    return Path("~/.rivet").expanduser()

@@ -40,13 +40,15 @@ __all__ = [
     "MAX_LOG_MESSAGE",
     "MAX_NAME",
     "MAX_OUTPUTS",
-    "MAX_OUTPUTS_TOTAL",
+    "MAX_OUTPUTS_BYTES",
+    "MAX_OUTPUT_NAME",
     "MAX_PLUGINS",
     "MAX_SOURCE_BYTES",
     "MAX_TAGS",
     "MAX_TOKEN",
     "MAX_VALUE",
     "number_problem",
+    "output_size",
     "outputs_size",
     "scrub",
     "text_problem",
@@ -62,9 +64,12 @@ MAX_NAME = 200
 MAX_DESCRIPTION = 1000
 MAX_TOKEN = 200
 MAX_INPUTS = 100  # launch inputs, and inputs a pipeline may declare
-MAX_OUTPUTS = 100
-MAX_OUTPUTS_TOTAL = 512 * 1024  # characters of all output names and string values together
-MAX_VALUE = 64 * 1024  # characters of one string input or output value
+# Outputs (output.set, the completion): the runner's caps (rivet.engine.limits uses
+# these very numbers), so that the server accepts whatever a job may set.
+MAX_OUTPUTS = 1000
+MAX_OUTPUT_NAME = 256
+MAX_OUTPUTS_BYTES = 1024 * 1024  # names and values together, UTF-8
+MAX_VALUE = 64 * 1024  # characters of one string input value
 MAX_LOG_LINES = 1000  # lines in one log batch
 MAX_LOG_MESSAGE = 64 * 1024  # characters of one log line
 MAX_ERROR = 64 * 1024  # characters of a job's or stage's error
@@ -168,9 +173,15 @@ def scrub(data: Any) -> Any:
     return data
 
 
+def output_size(key: str, value: object) -> int:
+    """What one output counts against :data:`MAX_OUTPUTS_BYTES`: its name and its value
+    (numbers and booleans as their text), in UTF-8 bytes."""
+    text = value if isinstance(value, str) else str(value)
+    return len(key.encode("utf-8", "replace")) + len(text.encode("utf-8", "replace"))
+
+
 def outputs_size(outputs: dict[str, Any]) -> int:
-    """What counts against :data:`MAX_OUTPUTS_TOTAL`: names and string values, in characters."""
-    return sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in outputs.items())
+    return sum(output_size(key, value) for key, value in outputs.items())
 
 
 def truncate(text: str, limit: int) -> str:

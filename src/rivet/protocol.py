@@ -8,6 +8,8 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 
 - ``POST /api/runners/register`` ``RegisterRequest`` → ``RegisterResponse`` (uses a
   registration token instead of a runner token; the token is consumed)
+- ``GET /api/runner/self`` → ``RunnerView``: the runner as the server knows it (the
+  tags and plugins its claims are matched with)
 - ``POST /api/runner/claim`` ``ClaimRequest`` → 200 ``JobAssignment`` or 204 after
   ``wait_seconds`` without work (long poll)
 - ``POST /api/runner/jobs/{id}/logs`` ``LogBatch`` → ``Ack`` (idempotent by ``seq``)
@@ -38,6 +40,7 @@ __all__ = [
     "JobAssignment",
     "JobCompletion",
     "JobLaunch",
+    "JobLaunched",
     "JobPage",
     "JobView",
     "LogBatch",
@@ -49,6 +52,7 @@ __all__ = [
     "RegisterResponse",
     "RegistrationTokenCreate",
     "RegistrationTokenView",
+    "RunnerUpdate",
     "RunnerView",
     "SecretSet",
     "SecretView",
@@ -134,6 +138,12 @@ class PipelineView(BaseModel):
     definition: dict[str, Any]
     source: str | None = None
     created_at: datetime
+    created_by: str | None = Field(
+        default=None,
+        description="who pushed this version: admin, anonymous, or unknown (pushed before "
+        "Rivet recorded it); "
+        "only versions an admin pushed after a grant receive its secret",
+    )
     versions: int = 1
 
 
@@ -177,6 +187,16 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stages: list[StageView] = Field(default_factory=list)
+
+
+class JobLaunched(JobView):
+    """The answer to ``POST /api/jobs``: the new job, and what its launcher should know."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="e.g. a secret granted to the pipeline that this version does not "
+        "receive, and why (the job runs without it)",
+    )
 
 
 class JobPage(BaseModel):
@@ -240,10 +260,28 @@ class RunnerView(BaseModel):
     created_at: datetime
 
 
+class RunnerUpdate(BaseModel):
+    """Body of ``PATCH /api/runners/{ref}`` (admin): what to replace; omitted = kept."""
+
+    tags: Tags | None = Field(default=None, description="the runner's tags, all")
+    plugins: Plugins | None = Field(default=None, description="the runner's plugins, all")
+
+
 class ClaimRequest(BaseModel):
+    """A runner's tags and plugins are the ones stored at registration (changed only by
+    an admin): a claim cannot widen what the runner is handed."""
+
     wait_seconds: float = Field(default=20.0, ge=0, le=60)
-    tags: Tags | None = Field(default=None, description="overrides registered tags")
-    plugins: Plugins | None = None
+    tags: Tags | None = Field(
+        default=None,
+        description="ignored: jobs are matched against the tags stored for the runner "
+        "(set at registration, changed by an admin with PATCH /api/runners/{ref})",
+    )
+    plugins: Plugins | None = Field(
+        default=None,
+        description="what this runner's runtime provides now; it can only narrow the "
+        "registered plugins (a plugin the server has not recorded is not offered)",
+    )
 
 
 def _reveal(value: SecretStr) -> str:
@@ -266,8 +304,13 @@ class JobAssignment(BaseModel):
     next_seq: int = Field(default=1, description="first log sequence number to use")
     secrets: dict[str, WireSecret] = Field(
         default_factory=dict,
-        description="name -> value of every secret granted to the job's pipeline "
+        description="name -> value of every secret whose grant covers the job's version "
         "(decrypted by the server; only over the runner's authenticated channel)",
+    )
+    withheld: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> why a secret granted to the job's pipeline is not sent to "
+        "this version (it predates the grant, or was not pushed by the admin)",
     )
 
 
@@ -299,20 +342,32 @@ class StageUpdate(BaseModel):
     error: ErrorText | None = None
 
 
+def _output_value(value: Scalar) -> Scalar:
+    if not isinstance(value, bool | str) and (problem := limits.number_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _outputs_fit(outputs: dict[str, Scalar]) -> dict[str, Scalar]:
-    if limits.outputs_size(outputs) > limits.MAX_OUTPUTS_TOTAL:
+    if limits.outputs_size(outputs) > limits.MAX_OUTPUTS_BYTES:
         raise ValueError(
-            f"names and string values of all outputs may have at most "
-            f"{limits.MAX_OUTPUTS_TOTAL} characters together"
+            f"names and values of all outputs may have at most {limits.MAX_OUTPUTS_BYTES} "
+            "bytes together (UTF-8)"
         )
     return outputs
 
 
+OutputName = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_OUTPUT_NAME)]
+
+
 class JobCompletion(BaseModel):
+    """Outputs have the caps ``output.set`` enforces (the same numbers)."""
+
     status: Literal["succeeded", "failed", "cancelled"]
-    outputs: Annotated[dict[Name, WireScalar], AfterValidator(_outputs_fit)] = Field(
-        default_factory=dict, max_length=limits.MAX_OUTPUTS
-    )
+    outputs: Annotated[
+        dict[OutputName, Annotated[Scalar, AfterValidator(_output_value)]],
+        AfterValidator(_outputs_fit),
+    ] = Field(default_factory=dict, max_length=limits.MAX_OUTPUTS)
     error: ErrorText | None = None
 
 
@@ -341,3 +396,8 @@ class SecretView(BaseModel):
     created_at: datetime
     updated_at: datetime
     grants: list[str] = Field(default_factory=list, description="pipelines it is granted to")
+    covers: dict[str, int] = Field(
+        default_factory=dict,
+        description="pipeline -> the first version its grant covers (versions the admin "
+        "pushes from then on; older ones run without the secret)",
+    )

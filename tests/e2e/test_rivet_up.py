@@ -3,6 +3,7 @@ stop on Ctrl-C (exit 0, both children gone), and the runner's token reused next 
 
 from __future__ import annotations
 
+import os
 import signal
 import tomllib
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from live_rivet import REPO, free_port
-from rivet_processes import Processes, processes_mentioning, rivet_env, run_cli
+from rivet_processes import Processes, open_to_others, processes_mentioning, rivet_env, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
@@ -32,6 +33,14 @@ def stop_up(processes: Processes, home: Path) -> None:
 def test_rivet_up_runs_a_job_and_stops_cleanly(
     podman_available: str, processes: Processes, tmp_path: Path
 ) -> None:
+    previous = os.umask(0o022)  # inherited by `rivet up`: its files must not rely on it
+    try:
+        _up_runs_a_job_and_stops_cleanly(processes, tmp_path)
+    finally:
+        os.umask(previous)
+
+
+def _up_runs_a_job_and_stops_cleanly(processes: Processes, tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -48,6 +57,11 @@ def test_rivet_up_runs_a_job_and_stops_cleanly(
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/api/health", timeout=2)
     assert (home / "logs" / "server.log").stat().st_size > 0
+    # Private: database (+ -wal/-shm), admin-token, secret-key, runner.toml, logs/*.log.
+    assert {"rivet.db", "admin-token", "secret-key", "runner.toml", "logs"} <= {
+        p.name for p in home.iterdir()
+    }
+    assert open_to_others(home) == []
     first = tomllib.loads((home / "runner.toml").read_text())
 
     # Same home again: the saved runner token is reused, no new registration token made.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -111,6 +112,17 @@ def wait_ready(url: str, proc: RivetProcess, timeout: float = 60.0) -> None:
             return False
 
     wait_for(ready, timeout, f"server at {url}")
+
+
+def open_to_others(root: Path) -> list[str]:
+    """Every file or directory under ``root`` (and ``root``) that group or others may
+    access, as ``"path mode"``; what a private RIVET_HOME must never contain."""
+    found = []
+    for path in [root, *sorted(root.rglob("*"))]:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and mode & 0o077:
+            found.append(f"{path.relative_to(root.parent)} {stat.S_IMODE(mode):04o}")
+    return found
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
-from rivet.cli.common import EXIT_FAILED, EXIT_OK, err_console, out_console
+from rivet.cli.common import EXIT_FAILED, EXIT_OK, err_console, out_console, print_problem_lines
+from rivet.cli.terminal import echo_json, safe
 from rivet.errors import DefinitionError, RivetError
 
 __all__ = ["check", "read_pipeline_file"]
@@ -77,28 +76,27 @@ def check(
                     }
                 )
             else:
-                for line in str(exc).splitlines():
-                    out.print(Text(line, style="red"))
+                print_problem_lines([p.render(name) for p in exc.problems], out)
             continue
         except RivetError as exc:
             failed = True
             if as_json:
                 documents.append({"file": name, "errors": [str(exc)], "problems": []})
             else:
-                out.print(Text(str(exc), style="red"))
+                print_problem_lines([str(exc)], out)
             continue
         warnings = [strip_file_prefix(w, name) for w in loaded.warnings]
         if as_json:
             documents.append(loaded.definition.to_dict())
             for warning in warnings:
-                err.print(Text(f"{name}: warning: {warning}", style="yellow"))
+                err.print(safe(f"{name}: warning: {warning}", "yellow"))
             continue
-        ok = Text(f"{name}: ")
+        ok = safe(f"{name}: ")
         ok.append("ok", style="green")
         out.print(ok)
         for warning in warnings:
-            out.print(Text(f"{name}: warning: {warning}", style="yellow"))
+            out.print(safe(f"{name}: warning: {warning}", "yellow"))
     if as_json:
         payload: object = documents[0] if len(files) == 1 else documents
-        typer.echo(json.dumps(payload, indent=2))
+        echo_json(payload)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

@@ -2,12 +2,14 @@
 lookup (server URL, admin token, home directory) and id display.
 
 Output conventions: results go to stdout, errors and prompts to stderr. Colour only
-on a terminal and never with ``NO_COLOR`` set (rich honours both).
+on a terminal and never with ``NO_COLOR`` set (rich honours both). Text from a job,
+a pipeline file or the server is printed only through :mod:`rivet.cli.terminal`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from rivet.defaults import DEFAULT_PORT, default_home
+from rivet.cli.terminal import SafeConsole, visible
+from rivet.defaults import DEFAULT_PORT
 from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
+from rivet.home import RivetHome, tighten
 from rivet.tomlfile import read_optional_toml
 
 __all__ = [
@@ -30,7 +34,9 @@ __all__ = [
     "exit_code_for",
     "is_interactive",
     "out_console",
+    "print_definition_error",
     "print_error",
+    "print_problem_lines",
     "read_config",
     "resolve_admin_token",
     "resolve_server",
@@ -65,12 +71,13 @@ def _width(stream: object) -> int | None:
 
 
 def out_console() -> Console:
-    """A console on the current stdout (made per use, so tests that swap streams work)."""
-    return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+    """A :class:`~rivet.cli.terminal.SafeConsole` on the current stdout (made per use,
+    so tests that swap streams work)."""
+    return SafeConsole(soft_wrap=True, width=_width(sys.stdout))
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+    return SafeConsole(stderr=True, soft_wrap=True, width=_width(sys.stderr))
 
 
 def is_interactive() -> bool:
@@ -93,30 +100,42 @@ def exit_code_for(error: BaseException) -> int:
 
 
 def print_error(message: str, console: Console | None = None) -> None:
-    """``error: <message>`` on stderr, red on a terminal; one line per message line."""
+    """``error: <message>`` on stderr, red on a terminal. A message of several lines
+    (the server's, or e.g. the log tail of a crashed ``rivet up`` child) prints one
+    ``error:`` line per line, so no line of it can pass for other output; control
+    characters inside a line are shown escaped (:func:`~rivet.cli.terminal.visible`)."""
     console = console or err_console()
-    lines = message.splitlines() or [""]
-    for line in lines:
-        text = Text.assemble(("error: ", "bold red"), (line, "red"))
-        console.print(text)
+    for line in _LINE_BREAK.split(message):
+        console.print(Text.assemble(("error: ", "bold red"), (visible(line), "red")))
+
+
+_LINE_BREAK = re.compile(r"\r?\n")
 
 
 def print_definition_error(error: DefinitionError, console: Console) -> None:
-    """Every problem as ``file:line: path: message``, like ``rivet check``."""
-    for line in str(error).splitlines():
-        console.print(Text(line, style="red"))
+    """Every problem as ``file:line: path: message``, like ``rivet check``: one line
+    each, whatever the message contains."""
+    print_problem_lines([p.render(error.file) for p in error.problems], console)
+
+
+def print_problem_lines(lines: list[str], console: Console) -> None:
+    """Problem lines (``rivet check``, ``pipeline create``) in red, one per line."""
+    for line in lines:
+        console.print(Text(visible(line), style="red"))
 
 
 def rivet_home() -> Path:
     """``$RIVET_HOME``, else ``~/.rivet``."""
-    value = os.environ.get("RIVET_HOME")
-    return Path(value).expanduser() if value else default_home()
+    return RivetHome.from_env().root
 
 
 def read_config(home: Path | None = None) -> dict[str, Any]:
     """The TOML file ``$RIVET_HOME/config`` (``server = "..."``, ``admin_token = "..."``),
-    or an empty dict when it does not exist."""
-    return read_optional_toml((home or rivet_home()) / "config")
+    or an empty dict when it does not exist. It may hold the admin token, so a copy
+    that others can read is tightened (see :mod:`rivet.home`)."""
+    path = RivetHome(home or rivet_home()).config
+    tighten(path)
+    return read_optional_toml(path)
 
 
 def resolve_server(flag: str | None) -> str:
@@ -128,8 +147,8 @@ def resolve_server(flag: str | None) -> str:
         config = read_config()
         configured = config.get("server")
         if configured is not None and not isinstance(configured, str):
-            raise ConfigError(f"{rivet_home() / 'config'}: server must be a string URL")
-        value, source = configured, f"{rivet_home() / 'config'}"
+            raise ConfigError(f"{RivetHome.from_env().config}: server must be a string URL")
+        value, source = configured, f"{RivetHome.from_env().config}"
     if not value:
         return DEFAULT_SERVER
     value = value.strip().rstrip("/")
@@ -148,7 +167,8 @@ def resolve_admin_token(flag: str | None) -> str | None:
     configured = read_config().get("admin_token")
     if isinstance(configured, str) and configured.strip():
         return configured.strip()
-    path = rivet_home() / "admin-token"
+    path = RivetHome.from_env().admin_token
+    tighten(path)  # the admin token: never for other users' eyes
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from rivet.cli.common import UsageProblem
+from rivet.cli.terminal import safe, visible
 from rivet.domain.definition import InputDef, PipelineDefinition
 from rivet.domain.inputs import InputValue, check_value, missing_required, resolve_inputs
 from rivet.errors import InputError
@@ -92,10 +93,11 @@ def _reader(console: Console) -> Reader:
 
 
 def _describe(spec: InputDef) -> Text:
-    text = Text.assemble(("input ", "dim"), (spec.name, "bold"))
-    text.append(f" ({spec.type}, required)", style="dim")
+    # Name, type and description come from the pipeline file (perhaps a server's).
+    text = Text.assemble(("input ", "dim"), (visible(spec.name), "bold"))
+    text.append(f" ({visible(spec.type)}, required)", style="dim")
     if spec.description:
-        text.append(f": {spec.description}")
+        text.append(f": {visible(spec.description)}")
     return text
 
 
@@ -103,15 +105,13 @@ def prompt_input(spec: InputDef, console: Console, reader: Reader) -> InputValue
     """Ask for one input on the terminal until the answer is valid for its type/options."""
     console.print(_describe(spec))
     if spec.options is not None:
-        console.print(
-            Text("  options: " + ", ".join(render_value(o) for o in spec.options), style="dim")
-        )
+        console.print(safe("  options: " + ", ".join(render_value(o) for o in spec.options), "dim"))
     if spec.default is not None:
-        console.print(Text(f"  default: {render_value(spec.default)}", style="dim"))
+        console.print(safe(f"  default: {render_value(spec.default)}", "dim"))
     hint = {"bool": " [yes/no]", "number": " (number)"}.get(spec.type, "")
     while True:
         try:
-            answer = reader(f"{spec.name}{hint}: ")
+            answer = reader(f"{visible(spec.name)}{hint}: ")
         except EOFError:
             raise InputError({spec.name: "no value given (end of input)"}) from None
         if not answer.strip():
@@ -123,4 +123,4 @@ def prompt_input(spec: InputDef, console: Console, reader: Reader) -> InputValue
         try:
             return check_value(spec, answer if spec.type == "string" else answer.strip())
         except ValueError as exc:
-            console.print(Text(f"  invalid: {exc}; try again", style="yellow"))
+            console.print(safe(f"  invalid: {exc}; try again", "yellow"))

@@ -31,12 +31,14 @@ from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (
     LogPrinter,
     StageRow,
+    finished_text,
     format_duration,
     print_outputs,
     stage_table,
     status_text,
 )
 from rivet.cli.run import exit_code_for_status, print_job_summary
+from rivet.cli.terminal import echo, echo_json, safe, visible
 from rivet.domain.status import JobStatus
 
 if TYPE_CHECKING:
@@ -89,6 +91,8 @@ def launch(
     Missing required inputs are asked for when stdin is a terminal; the server checks
     every input before the job exists (one error naming every bad input, exit 2).
     With --follow, streams the log and exits 0/1/130 for succeeded/failed/cancelled.
+    Warns when a secret granted to the pipeline will not reach the launched version
+    (an older one than the grant, or one the admin did not push): it runs without it.
 
     Example: rivet job launch build-and-test --input branch=main --follow
     """
@@ -103,16 +107,18 @@ def launch(
             k: v for k, v in values.items() if isinstance(v, str | int | float | bool)
         }
         job = client.launch_job(view.id, payload, version=view.version)
+        for warning in job.warnings:  # on stderr, so even --quiet shows them
+            err.print(safe(f"warning: {warning}", "yellow"))
         if quiet:
-            typer.echo(job.id)
+            echo(job.id)
         else:
             line = Text("launched job ")
-            line.append(job.id, style="bold")
-            line.append(f" (pipeline {job.pipeline} version {job.version})", style="dim")
+            line.append(visible(job.id), style="bold")
+            line.append(f" (pipeline {visible(job.pipeline)} version {job.version})", style="dim")
             out_console().print(line)
             if not follow:
                 err.print(
-                    Text(f"follow it with: rivet job logs {short_id(job.id)} --follow", style="dim")
+                    safe(f"follow it with: rivet job logs {short_id(job.id)} --follow", "dim")
                 )
         if follow:
             raise typer.Exit(follow_job(client, job.id, out_console()))
@@ -149,7 +155,7 @@ def list_jobs(
     with client_for(server) as client:
         page = client.list_jobs([s.value for s in status or ()], pipeline, limit, offset)
     if as_json:
-        typer.echo(page.model_dump_json(indent=2))
+        echo_json(page.model_dump(mode="json"))
         return
     out = out_console()
     if not page.jobs:
@@ -161,8 +167,8 @@ def list_jobs(
     now = datetime.now(UTC)
     for job in page.jobs:
         table.add_row(
-            Text(short_id(job.id), style="bold"),
-            f"{job.pipeline} v{job.version}",
+            safe(short_id(job.id), "bold"),
+            safe(f"{job.pipeline} v{job.version}"),
             _status(job),
             format_ts(job.created_at),
             _duration(job, now),
@@ -186,7 +192,7 @@ def show(job: JobArgument, server: ServerOption = None, as_json: JsonOption = Fa
     with client_for(server) as client:
         view = client.get_job(job)
     if as_json:
-        typer.echo(view.model_dump_json(indent=2))
+        echo_json(view.model_dump(mode="json"))
         return
     print_job(out_console(), view)
 
@@ -199,7 +205,7 @@ def cancel(job: JobArgument, server: ServerOption = None) -> None:
     """
     with client_for(server) as client:
         view = client.cancel_job(job)
-    line = Text(f"job {view.id}: ")
+    line = safe(f"job {view.id}: ")
     if view.status == "cancelled":
         line.append("cancelled", style="yellow")
     else:
@@ -253,17 +259,18 @@ def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -
                 continue
             view = item.job
             if not seen:
-                printer.width = max([printer.width, *(len(s.name) for s in view.stages)])
+                printer.width = max([printer.width, *(len(visible(s.name)) for s in view.stages)])
             _print_stage_changes(printer, view, seen)
             if item.final:
                 _summary(out, view)
                 return exit_code_for_status(view.status)
     except KeyboardInterrupt:
+        err_console().print()
         err_console().print(
-            Text(
-                f"\nstopped following; the job keeps running (cancel it with: "
+            safe(
+                "stopped following; the job keeps running (cancel it with: "
                 f"rivet job cancel {short_id(job_id)})",
-                style="yellow",
+                "yellow",
             )
         )
         return EXIT_INTERRUPTED
@@ -280,11 +287,7 @@ def _print_stage_changes(printer: LogPrinter, view: JobView, seen: dict[str, str
         if stage.status == "running":
             printer.marker(stage.started_at, stage.name, Text("started", style="dim"))
         elif stage.status not in ("pending", "running"):
-            what = status_text(stage.status)
-            if stage.duration is not None:
-                what.append(f" in {format_duration(stage.duration)}", style="dim")
-            if stage.error:
-                what.append(f": {stage.error}", style="red")
+            what = finished_text(stage.status, stage.duration, stage.error)
             printer.marker(stage.finished_at, stage.name, what)
 
 
@@ -304,12 +307,12 @@ def _summary(out: Console, view: JobView) -> None:
 
 def print_job(out: Console, view: JobView) -> None:
     head = Text("job ")
-    head.append(view.id, style="bold")
+    head.append(visible(view.id), style="bold")
     head.append("  ")
     head.append_text(_status(view))
     out.print(head)
     rows: list[tuple[str, Text]] = [
-        ("pipeline", Text(f"{view.pipeline} version {view.version}")),
+        ("pipeline", safe(f"{view.pipeline} version {view.version}")),
         ("runner", maybe(view.runner)),
         ("created", Text(format_ts(view.created_at))),
         ("started", Text(format_ts(view.started_at))),
@@ -327,13 +330,13 @@ def print_job(out: Console, view: JobView) -> None:
         table.add_column("name", style="bold")
         table.add_column("value", overflow="fold")
         for key, item in sorted(view.inputs.items()):
-            table.add_row(key, Text(render_value(item)))
+            table.add_row(safe(key), safe(render_value(item)))
         out.print(table)
     if view.stages:
         out.print(stage_table([StageRow.of(s) for s in view.stages], title="stages"))
     print_outputs(out, dict(view.outputs))
     if view.error:
-        out.print(Text.assemble(("error: ", "bold red"), (view.error, "red")))
+        out.print(Text.assemble(("error: ", "bold red"), (visible(view.error), "red")))
 
 
 def _status(view: JobView) -> Text:
@@ -351,4 +354,4 @@ def _duration(view: JobView, now: datetime) -> str:
 
 
 def _first_line(text: str | None) -> str | None:
-    return text.splitlines()[0] if text else None
+    return text.split("\n", 1)[0].removesuffix("\r") if text else None

@@ -36,6 +36,7 @@ from rivet.cli.common import (
     print_definition_error,
     print_error,
 )
+from rivet.cli.terminal import echo
 from rivet.defaults import DEFAULT_PORT
 from rivet.errors import DefinitionError, RivetError
 
@@ -97,7 +98,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"rivet {__version__}")
+        echo(f"rivet {__version__}")
         raise typer.Exit()
 
 

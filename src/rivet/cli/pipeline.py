@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,11 +14,13 @@ from rivet.cli.common import (
     EXIT_FAILED,
     err_console,
     out_console,
+    print_problem_lines,
     resolve_admin_token,
     short_id,
 )
 from rivet.cli.inputs import render_value
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
+from rivet.cli.terminal import echo_json, echo_source, safe, visible
 from rivet.domain.definition import PipelineDefinition
 from rivet.errors import ApiError
 
@@ -54,7 +55,7 @@ def definition_messages(error: ApiError) -> list[str] | None:
     messages = details.get("messages")
     if isinstance(messages, list) and messages:
         return [str(m) for m in messages]
-    return str(error).splitlines()
+    return str(error).split("\n")
 
 
 @app.command("create")
@@ -79,14 +80,12 @@ def create(
             messages = definition_messages(exc)
             if messages is None:
                 raise
-            err = err_console()
-            for line in messages:
-                err.print(Text(line, style="red"))
+            print_problem_lines(messages, err_console())
             raise typer.Exit(EXIT_FAILED) from None
-    created = Text(f"{file}: created pipeline ")
-    created.append(view.name, style="bold")
+    created = safe(f"{file}: created pipeline ")
+    created.append(visible(view.name), style="bold")
     created.append(f" version {view.version}", style="green")
-    created.append(f" (id {short_id(view.id)})", style="dim")
+    created.append(f" (id {visible(short_id(view.id))})", style="dim")
     out_console().print(created)
 
 
@@ -99,7 +98,7 @@ def list_pipelines(server: ServerOption = None, as_json: JsonOption = False) -> 
     with client_for(server) as client:
         views = client.list_pipelines()
     if as_json:
-        typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        echo_json([v.model_dump(mode="json") for v in views])
         return
     out = out_console()
     if not views:
@@ -111,12 +110,12 @@ def list_pipelines(server: ServerOption = None, as_json: JsonOption = False) -> 
     for view in views:
         definition = view.definition
         table.add_row(
-            Text(view.name, style="bold"),
+            safe(view.name, "bold"),
             f"{view.version}" + (f"/{view.versions}" if view.versions > 1 else ""),
             str(len(definition.get("stages", []))),
-            maybe(", ".join(i["name"] for i in definition.get("inputs", []))),
+            maybe(_input_names(definition)),
             format_ts(view.created_at),
-            Text(short_id(view.id), style="dim"),
+            safe(short_id(view.id), "dim"),
             maybe(view.description),
         )
     out.print(table)
@@ -150,10 +149,10 @@ def show(
     with client_for(server) as client:
         view = client.get_pipeline(pipeline, version)
     if source:
-        typer.echo(view.source or "", nl=not (view.source or "").endswith("\n"))
+        echo_source(view.source or "")
         return
     if as_json:
-        typer.echo(view.model_dump_json(indent=2))
+        echo_json(view.model_dump(mode="json"))
         return
     print_pipeline(view)
 
@@ -162,13 +161,13 @@ def print_pipeline(view: PipelineView) -> None:
     out = out_console()
     definition = view.definition
     head = Text("pipeline ")
-    head.append(view.name, style="bold")
+    head.append(visible(view.name), style="bold")
     head.append(f"  version {view.version} of {view.versions}", style="green")
-    head.append(f"  id {view.id}", style="dim")
+    head.append(f"  id {visible(view.id)}", style="dim")
     out.print(head)
     out.print(Text(f"created {format_ts(view.created_at)}", style="dim"))
     if view.description:
-        out.print(view.description, markup=False)
+        out.print(safe(view.description))
     inputs: list[dict[str, Any]] = definition.get("inputs", [])
     if inputs:
         table = Table(title="inputs", title_justify="left", show_edge=False, pad_edge=False)
@@ -177,8 +176,8 @@ def print_pipeline(view: PipelineView) -> None:
         for spec in inputs:
             options = spec.get("options")
             table.add_row(
-                Text(spec["name"], style="bold"),
-                spec["type"],
+                safe(spec["name"], "bold"),
+                safe(spec["type"]),
                 "yes" if spec.get("required") else "no",
                 maybe(render_value(spec.get("default"))),
                 maybe(", ".join(render_value(o) for o in options) if options else None),
@@ -187,21 +186,18 @@ def print_pipeline(view: PipelineView) -> None:
         out.print(table)
     tags = definition.get("tags", [])
     if tags:
-        out.print(
-            Text.assemble(
-                ("runner tags: ", "bold"), ", ".join(f"{t['key']}={t['value']}" for t in tags)
-            )
-        )
+        listed = ", ".join(f"{t['key']}={t['value']}" for t in tags)
+        out.print(Text.assemble(("runner tags: ", "bold"), visible(listed)))
     plugins = definition.get("plugins", [])
     if plugins:
-        out.print(Text.assemble(("plugins: ", "bold"), ", ".join(plugins)))
+        out.print(Text.assemble(("plugins: ", "bold"), visible(", ".join(plugins))))
     table = Table(title="stages", title_justify="left", show_edge=False, pad_edge=False)
     for column in ("#", "name", "container", "condition"):
         table.add_column(column, justify="right" if column == "#" else "left")
     for position, stage in enumerate(definition.get("stages", []), start=1):
         table.add_row(
             str(position),
-            Text(stage["name"], style="bold"),
+            safe(stage["name"], "bold"),
             maybe(stage.get("container")),
             "yes" if stage.get("has_condition") else Text("-", style="dim"),
         )
@@ -214,24 +210,31 @@ def versions(
     server: ServerOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List every version of a pipeline, oldest first.
+    """List every version of a pipeline, oldest first, with who pushed it.
+
+    Only versions the admin pushed after a secret was granted receive that secret.
 
     Example: rivet pipeline versions build-and-test
     """
     with client_for(server) as client:
         views = client.pipeline_versions(pipeline)
     if as_json:
-        typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        echo_json([v.model_dump(mode="json") for v in views])
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("version", "created", "stages", "inputs", "description"):
+    for column in ("version", "created", "pushed by", "stages", "inputs", "description"):
         table.add_column(column, justify="right" if column in ("version", "stages") else "left")
     for view in views:
         table.add_row(
             str(view.version),
             format_ts(view.created_at),
+            maybe(view.created_by),
             str(len(view.definition.get("stages", []))),
-            maybe(", ".join(i["name"] for i in view.definition.get("inputs", []))),
+            maybe(_input_names(view.definition)),
             maybe(view.description),
         )
     out_console().print(table)
+
+
+def _input_names(definition: dict[str, Any]) -> str:
+    return ", ".join(str(i["name"]) for i in definition.get("inputs", []))

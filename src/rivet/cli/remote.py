@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from rivet.cli.common import resolve_admin_token, resolve_server
+from rivet.cli.terminal import safe
 
 if TYPE_CHECKING:
     from rivet.client import RivetClient
@@ -78,7 +79,8 @@ def ago(ts: datetime | None, now: datetime | None = None) -> str:
 
 
 def maybe(value: object, style: str = "") -> Text:
-    """A table cell: ``-`` (dim) for None/empty."""
+    """A table cell of text from outside: ``-`` (dim) for None/empty, else
+    :func:`~rivet.cli.terminal.safe` (one line, control characters shown escaped)."""
     if value is None or value == "" or value == [] or value == {}:
         return Text("-", style="dim")
-    return Text(str(value), style=style)
+    return safe(value, style)

@@ -3,6 +3,10 @@
 A log line is ``HH:MM:SS.mmm STAGE LEVEL MESSAGE`` (local time, stage padded to the
 longest stage name, level padded to 7), coloured by level on a terminal. The same
 format is used for ``rivet run`` and ``rivet job logs``.
+
+Every field here came from a job (or the server that stored it), so each one is
+shown through :func:`rivet.cli.terminal.visible`: one message is one line, with a
+newline in it shown as ``\\n``, and no control character reaches the terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rivet.cli.terminal import safe, visible
 from rivet.engine.events import LogEvent, StageResult
 
 if TYPE_CHECKING:
@@ -27,6 +32,7 @@ __all__ = [
     "STATUS_STYLES",
     "LogPrinter",
     "StageRow",
+    "finished_text",
     "format_duration",
     "format_time",
     "print_outputs",
@@ -67,7 +73,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def status_text(status: str) -> Text:
-    return Text.assemble((status, STATUS_STYLES.get(status, "")))
+    return safe(status, STATUS_STYLES.get(status, ""))
 
 
 class LogPrinter:
@@ -75,11 +81,11 @@ class LogPrinter:
 
     def __init__(self, console: Console, stage_names: Iterable[str] = ()) -> None:
         self.console = console
-        self.width = max([len(JOB_LABEL), *(len(n) for n in stage_names)])
+        self.width = max([len(JOB_LABEL), *(len(visible(n)) for n in stage_names)])
         self._lock = threading.Lock()
 
     def line(self, ts: datetime, stage: str | None, level: str, message: str) -> None:
-        label = stage or JOB_LABEL
+        label = visible(stage or JOB_LABEL)
         self.width = max(self.width, len(label))
         style = LEVEL_STYLES.get(level, "")
         text = Text()
@@ -87,17 +93,20 @@ class LogPrinter:
         text.append(" ")
         text.append(label.ljust(self.width), style="bold")
         text.append(" ")
-        text.append(level.ljust(LEVEL_WIDTH), style=style or "")
+        text.append(visible(level).ljust(LEVEL_WIDTH), style=style or "")
         text.append(" ")
-        text.append(message, style=style if level != "info" else "")
+        text.append(visible(message), style=style if level != "info" else "")
         with self._lock:
             self.console.print(text)
 
     def marker(self, ts: datetime | None, stage: str, what: Text) -> None:
+        """``TIME STAGE -- what``; ``what`` must be built from sanitized text."""
+        label = visible(stage)
+        self.width = max(self.width, len(label))
         text = Text()
         text.append(format_time(ts) if ts else " " * 12, style="dim")
         text.append(" ")
-        text.append(stage.ljust(self.width), style="bold")
+        text.append(label.ljust(self.width), style="bold")
         text.append(" -- ", style="dim")
         text.append_text(what)
         with self._lock:
@@ -112,17 +121,23 @@ class LogPrinter:
         self.marker(stage.started_at, stage.name, Text("started", style="dim"))
 
     def stage_finished(self, stage: StageResult) -> None:
-        what = status_text(stage.status.value)
-        if stage.duration is not None:
-            what.append(f" in {format_duration(stage.duration)}", style="dim")
-        if stage.error:
-            what.append(f": {stage.error}", style="red")
+        what = finished_text(stage.status.value, stage.duration, stage.error)
         self.marker(stage.finished_at or stage.started_at, stage.name, what)
 
     # --- server log lines ---------------------------------------------------------
 
     def log_line(self, line: LogLine) -> None:
         self.line(line.ts, line.stage, line.level, line.message)
+
+
+def finished_text(status: str, duration: float | None, error: str | None) -> Text:
+    """``succeeded in 1.20s`` / ``failed in 0.31s: why``, for a stage's end marker."""
+    what = status_text(status)
+    if duration is not None:
+        what.append(f" in {format_duration(duration)}", style="dim")
+    if error:
+        what.append(f": {visible(error)}", style="red")
+    return what
 
 
 @dataclass(frozen=True)
@@ -147,10 +162,10 @@ def stage_table(rows: Iterable[StageRow], title: str | None = None) -> Table:
     for row in rows:
         any_error = any_error or bool(row.error)
         table.add_row(
-            row.name,
+            safe(row.name),
             status_text(row.status),
             format_duration(row.duration),
-            Text(row.error or "", style="red"),
+            safe(row.error or "", style="red"),
         )
     if not any_error:
         table.columns.pop()
@@ -165,5 +180,5 @@ def print_outputs(console: Console, outputs: Mapping[str, object]) -> None:
     table.add_column("value", overflow="fold")
     for name, value in sorted(outputs.items()):
         rendered = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        table.add_row(name, Text(rendered))
+        table.add_row(safe(name), safe(rendered))
     console.print(table)

@@ -33,11 +33,13 @@ from rivet.cli.options import (
     WorkspaceRootOption,
 )
 from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
+from rivet.cli.terminal import safe, visible
 from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError, RivetError
+from rivet.home import RivetHome, make_private_dir
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
 
@@ -65,13 +67,13 @@ def print_job_summary(
     print_outputs(console, outputs)
     line = Text("job ")
     line.append(
-        status,
+        visible(status),
         style={"succeeded": "bold green", "cancelled": "bold yellow"}.get(status, "bold red"),
     )
     if duration is not None:
         line.append(f" in {format_duration(duration)}", style="dim")
     if error:
-        line.append(f": {error}", style="red")
+        line.append(f": {visible(error)}", style="red")
     console.print(line)
 
 
@@ -116,7 +118,7 @@ def run(
     out = out_console()
     err = err_console()
     secrets = local_secrets(
-        os.environ, secret_file, lambda w: err.print(Text(f"warning: {w}", style="yellow"))
+        os.environ, secret_file, lambda w: err.print(safe(f"warning: {w}", "yellow"))
     )
     name = str(file)
     source = read_pipeline_file(file)
@@ -134,14 +136,14 @@ def run(
             + ("it" if len(missing_plugins) == 1 else "them")
         )
     for warning in loaded.warnings:
-        err.print(Text(f"{name}: warning: {strip_file_prefix(warning, name)}", style="yellow"))
+        err.print(safe(f"{name}: warning: {strip_file_prefix(warning, name)}", "yellow"))
     given = parse_input_args(inputs or [])
     collected = collect_inputs(definition, given, interactive=common.is_interactive(), console=err)
     resolved = resolve_inputs(definition, collected)
 
-    root = workspace_root or common.rivet_home() / "workspaces"
+    root = workspace_root or RivetHome(common.rivet_home()).workspaces
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
     except OSError as exc:
         raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
     job = JobSpec(
@@ -160,7 +162,7 @@ def run(
     )
     printer = LogPrinter(out, [s.name for s in definition.stages])
     cancel = CancelToken()
-    err.print(Text(f"running pipeline {definition.name} as job {job.job_id}", style="dim"))
+    err.print(safe(f"running pipeline {definition.name} as job {job.job_id}", "dim"))
     result = _run_with_ctrl_c(lambda: executor.run(job, printer, cancel), cancel, err, job.job_id)
     rows = [StageRow.of(s) for s in result.stages]
     started = [s.started_at for s in result.stages if s.started_at]

@@ -1,21 +1,25 @@
-"""``rivet runner``: start a runner (no subcommand), list runners, registration tokens.
+"""``rivet runner``: start a runner (no subcommand), list runners, set their tags,
+registration tokens.
 
 ``rivet runner --server URL --token TOKEN`` starts the runner process, implemented by
 ``rivet.runner.agent.run_runner`` (imported lazily). The subcommands talk to a server
-as a client: ``rivet runner list``, ``rivet runner token create|list|revoke``.
+as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins`` (admin),
+``rivet runner token create|list|revoke``.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from rivet.cli.common import err_console, out_console, short_id
+from rivet.cli.common import UsageProblem, err_console, out_console, short_id
 from rivet.cli.options import DefaultImageOption, PolicyOption, WorkspaceRootOption
 from rivet.cli.remote import (
     AdminTokenOption,
@@ -26,7 +30,11 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
-from rivet.errors import RivetError
+from rivet.cli.terminal import SafeFormatter, echo, safe
+from rivet.errors import ConfigError, RivetError
+
+if TYPE_CHECKING:
+    from rivet.protocol import RunnerView
 
 __all__ = ["app", "start_runner"]
 
@@ -72,7 +80,9 @@ def runner(
         list[str] | None,
         typer.Option(
             "--tag",
-            help="a tag KEY=VALUE jobs can require (repeatable; env RIVET_RUNNER_TAGS=k=v,k=v)",
+            help="a tag KEY=VALUE jobs can require, sent when the runner registers; later the "
+            "server's tags apply (an admin changes them with 'rivet runner set-tags'); "
+            "repeatable; env RIVET_RUNNER_TAGS=k=v,k=v",
             show_default=False,
         ),
     ] = None,
@@ -136,8 +146,25 @@ def start_runner(**options: Any) -> int:
         raise RivetError(
             "the runner is not available in this build of Rivet (rivet.runner is missing)"
         ) from None
+    _log_to_stderr()
     result = agent.run_runner(config.RunnerOptions(**options))
     return result if isinstance(result, int) else 0
+
+
+def _log_to_stderr() -> None:
+    """The runner's log on stderr, in the agent's format, through a
+    :class:`~rivet.cli.terminal.SafeFormatter`: its lines carry pipeline names and
+    server messages, which must not drive the operator's terminal. (The agent sets
+    up logging itself only when nobody has.)"""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # One line per HTTP request would drown the runner's own messages.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command("list")
@@ -160,14 +187,87 @@ def list_runners(server: ServerOption = None) -> None:
         table.add_column(column)
     for view in views:
         table.add_row(
-            Text(view.name, style="bold"),
-            Text(short_id(view.id), style="dim"),
+            safe(view.name, "bold"),
+            safe(short_id(view.id), "dim"),
             maybe(", ".join(f"{k}={v}" for k, v in sorted(view.tags.items()))),
             maybe(", ".join(view.plugins)),
             ago(view.last_seen),
             maybe(", ".join(short_id(j) for j in view.current_jobs)),
         )
     out.print(table)
+
+
+RunnerArgument = Annotated[
+    str, typer.Argument(help="runner id or a unique prefix of it", show_default=False)
+]
+ClearOption = Annotated[
+    bool, typer.Option("--clear", envvar="RIVET_RUNNER_CLEAR", help="remove them all")
+]
+
+
+@app.command("set-tags")
+def set_tags(
+    runner: RunnerArgument,
+    tags: Annotated[
+        list[str] | None,
+        typer.Argument(help="every tag the runner has, as KEY=VALUE", show_default=False),
+    ] = None,
+    clear: ClearOption = False,
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Replace a runner's tags (admin): the tags its jobs are matched with.
+
+    Tags are stored when a runner registers and change only this way: a runner's own
+    --tag flags do not override them later. Takes effect at the runner's next claim.
+
+    Example: rivet runner set-tags 3f9c os=linux arch=arm64
+    """
+    if clear == bool(tags):
+        raise UsageProblem("give the runner's tags as KEY=VALUE, or --clear to remove them all")
+    from rivet.runner.config import parse_tags  # on use: it loads the runner's settings
+
+    try:
+        parsed = parse_tags(tags or [], "tag")
+    except ConfigError as exc:
+        raise UsageProblem(str(exc)) from None
+    with admin_client_for(server, admin_token) as client:
+        view = client.update_runner(runner, tags=parsed)
+    _print_offer(view)
+
+
+@app.command("set-plugins")
+def set_plugins(
+    runner: RunnerArgument,
+    plugins: Annotated[
+        list[str] | None,
+        typer.Argument(help="every plugin the runner offers", show_default=False),
+    ] = None,
+    clear: ClearOption = False,
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Replace the plugins a runner is recorded with (admin).
+
+    A runner is handed jobs needing a plugin only when it is recorded here *and* its
+    runtime provides it. Takes effect at the runner's next claim.
+
+    Example: rivet runner set-plugins 3f9c git
+    """
+    if clear == bool(plugins):
+        raise UsageProblem("give the runner's plugins, or --clear to remove them all")
+    with admin_client_for(server, admin_token) as client:
+        view = client.update_runner(runner, plugins=list(plugins or []))
+    _print_offer(view)
+
+
+def _print_offer(view: RunnerView) -> None:
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(view.tags.items())) or "none"
+    out_console().print(
+        f"runner {view.name} ({short_id(view.id)}): tags {tags}; "
+        f"plugins {', '.join(view.plugins) or 'none'}"
+    )
+    err_console().print(Text("applies from the runner's next claim", style="dim"))
 
 
 @token_app.command("create")
@@ -199,18 +299,14 @@ def create_token(
         view = client.create_runner_token(description)
         url = client.base_url
     if quiet:
-        typer.echo(view.token)
+        echo(view.token)
         return
     out = out_console()
     out.print(Text("registration token (shown once; it works for one registration):", "dim"))
-    typer.echo(view.token)
-    err_console().print(
-        Text(
-            f"start a runner with it:\n  rivet runner --server {url} "
-            f"--registration-token {view.token}",
-            "dim",
-        )
-    )
+    echo(view.token)
+    err = err_console()
+    err.print(Text("start a runner with it:", "dim"))
+    err.print(safe(f"  rivet runner --server {url} --registration-token {view.token}", "dim"))
 
 
 @token_app.command("list")
@@ -230,7 +326,7 @@ def list_tokens(server: ServerOption = None, admin_token: AdminTokenOption = Non
         table.add_column(column)
     for view in views:
         table.add_row(
-            Text(short_id(view.id), style="bold"),
+            safe(short_id(view.id), "bold"),
             maybe(view.description),
             format_ts(view.created_at),
             Text("yes", style="dim") if view.used else Text("no", style="green"),
@@ -252,4 +348,4 @@ def revoke_token(
     """
     with admin_client_for(server, admin_token) as client:
         client.delete_runner_token(token_id)
-    out_console().print(f"revoked registration token {token_id}")
+    out_console().print(safe(f"revoked registration token {token_id}"))

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from rivet.cli import common
 from rivet.cli.common import UsageProblem, out_console, resolve_admin_token, resolve_server
 from rivet.cli.remote import AdminTokenOption, ServerOption, format_ts, maybe
+from rivet.cli.terminal import safe
 from rivet.secrets.rules import SECRET_NAME, check_value
 
 if TYPE_CHECKING:
@@ -110,12 +110,15 @@ def set_secret(
     with _client(server, admin_token) as client:
         view = client.set_secret(name, value, grants or [])
     verb = "created" if view.created_at == view.updated_at else "updated"
-    out_console().print(f"secret {view.name} {verb} (granted to {_grants(view.grants)})")
+    out_console().print(safe(f"secret {view.name} {verb} (granted to {_grants(view.grants)})"))
 
 
 @app.command("list")
 def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
     """List secrets: names, grants and timestamps (never values).
+
+    Each grant shows the first version it covers ("deploy (v3+)"): versions the admin
+    pushes from then on receive the secret, older ones run without it.
 
     Example: rivet secret list
     """
@@ -130,8 +133,8 @@ def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = No
         table.add_column(column)
     for view in views:
         table.add_row(
-            Text(view.name, style="bold"),
-            maybe(", ".join(view.grants)),
+            safe(view.name, "bold"),
+            maybe(", ".join(f"{p} (v{view.covers.get(p, 1)}+)" for p in view.grants)),
             format_ts(view.created_at),
             format_ts(view.updated_at),
         )
@@ -148,7 +151,7 @@ def delete_secret(
     """
     with _client(server, admin_token) as client:
         client.delete_secret(name)
-    out_console().print(f"deleted secret {name}")
+    out_console().print(safe(f"deleted secret {name}"))
 
 
 @app.command("grant")
@@ -164,7 +167,7 @@ def grant_secret(
     """
     with _client(server, admin_token) as client:
         view = client.grant_secret(name, pipeline)
-    out_console().print(f"secret {view.name} is granted to {_grants(view.grants)}")
+    out_console().print(safe(f"secret {view.name} is granted to {_grants(view.grants)}"))
 
 
 @app.command("revoke")
@@ -180,4 +183,4 @@ def revoke_secret(
     """
     with _client(server, admin_token) as client:
         view = client.revoke_secret(name, pipeline)
-    out_console().print(f"secret {view.name} is granted to {_grants(view.grants)}")
+    out_console().print(safe(f"secret {view.name} is granted to {_grants(view.grants)}"))

@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from rivet.config import ServerSettings
+from rivet.home import private_umask
 from rivet.orchestrator import create_app
 from rivet.store import Database, upgrade
 
@@ -42,7 +43,11 @@ def build_settings(
 
 
 def serve(host: str, port: int, database_url: str | None, home: Path | None) -> None:
-    """Migrate the database to the current schema, then serve until interrupted."""
+    """Migrate the database to the current schema, then serve until interrupted.
+
+    Runs with umask 0o077: everything the server writes (database, tokens, keys) is
+    for its own user only (see :mod:`rivet.home`)."""
+    private_umask()
     settings = build_settings(host, port, database_url, home)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -31,8 +31,10 @@ from typing import IO, Annotated
 import typer
 
 from rivet.cli.common import EXIT_FAILED, EXIT_OK, rivet_home
+from rivet.cli.terminal import echo
 from rivet.defaults import DEFAULT_PORT
 from rivet.errors import RivetError
+from rivet.home import RivetHome, open_private_append, private_umask
 from rivet.runner.config_file import read_runner_file
 
 __all__ = ["up"]
@@ -47,10 +49,13 @@ _FOREIGN_ENV = ("RIVET_DATABASE_URL", "RIVET_SERVER", "RIVET_RUNNER_TOKEN", "RIV
 class _Child:
     """A supervised child process whose output goes to a log file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log_path: Path, umask: int = -1
+    ) -> None:
         self.name = name
         self.log_path = log_path
-        self._log: IO[bytes] = log_path.open("ab")
+        # 0600: a job's log lines (and the server's) are for this user only.
+        self._log: IO[bytes] = os.fdopen(open_private_append(log_path), "ab")
         self.proc = subprocess.Popen(
             argv,
             env=env,
@@ -58,6 +63,7 @@ class _Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=umask,
         )
 
     def exited(self) -> int | None:
@@ -120,7 +126,12 @@ def up(
     ] = 1,
     tags: Annotated[
         list[str] | None,
-        typer.Option("--tag", help="runner tag KEY=VALUE (repeatable)", show_default=False),
+        typer.Option(
+            "--tag",
+            help="runner tag KEY=VALUE, used when the runner first registers (repeatable; "
+            "later: rivet runner set-tags)",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Start a local server (SQLite in RIVET_HOME) and one runner; Ctrl-C stops both.
@@ -132,8 +143,10 @@ def up(
     Example: rivet up --port 8420
     """
     home = (home or rivet_home()).expanduser().resolve()
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    paths = RivetHome(home)
+    # This process and the server (which inherits it) write private files only; the
+    # runner gets the umask we were started with (see rivet.home for why).
+    outer_umask = private_umask()
     url = f"http://{_url_host(host)}:{port}"
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
     env["RIVET_HOME"] = str(home)
@@ -147,10 +160,11 @@ def up(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: list[_Child] = []
     try:
+        paths.ensure()
         server_argv = [sys.executable, "-m", "rivet.cli.server", "--host", host]
         server_argv += ["--port", str(port), "--home", str(home)]
-        server_argv += ["--database-url", f"sqlite:///{home / 'rivet.db'}"]
-        server = _Child("server", server_argv, env, logs / "server.log")
+        server_argv += ["--database-url", paths.database_url]
+        server = _Child("server", server_argv, env, paths.log_file("server"))
         children.append(server)
         _wait_until(lambda: _ready(url), server, lambda: stop_requested, "server to be ready")
         runner_env = dict(env)
@@ -158,11 +172,13 @@ def up(
         if token is not None:
             runner_env["RIVET_REGISTRATION_TOKEN"] = token
         runner_argv = [sys.executable, "-m", "rivet.runner", "--server", url]
-        runner_argv += ["--config", str(home / "runner.toml"), "--concurrency", str(concurrency)]
+        runner_argv += ["--config", str(paths.runner_config), "--concurrency", str(concurrency)]
         for tag in tags or ():
             runner_argv += ["--tag", tag]
         since = datetime.now(UTC) - timedelta(seconds=1)
-        runner = _Child("runner", runner_argv, runner_env, logs / "runner.log")
+        runner = _Child(
+            "runner", runner_argv, runner_env, paths.log_file("runner"), umask=outer_umask
+        )
         children.append(runner)
         _wait_until(
             lambda: _runner_checked_in(url, home, since), runner, lambda: stop_requested, "runner"
@@ -174,7 +190,7 @@ def up(
                 if child.exited() is not None:
                     raise _Crashed(child)
             time.sleep(0.2)
-        typer.echo("stopping the runner and the server…", err=True)
+        echo("stopping the runner and the server…", err=True)
     finally:
         # Runner first: its last logs and results still need the server.
         for child in reversed(children):
@@ -184,6 +200,7 @@ def up(
                 child.stop(STOP_GRACE)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.umask(outer_umask)
     raise typer.Exit(EXIT_OK if stop_requested else EXIT_FAILED)
 
 
@@ -217,13 +234,13 @@ def _ready(url: str) -> bool:
 
 
 def _admin_headers(home: Path) -> dict[str, str]:
-    token = os.environ.get("RIVET_ADMIN_TOKEN") or (home / "admin-token").read_text().strip()
+    token = os.environ.get("RIVET_ADMIN_TOKEN") or RivetHome(home).admin_token.read_text().strip()
     return {"Authorization": f"Bearer {token}"}
 
 
 def _saved_runner(home: Path, url: str) -> str | None:
     """The runner id saved for this server, if any."""
-    saved = read_runner_file(home / "runner.toml")
+    saved = read_runner_file(RivetHome(home).runner_config)
     if saved.get("token") and saved.get("server") == url and saved.get("runner_id"):
         return str(saved["runner_id"])
     return None
@@ -265,13 +282,16 @@ def _runner_checked_in(url: str, home: Path, since: datetime) -> bool:
 
 
 def _banner(url: str, home: Path, concurrency: int) -> None:
-    server_flag = "" if url.endswith(f":{DEFAULT_PORT}") else f"export RIVET_SERVER={url}\n  "
-    typer.echo(
-        f"Rivet is up at {url}  (API docs: {url}/api/docs)\n"
-        f"  server and one runner (concurrency {concurrency}); "
-        f"logs in {home / 'logs'}\n\n"
-        "Next, in another terminal:\n"
-        f"  {server_flag}rivet pipeline create examples/hello.lua\n"
-        "  rivet job launch hello --input name=world --follow\n\n"
-        "Press Ctrl-C to stop."
-    )
+    lines = [
+        f"Rivet is up at {url}  (API docs: {url}/api/docs)",
+        f"  server and one runner (concurrency {concurrency}); logs in {RivetHome(home).logs}",
+        "",
+        "Next, in another terminal:",
+        *([] if url.endswith(f":{DEFAULT_PORT}") else [f"  export RIVET_SERVER={url}"]),
+        "  rivet pipeline create examples/hello.lua",
+        "  rivet job launch hello --input name=world --follow",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    for line in lines:
+        echo(line)

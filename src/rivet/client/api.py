@@ -32,6 +32,7 @@ from rivet.protocol import (
     ErrorBody,
     ErrorResponse,
     JobLaunch,
+    JobLaunched,
     JobPage,
     JobView,
     LogLine,
@@ -40,6 +41,7 @@ from rivet.protocol import (
     PipelineView,
     RegistrationTokenCreate,
     RegistrationTokenView,
+    RunnerUpdate,
     RunnerView,
     Scalar,
 )
@@ -195,11 +197,12 @@ class RivetClient:
 
     def launch_job(
         self, pipeline: str, inputs: dict[str, Scalar] | None = None, version: int | None = None
-    ) -> JobView:
-        """Bad inputs are an ``ApiError`` (422, ``invalid_inputs``) naming every one."""
+    ) -> JobLaunched:
+        """Bad inputs are an ``ApiError`` (422, ``invalid_inputs``) naming every one;
+        ``.warnings`` of the answer name secrets this version will not receive."""
         body = JobLaunch(pipeline=pipeline, version=version, inputs=inputs or {})
         response = self._request("POST", "/api/jobs", json_body=body.model_dump(mode="json"))
-        return _parse(response, JobView)
+        return _parse(response, JobLaunched)
 
     def list_jobs(
         self,
@@ -292,6 +295,20 @@ class RivetClient:
 
     def get_runner(self, ref: str) -> RunnerView:
         return self._get(f"/api/runners/{_segment(ref)}", RunnerView)
+
+    def update_runner(
+        self,
+        ref: str,
+        *,
+        tags: dict[str, str] | None = None,
+        plugins: list[str] | None = None,
+    ) -> RunnerView:
+        """Replace a runner's stored tags and/or plugins (admin); ``None`` keeps them."""
+        body = RunnerUpdate(tags=tags, plugins=plugins).model_dump(exclude_none=True)
+        response = self._request(
+            "PATCH", f"/api/runners/{_segment(ref)}", json_body=body, headers=self._admin_headers()
+        )
+        return _parse(response, RunnerView)
 
     def create_runner_token(self, description: str | None = None) -> RegistrationTokenView:
         """A one-time registration token (admin); ``.token`` holds the secret, shown once."""

@@ -17,7 +17,7 @@ from rivet.engine.backends.base import (
     RunningContainer,
     container_name,
 )
-from rivet.engine.events import CancelToken, JobEvents, Level, LogEvent, utcnow
+from rivet.engine.events import CancelToken, JobEvents, Level, LogEvent, log_lines, utcnow
 from rivet.engine.job_secrets import JobSecrets
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
@@ -65,18 +65,21 @@ class JobContext:
     # --- logging ----------------------------------------------------------------------
 
     def log(self, level: Level, message: str, stage: str | None = None) -> None:
-        """Thread-safe; sequence numbers are gap-free because they are taken under the
-        same lock that hands the line to the sink."""
+        """Log ``message``, redacted, as one event per line (see
+        :func:`~rivet.engine.events.log_lines`): a message with line breaks becomes
+        consecutive events of the same stage and level, so it cannot forge a line.
+
+        Thread-safe; sequence numbers are gap-free and a message's lines consecutive
+        because they are taken under the same lock that hands them to the sink."""
+        # Redacted whole, before it is cut: a secret split by a line break or by the
+        # length cut is still found (the redactor reads the lines as one stream).
+        lines = log_lines(self.redactor.redact(message))
+        where = stage if stage is not None else self.stage
         with self._log_lock:
-            self._seq += 1
-            event = LogEvent(
-                seq=self._seq,
-                ts=utcnow(),
-                stage=stage if stage is not None else self.stage,
-                level=level,
-                message=self.redactor.redact(message),
-            )
-            self.events.log(event)
+            now = utcnow()
+            for line in lines:
+                self._seq += 1
+                self.events.log(LogEvent(self._seq, now, where, level, line))
 
     # --- phases -----------------------------------------------------------------------
 

@@ -3,6 +3,12 @@
 The executor calls a :class:`JobEvents` sink from the job's thread and, for process
 output, from reader threads: implementations must be thread-safe. The sequence
 numbers of log lines are assigned by the executor: per job, from 1, without gaps.
+
+A :class:`LogEvent` message is one line: it never contains a line break (``\n``,
+``\r``, ``\x0b``, ``\x0c``, ``\x1c``-``\x1e``, ``\x85``, U+2028, U+2029) and is at
+most :data:`~rivet.engine.limits.MAX_LOG_LINE_CHARS` long; :func:`log_lines` cuts a
+message into such lines. So no message can imitate another log line (with its own
+time, stage and level) in any renderer, and every stored line is bounded.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Literal, Protocol
 
 from rivet.domain.inputs import InputValue
 from rivet.domain.status import JobStatus, StageStatus
+from rivet.engine.limits import MAX_LOG_LINE_CHARS
 
 __all__ = [
     "LEVEL_NAMES",
@@ -24,6 +31,7 @@ __all__ = [
     "Level",
     "LogEvent",
     "StageResult",
+    "log_lines",
     "utcnow",
 ]
 
@@ -41,6 +49,20 @@ LEVEL_NAMES: dict[str, Level] = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def log_lines(message: str, limit: int = MAX_LOG_LINE_CHARS) -> list[str]:
+    """``message`` as log lines: cut at every line break (``str.splitlines``: ``\r\n``
+    counts once, a trailing break adds no empty line), and lines longer than
+    ``limit`` cut into pieces of ``limit`` characters. An empty message is one empty
+    line."""
+    lines: list[str] = []
+    for line in message.splitlines() or [""]:
+        if len(line) <= limit:
+            lines.append(line)
+        else:
+            lines += [line[i : i + limit] for i in range(0, len(line), limit)]
+    return lines
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
 from rivet.engine.job_secrets import JobSecrets
+from rivet.engine.limits import MAX_ERROR_CHARS, clip
 from rivet.engine.modules import install_all
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
+from rivet.home import make_private_dir
 from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
 from rivet.lua.sandbox import Limits, Sandbox
@@ -53,6 +55,8 @@ class JobSpec:
     # local ones under `rivet run`, where ``local_secrets`` words the refusals).
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     local_secrets: bool = False
+    # Name -> why a secret granted to the pipeline is not given to this job's version.
+    withheld_secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 class Executor:
@@ -65,12 +69,19 @@ class Executor:
 
     def run(self, job: JobSpec, events: JobEvents, cancel: CancelToken | None = None) -> JobResult:
         cancel = cancel or CancelToken()
+        # A 0700 root keeps other users of the host out of every job's workspace,
+        # while the workspace itself keeps ordinary modes for non-root container users.
+        make_private_dir(self.settings.workspace_root, tighten_existing=False)
         workspace = self.settings.workspace_root / _safe_dir(job.job_id)
-        workspace.mkdir(parents=True, exist_ok=False)
+        workspace.mkdir(exist_ok=False)
         sandbox = Sandbox(self.settings.limits)
         redactor = Redactor()
         secrets = JobSecrets(
-            job.secrets, redactor, local=job.local_secrets, root=self.settings.secrets_root
+            job.secrets,
+            redactor,
+            local=job.local_secrets,
+            root=self.settings.secrets_root,
+            withheld=job.withheld_secrets,
         )
         ctx = JobContext(
             job_id=job.job_id,
@@ -104,13 +115,15 @@ class Executor:
             loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
         except DefinitionError as exc:
             ctx.log("error", str(exc), None)
-            return JobResult(JobStatus.FAILED, error=str(exc))
+            return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         try:
             ctx.inputs = resolve_inputs(loaded.definition, job.inputs)
         except InputError as exc:
             ctx.log("error", str(exc), None)
-            return JobResult(JobStatus.FAILED, error=str(exc))
+            return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         ctx.secrets.pipeline = loaded.definition.name
+        for name in ctx.secrets.withheld_names():
+            ctx.log("warning", ctx.secrets.missing(name), None)
         stages = [StageResult(s.name) for s in loaded.definition.stages]
         result = JobResult(JobStatus.RUNNING, stages=stages)
         ctx.phase = Phase.RUN
@@ -175,7 +188,7 @@ class Executor:
             else:
                 state.status = StageStatus.FAILED
                 # Reported to the server as it is: `error("token: " .. tok)` must not leak.
-                state.error = ctx.redactor.redact(str(exc))
+                state.error = _stored_error(ctx, str(exc))
                 ctx.log("error", f"stage '{name}' failed: {exc}")
         finally:
             del ctx.stack[depth:]
@@ -196,9 +209,16 @@ def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:
         ctx.log("warning", f"could not remove the job's containers: {exc}")
 
 
+def _stored_error(ctx: JobContext, message: str) -> str:
+    """An error as stored on a stage or the job: redacted, then cut to
+    MAX_ERROR_CHARS (the whole message is logged as well)."""
+    return clip(ctx.redactor.redact(message), MAX_ERROR_CHARS, "in the job's log")
+
+
 def _redacted(result: JobResult, redactor: Redactor) -> JobResult:
     """Outputs and errors leave the runner too: mask secrets in them. A number or
-    boolean whose text shows a secret becomes the string ``***``."""
+    boolean whose text shows a secret becomes the string ``***``. (Errors were cut
+    to MAX_ERROR_CHARS where they were made; masking never makes a text longer.)"""
     for key, value in result.outputs.items():
         text = value if isinstance(value, str) else str(value)
         masked = redactor.redact(text)

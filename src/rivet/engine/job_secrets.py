@@ -1,8 +1,9 @@
 """The secrets one job may use: lookup with clear refusals, and the job's private
 directory of secret files.
 
-A job receives the secrets granted to its pipeline (from the server's claim) or,
-under ``rivet run``, every secret given locally. All of them are registered with the
+A job receives the secrets whose grant covers its pipeline version (from the server's
+claim, with the reason for each granted one it does not get) or, under ``rivet run``,
+every secret given locally. All of them are registered with the
 job's :class:`~rivet.engine.redaction.Redactor` before any pipeline code runs, so a
 value is masked even when it reaches a log without ``secret.get`` (a process that
 got it as an environment variable and printed it).
@@ -51,8 +52,10 @@ class JobSecrets:
         *,
         local: bool = False,
         root: Path | None = None,
+        withheld: Mapping[str, str] | None = None,
     ) -> None:
         self._values = dict(values or {})
+        self._withheld = dict(withheld or {})
         self.redactor = redactor if redactor is not None else Redactor()
         self.redactor.add_all(self._values.values())
         self.local = local
@@ -68,6 +71,10 @@ class JobSecrets:
     def names(self) -> list[str]:
         return sorted(self._values)
 
+    def withheld_names(self) -> list[str]:
+        """Secrets granted to the pipeline that this job's version does not receive."""
+        return sorted(self._withheld)
+
     def get(self, name: str, caller: str) -> str:
         """The value of ``name``, registered for redaction; a Lua error naming
         ``caller`` (``secret.get``, ``process.run: secrets.TOKEN``) otherwise."""
@@ -82,6 +89,12 @@ class JobSecrets:
             return (
                 f"secret '{name}' is not available (rivet run: set RIVET_SECRET_{name} "
                 "or give it in --secret-file)"
+            )
+        reason = self._withheld.get(name)
+        if reason is not None:
+            return (
+                f"secret '{name}' is withheld from this job: {reason}; launch a version the "
+                "admin pushed since the grant (rivet pipeline create with the admin token)"
             )
         pipeline = self.pipeline or "?"
         return (

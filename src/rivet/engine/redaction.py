@@ -8,10 +8,16 @@ executor. What is replaced by ``***``:
 - every registered secret value, and its *forms*: each line of a multi-line value,
   standard and URL-safe base64 (whole, and the three alignments the value can take
   inside a longer base64 text), lower/upper-case hex, URL-encoding (``%XX`` in both
-  cases, ``+`` for spaces), JSON string escaping;
+  cases, ``+`` for spaces), JSON string escaping, and the quoting Rivet itself
+  applies to text in messages: Python's ``repr``/``ascii`` (``{value!r}`` in an
+  error) with either quote, and POSIX shell quoting (``shlex.quote``);
 - a value (or form) split over consecutive lines of one stream or message: the
   part on the second (third…) line is always redacted; the first line is redacted
-  when it ends with at least :data:`MIN_FRAGMENT` leading characters of a form;
+  when it ends with at least :data:`MIN_FRAGMENT` leading characters of a form.
+  *Breaks* are not only newlines: every control character but the tab (``\r`` of a
+  progress bar, ``\x0b``, ``\x0c``, backspace, C1 controls, U+2028/U+2029) and
+  every terminal escape sequence (``\x1b[2K``, ``\x1b[31m``…) splits the text the
+  same way, so a value with a ``\r`` or a colour code in the middle is masked;
 - common credential shapes, registered or not (:data:`CREDENTIAL_SHAPES`):
   GitHub and GitLab tokens, AWS access key ids, bearer tokens and ``Authorization``
   header values, and PEM private-key blocks (also when printed over many lines).
@@ -33,8 +39,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
@@ -84,6 +91,14 @@ _SHAPE_MARKERS = (
     "authorization",
     "bearer",
 )
+# Where a text is cut into segments for the split-value logic (see the module
+# docstring): runs of terminal escape sequences (CSI first, so its parameters go with
+# it; then ESC + one final byte, with intermediates) and of control characters other
+# than the tab, including C1 controls and the Unicode line and paragraph separators.
+BREAKS = re.compile(
+    r"(?:\x1b\[[0-?]*[ -/]*[@-~]|\x9b[0-?]*[ -/]*[@-~]|\x1b[ -/]*[0-~]"
+    r"|[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029])+"
+)
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 
@@ -118,20 +133,35 @@ def _json_forms(value: str) -> list[str]:
     return [ascii_form, json.dumps(value, ensure_ascii=False)[1:-1], ascii_form.replace("/", "\\/")]
 
 
+def _quoted_forms(value: str) -> list[str]:
+    """What Rivet's own messages make of a text: ``repr`` and ``ascii`` (``{x!r}``),
+    inside single quotes (``'`` escaped) and inside double quotes (where Python puts a
+    text containing ``'``), and POSIX shell quoting (``shlex.quote``, ``shlex.join``)."""
+    forms: list[str] = []
+    for quote_fn in (repr, ascii):
+        forms.append(quote_fn(value)[1:-1])  # the quoting Python picks for the value
+        forms.append(quote_fn(value + '"')[1:-2])  # single quotes forced: \' escapes
+    forms.append(value.replace("'", "'\"'\"'"))  # inside shlex.quote's '…'
+    return forms
+
+
 def secret_forms(value: str) -> set[str]:
-    """Every single-line text that reveals ``value`` and is long enough to match on."""
+    """Every text without breaks (:data:`BREAKS`) that reveals ``value`` and is long
+    enough to match on: each form once whole with its breaks removed, and once per
+    segment between breaks (a multi-line value printed line by line)."""
     data = value.encode("utf-8")
     candidates: list[str] = [value]
-    candidates += [line.strip() for line in value.splitlines()]
     candidates += _base64_forms(data)
     candidates += [data.hex(), data.hex().upper()]
     candidates += _url_forms(value)
     candidates += _json_forms(value)
-    return {
-        form
-        for form in candidates
-        if len(form.strip()) >= MIN_SECRET_LENGTH and "\n" not in form and "\r" not in form
-    }
+    candidates += _quoted_forms(value)
+    forms: set[str] = set()
+    for candidate in candidates:
+        forms.add(BREAKS.sub("", candidate))
+        if BREAKS.search(candidate):
+            forms.update(part.strip() for part in BREAKS.split(candidate))
+    return {form for form in forms if len(form.strip()) >= MIN_SECRET_LENGTH}
 
 
 _Trie = dict[str, "_Trie"]  # char -> subtree; the key "" marks the end of a word
@@ -250,6 +280,22 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(parts)
 
 
+def _shift(spans: list[tuple[int, int]], by: int) -> list[tuple[int, int]]:
+    return [(begin + by, end + by) for begin, end in spans]
+
+
+def _back_spans(segments: list[tuple[int, int]], count: int) -> list[tuple[int, int]]:
+    """The last ``count`` characters of ``segments`` (positions in one text), as spans."""
+    spans: list[tuple[int, int]] = []
+    for begin, end in reversed(segments):
+        if count <= 0:
+            break
+        take = min(count, end - begin)
+        spans.append((end - take, end))
+        count -= take
+    return spans
+
+
 def _shape_spans(line: str) -> list[tuple[int, int]]:
     # Substring tests run at memchr speed; most lines contain none of the markers, and
     # the shapes regex (with its look-behinds) is the slowest step of a line.
@@ -280,14 +326,42 @@ class StreamRedactor:
         self._in_private_key = False
 
     def line(self, line: str) -> str:
-        """``line`` (without its newline) with every secret it shows masked."""
-        body, cr = (line[:-1], "\r") if line.endswith("\r") else (line, "")
+        """``line`` with every secret it shows masked; the breaks it contains (line
+        ends, ``\r``, other controls, escape sequences) are kept as they are."""
+        return _mask(line, self.spans(line))
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where ``text`` shows secrets: ``(begin, end)`` positions to mask. The text
+        is cut at its breaks into segments that are read as consecutive lines; a form
+        that ends in a later segment of ``text`` is also masked in the earlier ones
+        (they have not been sent yet), whatever their length."""
+        # Every break character is unprintable: most lines are settled by this C-speed
+        # test (the BREAKS scan is ten times slower on a line without any).
+        if text.isprintable() or BREAKS.search(text) is None:
+            return self._segment(text)[0]
+        spans: list[tuple[int, int]] = []
+        earlier: list[tuple[int, int]] = []  # the segments of ``text`` seen so far
+        position = 0
+        ends = [(m.start(), m.end()) for m in BREAKS.finditer(text)] + [(len(text), len(text))]
+        for begin, end in ends:
+            if begin > position:
+                found, back = self._segment(text[position:begin])
+                spans += _shift(found, position)
+                spans += _back_spans(earlier, back)
+                earlier.append((position, begin))
+            position = end
+        return spans
+
+    def _segment(self, body: str) -> tuple[list[tuple[int, int]], int]:
+        """Spans in one segment (no breaks), which continues the previous ones; and
+        how many characters before it (in earlier segments) a form found here began."""
         matcher = self._redactor._matcher
         spans, still_open = self._continue_open(body)
         joined = self._tail + body
         offset = len(self._tail)
         found, partial = matcher.spans(joined, offset)
         spans += [(max(begin, offset) - offset, end - offset) for begin, end in found]
+        back = max((offset - begin for begin, _ in found if begin < offset), default=0)
         if still_open is None and partial is not None:
             position, forms = partial
             still_open = (joined[position:], forms)
@@ -296,7 +370,7 @@ class StreamRedactor:
         spans += self._private_key_spans(body)
         keep = min(matcher.max_len - 1, TAIL_CHARS)
         self._tail = joined[-keep:] if keep > 0 else ""
-        return _mask(body, spans) + cr
+        return spans, back
 
     def _continue_open(self, body: str) -> tuple[list[tuple[int, int]], _OpenForm | None]:
         """Where ``body`` continues the open partial form: the span to mask, and the
@@ -379,9 +453,30 @@ class Redactor:
         return StreamRedactor(self)
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret masked; its lines are treated as one stream, so a
-        value split over two lines of one message is found too."""
-        if "\n" not in text:
-            return StreamRedactor(self).line(text)
-        stream = StreamRedactor(self)
-        return "\n".join(stream.line(line) for line in text.split("\n"))
+        """``text`` with every secret masked; its lines (and other segments between
+        breaks) are treated as one stream, so a value split over two lines of one
+        message, or around a ``\r``, is found too."""
+        return StreamRedactor(self).line(text)
+
+    def shell_join(self, argv: Sequence[str]) -> str:
+        """``shlex.join(argv)`` with every secret masked *before* quoting, for the
+        ``$ cmd`` line and command errors: quoting would otherwise cut a value with a
+        quote, a space or a backslash into pieces no form matches. Secrets are looked
+        for in the arguments joined by spaces, so a value spanning two arguments is
+        masked in both."""
+        joined = " ".join(argv)
+        spans = _merge(self.stream().spans(joined))
+        if not spans:
+            return shlex.join(argv)
+        shown: list[str] = []
+        start = 0
+        for arg in argv:
+            end = start + len(arg)
+            inside = [
+                (max(b, start) - start, min(e, end) - start)
+                for b, e in spans
+                if b < end and e > start
+            ]
+            shown.append(_mask(arg, inside))
+            start = end + 1
+        return shlex.join(shown)

@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rivet.config import ServerSettings
 from rivet.errors import RivetError
+from rivet.home import make_private_dir, tighten
 
 __all__ = [
     "AuthenticationError",
@@ -66,7 +67,7 @@ def load_admin_token(settings: ServerSettings) -> str:
         return _read_token(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     token = new_token("admin")
     try:
         # O_EXCL: if two servers start together on one home, one writes, both read it.
@@ -81,6 +82,7 @@ def load_admin_token(settings: ServerSettings) -> str:
 
 def _read_token(path: Path) -> str:
     token = path.read_text().strip()
+    tighten(path)  # a copy made by hand may be readable by others
     if not token:
         raise RivetError(f"{path} is empty; delete it to generate a new admin token")
     return token

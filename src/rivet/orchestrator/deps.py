@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the process's services and the authenticated runner."""
+"""FastAPI dependencies: the process's services, the authenticated runner, and the
+actor of a user-API request."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from rivet.domain.actors import ADMIN, ANONYMOUS
 from rivet.errors import RivetError
-from rivet.orchestrator.auth import bearer_token, check_admin
+from rivet.orchestrator.auth import bearer_token, check_admin, is_admin
 from rivet.orchestrator.services import Services
 from rivet.protocol import API_VERSION
 from rivet.store.runners import RunnerRecord
 
-__all__ = ["AdminDep", "RunnerDep", "ServicesDep", "get_services"]
+__all__ = ["ActorDep", "AdminDep", "RunnerDep", "ServicesDep", "current_actor", "get_services"]
 
 
 def get_services(request: Request) -> Services:
@@ -40,3 +42,12 @@ def current_runner(
 
 RunnerDep = Annotated[RunnerRecord, Depends(current_runner)]
 AdminDep = Depends(check_admin)
+
+
+def current_actor(admin: Annotated[bool, Depends(is_admin)]) -> str:
+    """Who makes a request on the open user API (:mod:`rivet.domain.actors`): the admin
+    with the admin token, anonymous without a token, 401 with any other token."""
+    return ADMIN if admin else ANONYMOUS
+
+
+ActorDep = Annotated[str, Depends(current_actor)]

@@ -3,8 +3,10 @@
 Claiming: one poller thread fills the free slots (``concurrency``). While a slot is
 free it holds one long poll (``POST /api/runner/claim`` with ``wait_seconds``) open;
 the server answers the moment a matching job is launched, so an idle runner starts a
-job within milliseconds. The runner sends its tags and plugins with every claim and
-the server does the matching. When the server is unreachable the poller retries with
+job within milliseconds. The server matches jobs against the tags and plugins it
+stored for this runner at registration (an admin changes them; see
+:meth:`Agent._learn_offer` for the start-up check); the runner only sends the plugins
+its runtime provides, which can narrow them. When the server is unreachable the poller retries with
 capped, jittered backoff; running jobs are not affected (see :mod:`rivet.runner.job`).
 
 Shutdown (:func:`run_runner` maps signals onto these): :meth:`Agent.stop` stops
@@ -27,6 +29,7 @@ import httpx
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.executor import Executor, ExecutorSettings
 from rivet.errors import ConfigError
+from rivet.home import make_private_dir, tighten
 from rivet.protocol import ClaimRequest, JobAssignment
 from rivet.runner.client import (
     RequestRejected,
@@ -137,21 +140,17 @@ class Agent:
 
     def _claim_loop(self) -> None:
         s = self.settings
-        log.info(
-            "runner %s ready (id %s): server %s, tags %s, concurrency %d, default image %s",
-            s.name,
-            self.runner_id or "?",
-            s.server,
-            ",".join(f"{k}={v}" for k, v in s.tags.items()) or "none",
-            s.concurrency,
-            s.default_image,
-        )
-        request = ClaimRequest(wait_seconds=s.claim_wait, tags=s.tags, plugins=list(s.plugins))
+        # No tags: the server matches the ones it stored (claim-time tags are ignored).
+        request = ClaimRequest(wait_seconds=s.claim_wait, plugins=list(s.plugins))
         backoff = Backoff(0.5, 10.0)
+        known = False
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=0.2):
                 continue
             try:
+                if not known:
+                    self._learn_offer()
+                    known = True
                 assignment = self.client.claim(request)
             except ServerUnavailable:
                 self._slots.release()
@@ -168,6 +167,7 @@ class Agent:
                 log.warning("saved runner token rejected (%s); registering again", exc)
                 if not self._register():
                     return
+                known = False  # a new runner record: read its tags again
                 continue
             except RequestRejected as exc:
                 self._slots.release()
@@ -179,6 +179,58 @@ class Agent:
                 self._slots.release()
             else:
                 self._start_job(assignment)
+
+    def _learn_offer(self) -> None:
+        """Read the tags and plugins the server stored for this runner, log them as the
+        ones that apply, and warn when this runner was configured with other ones.
+
+        Tags are fixed at registration and changed only by an admin, so that no runner
+        can claim jobs (and their secrets) meant for others by claiming with their tags;
+        a restarted runner without ``--tag`` therefore keeps its tags."""
+        s = self.settings
+        try:
+            view = self.client.whoami()
+        except RequestRejected as exc:  # a server too old to say: it still decides
+            log.warning("cannot read this runner's tags from the server: %s", exc)
+            view = None
+        tags = view.tags if view is not None else s.tags
+        self.runner_id = view.id if view is not None else self.runner_id
+        log.info(
+            "runner %s ready (id %s): server %s, tags %s (as stored by the server), "
+            "concurrency %d, default image %s",
+            s.name,
+            self.runner_id or "?",
+            s.server,
+            _tags(tags),
+            s.concurrency,
+            s.default_image,
+        )
+        if view is None:
+            return
+        runner_ref = view.id[:8]
+        if s.tags_given and s.tags != view.tags:
+            log.warning(
+                "this runner was started with tags %s, but the server has %s for it and "
+                "the server's tags apply (tags are fixed at registration); an admin "
+                "changes them with: rivet runner set-tags %s %s",
+                _tags(s.tags),
+                _tags(view.tags),
+                runner_ref,
+                " ".join(f"{k}={v}" for k, v in sorted(s.tags.items())) or "--clear",
+            )
+        unrecorded = sorted(set(s.plugins) - set(view.plugins))
+        if unrecorded:
+            log.warning(
+                "this runtime provides plugins %s that the server has not recorded for this "
+                "runner, so it is not handed jobs needing them; an admin adds them with: "
+                "rivet runner set-plugins %s %s",
+                ",".join(unrecorded),
+                runner_ref,
+                " ".join(sorted(set(s.plugins) | set(view.plugins))),
+            )
+        missing = sorted(set(view.plugins) - set(s.plugins))
+        if missing:
+            log.info("not offering plugins %s: this runtime lacks them", ",".join(missing))
 
     def _start_job(self, assignment: JobAssignment) -> None:
         run = JobRun(
@@ -229,6 +281,20 @@ class Agent:
         self.stop()
 
 
+def _tags(tags: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items())) or "none"
+
+
+def _secure_files(settings: RunnerSettings) -> None:
+    """The runner's own files private (see :mod:`rivet.home`): the workspace root 0700,
+    the config file (it holds the token) and its directory tightened when too open.
+    No process umask: it would reach the files pipelines write in their workspaces."""
+    if settings.config_file.exists():
+        make_private_dir(settings.config_file.parent)
+        tighten(settings.config_file)
+    make_private_dir(settings.workspace_root)
+
+
 def run_runner(options: RunnerOptions) -> int:
     """``rivet runner``: run an agent until signalled; returns the exit status.
 
@@ -245,8 +311,12 @@ def run_runner(options: RunnerOptions) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = resolve_settings(options)
+        _secure_files(settings)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot prepare %s: %s", exc.filename or "the runner's files", exc.strerror)
         return 2
     agent = Agent(settings)
     signals = 0

@@ -40,6 +40,7 @@ from rivet.protocol import (
     LogBatch,
     RegisterRequest,
     RegisterResponse,
+    RunnerView,
     StageUpdate,
 )
 from rivet.runner.retry import Backoff, Connectivity
@@ -119,13 +120,17 @@ class RunnerClient:
     # --- endpoints ------------------------------------------------------------------
 
     def register(self, request: RegisterRequest) -> RegisterResponse:
-        response = self._post("/api/runners/register", request, "registration", auth=False)
+        response = self._send("POST", "/api/runners/register", request, "registration", auth=False)
         return _parse(response, RegisterResponse)
+
+    def whoami(self) -> RunnerView:
+        """This runner as the server stores it: the tags and plugins claims match."""
+        return _parse(self._send("GET", "/api/runner/self", None, "runner lookup"), RunnerView)
 
     def claim(self, request: ClaimRequest) -> JobAssignment | None:
         """Long poll; ``None`` when no matching job came within ``wait_seconds``."""
         timeout = httpx.Timeout(self._timeout, read=request.wait_seconds + CLAIM_GRACE)
-        response = self._post("/api/runner/claim", request, "claim", timeout=timeout)
+        response = self._send("POST", "/api/runner/claim", request, "claim", timeout=timeout)
         if response.status_code == 204:
             return None
         return _parse(response, JobAssignment)
@@ -145,10 +150,11 @@ class RunnerClient:
     # --- plumbing -------------------------------------------------------------------
 
     def _ack(self, path: str, body: BaseModel | None, what: str) -> Ack:
-        return _parse(self._post(path, body, what, job_route=True), Ack)
+        return _parse(self._send("POST", path, body, what, job_route=True), Ack)
 
-    def _post(
+    def _send(
         self,
+        method: str,
         path: str,
         body: BaseModel | None,
         what: str,
@@ -161,7 +167,8 @@ class RunnerClient:
         content = body.model_dump_json().encode() if body is not None else b""
         headers["Content-Type"] = "application/json"
         try:
-            response = self._http.post(
+            response = self._http.request(
+                method,
                 path,
                 content=content,
                 headers=headers,

@@ -11,7 +11,7 @@ flag                   environment                  default
 ``--token``            ``RIVET_RUNNER_TOKEN``       saved by registration
 ``--registration-token`` ``RIVET_REGISTRATION_TOKEN`` —
 ``--name``             ``RIVET_RUNNER_NAME``        the host name
-``--tag k=v`` (repeat) ``RIVET_RUNNER_TAGS`` (k=v,…) none
+``--tag k=v`` (repeat) ``RIVET_RUNNER_TAGS`` (k=v,…) none (sent at registration only)
 ``--concurrency``      ``RIVET_RUNNER_CONCURRENCY`` 1
 ``--workspace-root``   ``RIVET_WORKSPACE_ROOT``     ``$RIVET_HOME/workspaces``
 ``--default-image``    ``RIVET_DEFAULT_IMAGE``      ``alpine:latest``
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rivet.config import DEFAULT_PORT, default_home
-from rivet.defaults import DEFAULT_IMAGE
+from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
 from rivet.engine.policy import Policy
 from rivet.errors import ConfigError
+from rivet.home import RivetHome
 from rivet.limits import MAX_NAME, MAX_TAGS
 from rivet.lua.definition import KNOWN_PLUGINS
 from rivet.runner.config_file import read_runner_file
@@ -78,6 +78,9 @@ class RunnerSettings:
     default_image: str
     config_file: Path
     runner_id: str | None = None
+    # Whether --tag, RIVET_RUNNER_TAGS or [tags] said anything: tags are registered
+    # once; later the server's apply, and differing ones only earn a warning.
+    tags_given: bool = False
     # What this runtime provides; the server hands out only jobs it can run.
     plugins: tuple[str, ...] = tuple(sorted(KNOWN_PLUGINS))
     claim_wait: float = 20.0
@@ -112,10 +115,8 @@ def resolve_settings(
     options: RunnerOptions, env: Mapping[str, str] | None = None
 ) -> RunnerSettings:
     env = os.environ if env is None else env
-    home = Path(env["RIVET_HOME"]).expanduser() if env.get("RIVET_HOME") else default_home()
-    config_file = _path(options.config_file, env.get("RIVET_RUNNER_CONFIG")) or (
-        home / "runner.toml"
-    )
+    home = RivetHome.from_env(env)
+    config_file = _path(options.config_file, env.get("RIVET_RUNNER_CONFIG")) or (home.runner_config)
     saved = read_runner_file(config_file)
 
     def pick(flag: Any, var: str, key: str) -> Any:
@@ -128,7 +129,7 @@ def resolve_settings(
     server = normalize_server(
         str(
             pick(options.server, "RIVET_SERVER", "server")
-            or read_runner_file(home / "config").get("server")  # the CLI's config file
+            or read_runner_file(home.config).get("server")  # the CLI's config file
             or DEFAULT_SERVER
         )
     )
@@ -138,11 +139,13 @@ def resolve_settings(
     same_server = saved_server is None or normalize_server(str(saved_server)) == server
     if token is None and saved.get("token") and same_server:
         token, runner_id = str(saved["token"]), _opt_str(saved.get("runner_id"))
+    tags_given = True
     if options.tags:
         tags = parse_tags(options.tags, "--tag")
     elif env.get("RIVET_RUNNER_TAGS"):
         tags = parse_tags(env["RIVET_RUNNER_TAGS"].split(","), "RIVET_RUNNER_TAGS")
     else:
+        tags_given = "tags" in saved
         tags = _file_tags(saved.get("tags", {}), config_file)
     _check_tags(tags)
     name = str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname())
@@ -161,8 +164,9 @@ def resolve_settings(
         or None,
         name=name,
         tags=tags,
+        tags_given=tags_given,
         concurrency=concurrency,
-        workspace_root=Path(workspace).expanduser() if workspace else home / "workspaces",
+        workspace_root=Path(workspace).expanduser() if workspace else home.workspaces,
         default_image=str(
             pick(options.default_image, "RIVET_DEFAULT_IMAGE", "default_image") or DEFAULT_IMAGE
         ),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rivet.errors import ConfigError
+from rivet.home import make_private_dir
 from rivet.tomlfile import read_optional_toml
 
 __all__ = ["read_runner_file", "save_registration"]
@@ -48,7 +49,7 @@ def save_registration(path: Path, *, server: str, runner_id: str, token: str, na
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)  # the token's directory: RIVET_HOME, or --config's
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # Created 0600 from the start: the token is never readable by others, not even
     # between open and chmod. The umask can only remove bits, so chmod to be exact.

@@ -138,6 +138,7 @@ class JobRun:
             dict(a.inputs),
             first_seq=a.next_seq,
             secrets={name: value.get_secret_value() for name, value in a.secrets.items()},
+            withheld_secrets=dict(a.withheld),
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)

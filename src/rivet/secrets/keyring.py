@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rivet.errors import ConfigError, RivetError
+from rivet.home import make_private_dir
 
 __all__ = ["FORMAT", "Keyring", "SecretDecryptError", "generate_key", "load_keyring"]
 
@@ -159,7 +160,7 @@ def load_keyring(env_value: str | None, key_file: Path) -> Keyring:
         return _read_key_file(key_file)
     except FileNotFoundError:
         pass
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(key_file.parent)
     try:
         # O_EXCL: when two servers start together on one home, one writes, both read.
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

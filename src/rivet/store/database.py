@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from rivet.errors import StorageUnavailable
+from rivet.home import prepare_sqlite_file
 
 __all__ = ["Database", "Dialect", "Transaction"]
 
@@ -61,7 +62,8 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             self.dialect = "sqlite"
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                # The file 0600 before SQLite opens it: its -wal/-shm copy that mode.
+                prepare_sqlite_file(Path(parsed.database).expanduser())
             self.engine = create_engine(
                 parsed,
                 pool_size=pool_size,

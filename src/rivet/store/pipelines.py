@@ -19,12 +19,15 @@ from rivet.store.tables import pipelines as p
 
 __all__ = [
     "PipelineVersion",
+    "add_version",
     "create_version",
     "get_pipeline",
     "get_version",
     "list_latest",
     "list_versions",
+    "lock_pipeline",
     "resolve_pipeline",
+    "version_creator",
 ]
 
 
@@ -37,23 +40,52 @@ class PipelineVersion:
     name: str
     version: int
     definition: PipelineDefinition
+    created_by: str
+
+
+def lock_pipeline(conn: Connection, name: str) -> str:
+    """The id of the pipeline ``name`` (created, without versions, if missing), locked
+    for the rest of the transaction.
+
+    FOR UPDATE serialises, on PostgreSQL, concurrent creates of one name (so version
+    numbers never collide) and creates against grants, which lock the same row
+    (SQLite writers are serialised anyway)."""
+    conn.execute(
+        insert_ignoring_duplicates(conn, p, "name").values(
+            id=new_id(), name=name, created_at=utcnow()
+        )
+    )
+    pipeline_id: str = conn.execute(
+        select(p.c.id).where(p.c.name == name).with_for_update()
+    ).scalar_one()
+    return pipeline_id
 
 
 def create_version(
-    conn: Connection, definition: PipelineDefinition, source: str, filename: str
+    conn: Connection,
+    definition: PipelineDefinition,
+    source: str,
+    filename: str,
+    *,
+    created_by: str,
 ) -> PipelineView:
-    """Store ``definition`` as the next version of the pipeline of that name (1, 2, 3 …)."""
+    """Store ``definition`` as the next version of the pipeline of that name (1, 2, 3 …),
+    created by the actor ``created_by`` (:mod:`rivet.domain.actors`)."""
+    pipeline_id = lock_pipeline(conn, definition.name)
+    return add_version(conn, pipeline_id, definition, source, filename, created_by=created_by)
+
+
+def add_version(
+    conn: Connection,
+    pipeline_id: str,
+    definition: PipelineDefinition,
+    source: str,
+    filename: str,
+    *,
+    created_by: str,
+) -> PipelineView:
+    """The next version of the pipeline ``pipeline_id``, locked by :func:`lock_pipeline`."""
     now = utcnow()
-    conn.execute(
-        insert_ignoring_duplicates(conn, p, "name").values(
-            id=new_id(), name=definition.name, created_at=now
-        )
-    )
-    # FOR UPDATE serialises concurrent creates of one name on PostgreSQL (SQLite
-    # writers are serialised anyway), so version numbers never collide.
-    pipeline_id = conn.execute(
-        select(p.c.id).where(p.c.name == definition.name).with_for_update()
-    ).scalar_one()
     current = conn.execute(
         select(func.coalesce(func.max(pv.c.version), 0)).where(pv.c.pipeline_id == pipeline_id)
     ).scalar_one()
@@ -67,6 +99,7 @@ def create_version(
             filename=filename,
             definition=definition.to_dict(),
             created_at=now,
+            created_by=created_by,
         )
     )
     return PipelineView(
@@ -77,6 +110,7 @@ def create_version(
         definition=definition.to_dict(),
         source=source,
         created_at=now,
+        created_by=created_by,
         versions=version,
     )
 
@@ -116,13 +150,14 @@ def _view(row: Row[Any]) -> PipelineView:
         definition=definition,
         source=source,
         created_at=row.created_at,
+        created_by=row.created_by,
         versions=row.versions,
     )
 
 
 def _select(counts: Any, *, with_source: bool) -> Any:
     # Listings never read the source: it can be a megabyte per version.
-    columns = [p.c.id, p.c.name, pv.c.version, pv.c.definition, pv.c.created_at]
+    columns = [p.c.id, p.c.name, pv.c.version, pv.c.definition, pv.c.created_at, pv.c.created_by]
     if with_source:
         columns.append(pv.c.source)
     return (
@@ -163,7 +198,7 @@ def list_versions(conn: Connection, ref: str) -> list[PipelineView]:
 def get_version(conn: Connection, ref: str, version: int | None = None) -> PipelineVersion:
     """The version a launch pins (default: the latest)."""
     pipeline_id = resolve_pipeline(conn, ref)
-    query = select(pv.c.id, pv.c.version, pv.c.definition, p.c.name).join(
+    query = select(pv.c.id, pv.c.version, pv.c.definition, pv.c.created_by, p.c.name).join(
         p, p.c.id == pv.c.pipeline_id
     )
     query = query.where(pv.c.pipeline_id == pipeline_id)
@@ -180,4 +215,14 @@ def get_version(conn: Connection, ref: str, version: int | None = None) -> Pipel
         name=row.name,
         version=row.version,
         definition=PipelineDefinition.from_dict(row.definition),
+        created_by=row.created_by,
     )
+
+
+def version_creator(conn: Connection, pipeline_id: str, version: int) -> str:
+    """Who created version ``version`` of the pipeline ``pipeline_id``."""
+    query = select(pv.c.created_by).where(pv.c.pipeline_id == pipeline_id, pv.c.version == version)
+    found: str | None = conn.execute(query).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"pipeline {pipeline_id} has no version {version}")
+    return found

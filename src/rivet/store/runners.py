@@ -33,7 +33,7 @@ __all__ = [
     "list_runners",
     "runner_by_token",
     "touch_runner",
-    "update_runner_offer",
+    "update_runner",
 ]
 
 
@@ -130,14 +130,23 @@ _BY_TOKEN = select(
 ).where(runners.c.token_hash == bindparam("token_hash"))
 
 
-def update_runner_offer(
-    conn: Connection, runner_id: str, tags: Mapping[str, str], plugins: Sequence[str]
-) -> None:
-    conn.execute(
-        update(runners)
-        .where(runners.c.id == runner_id)
-        .values(tags=dict(tags), plugins=sorted(set(plugins)))
-    )
+def update_runner(
+    conn: Connection,
+    ref: str,
+    tags: Mapping[str, str] | None = None,
+    plugins: Sequence[str] | None = None,
+) -> RunnerView:
+    """Replace the stored tags and/or plugins of a runner (id or unique prefix); the
+    runner's claims are matched against these from its next claim on."""
+    runner_id = resolve_prefix(conn, runners, ref, "runner")
+    values: dict[str, Any] = {}
+    if tags is not None:
+        values["tags"] = dict(tags)
+    if plugins is not None:
+        values["plugins"] = sorted(set(plugins))
+    if values:
+        conn.execute(update(runners).where(runners.c.id == runner_id).values(**values))
+    return get_runner(conn, runner_id)
 
 
 def touch_runner(conn: Connection, runner_id: str, at: datetime) -> None:

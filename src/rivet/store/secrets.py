@@ -1,25 +1,30 @@
 """Secret rows and their grants. Only ciphertext reaches this module: encryption and
-decryption belong to the orchestrator's secret service (``rivet.secrets.keyring``)."""
+decryption belong to the orchestrator's secret service (``rivet.secrets.keyring``),
+and so does deciding which versions a grant covers (this module records from which
+version on it may)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from rivet.errors import NotFoundError
 from rivet.store.ids import new_id
 from rivet.store.portable import insert_ignoring_duplicates, utcnow
-from rivet.store.tables import secret_grants, secrets
+from rivet.store.tables import pipeline_versions, pipelines, secret_grants, secrets
 
 __all__ = [
+    "Grant",
     "SecretRecord",
     "add_grant",
     "delete_secret",
     "get_secret",
-    "granted_ciphertexts",
+    "granted_names",
+    "grants_of_pipeline",
     "list_secrets",
     "remove_grant",
     "replace_ciphertext",
@@ -36,6 +41,17 @@ class SecretRecord:
     created_at: datetime
     updated_at: datetime
     grants: list[str] = field(default_factory=list)
+    # Pipeline -> the first of its versions the grant covers.
+    covers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One secret granted to a pipeline, with its sealed value."""
+
+    secret: str
+    ciphertext: str
+    first_version: int
 
 
 def _secret_id(conn: Connection, name: str) -> str:
@@ -75,17 +91,23 @@ def upsert_secret(conn: Connection, name: str, ciphertext: str, key_id: str) -> 
     return False
 
 
-def _grants_by_secret(conn: Connection, secret_ids: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {sid: [] for sid in secret_ids}
+def _grants_by_secret(conn: Connection, secret_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Secret id -> {pipeline: first covered version}, pipelines in name order."""
+    found: dict[str, dict[str, int]] = {sid: {} for sid in secret_ids}
     if secret_ids:
+        g = secret_grants.c
         query = (
-            select(secret_grants.c.secret_id, secret_grants.c.pipeline)
-            .where(secret_grants.c.secret_id.in_(secret_ids))
-            .order_by(secret_grants.c.pipeline)
+            select(g.secret_id, g.pipeline, g.first_version)
+            .where(g.secret_id.in_(secret_ids))
+            .order_by(g.pipeline)
         )
         for row in conn.execute(query):
-            found[row.secret_id].append(row.pipeline)
+            found[row.secret_id][row.pipeline] = row.first_version
     return found
+
+
+def _record(row: Any, covers: dict[str, int]) -> SecretRecord:
+    return SecretRecord(row.name, row.created_at, row.updated_at, list(covers), dict(covers))
 
 
 def list_secrets(conn: Connection) -> list[SecretRecord]:
@@ -97,7 +119,7 @@ def list_secrets(conn: Connection) -> list[SecretRecord]:
         )
     )
     grants = _grants_by_secret(conn, [row.id for row in rows])
-    return [SecretRecord(r.name, r.created_at, r.updated_at, grants[r.id]) for r in rows]
+    return [_record(r, grants[r.id]) for r in rows]
 
 
 def get_secret(conn: Connection, name: str) -> SecretRecord:
@@ -108,8 +130,7 @@ def get_secret(conn: Connection, name: str) -> SecretRecord:
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"no secret named '{name}'")
-    grants = _grants_by_secret(conn, [row.id])[row.id]
-    return SecretRecord(row.name, row.created_at, row.updated_at, grants)
+    return _record(row, _grants_by_secret(conn, [row.id])[row.id])
 
 
 def delete_secret(conn: Connection, name: str) -> None:
@@ -120,13 +141,31 @@ def delete_secret(conn: Connection, name: str) -> None:
 
 
 def add_grant(conn: Connection, name: str, pipeline: str) -> bool:
-    """Grant ``name`` to ``pipeline``; False when it was granted already (idempotent)."""
+    """Grant ``name`` to ``pipeline`` from its next version on; False when it was
+    granted already (idempotent: the existing grant keeps its first version).
+
+    The pipeline's row, when it exists, is locked first (as a version create locks
+    it), so no version can be added between reading the latest number and the grant
+    being written: the grant covers exactly the versions created after it."""
     secret_id = _secret_id(conn, name)
+    pipeline_id = conn.execute(
+        select(pipelines.c.id).where(pipelines.c.name == pipeline).with_for_update()
+    ).scalar_one_or_none()
+    latest = 0
+    if pipeline_id is not None:
+        latest = conn.execute(
+            select(func.coalesce(func.max(pipeline_versions.c.version), 0)).where(
+                pipeline_versions.c.pipeline_id == pipeline_id
+            )
+        ).scalar_one()
     statement = insert_ignoring_duplicates(conn, secret_grants, "secret_id", "pipeline")
     inserted = conn.execute(
-        statement.values(secret_id=secret_id, pipeline=pipeline, created_at=utcnow()).returning(
-            secret_grants.c.pipeline
-        )
+        statement.values(
+            secret_id=secret_id,
+            pipeline=pipeline,
+            created_at=utcnow(),
+            first_version=int(latest) + 1,
+        ).returning(secret_grants.c.pipeline)
     ).first()
     return inserted is not None
 
@@ -153,14 +192,16 @@ def granted_names(conn: Connection, pipeline: str) -> list[str]:
     return [row.name for row in conn.execute(query)]
 
 
-def granted_ciphertexts(conn: Connection, pipeline: str) -> dict[str, str]:
-    """Name → ciphertext of every secret granted to ``pipeline``."""
+def grants_of_pipeline(conn: Connection, pipeline: str) -> list[Grant]:
+    """Every secret granted to ``pipeline`` with the first version its grant covers,
+    by secret name; the caller decides which of them a given version may receive."""
     query = (
-        select(secrets.c.name, secrets.c.ciphertext)
+        select(secrets.c.name, secrets.c.ciphertext, secret_grants.c.first_version)
         .join(secret_grants, secret_grants.c.secret_id == secrets.c.id)
         .where(secret_grants.c.pipeline == pipeline)
+        .order_by(secrets.c.name)
     )
-    return {row.name: row.ciphertext for row in conn.execute(query)}
+    return [Grant(r.name, r.ciphertext, r.first_version) for r in conn.execute(query)]
 
 
 def sealed_with_other_keys(conn: Connection, key_id: str) -> dict[str, str]:

@@ -68,6 +68,8 @@ pipeline_versions = Table(
     Column("filename", String(500), nullable=False),
     Column("definition", JsonType, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Who pushed it (rivet.domain.actors): decides which secret grants cover it.
+    Column("created_by", String(200), nullable=False),
     UniqueConstraint("pipeline_id", "version"),
 )
 
@@ -170,14 +172,16 @@ secrets = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
-# By pipeline *name*, not id: a grant may precede the pipeline's creation, and it
-# holds for every version of the pipeline.
+# By pipeline *name*, not id: a grant may precede the pipeline's creation. It covers
+# the versions numbered first_version or later (the ones pushed after the grant) that
+# an actor entitled to the secret created, never older ones.
 secret_grants = Table(
     "secret_grants",
     metadata,
     Column("secret_id", String(ID), ForeignKey("secrets.id", ondelete="CASCADE"), nullable=False),
     Column("pipeline", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("first_version", Integer, nullable=False),
     PrimaryKeyConstraint("secret_id", "pipeline"),
 )
 Index("ix_secret_grants_pipeline", secret_grants.c.pipeline)

@@ -5,6 +5,9 @@ Fixtures (no helper module: tests run in pytest's importlib mode):
 
 - ``rivet_server``: ``.url``, ``.home``, ``.admin`` (headers) and ``.runner(tags)``,
   which registers a runner through the API and returns its auth headers;
+- ``played_runner(lane, **registration)``: a :class:`PlayedRunner` registered with
+  tag ``lane``, which claims a job and reports stages, log lines and completion
+  through the runner API as a real runner would;
 - ``cli(args, input=None)``: runs the app with RIVET_SERVER/RIVET_HOME pointing at it;
 - ``rivet_exe(args)``: runs the console script as a subprocess;
 - ``pipeline_file(text)``: writes a Lua file.
@@ -20,7 +23,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,15 +49,18 @@ class RivetServer:
         token = (self.home / "admin-token").read_text().strip()
         return {"Authorization": f"Bearer {token}"}
 
-    def runner(self, tags: dict[str, str]) -> dict[str, str]:
+    def runner(
+        self, tags: dict[str, str], name: str | None = None, plugins: Sequence[str] = ()
+    ) -> dict[str, str]:
         """Register a runner through the API; its ``Authorization`` headers."""
         with httpx.Client(base_url=self.url, timeout=30) as http:
             made = http.post("/api/runner-tokens", headers=self.admin, json={})
             made.raise_for_status()
             request = {
                 "registration_token": made.json()["token"],
-                "name": f"test-runner-{next(_names)}",
+                "name": name or f"test-runner-{next(_names)}",
                 "tags": tags,
+                "plugins": list(plugins),
             }
             registered = http.post("/api/runners/register", json=request)
             registered.raise_for_status()
@@ -147,3 +155,64 @@ def pipeline_file(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+class PlayedRunner:
+    """Claims one job and reports stages, log lines and completion like a runner would."""
+
+    def __init__(self, url: str, headers: dict[str, str], lane: str) -> None:
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
+        self.lane = lane
+        self.job_id = ""
+
+    def claim(self) -> dict[str, Any]:
+        answer = self.http.post("/api/runner/claim", json={"wait_seconds": 10})
+        assert answer.status_code == 200, answer.text
+        job: dict[str, Any] = answer.json()
+        self.job_id = job["job_id"]
+        return job
+
+    def stage(self, name: str, status: str, error: str | None = None) -> None:
+        now = datetime.now(UTC).isoformat()
+        body: dict[str, Any] = {"name": name, "status": status, "error": error}
+        body["started_at" if status == "running" else "finished_at"] = now
+        self.post("stages", body)
+
+    def log(self, seq: int, stage: str | None, message: str, level: str = "info") -> None:
+        line = {
+            "seq": seq,
+            "ts": datetime.now(UTC).isoformat(),
+            "stage": stage,
+            "level": level,
+            "message": message,
+        }
+        self.post("logs", {"lines": [line]})
+
+    def complete(self, status: str, error: str | None = None, **outputs: Any) -> None:
+        self.post("complete", {"status": status, "outputs": outputs, "error": error})
+
+    def post(self, what: str, body: dict[str, Any]) -> None:
+        answer = self.http.post(f"/api/runner/jobs/{self.job_id}/{what}", json=body)
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture
+def played_runner(rivet_server: RivetServer) -> Iterator[Callable[..., PlayedRunner]]:
+    """``played_runner(lane, tags=..., name=..., plugins=...)``: a registered
+    :class:`PlayedRunner` (tag ``lane`` plus ``tags``), closed afterwards."""
+    made: list[PlayedRunner] = []
+
+    def make(
+        lane: str,
+        tags: dict[str, str] | None = None,
+        name: str | None = None,
+        plugins: Sequence[str] = (),
+    ) -> PlayedRunner:
+        headers = rivet_server.runner({"lane": lane, **(tags or {})}, name, plugins)
+        runner = PlayedRunner(rivet_server.url, headers, lane)
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.http.close()

@@ -9,12 +9,10 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import Result
 
@@ -148,61 +146,7 @@ def test_unknown_job_ids(cli: Cli) -> None:
     assert short.exit_code == 1 and "give at least 4 characters" in short.stderr
 
 
-# --- a played runner -----------------------------------------------------------------------
-
-
-class PlayedRunner:
-    """Claims one job and reports stages, log lines and completion like a runner would."""
-
-    def __init__(self, url: str, headers: dict[str, str], lane: str) -> None:
-        self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
-        self.lane = lane
-        self.job_id = ""
-
-    def claim(self) -> dict[str, Any]:
-        answer = self.http.post("/api/runner/claim", json={"wait_seconds": 10})
-        assert answer.status_code == 200, answer.text
-        job: dict[str, Any] = answer.json()
-        self.job_id = job["job_id"]
-        return job
-
-    def stage(self, name: str, status: str) -> None:
-        now = datetime.now(UTC).isoformat()
-        body: dict[str, Any] = {"name": name, "status": status}
-        body["started_at" if status == "running" else "finished_at"] = now
-        self.post("stages", body)
-
-    def log(self, seq: int, stage: str, message: str, level: str = "info") -> None:
-        line = {
-            "seq": seq,
-            "ts": datetime.now(UTC).isoformat(),
-            "stage": stage,
-            "level": level,
-            "message": message,
-        }
-        self.post("logs", {"lines": [line]})
-
-    def complete(self, status: str, error: str | None = None, **outputs: Any) -> None:
-        self.post("complete", {"status": status, "outputs": outputs, "error": error})
-
-    def post(self, what: str, body: dict[str, Any]) -> None:
-        answer = self.http.post(f"/api/runner/jobs/{self.job_id}/{what}", json=body)
-        assert answer.status_code == 200, answer.text
-
-
-@pytest.fixture
-def played_runner(rivet_server: Any) -> Iterator[Callable[[str], PlayedRunner]]:
-    """``played_runner(lane)``: a registered :class:`PlayedRunner`, closed afterwards."""
-    made: list[PlayedRunner] = []
-
-    def make(lane: str) -> PlayedRunner:
-        runner = PlayedRunner(rivet_server.url, rivet_server.runner({"lane": lane}), lane)
-        made.append(runner)
-        return runner
-
-    yield make
-    for runner in made:
-        runner.http.close()
+# --- with a played runner (conftest.PlayedRunner) --------------------------------------
 
 
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (\S+)\s+(\S+)\s+(.*)$")

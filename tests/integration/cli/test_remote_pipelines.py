@@ -81,8 +81,10 @@ def test_create_list_show_versions(cli: Cli, pipeline_file: PipelineFile) -> Non
 
     versions = cli(["pipeline", "versions", name])
     assert versions.exit_code == 0
-    rows = [line.split()[0] for line in versions.stdout.splitlines()[2:]]
-    assert rows == ["1", "2"]
+    rows = [line.split() for line in versions.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["1", "2"]
+    # pushed with this machine's admin token (RIVET_HOME holds the server's)
+    assert all("admin" in row for row in rows), versions.stdout
 
 
 def test_show_by_id_prefix(cli: Cli, pipeline_file: PipelineFile) -> None:

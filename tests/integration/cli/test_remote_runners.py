@@ -68,3 +68,39 @@ def test_wrong_or_missing_admin_token(
     missing = cli(["runner", "token", "list"])
     assert missing.exit_code == 1
     assert "needs the server's admin token" in missing.stderr
+
+
+def test_set_tags_and_plugins_replace_what_claims_match(cli: Cli, rivet_server: Any) -> None:
+    headers = rivet_server.runner({"os": "linux"})
+    me = httpx.get(f"{rivet_server.url}/api/runner/self", headers=headers, timeout=30).json()
+    ref = me["id"][:8]
+
+    changed = cli(["runner", "set-tags", ref, "os=linux", "env=prod"])
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout == f"runner {me['name']} ({ref}): tags env=prod, os=linux; plugins none\n"
+    assert "next claim" in changed.stderr
+    plugins = cli(["runner", "set-plugins", ref, "git"])
+    assert plugins.stdout.endswith("tags env=prod, os=linux; plugins git\n")
+    row = next(ln for ln in cli(["runner", "list"]).stdout.splitlines() if ref in ln)
+    assert "env=prod, os=linux" in row and "git" in row
+
+    cleared = cli(["runner", "set-tags", ref, "--clear"])
+    assert cleared.exit_code == 0 and "tags none; plugins git" in cleared.stdout
+    assert cli(["runner", "set-plugins", ref, "--clear"]).stdout.endswith("plugins none\n")
+
+    nothing = cli(["runner", "set-tags", ref])
+    assert nothing.exit_code == 2
+    assert nothing.stderr == (
+        "error: give the runner's tags as KEY=VALUE, or --clear to remove them all\n"
+    )
+    both = cli(["runner", "set-tags", ref, "a=b", "--clear"])
+    assert both.exit_code == 2
+    bad = cli(["runner", "set-tags", ref, "oops"])
+    assert (
+        bad.exit_code == 2 and bad.stderr == "error: tag: expected a tag as key=value, got 'oops'\n"
+    )
+    unknown = cli(["runner", "set-tags", "ffffffff", "a=b"])
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("error: ")
+    refused = cli(["runner", "set-tags", ref, "a=b", "--admin-token", "rivet_admin_wrong"])
+    assert refused.exit_code == 1 and refused.stderr == "error: invalid admin token\n"
+    assert httpx.get(f"{rivet_server.url}/api/runners/{ref}", timeout=30).json()["tags"] == {}

@@ -251,3 +251,30 @@ def test_rivet_run_refuses_a_bad_secret_file_without_echoing(tmp_path: Path) -> 
     assert "hunter2" not in proc.stdout + proc.stderr and "fine-value" not in proc.stderr
     short = rivet_run(tmp_path / "home", [str(pipeline)], {"RIVET_SECRET_X": "ab"})
     assert "RIVET_SECRET_X: secret 'X': the value must have at least 4" in short.stderr
+
+
+def test_launching_a_version_older_than_the_grant_warns(
+    cli: Cli, rivet_server: Any, tmp_path: Path
+) -> None:
+    secret, pipeline = name(), f"old-{uuid.uuid4().hex[:6]}"
+    source = f'return pipeline.define({{ name = "{pipeline}", runner = {{ {{ key = "only", value = "{pipeline}" }} }}, stages = {{ {{ name = "s", script = function() end }} }} }})'
+    anonymous = httpx.post(f"{rivet_server.url}/api/pipelines", json={"source": source}, timeout=30)
+    assert anonymous.status_code == 201 and anonymous.json()["created_by"] == "anonymous"
+    assert cli(["secret", "set", secret, "--grant", pipeline], input=VALUE).exit_code == 0
+    file = tmp_path / "p.lua"
+    file.write_text(source)
+    pushed = cli(["pipeline", "create", str(file)])  # with this machine's admin token
+    assert pushed.exit_code == 0, pushed.output
+
+    old = cli(["job", "launch", pipeline, "--version", "1", "--quiet"])
+    assert old.exit_code == 0, old.output
+    assert old.stderr == (
+        f"warning: secret '{secret}' will not reach this job: version 1 of pipeline "
+        f"'{pipeline}' predates its grant of secret '{secret}' (the grant covers version 2 "
+        "and later); the job runs without it\n"
+    )
+    latest = cli(["job", "launch", pipeline, "--quiet"])
+    assert latest.exit_code == 0 and latest.stderr == ""
+    row = next(ln for ln in names_listed(cli).splitlines() if ln.startswith(secret))
+    assert f"{pipeline} (v2+)" in row
+    assert VALUE not in old.output + latest.output

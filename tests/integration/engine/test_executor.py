@@ -332,15 +332,25 @@ def test_default_image_setting(run) -> None:  # type: ignore[no-untyped-def]
     assert result.outputs["v"] == 0
 
 
+# Each item waits (up to 30 s) until all four have started: only commands that really
+# run at the same time print "together". Proven by the workspace, not by the clock.
+_BARRIER = (
+    "touch /workspace/par-$0; i=0; "
+    "while [ $(ls /workspace | grep -c ^par-) -lt 4 ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+    "[ $(ls /workspace | grep -c ^par-) -ge 4 ] && echo item-$0 together || echo item-$0 alone"
+)
+# Each item counts the items running with it; with max = 2 it never sees more than 2.
+_COUNT = "mkdir -p /workspace/run; touch /workspace/run/$0; ls /workspace/run | wc -l > /workspace/seen-$0; sleep 0.3; rm /workspace/run/$0"
+
+
 def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:  # type: ignore[no-untyped-def]
     result, _events, _ = run(
         pipeline(
             stage(
                 "par",
-                """
-            local started = os.time()
-            local out = process.parallel({ 3, 1, 2, 4 }, function(n)
-              local r = process.run({ "sh", "-c", "sleep 1; echo item-" .. n, capture_stdout = true })
+                f"""
+            local out = process.parallel({{ 3, 1, 2, 4 }}, function(n)
+              local r = process.run({{ "sh", "-c", {_BARRIER!r}, n, capture_stdout = true }})
               return r.stdout
             end)
             output.set("order", table.concat(out, ""))
@@ -348,10 +358,13 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
             ),
             stage(
                 "limited",
-                """
-            process.parallel({ 1, 2, 3, 4 }, function(n)
-              process.run({ "sh", "-c", "sleep 0.5" })
-            end, { max = 2 })
+                f"""
+            process.parallel({{ 1, 2, 3, 4, 5, 6 }}, function(n)
+              process.run({{ "sh", "-c", {_COUNT!r}, n, check = true }})
+            end, {{ max = 2 }})
+            local seen = {{}}
+            for n = 1, 6 do seen[n] = fs.read("seen-" .. n):match("%d+") end
+            output.set("seen", table.concat(seen, ","))
         """,
             ),
             stage(
@@ -365,10 +378,12 @@ def test_parallel_runs_concurrently_in_order_and_collects_failures(run) -> None:
             ),
         )
     )
-    assert result.outputs["order"] == "item-3\nitem-1\nitem-2\nitem-4\n"
+    assert result.outputs["order"] == (
+        "item-3 together\nitem-1 together\nitem-2 together\nitem-4 together\n"
+    )
     par, limited, fails = result.stages
-    assert par.duration is not None and par.duration < 3.0  # 4 × 1 s in parallel
-    assert limited.duration is not None and limited.duration >= 1.0  # 2 waves of 0.5 s
+    assert (par.status, limited.status) == ("succeeded", "succeeded")
+    assert max(int(n) for n in str(result.outputs["seen"]).split(",")) <= 2, result.outputs
     assert fails.status == "failed"
     assert "process.parallel: 3 of 3 calls failed: [1] " in (fails.error or "")
     assert "exited with code 1" in (fails.error or "") and "lua error 2" in (fails.error or "")
@@ -449,20 +464,14 @@ def test_nul_byte_in_arguments_is_a_clear_error(run) -> None:  # type: ignore[no
 @pytest.mark.parametrize(
     ("script", "message"),
     [
-        ('output.set(string.rep("k", 201), 1)', "output names may have at most 200 characters"),
-        ('output.set("big", string.rep("x", 65537))', "value of 'big' has 65537 characters"),
         ('output.set("nul", "a\\0b")', "value of 'nul' contains a NUL character"),
+        ('output.set("k\\0", 1)', "the output name contains a NUL character"),
         ('output.set("n", 2^53 + 2)', "outside the range of numbers a pipeline can use exactly"),
         (
             'output.set("n", math.maxinteger)',
             "outside the range of numbers a pipeline can use exactly",
         ),
         ('output.set("n", 0/0)', "expected a finite number"),
-        ("for i = 1, 101 do output.set('o' .. i, i) end", "a job may set at most 100 outputs"),
-        (
-            "for i = 1, 9 do output.set('o' .. i, string.rep('x', 65536)) end",
-            "all outputs together may have at most 524288 characters",
-        ),
     ],
 )
 def test_output_set_refuses_what_the_server_could_not_store(  # type: ignore[no-untyped-def]
@@ -475,13 +484,7 @@ def test_output_set_refuses_what_the_server_could_not_store(  # type: ignore[no-
     assert "t.lua:" in (result.error or "")
 
 
-def test_output_set_accepts_values_at_the_limits(run) -> None:  # type: ignore[no-untyped-def]
-    script = """
-    output.set(string.rep("k", 200), 2^53)
-    output.set("big", string.rep("x", 65536))
-    for i = 1, 98 do output.set("o" .. i, -i) end
-    output.set("big", "replacing a value does not count twice")
-    """
-    result, _, _ = run(pipeline(stage("s", script)))
+def test_output_set_accepts_numbers_up_to_2_to_the_53(run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = run(pipeline(stage("s", 'output.set("a", 2^53) output.set("b", -(2^53))')))
     assert result.status == "succeeded", result.error
-    assert len(result.outputs) == 100 and result.outputs["k" * 200] == 2**53
+    assert result.outputs == {"a": 2**53, "b": -(2**53)}

@@ -801,3 +801,30 @@ def test_readonly_stage_blocks_fs_and_processes(podman_available: str, tmp_path:
         check=True,
     )
     assert leftovers.stdout.strip() == ""
+
+
+@pytest.mark.podman
+def test_a_directory_of_more_than_100000_entries_is_refused_not_read(
+    podman_available: str, workspace: Path
+) -> None:
+    """A container can make millions of files; the fs module would hold all their
+    names at once. It stops reading a directory as soon as it passes the cap."""
+    job = Job(workspace, backend=PodmanBackend())
+    try:
+        job.run(
+            'process.run({ "sh", "-c", "mkdir big && cd big && seq 1 100001 | xargs touch",'
+            " check = true })"
+        )
+        for call in (
+            'fs.list("big")',
+            'fs.glob("big/*")',
+            'fs.glob("**/x")',
+            'fs.copy("big", "c")',
+        ):
+            error = job.error(call)
+            assert "'big' has more than 100000 entries, more than the fs module reads" in error
+        assert sorted(os.listdir(workspace)) == ["big"]  # the refused copy left nothing
+        job.run('process.run({ "rm", "big/1", check = true })')
+        assert job.run('return #fs.list("big")') == 100000
+    finally:
+        job.close()

@@ -248,3 +248,49 @@ def test_bad_secret_options_are_refused_before_anything_runs(
     result, _ = run(f'process.run({{ "true", {option} }})')
     assert result.status == "failed"
     assert message in str(result.error)
+
+
+NASTY = 'it\'s a "q" $HOME \\ bäck-slash'
+
+
+def assert_no_four_chars_of(blob: str, value: str) -> None:
+    for source in (value, repr(value)[1:-1], ascii(value)[1:-1]):
+        for i in range(len(source) - 3):
+            assert source[i : i + 4] not in blob, f"{source[i : i + 4]!r} of {value!r} shows"
+
+
+def test_quoting_and_control_characters_never_reveal_a_secret(run) -> None:  # type: ignore[no-untyped-def]
+    """A secret with quotes, spaces, ``$``, a backslash and non-ASCII letters: in the
+    shell-quoted ``$ cmd`` line, in ``check = true`` errors, in Rivet's ``{x!r}``
+    messages, printed around ``\\r`` and an escape sequence by a progress bar, and in
+    a multi-line log message. Every form is masked; no 4 characters show."""
+    script = r"""
+    local t = secret.get("nasty")
+    process.run({ "true", t, "--flag=" .. t })
+    local ok, e = pcall(function() local r = process.run({ "sh", "-c", "exit 3", t, check = true }) end)
+    log.info("check: " .. e)
+    ok, e = pcall(function() local r = process.run({ "true", cwd = t }) end)
+    log.info("cwd: " .. e)
+    ok, e = pcall(function() local r = fs.read(t) end)
+    log.info("fs: " .. e)
+    local sh = function(cmd) process.run({ "bash", "-c", cmd, secrets = { T = "nasty" } }) end
+    sh('printf "progress %s\r%s done\n" "${T:0:5}" "${T:5}"')
+    sh('printf "%s\\033[2K%s\n" "${T:0:3}" "${T:3}"')
+    sh('printf "%s" "${T:0:6}"; sleep 0.2; printf "\r%s 100%%\n" "${T:6}"')
+    log.info("multi\n" .. t .. "\rline")
+    process.run({ "sh", "-c", "exit 4", t, check = true })
+    """
+    result, events = run(script, secrets={"nasty": NASTY})
+    assert result.status == "failed"
+    debug = [e.message for e in events.lines if e.level == "debug"]
+    assert "$ true '***' '--flag=***'" in debug
+    text = events.text()
+    assert "check: t.lua:6: process.run: 'sh -c 'exit 3' '***'' exited with code 3" in text
+    # A \r is a line break for the log (one line each side), an escape sequence stays.
+    assert "progress ***\n*** done" in text and "***\x1b[2K***" in text
+    assert "***\n*** 100%" in text
+    assert "multi\n***\nline" in text  # three log lines, the value masked
+    assert "exited with code 4" in str(result.error)
+    blob = everything(result, events)
+    assert_hidden(blob, NASTY)
+    assert_no_four_chars_of(blob, NASTY)

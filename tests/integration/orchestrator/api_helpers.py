@@ -53,9 +53,14 @@ def invalid_lua() -> str:
     return 'return pipeline.define({\n  stages = { { name = "x" } },\n})\n'
 
 
-async def create_pipeline(client: httpx.AsyncClient, name: str, **kwargs: Any) -> dict[str, Any]:
+async def create_pipeline(
+    client: httpx.AsyncClient, name: str, *, admin: bool = False, **kwargs: Any
+) -> dict[str, Any]:
+    """A new version of ``name``, pushed anonymously or (``admin``) with the admin token."""
     response = await client.post(
-        "/api/pipelines", json={"source": lua_pipeline(name, **kwargs), "filename": f"{name}.lua"}
+        "/api/pipelines",
+        json={"source": lua_pipeline(name, **kwargs), "filename": f"{name}.lua"},
+        headers=ADMIN if admin else None,
     )
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()

@@ -22,6 +22,7 @@ from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
 from rivet.secrets.keyring import generate_key
+from rivet.store.pipelines import get_version
 from rivet.store.tables import secret_grants, secrets
 
 pytestmark = pytest.mark.anyio
@@ -64,6 +65,13 @@ async def claim(client: httpx.AsyncClient, runner: dict[str, str]) -> dict[str, 
     return result
 
 
+def values_for(services: Services, pipeline: str) -> dict[str, str]:
+    """What a job of the latest version of ``pipeline`` would receive."""
+    with services.db.read() as conn:
+        version = get_version(conn, pipeline)
+    return services.secrets.for_job(pipeline, version.pipeline_id, version.version).values
+
+
 def raw_rows(app: FastAPI) -> str:
     """Every column of every secret row, as the database returns it."""
     services: Services = app.state.services
@@ -78,7 +86,8 @@ async def test_set_list_show_delete_never_return_the_value(client: httpx.AsyncCl
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["name"] == "DEPLOY_TOKEN" and body["grants"] == ["deploy"]
-    assert set(body) == {"name", "created_at", "updated_at", "grants"}
+    assert set(body) == {"name", "created_at", "updated_at", "grants", "covers"}
+    assert body["covers"] == {"deploy": 1}  # no version yet: from the first one
     updated = await put(client, "DEPLOY_TOKEN", OTHER)
     assert updated.status_code == 200
     assert updated.json()["grants"] == ["deploy"]  # replacing the value keeps grants
@@ -179,14 +188,15 @@ async def test_values_are_encrypted_at_rest(
 async def test_claims_carry_only_the_secrets_granted_to_the_jobs_pipeline(
     client: httpx.AsyncClient,
 ) -> None:
-    await create_pipeline(client, "deploy")
-    await create_pipeline(client, "tests")
     assert (await put(client, "DEPLOY_KEY", VALUE, grants=["deploy"])).status_code == 201
     assert (await put(client, "SHARED", OTHER, grants=["deploy"])).status_code == 201
     granted = await client.put("/api/secrets/SHARED/grants/tests", headers=ADMIN)
     assert granted.json()["grants"] == ["deploy", "tests"]
     again = await client.put("/api/secrets/SHARED/grants/tests", headers=ADMIN)
     assert again.status_code == 200 and again.json()["grants"] == ["deploy", "tests"]
+    # Versions the admin pushes after the grants (test_secret_coverage.py: other ones).
+    await create_pipeline(client, "deploy", admin=True)
+    await create_pipeline(client, "tests", admin=True)
     runner = await register_runner(client)
 
     deploy_job = await launch(client, "deploy")
@@ -201,6 +211,7 @@ async def test_claims_carry_only_the_secrets_granted_to_the_jobs_pipeline(
 
     revoked = await client.delete("/api/secrets/SHARED/grants/tests", headers=ADMIN)
     assert revoked.json()["grants"] == ["deploy"]
+    assert revoked.json()["covers"] == {"deploy": 1}
     twice = await client.delete("/api/secrets/SHARED/grants/tests", headers=ADMIN)
     assert twice.status_code == 404
     assert "not granted to pipeline 'tests'" in twice.json()["error"]["message"]
@@ -226,8 +237,8 @@ async def test_server_logs_never_hold_the_value(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await create_pipeline(client, "deploy")
     await put(client, "TOKEN", VALUE, grants=["deploy"])
+    await create_pipeline(client, "deploy", admin=True)
     await client.put("/api/secrets/TOKEN", headers=ADMIN, json={"valu": VALUE})
     await launch(client, "deploy")
     runner = await register_runner(client)
@@ -245,8 +256,8 @@ async def test_key_file_is_created_0600_and_reused_across_restarts(
     key_file = settings.home / "secret-key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     first = key_file.read_text()
-    await create_pipeline(client, "deploy")
     assert (await put(client, "TOKEN", VALUE, grants=["deploy"])).status_code == 201
+    await create_pipeline(client, "deploy", admin=True)
     await launch(client, "deploy")
     runner = await register_runner(client)
 
@@ -281,6 +292,7 @@ async def test_env_key_wins_and_rotation_reencrypts(
         transport = httpx.ASGITransport(app=server)
         async with httpx.AsyncClient(transport=transport, base_url="http://rivet.test") as http:
             assert (await put(http, "TOKEN", VALUE, grants=["deploy"])).status_code == 201
+            await create_pipeline(http, "deploy", admin=True)
             before = raw_rows(server)
     assert not (home / "secret-key").exists()  # the env key is used, no file is written
 
@@ -291,13 +303,13 @@ async def test_env_key_wins_and_rotation_reencrypts(
     assert after != before
     services = Services.build(rotated.model_copy(update={"secret_key": SecretStr(new)}))
     try:
-        assert services.secrets.for_pipeline("deploy") == {"TOKEN": VALUE}  # old key not needed
+        assert values_for(services, "deploy") == {"TOKEN": VALUE}  # old key not needed
     finally:
         services.db.close()
 
     wrong = Services.build(rotated.model_copy(update={"secret_key": SecretStr(generate_key())}))
     try:
-        assert wrong.secrets.for_pipeline("deploy") == {}  # unknown key: left out, logged
+        assert values_for(wrong, "deploy") == {}  # unknown key: left out, logged
     finally:
         wrong.db.close()
 

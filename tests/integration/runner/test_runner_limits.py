@@ -26,14 +26,14 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_a_result_too_large_for_the_server_fails_the_job_saying_why(
     api: Api, tag: str, start_agent: StartAgent
 ) -> None:
-    """Seven outputs of 65,536 '€' pass output.set (458,752 characters) but are 1.4 MB
-    as UTF-8, over this server's limit: the runner reports the job failed, naming the
-    refusal, instead of leaving it running."""
+    """Five outputs of 50,000 control characters pass output.set (250 KB of 1 MiB) but
+    JSON writes each as a 6-byte escape (1.5 MB), over this server's limit: the runner
+    reports the job failed, naming the refusal, instead of leaving it running."""
     name = tagged_pipeline(
         api,
         tag,
-        stages='{ name = "make", script = function() for i = 1, 7 do'
-        ' output.set("o" .. i, string.rep("€", 65536)) end end }',
+        stages='{ name = "make", script = function() for i = 1, 5 do'
+        ' output.set("o" .. i, string.rep("\\1", 50000)) end end }',
     )
     start_agent()
     job = api.wait_finished(api.launch(name), timeout=60)

@@ -43,6 +43,7 @@ def test_granted_secret_is_used_and_redacted_before_leaving_the_runner(
         api, tag, '{ name = "s", script = function() secret.get("DEPLOY") end },'
     )
     put_secret(api, "DEPLOY", VALUE, [granted])
+    assert api.push_again_as_admin(granted) == 2  # version 1 predates the grant
     start_agent()
 
     job = api.wait_finished(api.launch(granted), timeout=60)
@@ -56,3 +57,32 @@ def test_granted_secret_is_used_and_redacted_before_leaving_the_runner(
     refused = api.wait_finished(api.launch(ungranted), timeout=60)
     assert refused["status"] == "failed"
     assert f"secret 'DEPLOY' is not granted to pipeline '{ungranted}'" in refused["error"]
+
+
+def test_a_version_older_than_the_grant_runs_without_the_secret_and_says_why(
+    api: Api, tag: str, start_agent: StartAgent
+) -> None:
+    stages = """
+    { name = "use", script = function()
+        if secret.has("DEPLOY") then error("version 1 must not have it") end
+        secret.get("DEPLOY")
+      end },
+    """
+    pipeline = tagged_pipeline(api, tag, stages)  # version 1, pushed without the admin token
+    put_secret(api, "DEPLOY", VALUE, [pipeline])
+    assert api.push_again_as_admin(pipeline) == 2
+    start_agent()
+
+    old = api.wait_finished(api.launch(pipeline, version=1), timeout=60)
+    reason = (
+        f"version 1 of pipeline '{pipeline}' predates its grant of secret 'DEPLOY' "
+        "(the grant covers version 2 and later)"
+    )
+    assert old["status"] == "failed"
+    assert f"secret.get: secret 'DEPLOY' is withheld from this job: {reason}" in old["error"]
+    warned = [ln for ln in api.logs(old["id"]) if ln["level"] == "warning"]
+    assert warned and reason in warned[0]["message"]
+
+    covered = api.wait_finished(api.launch(pipeline, version=2), timeout=60)
+    assert covered["status"] == "failed"  # the stage errors on purpose: it has the secret
+    assert "version 1 must not have it" in covered["error"]

@@ -348,7 +348,7 @@ def test_hostile_defaults_above_their_maximum_fail_at_load(
         (
             "[process]\nmax_timout = 5\n",
             "process.max_timout: unknown key (known: allowed_binaries, denied_binaries, "
-            "default_timeout, max_timeout)",
+            "default_timeout, max_timeout, max_capture_bytes)",
         ),
         ("[container]\nmemory = '1g'\n", "container.memory: unknown key (known: default_memory"),
         ("[proces]\n", "proces: unknown section (known: process, container, http, fs)"),
@@ -376,12 +376,27 @@ def test_hostile_defaults_above_their_maximum_fail_at_load(
         ('[policy.container]\nnetwork = "host"\n', "policy.container.network: must be"),
         ("process = 3\n", "process: must be a table, got 3"),
         ("[process\n", "invalid TOML"),
+        ("[process]\nmax_capture_bytes = 0\n", "process.max_capture_bytes: must be at least 1024"),
+        ('[process]\nmax_capture_bytes = "512"\n', "max_capture_bytes: must be at least 1024"),
+        ('[process]\nmax_capture_bytes = "lots"\n', "'lots' is not a memory size"),
+        ("[process]\nmax_capture_bytes = 1.5\n", "process.max_capture_bytes: must be a valid"),
     ],
 )
 def test_hostile_policy_files_fail_with_one_line_naming_file_and_key(
     tmp_path: Path, text: str, expected: str
 ) -> None:
     assert expected in load_error(tmp_path, text)
+
+
+def test_capture_cap_defaults_to_a_quarter_of_the_lua_memory_and_reads_sizes(
+    tmp_path: Path,
+) -> None:
+    assert Policy().process.max_capture_bytes is None
+    assert Policy().process.capture_limit(256 << 20) == 64 << 20
+    assert Policy().process.capture_limit(64 << 20) == 16 << 20
+    policy = load(tmp_path, '[process]\nmax_capture_bytes = "16m"\n')
+    assert policy.process.capture_limit(256 << 20) == 16 << 20
+    assert load(tmp_path, "[process]\nmax_capture_bytes = 4096\n").process.max_capture_bytes == 4096
 
 
 def test_several_problems_are_reported_together(tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ import base64
 import json
 import re
 import secrets
+import shlex
 import threading
 import time
 from urllib.parse import quote, quote_plus
 
 import pytest
 
-from rivet.engine.redaction import MASK, MIN_FRAGMENT, MIN_SECRET_LENGTH, Redactor
+from rivet.engine.redaction import BREAKS, MASK, MIN_FRAGMENT, MIN_SECRET_LENGTH, Redactor
 
 VALUE = "s3cr3t-T0ken/with+chars=="
 UNICODE = "pässwört-ünïcode-42"
@@ -123,7 +124,8 @@ def test_multi_line_value_printed_line_by_line() -> None:
     stream = r.stream()
     assert stream.line("line-one-secret") == MASK
     assert stream.line("  line-two-secret") == "  ***"
-    assert r.redact(key) == "***\n  ***\n***\n"
+    # In one text the whole value is found across its lines, indentation included.
+    assert r.redact(key) == "***\n***\n***\n"
 
 
 def test_values_too_short_to_redact_are_refused() -> None:
@@ -289,3 +291,132 @@ def test_huge_value_wrapped_base64_is_masked_on_every_line_and_stays_fast() -> N
     for _ in range(2_000):
         stream.line("an ordinary line of build output, nothing to see")
     assert 2_000 / (time.perf_counter() - started) > 1_000
+
+
+# --- quoting, control characters and escape sequences ---------------------------------
+
+# Secrets made of the characters quoting and escaping change; none shares 4 characters
+# in a row with the text around it in the tests below.
+NASTY = [
+    "it's-a-Q'uote",
+    'dbl"Quo"ted-val',
+    "with spaces  inside it",
+    "d0llar$HOME$(id)`x`",
+    "back\\slash\\\\twice\\",
+    "multi-line-first\nmulti-line-second",
+    "cr-inside\rthe-value",
+    "tab\tinside-value",
+    'ünï\'cødé "Sécret" ✓',
+    "esc\x1b[31m-coloured",
+    "ALL'\"$ \\\n\r\t\x0b mixed",
+]
+
+
+def assert_hidden_in(out: str, secret: str) -> None:
+    """No 4 consecutive characters of the secret, nor of its repr, show in ``out``
+    (breaks inside a secret stay, as breaks: the text between them is masked)."""
+    visible = out.replace(MASK, "\0")
+    kept = [m.group() for m in BREAKS.finditer(secret)]
+    for source in (secret, repr(secret)[1:-1], ascii(secret)[1:-1]):
+        breaks = {i for m in BREAKS.finditer(source) for i in range(m.start(), m.end())}
+        for i in range(len(source) - MIN_FRAGMENT + 1):
+            piece = source[i : i + MIN_FRAGMENT]
+            if not breaks.intersection(range(i, i + MIN_FRAGMENT)) and not any(
+                piece in k for k in kept
+            ):
+                assert piece not in visible, f"{piece!r} of {secret!r} shows in {out!r}"
+
+
+def masked(secret: str) -> str:
+    """What a secret looks like redacted: its breaks kept, everything between masked."""
+    return BREAKS.sub(lambda m: "\0" + m.group() + "\0", secret).join("\0\0")
+
+
+@pytest.mark.parametrize("secret", NASTY, ids=range(len(NASTY)))
+def test_shell_join_masks_before_quoting_whatever_the_secret_contains(secret: str) -> None:
+    r = redactor(secret)
+    shown = r.shell_join(["printf", "%s\\n", secret, f"KEY={secret}", "--", "tail"])
+    arg = re.sub("\0[^\0]*\0", MASK, masked(secret))
+    assert shown == shlex.join(["printf", "%s\\n", arg, f"KEY={arg}", "--", "tail"])
+    assert_hidden_in(shown, secret)
+    # The unmasked quoting really does cut most of these secrets apart; masking the
+    # quoted text afterwards would not be enough.
+    echo = r.shell_join(["sh", "-c", f"echo {secret} | wc"])
+    assert echo == shlex.join(["sh", "-c", f"echo {arg} | wc"])
+
+
+def test_shell_join_masks_a_secret_spanning_two_arguments() -> None:
+    r = redactor("user hunter2-secret")
+    assert r.shell_join(["login", "user", "hunter2-secret", "ok"]) == "login '***' '***' ok"
+    assert Redactor().shell_join(["a b", "c'd"]) == "'a b' 'c'\"'\"'d'"
+
+
+@pytest.mark.parametrize("secret", NASTY, ids=range(len(NASTY)))
+def test_repr_ascii_and_shell_quoted_forms_are_masked(secret: str) -> None:
+    r = redactor(secret)
+    for text in (
+        f"error: {secret!r}",
+        f"error: {secret!a}",
+        f"mixed {('q' + chr(39) + chr(34) + secret)!r}",  # forces '…' with \\' escapes
+        f"$ {shlex.quote(secret)}",
+        f"$ {shlex.join(['cmd', secret])}",
+        json.dumps({"v": secret}),
+    ):
+        out = r.redact(text)
+        assert MASK in out, text
+        assert_hidden_in(out, secret)
+
+
+@pytest.mark.parametrize(
+    "brk",
+    [
+        "\r",
+        "\n",
+        "\r\n",
+        "\x0b",
+        "\x0c",
+        "\x08",
+        "\x1b[2K",
+        "\x1b[1G",
+        "\x1b[31m",
+        "\x1b(B",
+        "\x07",
+        "\x7f",
+        "\x85",
+        "\x9b2K",
+        "\u2028",
+        "\u2029",
+        "\r\x1b[K",
+    ],
+    ids=repr,
+)
+def test_a_value_cut_by_any_control_character_is_masked_at_every_position(brk: str) -> None:
+    r = redactor(VALUE)
+    for cut in range(1, len(VALUE)):
+        text = f"progress {VALUE[:cut]}{brk}{VALUE[cut:]} 100%"
+        out = r.redact(text)
+        assert out == f"progress ***{brk}*** 100%", (cut, out)
+        # the same inside one line of a process stream
+        assert r.stream().line(text) == out
+
+
+def test_progress_bar_lines_with_carriage_returns_are_masked_across_lines() -> None:
+    r = redactor(VALUE)
+    stream = r.stream()
+    first = stream.line(f"\r 10% {VALUE[:8]}")
+    second = stream.line(f"{VALUE[8:]}\r 50%\r100%")
+    assert first == "\r 10% ***" and second == "***\r 50%\r100%"
+
+
+def test_a_secret_that_itself_contains_controls_is_masked_raw_and_rendered() -> None:
+    secret = "esc\x1b[31m-coloured-and\rcr"
+    r = redactor(secret)
+    for text in (secret, f"<{secret}>", repr(secret), secret.replace("\x1b[31m", "")):
+        out = r.redact(text)
+        assert_hidden_in(out, secret)
+
+
+def test_colour_codes_and_control_characters_of_ordinary_text_are_kept() -> None:
+    r = redactor(VALUE)
+    text = "\x1b[1;32m   Compiling\x1b[0m serde v1.0\r\n\tdone \x1b]0;title\x07"
+    assert r.redact(text) == text

@@ -28,7 +28,9 @@ def definition(
 
 def store_version(db: Database, spec: PipelineDefinition) -> PipelineVersion:
     with db.write() as tx:
-        pipeline_store.create_version(tx.conn, spec, f"-- {spec.name}", f"{spec.name}.lua")
+        pipeline_store.create_version(
+            tx.conn, spec, f"-- {spec.name}", f"{spec.name}.lua", created_by="anonymous"
+        )
     with db.read() as conn:
         return pipeline_store.get_version(conn, spec.name)
 

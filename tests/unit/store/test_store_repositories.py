@@ -24,10 +24,13 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 def test_same_name_makes_new_versions(db: Database) -> None:
     for expected in (1, 2, 3):
         with db.write() as tx:
-            view = pipeline_store.create_version(tx.conn, definition("a"), "src", "a.lua")
-        assert view.version == expected
+            view = pipeline_store.create_version(
+                tx.conn, definition("a"), "src", "a.lua", created_by="admin"
+            )
+        assert view.version == expected and view.created_by == "admin"
     with db.write() as tx:
-        assert pipeline_store.create_version(tx.conn, definition("b"), "s", "b.lua").version == 1
+        b = pipeline_store.create_version(tx.conn, definition("b"), "s", "b.lua", created_by="x")
+        assert b.version == 1
     with db.read() as conn:
         latest = pipeline_store.list_latest(conn)
         assert [(p.name, p.version, p.versions) for p in latest] == [("a", 3, 3), ("b", 1, 1)]

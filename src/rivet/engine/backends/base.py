@@ -9,9 +9,14 @@ Lifecycle, per job:
    cannot start. Containers carry the labels in :data:`LABEL_MANAGED` and
    :data:`LABEL_JOB` so leftovers can be found.
 2. ``exec(container, request)`` runs one command and blocks until it ends; stdout and
-   stderr lines are delivered to the request's callbacks *while* it runs. It is
+   stderr lines are delivered to the request's callbacks *while* it runs, at most
+   :data:`MAX_LINE_BYTES` at a time (a longer line arrives in pieces), and a callback
+   that blocks holds the command back (no output is buffered without bound). It is
    thread-safe: several execs may run at once in one or several containers.
    On timeout the command is killed and the result has ``exit_code == 124``.
+   A captured stream is stored only while the request's :class:`CaptureBudget`
+   grants room: once it refuses, the backend stops storing, kills the command,
+   drains the pipe to its end and names the stream in ``capture_overflow``.
 3. ``remove(container)`` stops and deletes it; idempotent, never raises for a
    container that is already gone. ``remove_job(job_id)`` removes every container
    labelled with that job (used on cancel, Ctrl-C and crash recovery).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +36,10 @@ __all__ = [
     "LABEL_IMAGE",
     "LABEL_JOB",
     "LABEL_MANAGED",
+    "MAX_LINE_BYTES",
     "SECRETS_MOUNT",
     "WORKSPACE",
+    "CaptureBudget",
     "ContainerBackend",
     "ContainerOptions",
     "ContainerSpec",
@@ -47,7 +55,39 @@ LABEL_MANAGED = "rivet.managed"
 LABEL_JOB = "rivet.job"
 LABEL_IMAGE = "rivet.image"
 
+# A streamed line longer than this (bytes) is delivered in pieces of this size.
+MAX_LINE_BYTES = 65536
+
 LineCallback = Callable[[str], None]
+
+
+class CaptureBudget:
+    """Bytes of captured output that the commands of one job may hold at once; shared
+    by its concurrent ``exec`` calls, thread-safe. ``None`` as the limit: no cap.
+
+    A backend takes room for every chunk before it stores it; the caller gives the
+    result's ``captured_bytes`` back once it is done with the text."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.limit is not None and self._held + size > self.limit:
+                return False
+            self._held += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self._held = max(0, self._held - size)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held
 
 
 @dataclass(frozen=True)
@@ -100,6 +140,8 @@ class ExecRequest:
     on_stderr: LineCallback | None = None
     capture_stdout: bool = False
     capture_stderr: bool = False
+    # Room for captured output (see CaptureBudget); None: no cap.
+    capture_budget: CaptureBudget | None = None
     # Secret values for the command's environment: a backend must never put them on
     # a command line (visible in `ps`), and refuses names it could only pass that way.
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -111,6 +153,12 @@ class ExecResult:
     stdout: str = ""
     stderr: str = ""
     timed_out: bool = False
+    # Bytes taken from the request's CaptureBudget for stdout and stderr; the caller
+    # gives them back when it is done with the text.
+    captured_bytes: int = 0
+    # "stdout" or "stderr" when that captured stream passed the budget: the command
+    # was killed and the stream's text is empty (its room already given back).
+    capture_overflow: str | None = None
 
 
 def container_name(job_id: str, image: str, options: ContainerOptions | None = None) -> str:

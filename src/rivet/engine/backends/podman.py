@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import os
 import re
 import subprocess
@@ -23,8 +24,10 @@ from rivet.engine.backends.base import (
     LABEL_IMAGE,
     LABEL_JOB,
     LABEL_MANAGED,
+    MAX_LINE_BYTES,
     SECRETS_MOUNT,
     WORKSPACE,
+    CaptureBudget,
     ContainerOptions,
     ContainerSpec,
     ExecRequest,
@@ -171,9 +174,33 @@ class PodmanBackend:
             )
         except FileNotFoundError:
             raise _podman_missing() from None
+        except OSError as exc:
+            if exc.errno == errno.E2BIG:
+                raise ContainerError(
+                    "the command's arguments and environment are too long for the system "
+                    "(E2BIG); pass big data through a file in the workspace"
+                ) from None
+            raise
         assert proc.stdout is not None and proc.stderr is not None
-        out = _StreamReader(proc.stdout, request.on_stdout, request.capture_stdout)
-        err = _StreamReader(proc.stderr, request.on_stderr, request.capture_stderr)
+
+        def stop_command() -> None:
+            # On its own thread: the reader that asks goes on draining meanwhile.
+            kill_marked_processes(marker)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(_KILL_GRACE)
+                return
+            proc.kill()
+
+        def overflow() -> None:
+            threading.Thread(target=stop_command, daemon=True).start()
+
+        budget = request.capture_budget
+        out = _StreamReader(
+            proc.stdout, request.on_stdout, request.capture_stdout, budget, overflow
+        )
+        err = _StreamReader(
+            proc.stderr, request.on_stderr, request.capture_stderr, budget, overflow
+        )
         # A watchdog thread enforces the timeout: Popen.wait(timeout=...) polls with
         # sleeps of up to 50 ms, which would add that much to every command.
         watchdog = _Watchdog(proc, marker, request.timeout)
@@ -188,16 +215,29 @@ class PodmanBackend:
             kill_marked_processes(marker)
             proc.kill()
             proc.wait()
+            out.join(_KILL_GRACE, patient=False)
+            err.join(_KILL_GRACE, patient=False)
+            _give_back(budget, out, err)
             raise
-        finally:
-            # The pipes close when the client exits; the bound only guards against a
-            # stray podman helper process inheriting them.
-            out.join(_KILL_GRACE)
-            err.join(_KILL_GRACE)
-        out.raise_callback_error()
-        err.raise_callback_error()
+        # Every line is delivered before exec returns, also when delivery is slow
+        # (a full log buffer while the server is away): later lines of the job
+        # must not overtake this command's output.
+        out.join(_KILL_GRACE)
+        err.join(_KILL_GRACE)
+        try:
+            out.raise_callback_error()
+            err.raise_callback_error()
+        except BaseException:
+            _give_back(budget, out, err)
+            raise
+        overflow_stream = "stdout" if out.overflowed else "stderr" if err.overflowed else None
         return ExecResult(
-            exit_code=exit_code, stdout=out.text(), stderr=err.text(), timed_out=watchdog.fired
+            exit_code=exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            timed_out=watchdog.fired,
+            captured_bytes=out.taken + err.taken,
+            capture_overflow=overflow_stream,
         )
 
     # -- podman plumbing ---------------------------------------------------------------
@@ -273,14 +313,30 @@ class _Watchdog:
 
 
 class _StreamReader:
-    """Drains one pipe on its own thread, delivering or collecting decoded lines."""
+    """Drains one pipe on its own thread, delivering decoded lines (at most
+    MAX_LINE_BYTES each) or collecting the text under a capture budget."""
 
-    def __init__(self, pipe: IO[bytes], callback: LineCallback | None, capture: bool) -> None:
+    def __init__(
+        self,
+        pipe: IO[bytes],
+        callback: LineCallback | None,
+        capture: bool,
+        budget: CaptureBudget | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self._pipe = pipe
         self._callback = None if capture else callback
         self._capture = capture
+        self._budget = budget
+        self._on_overflow = on_overflow
         self._chunks: list[str] = []
         self._error: BaseException | None = None
+        # Bytes held against the budget; whether the budget refused this stream.
+        self.taken = 0
+        self.overflowed = False
+        # For join(): reads so far, and whether a callback is running (it may block).
+        self._reads = 0
+        self._delivering = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -288,29 +344,64 @@ class _StreamReader:
         # Incremental, so a multi-byte character split by the read limit survives.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with self._pipe:
-            while chunk := self._pipe.readline(_READ_CHUNK):
+            if self._capture:
+                self._collect(decoder)
+                return
+            while chunk := self._pipe.readline(MAX_LINE_BYTES):
+                self._reads += 1
                 text = decoder.decode(chunk)
-                if self._capture:
-                    self._chunks.append(text)
-                elif self._callback is not None and text:
+                if self._callback is not None and text:
                     self._deliver(self._callback, text.removesuffix("\n").removesuffix("\r"))
-            if tail := decoder.decode(b"", final=True):
-                if self._capture:
-                    self._chunks.append(tail)
-                elif self._callback is not None:
-                    self._deliver(self._callback, tail)
+            if (tail := decoder.decode(b"", final=True)) and self._callback is not None:
+                self._deliver(self._callback, tail)
+
+    def _collect(self, decoder: codecs.IncrementalDecoder) -> None:
+        """Capture: store chunks while the budget grants room; after a refusal, drop
+        what was stored, stop the command and read on to the end of the pipe (a pipe
+        nobody reads would block the command before it can be stopped)."""
+        fd = self._pipe.fileno()
+        while chunk := os.read(fd, _READ_CHUNK):
+            self._reads += 1
+            if self.overflowed:
+                continue
+            if self._budget is not None and not self._budget.take(len(chunk)):
+                self.overflowed = True
+                self._chunks.clear()
+                self._budget.give_back(self.taken)
+                self.taken = 0
+                if self._on_overflow is not None:
+                    self._on_overflow()
+                continue
+            self.taken += len(chunk)
+            self._chunks.append(decoder.decode(chunk))
+        if not self.overflowed:
+            self._chunks.append(decoder.decode(b"", final=True))
 
     def _deliver(self, callback: Callable[[str], None], line: str) -> None:
         if self._error is not None:
             return
+        self._delivering = True
         try:
             callback(line)
         except BaseException as exc:
             # Keep draining: a stalled pipe would block the command in the container.
             self._error = exc
+        finally:
+            self._delivering = False
 
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+    def join(self, grace: float, *, patient: bool = True) -> None:
+        """Wait for the end of the pipe. The pipe closes when the client exits; the
+        grace only guards against a stray podman helper inheriting it, so a reader
+        that made progress or is inside a callback (which blocks while the log
+        buffer is full) is waited for as long as it takes, unless not ``patient``."""
+        reads = -1
+        while True:
+            self._thread.join(grace)
+            if not self._thread.is_alive() or not patient:
+                return
+            if not self._delivering and self._reads == reads:
+                return
+            reads = self._reads
 
     def text(self) -> str:
         return "".join(self._chunks)
@@ -318,6 +409,11 @@ class _StreamReader:
     def raise_callback_error(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _give_back(budget: CaptureBudget | None, *readers: _StreamReader) -> None:
+    if budget is not None:
+        budget.give_back(sum(r.taken for r in readers))
 
 
 def _option_args(options: ContainerOptions) -> list[str]:

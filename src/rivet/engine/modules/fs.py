@@ -38,7 +38,15 @@ from rivet.engine.modules.fs_jail import (
     open_regular,
     split_path,
 )
-from rivet.engine.modules.fs_tree import Budget, copy_file, copy_tree, glob, lstat, replace_file
+from rivet.engine.modules.fs_tree import (
+    Budget,
+    copy_file,
+    copy_tree,
+    glob,
+    list_dir,
+    lstat,
+    replace_file,
+)
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
@@ -135,7 +143,7 @@ class _Fs:
     def list(self, path: Any) -> Any:
         with self.ws.resolve(_path(path) if path is not None else ".") as r:
             if r.name is None:
-                names = os.listdir(r.dir_fd)
+                names = list_dir(r.dir_fd, r.shown)
             else:
                 info = lstat(r.dir_fd, r.name)
                 if info is None:
@@ -144,7 +152,7 @@ class _Fs:
                     raise JailError(f"{r.shown} is not a directory")
                 fd = os.open(r.name, DIR_FLAGS, dir_fd=r.dir_fd)
                 try:
-                    names = os.listdir(fd)
+                    names = list_dir(fd, r.shown)
                 finally:
                     os.close(fd)
         return self.bytes_table(sorted(os.fsencode(n) for n in names))

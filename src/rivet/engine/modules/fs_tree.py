@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from rivet.engine.limits import MAX_DIR_ENTRIES
 from rivet.engine.modules.fs_jail import DIR_FLAGS, JailError, display, kind, open_regular
 from rivet.engine.policy.fs import FsPolicy
 from rivet.engine.policy.violation import PolicyViolation
@@ -30,6 +31,7 @@ __all__ = [
     "copy_file",
     "copy_tree",
     "glob",
+    "list_dir",
     "lstat",
     "replace_file",
     "temp_name",
@@ -53,6 +55,22 @@ def lstat(dir_fd: int, name: str) -> os.stat_result | None:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+
+
+def list_dir(dir_fd: int, shown: str) -> list[str]:
+    """The names in a directory, refusing one of more than MAX_DIR_ENTRIES entries as
+    soon as the count passes it (a container can create millions of files, whose names
+    would otherwise all be held at once)."""
+    names: list[str] = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            names.append(entry.name)
+            if len(names) > MAX_DIR_ENTRIES:
+                raise JailError(
+                    f"{shown} has more than {MAX_DIR_ENTRIES} entries, more than the fs "
+                    "module reads from one directory (use a process to handle it)"
+                )
+    return names
 
 
 @dataclass
@@ -152,7 +170,7 @@ def copy_tree(src_dir: int, src_name: str, dst_dir: int, dst_name: str, budget: 
 def _copy_children(src_fd: int, dst_fd: int, rel: str, budget: Budget, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise JailError(f"{display(rel)} is nested more than {MAX_DEPTH} directories deep")
-    for name in sorted(os.listdir(src_fd)):
+    for name in sorted(list_dir(src_fd, display(rel))):
         shown = display(f"{rel}/{name}")
         info = lstat(src_fd, name)
         if info is None:
@@ -205,6 +223,9 @@ class _Glob:
                 f"{self.shown} matches more than {MAX_GLOB_RESULTS} entries; narrow the pattern"
             )
 
+    def where(self, prefix: tuple[str, ...]) -> str:
+        return f"{self.shown}: {display('/'.join(prefix) or '.')}"
+
     def walk(self, dir_fd: int, prefix: tuple[str, ...], segments: tuple[str, ...]) -> None:
         if len(prefix) > MAX_DEPTH:
             raise JailError(f"{self.shown}: the tree is more than {MAX_DEPTH} directories deep")
@@ -212,7 +233,7 @@ class _Glob:
         if segment == "**":
             if rest:
                 self.walk(dir_fd, prefix, rest)  # ** matches zero directories too
-            for name in os.listdir(dir_fd):
+            for name in list_dir(dir_fd, self.where(prefix)):
                 info = lstat(dir_fd, name)
                 if info is None or not _visible(name, ""):
                     continue
@@ -223,7 +244,9 @@ class _Glob:
             return
         if _magic(segment):
             names = [
-                n for n in os.listdir(dir_fd) if _visible(n, segment) and fnmatchcase(n, segment)
+                n
+                for n in list_dir(dir_fd, self.where(prefix))
+                if _visible(n, segment) and fnmatchcase(n, segment)
             ]
         else:
             names = [segment]

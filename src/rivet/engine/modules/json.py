@@ -15,6 +15,11 @@ The mapping, chosen so that ``decode`` then ``encode`` gives the same JSON back:
   nesting deeper than :data:`MAX_DEPTH`, a function, a string that is not UTF-8.
 - Lua integers stay integers and floats stay floats (``3`` → ``3``, ``3.0`` →
   ``3.0``); decoded integers outside the 64-bit range become floats.
+- Sizes are capped (:mod:`rivet.engine.limits`), because the runner holds a Python
+  copy of the value: ``encode`` builds at most a quarter of the Lua memory limit of
+  text (counted while the tables are read, so a table that refers to one big string
+  a thousand times fails early instead of growing the runner), ``decode`` reads at
+  most a sixteenth of it, and both handle at most MAX_JSON_ITEMS items.
 
 Marks live in a weak-keyed table in the glue, not in metatables, so tables that
 have their own metatable can be marked too. The Python side asks the glue for a
@@ -29,6 +34,8 @@ import re
 from typing import Any
 
 from rivet.engine.context import JobContext
+from rivet.engine.limits import JSON_DECODE_SHARE, JSON_ENCODE_SHARE, MAX_JSON_ITEMS
+from rivet.engine.policy.fs import format_size
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -125,6 +132,35 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}.{key}" if _IDENT.match(key) else f"{path}[{json.dumps(key)}]"
 
 
+class _Budget:
+    """What one encode or decode may still build: characters of text and items."""
+
+    def __init__(self, fn: str, chars: int) -> None:
+        self.fn = fn
+        self.limit = chars
+        self.chars = chars
+        self.items = MAX_JSON_ITEMS
+
+    def text(self, value: Any) -> None:
+        """Count a value about to be written: a string with its quotes, anything else
+        as a few characters (a number, a literal, a key's integer, brackets)."""
+        self.chars -= len(value) + 3 if isinstance(value, str) else 4
+        if self.chars < 0:
+            raise self.too_long()
+
+    def item(self) -> None:
+        self.items -= 1
+        if self.items < 0:
+            raise _fail(self.fn, f"the value has more than {MAX_JSON_ITEMS} items")
+
+    def too_long(self) -> LuaCallError:
+        return _fail(
+            self.fn,
+            f"the JSON text would be longer than {format_size(self.limit)} "
+            f"(1/{JSON_ENCODE_SHARE} of the Lua memory limit)",
+        )
+
+
 class _Json:
     def __init__(self, sandbox: Sandbox, ctx: JobContext) -> None:
         self.sandbox = sandbox
@@ -132,6 +168,9 @@ class _Json:
         self.inspect: Any = None
         self.set_marks: Any = None
         self.null: Any = None
+        memory = sandbox.limits.memory_bytes
+        self.max_encoded = memory // JSON_ENCODE_SHARE
+        self.max_decoded = memory // JSON_DECODE_SHARE
 
     def phase(self, what: Any) -> None:
         self.ctx.require_run_phase(str(what))
@@ -145,9 +184,11 @@ class _Json:
             value = boxed[1]
         except UnicodeDecodeError:
             raise _fail("encode", "the string is not valid UTF-8 (JSON text must be)") from None
-        data = self._plain(value, "$", 0, set())
+        budget = _Budget("encode", self.max_encoded)
+        budget.text(value)
+        data = self._plain(value, "$", 0, set(), budget)
         separators = (",", ":") if indent is None else (",", ": ")
-        return json.dumps(
+        text = json.dumps(
             data,
             ensure_ascii=False,
             allow_nan=False,
@@ -155,8 +196,12 @@ class _Json:
             indent=indent,
             separators=separators,
         )
+        if len(text) > self.max_encoded:  # escapes and indentation were not counted
+            raise budget.too_long()
+        return text
 
-    def _plain(self, value: Any, path: str, depth: int, active: set[str]) -> Any:
+    def _plain(self, value: Any, path: str, depth: int, active: set[str], budget: _Budget) -> Any:
+        # Strings were counted when they were read (by the caller).
         if value is None or isinstance(value, bool | str):
             return value
         if isinstance(value, int):
@@ -177,7 +222,14 @@ class _Json:
         if address in active:
             raise _fail("encode", f"{path} refers back to a table that contains it (a cycle)")
         try:
-            items = list(value.items())
+            items = []
+            # One by one, counted as they are read: lupa makes a new Python copy of a
+            # string each time a table refers to it.
+            for key, item in value.items():
+                budget.item()
+                budget.text(key)
+                budget.text(item)
+                items.append((key, item))
         except UnicodeDecodeError:
             raise _fail(
                 "encode", f"a string in {path} is not valid UTF-8 (JSON text must be)"
@@ -186,19 +238,34 @@ class _Json:
         try:
             if _is_array(items, mark, path):
                 ordered = sorted(items, key=lambda kv: int(kv[0]))
-                return [self._plain(v, f"{path}[{k}]", depth + 1, active) for k, v in ordered]
-            return {
-                key: self._plain(v, _key_path(path, key), depth + 1, active)
-                for key, v in ((_object_key(k, mark, path), v) for k, v in items)
-            }
+                return [
+                    self._plain(v, f"{path}[{k}]", depth + 1, active, budget) for k, v in ordered
+                ]
+            plain: dict[str, Any] = {}
+            for k, v in items:
+                key = _object_key(k, mark, path)
+                plain[key] = self._plain(v, _key_path(path, key), depth + 1, active, budget)
+            return plain
         finally:
             active.discard(address)
 
     # --- decode ---------------------------------------------------------------------
 
     def decode(self, text: Any) -> Any:
+        source = str(text)
+        if len(source) > self.max_decoded:
+            raise _fail(
+                "decode",
+                f"the text is {len(source)} characters long, over the limit of "
+                f"{format_size(self.max_decoded)} (1/{JSON_DECODE_SHARE} of the Lua memory "
+                "limit: decoded tables take several times the text's size)",
+            )
+        if _items_at_most(source) > MAX_JSON_ITEMS:
+            # Refused before parsing: Python's objects for a million tiny items take
+            # far more memory than their text ("[],"), and the parser cannot be stopped.
+            raise _fail("decode", f"the text has more than {MAX_JSON_ITEMS} items")
         try:
-            data = json.loads(str(text), parse_constant=_reject_constant)
+            data = json.loads(source, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise _fail("decode", f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
         except RecursionError:
@@ -207,8 +274,9 @@ class _Json:
             raise _fail("decode", str(exc)) from None
         arrays: list[Any] = []
         objects: list[Any] = []
+        budget = _Budget("decode", self.max_decoded)
         try:
-            result = self._lua(data, "$", 0, arrays, objects)
+            result = self._lua(data, "$", 0, arrays, objects, budget)
         except MemoryError:
             raise _fail(
                 "decode", "the decoded value does not fit in the Lua memory limit"
@@ -219,7 +287,15 @@ class _Json:
         box[1] = result
         return box
 
-    def _lua(self, value: Any, path: str, depth: int, arrays: list[Any], objects: list[Any]) -> Any:
+    def _lua(
+        self,
+        value: Any,
+        path: str,
+        depth: int,
+        arrays: list[Any],
+        objects: list[Any],
+        budget: _Budget,
+    ) -> Any:
         if value is None:
             return self.null
         if isinstance(value, bool):
@@ -242,14 +318,35 @@ class _Json:
         table = self.sandbox.table()
         if isinstance(value, list):
             for index, item in enumerate(value, start=1):
-                table[index] = self._lua(item, f"{path}[{index}]", depth + 1, arrays, objects)
+                budget.item()
+                table[index] = self._lua(
+                    item, f"{path}[{index}]", depth + 1, arrays, objects, budget
+                )
             arrays.append(table)
         else:
             for key, item in value.items():
+                budget.item()
                 child = _key_path(path, key)
-                table[_utf8(key, child)] = self._lua(item, child, depth + 1, arrays, objects)
+                table[_utf8(key, child)] = self._lua(
+                    item, child, depth + 1, arrays, objects, budget
+                )
             objects.append(table)
         return table
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _items_at_most(text: str) -> int:
+    """An upper bound on the items (array elements, object members) of a JSON text:
+    every item follows a '[', '{' or ',' outside strings. Strings are only cut out
+    when the quick count (which includes their commas) is over the cap."""
+
+    def count(t: str) -> int:
+        return t.count(",") + t.count("[") + t.count("{")
+
+    quick = count(text)
+    return quick if quick <= MAX_JSON_ITEMS else count(_STRING.sub("", text))
 
 
 def _is_array(items: list[tuple[Any, Any]], mark: str | None, path: str) -> bool:

@@ -1,26 +1,21 @@
 """``output.*``: values shared between the stages of one job and reported with its result.
 
-``output.set`` enforces the API's caps (:mod:`rivet.limits`) where the pipeline can
-see the error: at most ``MAX_OUTPUTS`` outputs, names of at most ``MAX_NAME``
-characters, strings of at most ``MAX_VALUE`` characters without NUL, all of them
-together at most ``MAX_OUTPUTS_TOTAL`` characters, numbers finite within ±2^53. A
-result the server would refuse therefore fails the stage that made it, with the
-line, instead of failing the report at the end."""
+Outputs travel with the job's completion and are stored on the job, so they are
+capped (:mod:`rivet.engine.limits`): at most MAX_OUTPUTS names of at most
+MAX_OUTPUT_NAME_CHARS characters, and MAX_OUTPUTS_BYTES for all names and values
+together. Values must also be storable and exact (:mod:`rivet.limits`): no NUL in
+names or strings, numbers finite within ±2^53. A refused ``output.set`` changes
+nothing, and fails the stage at its line instead of the job's report at the end.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rivet.engine.context import JobContext
-from rivet.limits import (
-    MAX_NAME,
-    MAX_OUTPUTS,
-    MAX_OUTPUTS_TOTAL,
-    MAX_VALUE,
-    number_problem,
-    outputs_size,
-    text_problem,
-)
+from rivet.engine.limits import MAX_OUTPUT_NAME_CHARS, MAX_OUTPUTS, MAX_OUTPUTS_BYTES
+from rivet.engine.policy.fs import format_size
+from rivet.limits import number_problem, output_size, text_problem
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -33,31 +28,41 @@ def _name(fn: str, name: Any) -> str:
     return name
 
 
-def _check(key: str, value: str | int | float | bool, outputs: dict[str, Any]) -> None:
-    if len(key) > MAX_NAME:
-        raise LuaCallError(f"output.set: output names may have at most {MAX_NAME} characters")
+def _storable(key: str, value: str | int | float | bool) -> None:
+    """What the server could not store or a pipeline could not read back exactly."""
     if (why := text_problem(key)) is not None:
         raise LuaCallError(f"output.set: the output name {why}")
-    if key not in outputs and len(outputs) >= MAX_OUTPUTS:
-        raise LuaCallError(f"output.set: a job may set at most {MAX_OUTPUTS} outputs")
     if isinstance(value, str):
-        if len(value) > MAX_VALUE:
-            raise LuaCallError(
-                f"output.set: value of '{key}' has {len(value)} characters; "
-                f"at most {MAX_VALUE} are allowed"
-            )
         if (why := text_problem(value)) is not None:
             raise LuaCallError(f"output.set: value of '{key}' {why}")
     elif not isinstance(value, bool) and (why := number_problem(value)) is not None:
         raise LuaCallError(f"output.set: value of '{key}': {why}")
-    if outputs_size({**outputs, key: value}) > MAX_OUTPUTS_TOTAL:
-        raise LuaCallError(
-            f"output.set: all outputs together may have at most {MAX_OUTPUTS_TOTAL} "
-            "characters of names and string values"
-        )
 
 
 def install(sandbox: Sandbox, ctx: JobContext) -> None:
+    sizes: dict[str, int] = {}  # bytes of each output, kept with ctx.outputs
+
+    def check_room(key: str, value: str | int | float | bool) -> int:
+        if len(key) > MAX_OUTPUT_NAME_CHARS:
+            raise LuaCallError(
+                f"output.set: the output name is {len(key)} characters long, over the "
+                f"limit of {MAX_OUTPUT_NAME_CHARS}"
+            )
+        if key not in ctx.outputs and len(ctx.outputs) >= MAX_OUTPUTS:
+            raise LuaCallError(
+                f"output.set: cannot set '{key}': the job already has {len(ctx.outputs)} "
+                f"outputs, the limit (clear some with output.clear)"
+            )
+        size = output_size(key, value)
+        total = sum(sizes.values()) - sizes.get(key, 0) + size
+        if total > MAX_OUTPUTS_BYTES:
+            raise LuaCallError(
+                f"output.set: '{key}' ({size} bytes) would bring the job's outputs to "
+                f"{total} bytes, over the limit of {format_size(MAX_OUTPUTS_BYTES)}; outputs "
+                "are for small values (versions, ids, paths): write bigger data to a file"
+            )
+        return size
+
     def set_value(name: Any, value: Any) -> None:
         ctx.require_run_phase("output.set")
         key = _name("set", name)
@@ -68,7 +73,8 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
                 f"output.set: value of '{key}' must be a string, number or boolean, "
                 f"got {lv.type_name(value)}"
             )
-        _check(key, value, ctx.outputs)
+        _storable(key, value)
+        sizes[key] = check_room(key, value)
         ctx.outputs[key] = value
 
     def get(name: Any, default: Any = None) -> Any:
@@ -97,11 +103,14 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
 
     def clear(name: Any) -> None:
         ctx.require_run_phase("output.clear")
-        ctx.outputs.pop(_name("clear", name), None)
+        key = _name("clear", name)
+        ctx.outputs.pop(key, None)
+        sizes.pop(key, None)
 
     def clear_all() -> None:
         ctx.require_run_phase("output.clear_all")
         ctx.outputs.clear()
+        sizes.clear()
 
     sandbox.module(
         "output",

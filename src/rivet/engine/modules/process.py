@@ -4,7 +4,14 @@
 top of the stack; its output is logged line by line from reader threads as it
 arrives. ``process.parallel`` runs ``fn(item)`` in coroutines: a ``process.run``
 inside one starts the command on a worker thread and yields, and the scheduler
-(Lua, in ``_GLUE``) resumes whichever coroutine's command finishes first.
+(Lua, in ``_GLUE``) resumes whichever coroutine's command finishes first; at most
+MAX_PARALLEL commands run at once, whatever ``max`` says.
+
+Captured output is held under one :class:`CaptureBudget` per job
+(``process.max_capture_bytes``): what all its commands captured and Lua has not
+received yet. A command whose capture passes it is stopped and its call fails
+naming the stream, the limit and the key; the room is given back as soon as the
+text is in Lua (or the call failed).
 """
 
 from __future__ import annotations
@@ -15,9 +22,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from rivet.engine.backends.base import SECRETS_MOUNT, ContainerOptions, ExecRequest, ExecResult
+from rivet.engine.backends.base import (
+    SECRETS_MOUNT,
+    CaptureBudget,
+    ContainerOptions,
+    ExecRequest,
+    ExecResult,
+)
 from rivet.engine.context import JobContext
+from rivet.engine.limits import MAX_ARG_BYTES, MAX_COMMAND_BYTES, MAX_PARALLEL
 from rivet.engine.modules.process_options import RunOptions, base_env, parse_options
+from rivet.engine.policy.fs import format_size
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ContainerError
 from rivet.lua import lua_values as lv
@@ -73,6 +88,7 @@ function process.parallel(items, fn, opts)
       max = opts.max
     end
   end
+  if max > MAX_PARALLEL then max = MAX_PARALLEL end
 
   local n = #items
   local results, failures = {}, {}
@@ -147,6 +163,7 @@ class _Runner:
     def __init__(self, sandbox: Sandbox, ctx: JobContext) -> None:
         self.sandbox = sandbox
         self.ctx = ctx
+        self.capture = CaptureBudget(ctx.policy.process.capture_limit(sandbox.limits.memory_bytes))
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[int, Future[ExecResult | str]] = {}
         self._ids = itertools.count(1)
@@ -175,6 +192,7 @@ class _Runner:
             var: ctx.secrets.get(name, f"process.run: secrets.{var}")
             for var, name in options.secret_env.items()
         }
+        _check_command_size(options, secret_env)
         for file_name, name in options.secret_files.items():
             ctx.secrets.write_file(file_name, name, f"process.run: secret_files[{file_name!r}]")
         if options.secret_files:
@@ -182,13 +200,18 @@ class _Runner:
         return _Prepared(options, image, ctx.stage, container, secret_env)
 
     def execute(self, prepared: _Prepared) -> ExecResult:
+        """Run the command; the result holds room in the capture budget that the
+        caller gives back (:meth:`handed_over`) once the text is in Lua."""
         ctx = self.ctx
         options, image, stage = prepared.options, prepared.image, prepared.stage
         try:
             container = ctx.container_for(image, prepared.container)
         except (ContainerError, PolicyViolation) as exc:
             raise LuaCallError(f"process.run: {exc}") from None
-        ctx.log("debug", f"$ {options.display}", stage)
+        # Masked before it is quoted: quoting cuts a secret with a quote, a space or a
+        # backslash into pieces that no longer match (the message is redacted again).
+        display = ctx.redactor.shell_join(options.argv)
+        ctx.log("debug", f"$ {display}", stage)
 
         def line_logger(level: Any) -> Any:
             # One stream redactor per pipe: it sees consecutive lines, so a secret
@@ -205,19 +228,50 @@ class _Runner:
             on_stderr=line_logger(options.stderr_level),
             capture_stdout=options.capture_stdout,
             capture_stderr=options.capture_stderr,
+            capture_budget=self.capture,
             secret_env=prepared.secret_env,
         )
-        result = ctx.backend.exec(container, request)
+        try:
+            result = ctx.backend.exec(container, request)
+        except ContainerError as exc:
+            raise LuaCallError(f"process.run: {exc}") from None
+        try:
+            self._check_result(options, display, result, stage)
+        except BaseException:
+            self.capture.give_back(result.captured_bytes)
+            raise
+        return result
+
+    def _check_result(
+        self, options: RunOptions, display: str, result: ExecResult, stage: str | None
+    ) -> None:
+        ctx = self.ctx
+        if result.capture_overflow is not None:
+            limit = self.capture.limit or 0
+            raise LuaCallError(
+                f"process.run: the captured {result.capture_overflow} of '{display}' "
+                f"passed {format_size(limit)}, policy process.max_capture_bytes (captured "
+                "output this job holds at once); the command was stopped. Let the stream "
+                "be logged, or write it to a file in the workspace and read what you need"
+            )
         if result.timed_out:
-            ctx.log("warning", f"'{options.display}' timed out after {options.timeout:g} s", stage)
+            assert options.timeout is not None
+            ctx.log("warning", f"'{display}' timed out after {options.timeout:g} s", stage)
         if ctx.cancel.cancelled:
             raise LuaCallError(f"process.run: {ctx.cancel.reason}")
         if options.check and result.exit_code != 0:
             raise LuaCallError(
-                f"process.run: '{options.display}' exited with code {result.exit_code}"
+                f"process.run: '{display}' exited with code {result.exit_code}"
                 + (" (timed out)" if result.timed_out else "")
             )
-        return result
+
+    def handed_over(self, result: ExecResult) -> Any:
+        """The result as a Lua table; its captured text is in Lua now, so its room in
+        the capture budget is given back."""
+        try:
+            return self.to_table(result)
+        finally:
+            self.capture.give_back(result.captured_bytes)
 
     def to_table(self, result: ExecResult) -> Any:
         return self.sandbox.table(
@@ -230,13 +284,15 @@ class _Runner:
         )
 
     def run_sync(self, opts: Any) -> Any:
-        return self.to_table(self.execute(self.prepare(opts)))
+        return self.handed_over(self.execute(self.prepare(opts)))
 
     def start(self, opts: Any) -> int:
         prepared = self.prepare(opts)
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rivet-proc")
+                self._pool = ThreadPoolExecutor(
+                    max_workers=MAX_PARALLEL, thread_name_prefix="rivet-proc"
+                )
             handle = next(self._ids)
             self._futures[handle] = self._pool.submit(self._execute_caught, prepared)
         return handle
@@ -259,7 +315,7 @@ class _Runner:
         outcome = future.result()
         if isinstance(outcome, str):
             return handle, False, outcome
-        return handle, True, self.to_table(outcome)
+        return handle, True, self.handed_over(outcome)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -269,9 +325,34 @@ class _Runner:
 def install(sandbox: Sandbox, ctx: JobContext) -> None:
     runner = _Runner(sandbox, ctx)
     ctx.closers.append(runner.close)
+    glue = _GLUE.replace("DEFAULT_MAX", str(DEFAULT_PARALLEL))
     sandbox.env["process"] = sandbox.eval_lua(
-        _GLUE.replace("DEFAULT_MAX", str(DEFAULT_PARALLEL)),
+        glue.replace("MAX_PARALLEL", str(MAX_PARALLEL)),
         sandbox.expose(runner.run_sync, "process.run"),
         sandbox.expose(runner.start, "process.run", raw=True),
         sandbox.expose(runner.wait_any, "process.parallel"),
     )
+
+
+def _check_command_size(options: RunOptions, secret_env: dict[str, str]) -> None:
+    """Refuse, at the caller's line, a command the kernel would refuse (E2BIG): one
+    string over MAX_ARG_BYTES, or argv and environment over MAX_COMMAND_BYTES."""
+    total = 0
+    strings = [(f"argument {i}", arg) for i, arg in enumerate(options.argv, start=1)]
+    strings += [(f"env.{name}", f"{name}={value}") for name, value in options.env.items()]
+    strings += [(f"secrets.{name}", f"{name}={value}") for name, value in secret_env.items()]
+    for what, text in strings:
+        size = len(text.encode("utf-8", "surrogateescape")) + 1
+        if size > MAX_ARG_BYTES + 1:
+            raise LuaCallError(
+                f"process.run: {what} is {size - 1} bytes, over the system's limit of "
+                f"{MAX_ARG_BYTES} bytes for one argument or variable; pass big data "
+                "through a file in the workspace"
+            )
+        total += size
+    if total > MAX_COMMAND_BYTES:
+        raise LuaCallError(
+            f"process.run: the arguments and environment take {total} bytes, over the "
+            f"limit of {format_size(MAX_COMMAND_BYTES)}; pass big data through a file "
+            "in the workspace"
+        )

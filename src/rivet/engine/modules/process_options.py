@@ -6,7 +6,6 @@ import difflib
 import math
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,6 @@ class RunOptions:
     # the values are looked up (and checked against the grants) by process.run.
     secret_env: dict[str, str] = field(default_factory=dict)
     secret_files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def display(self) -> str:
-        return shlex.join(self.argv)
 
 
 def _fail(message: str) -> LuaCallError:

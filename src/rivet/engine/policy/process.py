@@ -1,4 +1,5 @@
-"""``[process]`` policy: which binaries ``process.run`` may start, and timeouts.
+"""``[process]`` policy: which binaries ``process.run`` may start, timeouts, and how
+much output a job may capture.
 
 Binary rules look at ``argv[0]`` only. They are a guardrail against mistakes and
 casual misuse, not a sandbox: a shell, an interpreter, ``env``, ``xargs`` or
@@ -16,9 +17,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rivet.engine.limits import CAPTURE_SHARE
+from rivet.engine.policy.sizes import memory_bytes
 from rivet.engine.policy.violation import PolicyViolation
 
-__all__ = ["DEFAULT_MAX_TIMEOUT", "DEFAULT_TIMEOUT", "ProcessPolicy", "binary_matches"]
+__all__ = [
+    "DEFAULT_MAX_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "MIN_CAPTURE_BYTES",
+    "ProcessPolicy",
+    "binary_matches",
+]
 
 # One hour bounds a hung command; six hours is the longest job GitHub-hosted CI
 # runs, so a build that needs more is unusual enough to ask the runner admin.
@@ -27,6 +36,8 @@ DEFAULT_MAX_TIMEOUT = 21600.0
 
 
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+# Less would refuse the output of `git rev-parse HEAD` with its error message.
+MIN_CAPTURE_BYTES = 1024
 
 
 def binary_matches(pattern: str, argv0: str) -> bool:
@@ -51,6 +62,27 @@ class ProcessPolicy(BaseModel):
     denied_binaries: tuple[str, ...] = ()
     default_timeout: Seconds | None = DEFAULT_TIMEOUT
     max_timeout: Seconds | None = DEFAULT_MAX_TIMEOUT
+    # Bytes of captured stdout/stderr a job may hold at once; absent: a quarter of
+    # the Lua memory limit (the captured text becomes a Lua string). No "0 = off":
+    # without a cap, one command's output could take the runner's memory.
+    max_capture_bytes: Annotated[int, Field(strict=True)] | None = None
+
+    @field_validator("max_capture_bytes", mode="before")
+    @classmethod
+    def _capture_size(cls, value: object) -> object:
+        if isinstance(value, str):
+            return memory_bytes(value)
+        return value
+
+    @field_validator("max_capture_bytes")
+    @classmethod
+    def _capture_at_least(cls, value: int | None) -> int | None:
+        if value is not None and value < MIN_CAPTURE_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_CAPTURE_BYTES} bytes (there is no 'no limit': "
+                "leave the key out for the default, a quarter of the Lua memory limit)"
+            )
+        return value
 
     @field_validator("default_timeout", "max_timeout", mode="before")
     @classmethod
@@ -94,6 +126,13 @@ class ProcessPolicy(BaseModel):
             raise PolicyViolation(
                 rule, f"policy {rule} does not include '{argv0}' (allowed: {allowed})"
             )
+
+    def capture_limit(self, lua_memory_bytes: int) -> int:
+        """The effective ``max_capture_bytes`` for a job whose Lua state may use
+        ``lua_memory_bytes``."""
+        if self.max_capture_bytes is not None:
+            return self.max_capture_bytes
+        return max(MIN_CAPTURE_BYTES, lua_memory_bytes // CAPTURE_SHARE)
 
     def timeout_for(self, requested: float | None) -> float | None:
         """The timeout to run with: ``requested``, or the default when there is none.

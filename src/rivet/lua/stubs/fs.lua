@@ -48,7 +48,8 @@ function fs.append(path, content) end
 ---@return boolean
 function fs.exists(path) end
 
----The names in a directory (the workspace root by default), sorted.
+---The names in a directory (the workspace root by default), sorted; a directory of
+---more than 100,000 entries is an error.
 ---@param path? string
 ---@return string[]
 function fs.list(path) end
@@ -85,7 +86,8 @@ function fs.stat(path) end
 ---Workspace-relative paths matching `pattern`, sorted: `*`, `?` and `[abc]` match
 ---within a name, `**` any number of directories; names starting with `.` only
 ---match a pattern that starts with `.`; a trailing `/` keeps directories only.
----Symlinked directories are never descended into.
+---Symlinked directories are never descended into. More than 100,000 matches (or a
+---directory of more than 100,000 entries on the way) is an error.
 ---@param pattern string
 ---@return string[]
 function fs.glob(pattern) end

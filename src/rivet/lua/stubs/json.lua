@@ -5,6 +5,8 @@
 -- (a unique constant, so arrays keep their length). Integers stay integers and
 -- floats stay floats. NaN, infinity, cycles, sparse arrays, mixed or non-string
 -- keys and nesting deeper than 200 levels are errors naming the place (`$.a[2]`).
+-- Sizes are capped: encoded text up to 1/4 of the Lua memory limit (64 MiB), decoded
+-- text up to 1/16 (16 MiB), and at most 1,000,000 items in one value.
 
 ---The JSON null value: a unique, read-only constant.
 ---@class rivet.json.null

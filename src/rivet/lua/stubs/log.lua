@@ -2,6 +2,8 @@
 -- Rivet: the `log` module (inside stage scripts and conditions). Every line carries
 -- the job, the stage, a per-job sequence number, a timestamp and the level.
 -- `print(...)` logs at info. Logging an error does not stop the stage; `error(...)` does.
+-- A message with line breaks (\n, \r, \r\n, \v, \f, U+2028…) is stored as one log line
+-- per line, so it cannot imitate another line; lines over 65,536 characters are split.
 
 ---@alias rivet.LogLevel "debug"|"info"|"warning"|"error"
 

@@ -1,13 +1,13 @@
 ---@meta output
 -- Rivet: the `output` module: values shared between the stages of one job and
--- reported with the job's result. Values are strings, numbers or booleans.
+-- reported with the job's result. Values are strings, numbers or booleans; at most
+-- 1,000 outputs, names up to 256 characters, 1 MiB of names and values in all.
 
 ---@class rivet.output
 output = {}
 
----Set an output value. Errors for more than 100 outputs, a name over 200
----characters, a string over 65536 characters or with a NUL, all outputs together
----over 524288 characters, or a number that is not finite or outside ±2^53.
+---Set an output value. Errors past the caps above, for a name or string holding a
+---NUL, and for a number that is not finite or outside ±2^53.
 ---@param name string
 ---@param value string|number|boolean
 function output.set(name, value) end

@@ -8,8 +8,8 @@
 ---@field args? string[] Argument list (default `{}`); never passed through a shell.
 ---@field cwd? string Working directory relative to /workspace; must stay inside it (default: the workspace root).
 ---@field env? table<string, string> Extra environment variables (default `{}`).
----@field capture_stdout? boolean Return stdout in the result instead of logging it (default false).
----@field capture_stderr? boolean Return stderr in the result instead of logging it (default false).
+---@field capture_stdout? boolean Return stdout in the result instead of logging it (default false). Capped by the runner policy `process.max_capture_bytes` (default 64 MiB for all of the job's captures at once): past it the command is stopped and the call fails.
+---@field capture_stderr? boolean Return stderr in the result instead of logging it (default false); capped like `capture_stdout`.
 ---@field stdout_level? rivet.LogLevel Log level for streamed stdout lines (default "info").
 ---@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "error").
 ---@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124. Default and maximum: the runner policy (3600 and 21600 unless changed).
@@ -25,13 +25,14 @@
 ---@field timed_out boolean True when the command was killed by its timeout.
 
 ---@class ProcessParallelOptions
----@field max? integer At most this many `process.run` calls in flight at once (default 8).
+---@field max? integer At most this many `process.run` calls in flight at once (default 8; never more than 64).
 
 ---@class rivet.process
 process = {}
 
----Run one command, streaming its output to the log line by line while it runs.
----A non-zero exit does not raise unless `check = true`.
+---Run one command, streaming its output to the log line by line while it runs
+---(lines longer than 64 KiB in pieces). A non-zero exit does not raise unless
+---`check = true`. Arguments and environment: under 128 KiB each, 1 MiB together.
 ---@param opts ProcessRunOptions|string[]
 ---@return ProcessResult
 function process.run(opts) end

@@ -9,8 +9,9 @@
 ---@class rivet.secret
 secret = {}
 
----The secret's value; an error when it is not granted to this pipeline (or, under
----`rivet run`, not given).
+---The secret's value; an error when it is not granted to this pipeline, when its
+---grant does not cover this version (older than the grant, or not pushed by the
+---admin; the error says which), or, under `rivet run`, when it is not given.
 ---@param name string
 ---@return string
 function secret.get(name) end

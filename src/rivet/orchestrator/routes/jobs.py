@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from rivet.domain import JobStatus
 from rivet.limits import MAX_INT32, MAX_NAME
 from rivet.orchestrator.deps import ServicesDep
-from rivet.protocol import JobLaunch, JobPage, JobStatusName, JobView, LogPage
+from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobStatusName, JobView, LogPage
 
 __all__ = ["router"]
 
@@ -17,8 +17,10 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=201, summary="Launch a job")
-def launch_job(body: JobLaunch, services: ServicesDep) -> JobView:
-    """422 ``invalid_inputs`` (``details.problems`` names every bad input) before any job exists."""
+def launch_job(body: JobLaunch, services: ServicesDep) -> JobLaunched:
+    """422 ``invalid_inputs`` (``details.problems`` names every bad input) before any job exists.
+    ``warnings`` names each secret granted to the pipeline that this version will not
+    receive, and why."""
     return services.jobs.launch(body)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from rivet.limits import MAX_INT32
-from rivet.orchestrator.auth import is_admin
-from rivet.orchestrator.deps import ServicesDep
+from rivet.orchestrator.deps import ActorDep, ServicesDep
 from rivet.protocol import PipelineCreate, PipelineView
 
 __all__ = ["router"]
@@ -17,12 +16,12 @@ router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
 
 @router.post("", status_code=201, summary="Create a pipeline, or a new version of it")
-def create_pipeline(
-    body: PipelineCreate, services: ServicesDep, admin: Annotated[bool, Depends(is_admin)]
-) -> PipelineView:
+def create_pipeline(body: PipelineCreate, services: ServicesDep, actor: ActorDep) -> PipelineView:
     """Validates the Lua source like ``rivet check``; 422 ``invalid_definition`` if not.
-    A pipeline with secrets granted to it takes new versions from the admin only (403)."""
-    return services.pipelines.create(body, admin=admin)
+    The version records who pushed it (``created_by``): only versions the admin pushes
+    after a grant receive that secret. A pipeline with secrets granted to it takes new
+    versions from the admin only (403)."""
+    return services.pipelines.create(body, actor=actor)
 
 
 @router.get("", summary="Latest version of every pipeline")

@@ -9,11 +9,26 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from rivet.orchestrator.deps import RunnerDep, ServicesDep
-from rivet.protocol import Ack, ClaimRequest, JobAssignment, JobCompletion, LogBatch, StageUpdate
+from rivet.protocol import (
+    Ack,
+    ClaimRequest,
+    JobAssignment,
+    JobCompletion,
+    LogBatch,
+    RunnerView,
+    StageUpdate,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/runner", tags=["runner protocol"])
+
+
+@router.get("/self", summary="This runner as the server knows it (its stored tags)")
+def whoami(runner: RunnerDep, services: ServicesDep) -> RunnerView:
+    """What claims are matched with: the tags and plugins stored at registration or
+    set since by an admin, whatever the runner was started with."""
+    return services.runners.show(runner.id)
 
 
 @router.post(

@@ -10,6 +10,7 @@ from rivet.protocol import (
     RegisterResponse,
     RegistrationTokenCreate,
     RegistrationTokenView,
+    RunnerUpdate,
     RunnerView,
 )
 
@@ -60,3 +61,14 @@ def list_runners(services: ServicesDep) -> list[RunnerView]:
 @router.get("/runners/{ref}", summary="One runner (id or unique prefix)")
 def show_runner(ref: str, services: ServicesDep) -> RunnerView:
     return services.runners.show(ref)
+
+
+@router.patch(
+    "/runners/{ref}",
+    dependencies=[AdminDep],
+    summary="Change a runner's tags and/or plugins (admin; they are what its claims match)",
+)
+def update_runner(ref: str, body: RunnerUpdate, services: ServicesDep) -> RunnerView:
+    """Each given field replaces the stored one; an omitted field is kept. Takes effect
+    at the runner's next claim, without a restart."""
+    return services.runners.update(ref, body)

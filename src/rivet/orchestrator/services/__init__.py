@@ -43,6 +43,8 @@ class Services:
 
     @classmethod
     def build(cls, settings: ServerSettings) -> Services:
+        if settings.uses_home:
+            settings.rivet_home.ensure()  # 0700, or tightened (see rivet.home)
         db = Database(settings.resolved_database_url)
         queue = make_queue(db, Signals(), settings.poll_interval)
         env_key = settings.secret_key.get_secret_value() if settings.secret_key else None
@@ -52,7 +54,7 @@ class Services:
             db=db,
             queue=queue,
             pipelines=PipelineService(db),
-            jobs=JobService(db, queue),
+            jobs=JobService(db, queue, secrets),
             runners=RunnerService(db),
             work=WorkService(db, queue, secrets),
             secrets=secrets,

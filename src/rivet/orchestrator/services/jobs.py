@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from rivet.domain import JobStatus, resolve_inputs
 from rivet.errors import ConflictError
-from rivet.protocol import JobLaunch, JobPage, JobView, LogLine, LogPage
+from rivet.orchestrator.services.secrets import SecretService
+from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
 from rivet.queue import JOBS_TOPIC, JobQueue, job_topic
 from rivet.store import Database
 from rivet.store import jobs as job_store
@@ -32,14 +33,18 @@ class JobSnapshot:
 class JobService:
     """Blocking; called from worker threads."""
 
-    def __init__(self, db: Database, queue: JobQueue) -> None:
+    def __init__(self, db: Database, queue: JobQueue, secrets: SecretService) -> None:
         self.db = db
         self.queue = queue
+        self.secrets = secrets
 
-    def launch(self, request: JobLaunch) -> JobView:
+    def launch(self, request: JobLaunch) -> JobLaunched:
         """Check inputs against the pinned version, then queue the job and wake runners.
 
-        ``InputError`` naming every bad input is raised before any row is written.
+        ``InputError`` naming every bad input is raised before any row is written. The
+        answer warns about every secret granted to the pipeline that this version
+        will not receive (an older version, or one the admin did not push): the job
+        still runs, and ``secret.get`` of such a secret fails saying why.
         """
         with self.db.read() as conn:
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
@@ -47,7 +52,13 @@ class JobService:
         with self.db.write() as tx:
             job_id = job_store.create_job(tx.conn, version, inputs)
             self.queue.announce(tx, JOBS_TOPIC)
-            return job_store.get_job(tx.conn, job_id)
+            job = job_store.get_job(tx.conn, job_id)
+        withheld = self.secrets.withheld(version.name, version.version, version.created_by)
+        warnings = [
+            f"secret '{name}' will not reach this job: {reason}; the job runs without it"
+            for name, reason in withheld.items()
+        ]
+        return JobLaunched(**job.model_dump(), warnings=warnings)
 
     def list_all(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rivet.domain.actors import ADMIN, ANONYMOUS
 from rivet.orchestrator.auth import PermissionDeniedError
 from rivet.protocol import PipelineCreate, PipelineView
 from rivet.store import Database
@@ -17,27 +18,38 @@ class PipelineService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, request: PipelineCreate, *, admin: bool = False) -> PipelineView:
-        """Validate exactly as ``rivet check`` does, then store a new version.
+    def create(self, request: PipelineCreate, *, actor: str = ANONYMOUS) -> PipelineView:
+        """Validate exactly as ``rivet check`` does, then store a new version created by
+        ``actor`` (:mod:`rivet.domain.actors`), which decides the grants covering it.
 
         Raises ``DefinitionError`` (every problem, with file/line/field) before
         anything is written. A pipeline that has secrets granted to it only gets new
-        versions from the admin: grants are by name, so otherwise anyone who can
-        reach the API could publish code that reads those secrets.
+        versions from the admin: such a version would not receive the secrets anyway
+        (see :mod:`.secrets`), but it would become the latest version, the one that a
+        plain ``rivet job launch`` runs.
         """
         # Imported here: the Lua runtime (lupa) is heavy and only this use case needs it.
         from rivet.lua.definition import load_definition
 
         definition = load_definition(request.source, request.filename)
         with self.db.write() as tx:
+            # Locked before the grants are read: a grant made meanwhile waits for us.
+            pipeline_id = store.lock_pipeline(tx.conn, definition.name)
             granted = secret_store.granted_names(tx.conn, definition.name)
-            if granted and not admin:
+            if granted and actor != ADMIN:
                 raise PermissionDeniedError(
                     f"pipeline '{definition.name}' has secrets granted to it "
                     f"({', '.join(granted)}); creating a new version of it requires the "
                     "admin token"
                 )
-            return store.create_version(tx.conn, definition, request.source, request.filename)
+            return store.add_version(
+                tx.conn,
+                pipeline_id,
+                definition,
+                request.source,
+                request.filename,
+                created_by=actor,
+            )
 
     def list_all(self) -> list[PipelineView]:
         with self.db.read() as conn:

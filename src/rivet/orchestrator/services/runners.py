@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from rivet.orchestrator.auth import AuthenticationError, hash_token, new_token
 from rivet.protocol import (
     RegisterRequest,
     RegisterResponse,
     RegistrationTokenCreate,
     RegistrationTokenView,
+    RunnerUpdate,
     RunnerView,
 )
 from rivet.store import Database
@@ -15,6 +18,12 @@ from rivet.store import runners as store
 from rivet.store.runners import RunnerRecord
 
 __all__ = ["RunnerService"]
+
+log = logging.getLogger(__name__)
+
+
+def _tags(tags: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items())) or "none"
 
 
 class RunnerService:
@@ -67,3 +76,17 @@ class RunnerService:
     def show(self, ref: str) -> RunnerView:
         with self.db.read() as conn:
             return store.get_runner(conn, ref)
+
+    def update(self, ref: str, request: RunnerUpdate) -> RunnerView:
+        """Admin: replace a runner's tags and/or plugins (what its claims match). The
+        only way they change after registration: a runner cannot set its own."""
+        with self.db.write() as tx:
+            view = store.update_runner(tx.conn, ref, request.tags, request.plugins)
+        log.info(
+            "runner %s (%s): tags %s, plugins %s set by the admin",
+            view.name,
+            view.id,
+            _tags(view.tags),
+            ",".join(view.plugins) or "none",
+        )
+        return view

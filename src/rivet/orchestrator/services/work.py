@@ -53,32 +53,33 @@ class WorkService:
         request: ClaimRequest,
         gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> JobAssignment | None:
-        """Long poll for a job matching the runner's (possibly overridden) tags/plugins."""
-        offer = Offer(
-            tags=runner.tags if request.tags is None else request.tags,
-            plugins=runner.plugins if request.plugins is None else request.plugins,
-        )
-        await anyio.to_thread.run_sync(self._check_in, runner, offer)
+        """Long poll for a job matching the runner's *stored* tags and plugins.
+
+        Never the tags a claim asserts: any registered runner could otherwise claim
+        with another runner's tags and receive its jobs and their secrets. Claimed
+        plugins can only narrow the stored ones (a runner whose runtime lacks one
+        should not be handed jobs that need it)."""
+        offer = Offer(tags=runner.tags, plugins=_narrowed(runner.plugins, request.plugins))
+        await anyio.to_thread.run_sync(self._check_in, runner)
         job = await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
         if job is None:
             return None
-        # Only the secrets granted to this job's pipeline, decrypted for this runner.
-        granted = await anyio.to_thread.run_sync(self.secrets.for_pipeline, job.pipeline)
-        if not granted:
+        # Only the secrets whose grant covers this job's pinned version, decrypted for
+        # this runner; the others are named with the reason.
+        granted = await anyio.to_thread.run_sync(
+            self.secrets.for_job, job.pipeline, job.pipeline_id, job.version
+        )
+        if not granted.values and not granted.withheld:
             return job
-        return job.model_copy(update={"secrets": {k: SecretStr(v) for k, v in granted.items()}})
+        secrets = {k: SecretStr(v) for k, v in granted.values.items()}
+        return job.model_copy(update={"secrets": secrets, "withheld": granted.withheld})
 
-    def _check_in(self, runner: RunnerRecord, offer: Offer) -> None:
+    def _check_in(self, runner: RunnerRecord) -> None:
         now = utcnow()
-        changed = dict(offer.tags) != runner.tags or sorted(offer.plugins) != runner.plugins
-        fresh = runner.last_seen is not None and now - runner.last_seen < CHECK_IN_EVERY
-        if fresh and not changed:
+        if runner.last_seen is not None and now - runner.last_seen < CHECK_IN_EVERY:
             return  # a busy runner claims often: one write per few seconds is enough
         with self.db.write() as tx:
             runner_store.touch_runner(tx.conn, runner.id, now)
-            if changed:
-                # Keep `rivet runner list` truthful when a runner's flags change.
-                runner_store.update_runner_offer(tx.conn, runner.id, offer.tags, offer.plugins)
 
     def post_logs(self, runner: RunnerRecord, job_id: str, batch: LogBatch) -> Ack:
         with self.db.write() as tx:
@@ -127,6 +128,13 @@ class WorkService:
                 job_store.finish_job(tx.conn, job.id, status, completion.outputs, completion.error)
                 self.queue.announce(tx, job_topic(job.id))
         return Ack(cancel_requested=job.cancel_requested)
+
+
+def _narrowed(registered: list[str], claimed: list[str] | None) -> list[str]:
+    if claimed is None:
+        return registered
+    offered = set(claimed)
+    return [plugin for plugin in registered if plugin in offered]
 
 
 def _owned(
