@@ -248,6 +248,35 @@ step_podman() {
     log "podman ok (after writing $CONTAINERS_CONF)"
 }
 
+# Rootful Podman's --userns=auto (the runner policy's default container.userns)
+# hands out ids from the ranges of the user "containers"; without them every job's
+# first container fails to start. The range is the one Podman's documentation
+# suggests: above every ordinary uid, so it collides with no account.
+SUBID_LINE="containers:2147483647:2147483648"
+
+step_subids() {
+    local file out missing=0
+    for file in /etc/subuid /etc/subgid; do
+        if ! grep -qs '^containers:' "$file"; then
+            echo "$SUBID_LINE" | as_root tee -a "$file" >/dev/null
+            missing=1
+        fi
+    done
+    if [ "$missing" -eq 1 ]; then
+        log "subordinate ids for containers added to /etc/subuid and /etc/subgid"
+    else
+        log "subordinate ids ok"
+    fi
+    # A trial start in a private user namespace, as a root runner does it (rootless
+    # Podman needs nothing from Rivet: its containers are in the user's namespace).
+    is_root || return 0
+    if ! out="$(podman run --rm --pull never --userns=auto:size=65536 "$BUSYBOX_IMAGE" true 2>&1)"; then
+        echo "setup: ERROR: podman run --userns=auto fails:" >&2
+        printf '%s\n' "$out" >&2
+        exit 1
+    fi
+}
+
 # -------------------------------------------------------------- virtualenv
 
 python_ok() {
@@ -380,6 +409,7 @@ main() {
     step_packages
     step_busybox_image   # first: the podman trial run needs a local image
     step_podman
+    step_subids
     step_entrypoint_image
     step_debian_image
     step_venv

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -37,9 +38,12 @@ from rivet.cli.terminal import safe, visible
 from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
+from rivet.engine.backends.userns import check_subids
 from rivet.engine.events import CancelToken, JobResult
+from rivet.engine.workspaces import prepare_root
 from rivet.errors import DefinitionError, RivetError
-from rivet.home import RivetHome, make_private_dir
+from rivet.home import RivetHome
+from rivet.stop_signals import handling_stop_signals, signal_name
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
 
@@ -98,8 +102,9 @@ def run(
 
     Inputs come from --input NAME=VALUE; missing required ones are asked for when
     stdin is a terminal. Prints each log line as `TIME STAGE LEVEL MESSAGE`, then a
-    table of stages. Exits 0 if the job succeeded, 1 if it failed, 130 after Ctrl-C
-    (the first Ctrl-C cancels the job and removes its containers).
+    table of stages. Exits 0 if the job succeeded, 1 if it failed, 130 after Ctrl-C,
+    SIGTERM or SIGHUP (the first one cancels the job and removes its containers; a
+    second one quits at once).
 
     Secrets for `secret.get` and `process.run{ secrets = ... }` come from
     RIVET_SECRET_<NAME> variables and --secret-file; their values show as *** in
@@ -142,10 +147,11 @@ def run(
     resolved = resolve_inputs(definition, collected)
 
     root = workspace_root or RivetHome(common.rivet_home()).workspaces
-    try:
-        make_private_dir(root)
-    except OSError as exc:
-        raise RivetError(f"{root}: cannot create the workspace root: {exc.strerror}") from None
+    note = prepare_root(root)  # a ConfigError names the root and what is wrong with it
+    if policy.container.userns == "auto":
+        check_subids()
+    if note is not None:
+        err.print(Text(f"warning: {note}", style="yellow"))
     job = JobSpec(
         job_id=f"local-{uuid.uuid4().hex[:8]}",
         source=source,
@@ -175,9 +181,10 @@ def run(
 def _run_with_ctrl_c(
     work: Callable[[], JobResult], cancel: CancelToken, err: Console, job_id: str
 ) -> JobResult:
-    """Run ``work`` on a worker thread. The first Ctrl-C cancels the job (the executor
-    stops the process and removes the job's containers) and waits for it to return;
-    a second one exits at once, possibly leaving containers labelled with the job."""
+    """Run ``work`` on a worker thread. The first Ctrl-C, SIGTERM or SIGHUP cancels the
+    job (the executor stops the process and removes the job's containers) and waits
+    for it to return; a second one exits at once, possibly leaving containers
+    labelled with the job."""
     outcome: list[JobResult] = []
     failure: list[BaseException] = []
 
@@ -190,39 +197,42 @@ def _run_with_ctrl_c(
     worker = threading.Thread(target=target, name=f"rivet-run-{job_id}", daemon=True)
     interrupts = 0
 
-    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
             raise KeyboardInterrupt
-        err.print(
-            Text(
-                "\ninterrupted: cancelling the job and removing its containers "
-                "(Ctrl-C again to quit at once)",
-                style="yellow",
-            )
+        what = "Ctrl-C" if signum == signal.SIGINT else signal_name(signum)
+        _say(
+            err,
+            f"\ninterrupted ({what}): cancelling the job and removing its containers "
+            "(Ctrl-C again to quit at once)",
+            "yellow",
         )
         # Not on this (signal-handling) thread: cancelling may run podman.
-        threading.Thread(target=cancel.cancel, args=("interrupted (Ctrl-C)",), daemon=True).start()
+        threading.Thread(target=cancel.cancel, args=(f"interrupted ({what})",), daemon=True).start()
 
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    handling = handling_stop_signals(on_signal) if in_main else contextlib.nullcontext()
     try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
+        with handling:
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.2)
     except KeyboardInterrupt:
-        err.print(
-            Text(
-                "quit before cleanup finished; remove leftover containers with: "
-                f"podman rm -f $(podman ps -aq --filter label=rivet.job={job_id})",
-                style="red",
-            )
+        _say(
+            err,
+            "quit before cleanup finished; remove leftover containers with: "
+            f"podman rm -f $(podman ps -aq --filter label=rivet.job={job_id})",
+            "red",
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        if in_main and previous is not None:
-            signal.signal(signal.SIGINT, previous)
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def _say(err: Console, message: str, style: str) -> None:
+    # After SIGHUP the terminal may be gone: a failed write must not stop the cleanup.
+    with contextlib.suppress(OSError):
+        err.print(Text(message, style=style))

@@ -112,8 +112,9 @@ def runner(
 
     Without a subcommand this process becomes a runner: on first start it registers
     with a one-time token from `rivet runner token create` and saves its own token,
-    then long-polls the server for matching jobs and runs them in Podman. Ctrl-C once
-    stops taking jobs and finishes the running ones; twice cancels them.
+    then long-polls the server for matching jobs and runs them in Podman. Ctrl-C
+    (or SIGTERM, SIGHUP) once stops taking jobs and finishes the running ones; twice
+    cancels them and removes their containers.
 
     Example: rivet runner --server http://ci:8420 --registration-token rivet_reg_... --tag os=linux
     """

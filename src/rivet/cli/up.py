@@ -7,7 +7,14 @@ other and exits 1, printing the end of the crashed one's log. Their output goes 
 for the URL and the next steps. The children run in their own session, so Ctrl-C
 reaches only ``rivet up``, which then stops them in order: the runner first (SIGTERM:
 finish running jobs, then a second SIGTERM cancels them after a grace period), the
-server last.
+server last. SIGTERM and SIGHUP to ``rivet up`` do the same as Ctrl-C.
+
+Each child gets an environment built from scratch (:func:`rivet.child_env.child_env`)
+plus an explicit allow-list of this process's variables, never this environment
+minus a deny-list: the server gets its own settings (``RIVET_ADMIN_TOKEN``,
+``RIVET_SECRET_KEY``, …) and the runner gets none of them — only its settings, the
+registration token made for it and ``PATH`` (to find podman). So no job can read a
+server credential from the runner.
 
 The runner registers with a registration token made through the admin API (with the
 admin token the server writes to ``$RIVET_HOME/admin-token``) and saves its own token
@@ -22,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -30,20 +37,34 @@ from typing import IO, Annotated
 
 import typer
 
+from rivet.child_env import child_env
 from rivet.cli.common import EXIT_FAILED, EXIT_OK, rivet_home
 from rivet.cli.terminal import echo
-from rivet.defaults import DEFAULT_PORT
+from rivet.defaults import DEFAULT_PORT, LUA_LIMIT_VARIABLES
 from rivet.errors import RivetError
 from rivet.home import RivetHome, open_private_append, private_umask
 from rivet.runner.config_file import read_runner_file
+from rivet.stop_signals import handling_stop_signals
 
 __all__ = ["up"]
 
 START_TIMEOUT = 60.0
 DRAIN_GRACE = 10.0
 STOP_GRACE = 10.0
-# Variables that would point the children at another database, server or identity.
-_FOREIGN_ENV = ("RIVET_DATABASE_URL", "RIVET_SERVER", "RIVET_RUNNER_TOKEN", "RIVET_RUNNER_CONFIG")
+# The server's settings given as flags; its other settings pass from this environment.
+_SERVER_FLAG_SETTINGS = frozenset({"home", "database_url", "host", "port"})
+# What the runner may take from this environment: its own settings that `rivet up`
+# does not set by flag, and PATH to find podman. Never its server, token or config
+# file (they would point it at another server or identity), never a server setting.
+RUNNER_PASSED_ENV = (
+    "RIVET_RUNNER_NAME",
+    "RIVET_RUNNER_TAGS",
+    "RIVET_WORKSPACE_ROOT",
+    "RIVET_DEFAULT_IMAGE",
+    "RIVET_POLICY",
+    *LUA_LIMIT_VARIABLES,
+    "PATH",
+)
 
 
 class _Child:
@@ -138,7 +159,8 @@ def up(
 
     Server and runner are child processes; their output goes to
     $RIVET_HOME/logs/server.log and runner.log. If either dies, `rivet up` stops the
-    other and exits 1 with the end of its log.
+    other and exits 1 with the end of its log. SIGTERM and SIGHUP stop both like
+    Ctrl-C. The runner gets none of the server's settings (admin token, secret key).
 
     Example: rivet up --port 8420
     """
@@ -148,60 +170,88 @@ def up(
     # runner gets the umask we were started with (see rivet.home for why).
     outer_umask = private_umask()
     url = f"http://{_url_host(host)}:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
-    env["RIVET_HOME"] = str(home)
-
     stop_requested = False
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         nonlocal stop_requested
         stop_requested = True
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: list[_Child] = []
-    try:
-        paths.ensure()
-        server_argv = [sys.executable, "-m", "rivet.cli.server", "--host", host]
-        server_argv += ["--port", str(port), "--home", str(home)]
-        server_argv += ["--database-url", paths.database_url]
-        server = _Child("server", server_argv, env, paths.log_file("server"))
-        children.append(server)
-        _wait_until(lambda: _ready(url), server, lambda: stop_requested, "server to be ready")
-        runner_env = dict(env)
-        token = _registration_token(url, home)
-        if token is not None:
-            runner_env["RIVET_REGISTRATION_TOKEN"] = token
-        runner_argv = [sys.executable, "-m", "rivet.runner", "--server", url]
-        runner_argv += ["--config", str(paths.runner_config), "--concurrency", str(concurrency)]
-        for tag in tags or ():
-            runner_argv += ["--tag", tag]
-        since = datetime.now(UTC) - timedelta(seconds=1)
-        runner = _Child(
-            "runner", runner_argv, runner_env, paths.log_file("runner"), umask=outer_umask
-        )
-        children.append(runner)
-        _wait_until(
-            lambda: _runner_checked_in(url, home, since), runner, lambda: stop_requested, "runner"
-        )
-        if not stop_requested:
-            _banner(url, home, concurrency)
-        while not stop_requested:
-            for child in children:
-                if child.exited() is not None:
-                    raise _Crashed(child)
-            time.sleep(0.2)
-        echo("stopping the runner and the server…", err=True)
-    finally:
-        # Runner first: its last logs and results still need the server.
-        for child in reversed(children):
-            if child.name == "runner":
-                child.stop(STOP_GRACE, second_signal_after=DRAIN_GRACE)
-            else:
-                child.stop(STOP_GRACE)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        os.umask(outer_umask)
+    with handling_stop_signals(on_signal):
+        try:
+            paths.ensure()
+            server_argv = [sys.executable, "-m", "rivet.cli.server", "--host", host]
+            server_argv += ["--port", str(port), "--home", str(home)]
+            server_argv += ["--database-url", paths.database_url]
+            server = _Child("server", server_argv, server_env(home), paths.log_file("server"))
+            children.append(server)
+            _wait_until(lambda: _ready(url), server, lambda: stop_requested, "server to be ready")
+            token = _registration_token(url, home)
+            runner_argv = [sys.executable, "-m", "rivet.runner", "--server", url]
+            runner_argv += ["--config", str(paths.runner_config)]
+            runner_argv += ["--concurrency", str(concurrency)]
+            for tag in tags or ():
+                runner_argv += ["--tag", tag]
+            since = datetime.now(UTC) - timedelta(seconds=1)
+            runner = _Child(
+                "runner",
+                runner_argv,
+                runner_env(home, token),
+                paths.log_file("runner"),
+                umask=outer_umask,
+            )
+            children.append(runner)
+            _wait_until(
+                lambda: _runner_checked_in(url, home, since),
+                runner,
+                lambda: stop_requested,
+                "runner",
+            )
+            if not stop_requested:
+                _banner(url, home, concurrency)
+            while not stop_requested:
+                for child in children:
+                    if child.exited() is not None:
+                        raise _Crashed(child)
+                time.sleep(0.2)
+            echo("stopping the runner and the server…", err=True)
+        finally:
+            # Runner first: its last logs and results still need the server.
+            for child in reversed(children):
+                if child.name == "runner":
+                    child.stop(STOP_GRACE, second_signal_after=DRAIN_GRACE)
+                else:
+                    child.stop(STOP_GRACE)
+            os.umask(outer_umask)
     raise typer.Exit(EXIT_OK if stop_requested else EXIT_FAILED)
+
+
+def _passed(names: Iterable[str]) -> dict[str, str]:
+    """The variables of this process named in ``names`` (an allow-list), if set."""
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def server_env(home: Path) -> dict[str, str]:
+    """The server child's whole environment: the base, its ``RIVET_*`` settings that
+    are not given as flags (admin token, secret key, log level…), the Lua limits."""
+    from rivet.config import ServerSettings  # pydantic-settings: heavy for other commands
+
+    settings = [
+        f"RIVET_{field.upper()}"
+        for field in ServerSettings.model_fields
+        if field not in _SERVER_FLAG_SETTINGS
+    ]
+    passed = _passed([*settings, *LUA_LIMIT_VARIABLES])
+    return child_env({**passed, "RIVET_HOME": str(home)}, where="rivet up (server)")
+
+
+def runner_env(home: Path, registration_token: str | None) -> dict[str, str]:
+    """The runner child's whole environment: the base, :data:`RUNNER_PASSED_ENV`, and
+    the registration token made for it (none when its saved token is still good)."""
+    explicit = {**_passed(RUNNER_PASSED_ENV), "RIVET_HOME": str(home)}
+    if registration_token is not None:
+        explicit["RIVET_REGISTRATION_TOKEN"] = registration_token
+    return child_env(explicit, where="rivet up (runner)")
 
 
 def _url_host(host: str) -> str:

@@ -14,6 +14,7 @@ from rivet.engine.backends.base import (
     ContainerBackend,
     ContainerOptions,
     ContainerSpec,
+    IdMap,
     RunningContainer,
     container_name,
 )
@@ -58,6 +59,11 @@ class JobContext:
     _image_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _containers_lock: threading.Lock = field(default_factory=threading.Lock)
     _started_any: bool = False
+    # The user namespace range all the job's containers share (userns = "auto"), set
+    # by the first start, which holds _first_start so that a parallel one waits for it.
+    _id_map: IdMap | None = None
+    _first_start: threading.Lock = field(default_factory=threading.Lock)
+    _images_checked: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._seq = self.first_seq - 1
@@ -129,16 +135,13 @@ class JobContext:
             if self.cancel.cancelled:
                 raise ContainerError(f"cannot start image '{image}': {self.cancel.reason}")
             self._started_any = True
-            spec = ContainerSpec(
-                job_id=self.job_id,
-                image=image,
-                workspace=self.workspace,
-                name=container_name(self.job_id, image, options),
-                options=options,
-                secrets_dir=self.secrets.directory,
-            )
             try:
-                started = self.backend.start(spec)
+                if options.userns == "auto":
+                    with self._first_start:
+                        started = self._start(image, options)
+                        self._id_map = self._id_map or started.id_map
+                else:
+                    started = self._start(image, options)
             except ContainerError as exc:
                 if options.pull == "never":
                     raise ContainerError(
@@ -149,6 +152,32 @@ class JobContext:
             with self._containers_lock:
                 self._containers[key] = started
             return started
+
+    def _start(self, image: str, options: ContainerOptions) -> RunningContainer:
+        spec = ContainerSpec(
+            job_id=self.job_id,
+            image=image,
+            workspace=self.workspace,
+            name=container_name(self.job_id, image, options),
+            options=options,
+            secrets_dir=self.secrets.directory,
+            id_map=self._id_map if options.userns == "auto" else None,
+        )
+        return self.backend.start(spec)
+
+    def check_image(self, image: str) -> str:
+        """The policy's reference for ``image`` once it is known to be startable:
+        present on the runner, or pulled now if the pull policy allows (checked once
+        per image and job). Raises :class:`PolicyViolation` or :class:`ContainerError`;
+        starts no container."""
+        image = self.policy.container.resolve_image(image)
+        with self._containers_lock:
+            if image in self._images_checked:
+                return image
+        self.backend.check_image(image, self.policy.container.pull)
+        with self._containers_lock:
+            self._images_checked.add(image)
+        return image
 
     def remove_containers(self) -> None:
         with self._containers_lock:

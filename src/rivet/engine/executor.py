@@ -8,7 +8,6 @@ the workspace are removed when the job ends, whatever the outcome.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,8 @@ from rivet.engine.limits import MAX_ERROR_CHARS, clip
 from rivet.engine.modules import install_all
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
+from rivet.engine.workspaces import make_workspace, prepare_root, remove_tree
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
-from rivet.home import make_private_dir
 from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
 from rivet.lua.sandbox import Limits, Sandbox
@@ -69,11 +68,9 @@ class Executor:
 
     def run(self, job: JobSpec, events: JobEvents, cancel: CancelToken | None = None) -> JobResult:
         cancel = cancel or CancelToken()
-        # A 0700 root keeps other users of the host out of every job's workspace,
-        # while the workspace itself keeps ordinary modes for non-root container users.
-        make_private_dir(self.settings.workspace_root, tighten_existing=False)
-        workspace = self.settings.workspace_root / _safe_dir(job.job_id)
-        workspace.mkdir(exist_ok=False)
+        # Checked for every job: a root widened after the runner started is caught too.
+        root_note = prepare_root(self.settings.workspace_root)
+        workspace = make_workspace(self.settings.workspace_root, _safe_dir(job.job_id))
         sandbox = Sandbox(self.settings.limits)
         redactor = Redactor()
         secrets = JobSecrets(
@@ -97,6 +94,8 @@ class Executor:
             secrets=secrets,
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
+        if root_note is not None:
+            ctx.log("warning", root_note, None)
         try:
             return _redacted(self._run(job, ctx, sandbox), redactor)
         finally:
@@ -106,8 +105,7 @@ class Executor:
                 ctx.remove_containers()
             except RivetError as exc:
                 ctx.log("warning", f"could not remove the job's containers: {exc}", None)
-            secrets.cleanup()
-            shutil.rmtree(workspace, ignore_errors=True)
+            _cleanup(ctx, workspace)
 
     def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
         install_all(sandbox, ctx)
@@ -213,6 +211,20 @@ def _stored_error(ctx: JobContext, message: str) -> str:
     """An error as stored on a stage or the job: redacted, then cut to
     MAX_ERROR_CHARS (the whole message is logged as well)."""
     return clip(ctx.redactor.redact(message), MAX_ERROR_CHARS, "in the job's log")
+
+
+def _cleanup(ctx: JobContext, workspace: Path) -> None:
+    """Remove the job's secrets and workspace; a failure is a warning in the job log,
+    never an exception: the job's outcome is already decided."""
+    try:
+        ctx.secrets.cleanup()
+    except OSError as exc:
+        ctx.log("warning", f"could not remove the job's secret files: {exc}", None)
+    problems = remove_tree(workspace)
+    for problem in problems:
+        ctx.log("warning", f"workspace cleanup: {problem}", None)
+    if problems:
+        ctx.log("warning", f"the job's workspace {workspace} was left behind", None)
 
 
 def _redacted(result: JobResult, redactor: Redactor) -> JobResult:

@@ -137,6 +137,11 @@ class JobSecrets:
                 # half-written, and the final name never exists with a wider mode.
                 temporary = directory / f".{file_name}.{os.getpid()}.{threading.get_ident()}"
                 fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                # The directory's owner (the root of the job's user namespace once its
+                # first container started) must be able to read it; see workspaces.
+                owner = directory.stat()
+                if (owner.st_uid, owner.st_gid) != (os.geteuid(), os.getegid()):
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(value)
                 os.replace(temporary, directory / file_name)

@@ -28,6 +28,7 @@ from typing import Any
 
 from lupa import lua54
 
+from rivet.defaults import LUA_LIMIT_VARIABLES
 from rivet.errors import ConfigError, LuaError, ResourceLimitError
 
 __all__ = ["Limits", "LuaCallError", "Sandbox", "clean_message"]
@@ -63,12 +64,11 @@ class Limits:
                 raise ConfigError(f"{name}: must be greater than 0, got {raw!r}")
             return value
 
+        memory, definition, stage = LUA_LIMIT_VARIABLES
         return cls(
-            memory_bytes=int(number("RIVET_LUA_MEMORY_MIB", default.memory_bytes / MiB) * MiB),
-            definition_cpu_seconds=number(
-                "RIVET_LUA_DEFINITION_SECONDS", default.definition_cpu_seconds
-            ),
-            stage_cpu_seconds=number("RIVET_LUA_STAGE_SECONDS", default.stage_cpu_seconds),
+            memory_bytes=int(number(memory, default.memory_bytes / MiB) * MiB),
+            definition_cpu_seconds=number(definition, default.definition_cpu_seconds),
+            stage_cpu_seconds=number(stage, default.stage_cpu_seconds),
         )
 
 

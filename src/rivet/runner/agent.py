@@ -19,7 +19,6 @@ abandoned; the server notices the disconnect and does not hand it a job.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from types import FrameType
@@ -27,7 +26,9 @@ from types import FrameType
 import httpx
 
 from rivet.engine.backends.podman import PodmanBackend
+from rivet.engine.backends.userns import check_subids
 from rivet.engine.executor import Executor, ExecutorSettings
+from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir, tighten
 from rivet.protocol import ClaimRequest, JobAssignment
@@ -41,6 +42,7 @@ from rivet.runner.config import RunnerOptions, RunnerSettings, resolve_settings
 from rivet.runner.job import JobRun
 from rivet.runner.registration import RegistrationFailed, register_runner
 from rivet.runner.retry import Backoff
+from rivet.stop_signals import handling_stop_signals, signal_name
 
 __all__ = ["Agent", "run_runner"]
 
@@ -298,8 +300,10 @@ def _secure_files(settings: RunnerSettings) -> None:
 def run_runner(options: RunnerOptions) -> int:
     """``rivet runner``: run an agent until signalled; returns the exit status.
 
-    SIGINT/SIGTERM once: stop claiming, finish running jobs. Twice: cancel them.
-    Three times: exit at once, even with logs or completions undelivered.
+    SIGINT, SIGTERM or SIGHUP (:data:`rivet.stop_signals.STOP_SIGNALS`, any mix) once:
+    stop claiming, finish running jobs. Twice: cancel them (their containers are
+    removed, they report ``cancelled``). Three times: exit at once, even with logs or
+    completions undelivered.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -312,12 +316,18 @@ def run_runner(options: RunnerOptions) -> int:
     try:
         settings = resolve_settings(options)
         _secure_files(settings)
+        # Refuse an unsafe workspace root before claiming anything, not job by job.
+        note = prepare_root(settings.workspace_root)
+        if settings.policy.container.userns == "auto":
+            check_subids()
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
     except OSError as exc:
         log.error("cannot prepare %s: %s", exc.filename or "the runner's files", exc.strerror)
         return 2
+    if note is not None:
+        log.warning("%s", note)
     agent = Agent(settings)
     signals = 0
 
@@ -325,22 +335,21 @@ def run_runner(options: RunnerOptions) -> int:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.info("%s: stopping (again to cancel running jobs)", signal.Signals(signum).name)
+            log.info("%s: stopping (again to cancel running jobs)", signal_name(signum))
             agent.stop()
         elif signals == 2:
+            log.info("%s: cancelling the running jobs (again to exit at once)", signal_name(signum))
             agent.cancel_jobs("the runner is shutting down")
         else:
             log.warning("exiting now; undelivered logs and results are lost")
             agent.abort()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        agent.start()
-        while not agent.wait(0.5):
-            pass
+        with handling_stop_signals(on_signal):
+            agent.start()
+            while not agent.wait(0.5):
+                pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         agent.close()
     log.info("runner stopped")
     return agent.exit_code if not agent.aborted else 1

@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from rivet.domain.env_names import ENV_NAME_PATTERN
 from rivet.errors import ConfigError, RivetError
 from rivet.secrets.rules import check_name, check_value
 
@@ -27,7 +28,7 @@ ENV_PREFIX = "RIVET_SECRET_"
 # Variables under the prefix that are settings, not secrets: the server's encryption
 # key (a secret named KEY can still be given in a file).
 NOT_SECRETS = frozenset({"RIVET_SECRET_KEY"})
-_ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
+_ENV_LINE = re.compile(rf"\s*(?:export\s+)?({ENV_NAME_PATTERN})\s*=\s*(.*?)\s*")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 

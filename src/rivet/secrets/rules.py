@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 
+from rivet.domain.env_names import ENV_NAME_PATTERN
 from rivet.engine.redaction import MIN_SECRET_LENGTH
 from rivet.errors import RivetError
-from rivet.limits import MAX_NAME, text_problem
+from rivet import limits
+from rivet.limits import text_problem
 
 __all__ = [
     "MAX_VALUE_BYTES",
@@ -19,10 +21,12 @@ __all__ = [
     "check_value",
 ]
 
-# Names double as the suffix of RIVET_SECRET_<NAME> variables, hence env-name rules.
-SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Names double as the suffix of RIVET_SECRET_<NAME> variables: the environment-name
+# rule (rivet.domain.env_names), at most 128 characters.
+MAX_NAME = 128
+SECRET_NAME = re.compile(rf"(?={ENV_NAME_PATTERN}\Z).{{1,{MAX_NAME}}}", re.DOTALL)
 MAX_VALUE_BYTES = 64 * 1024
-MAX_PIPELINE_NAME = MAX_NAME
+MAX_PIPELINE_NAME = limits.MAX_NAME  # the pipelines' name column
 
 
 class SecretRuleError(RivetError):

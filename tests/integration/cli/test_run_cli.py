@@ -112,8 +112,12 @@ def test_missing_inputs_fail_before_anything_runs(podman_available: str, tmp_pat
     assert "b: required number input is missing" in proc.stderr
 
 
-def test_ctrl_c_cancels_removes_containers_and_exits_130(
-    podman_available: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sig", "shown"),
+    [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")],
+)
+def test_ctrl_c_sigterm_and_sighup_cancel_remove_containers_and_exit_130(
+    podman_available: str, tmp_path: Path, sig: signal.Signals, shown: str
 ) -> None:
     pipeline = tmp_path / "sleep.lua"
     pipeline.write_text(
@@ -144,7 +148,12 @@ def test_ctrl_c_cancels_removes_containers_and_exits_130(
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.1)
         time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        if sig == signal.SIGTERM:
+            os.kill(proc.pid, sig)  # what `kill` or systemd does
+        else:
+            # A terminal's Ctrl-C, or its hang-up: the whole foreground process group
+            # (podman exec included) gets the signal.
+            os.killpg(proc.pid, sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -152,8 +161,9 @@ def test_ctrl_c_cancels_removes_containers_and_exits_130(
             proc.wait()
     text = out.read_text()
     assert proc.returncode == 130, text + stderr
-    assert "interrupted: cancelling the job" in stderr
+    assert f"interrupted ({shown}): cancelling the job and removing its containers" in stderr
     assert re.search(r"wait\s+│ cancelled", text)
+    assert "job cancelled" in text and f"interrupted ({shown})" in text
     assert "after" not in [stage for stage, _, _ in logged(text)]
     job = re.search(r"running pipeline sleepy as job (local-[0-9a-f]{8})", stderr)
     assert job, stderr

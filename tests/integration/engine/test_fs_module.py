@@ -828,3 +828,124 @@ def test_a_directory_of_more_than_100000_entries_is_refused_not_read(
         assert job.run('return #fs.list("big")') == 100000
     finally:
         job.close()
+
+
+# --- path caps (policy fs.max_path_bytes / max_name_bytes / max_depth) -------------------
+
+
+def test_paths_over_the_caps_are_refused_naming_the_path_and_the_rule(
+    job: Job, workspace: Path
+) -> None:
+    long_name = "n" * 256
+    message = job.error(f'fs.write("dir/{long_name}", "x")')
+    assert "t.lua:1: fs.write: 'dir/nnnn" in message
+    assert (
+        "the name 'nnnn" in message
+        and "is 256 bytes long, over policy fs.max_name_bytes (255)" in message
+    )
+    too_long = "/".join(["p" * 200] * 21)  # 4,220 bytes
+    message = job.error(f'fs.mkdir("{too_long}", {{ parents = true }})')
+    assert "is 4220 bytes long, over policy fs.max_path_bytes (4096)" in message
+    assert "bytes)…" in message  # the path is shortened in the message
+    deep = "/".join(["d"] * 129)
+    message = job.error(f'fs.mkdir("{deep}", {{ parents = true }})')
+    assert "is 129 levels deep, over policy fs.max_depth (128)" in message
+    assert not (workspace / "d").exists() and not (workspace / "dir").exists()
+    job.run(f'fs.mkdir("{"/".join(["d"] * 128)}", {{ parents = true }})')  # the cap itself is fine
+    assert job.run(f'return fs.exists("{"/".join(["d"] * 128)}")') is True
+
+
+def test_path_caps_apply_to_the_path_as_resolved_through_links(workspace: Path) -> None:
+    j = limited(workspace, max_depth=5)
+    try:
+        (workspace / "a" / "b" / "c" / "d").mkdir(parents=True)
+        os.symlink("a/b/c/d", workspace / "deep")
+        j.run('fs.mkdir("deep/x")')  # 5 levels: a/b/c/d/x
+        message = j.error('fs.write("deep/x/y", "no")')  # 3 as written, 6 as resolved
+        assert "'deep/x/y' (through links: 'a/b/c/d/x/y') is 6 levels deep" in message
+        assert "over policy fs.max_depth (5)" in message
+        assert not (workspace / "a" / "b" / "c" / "d" / "x" / "y").exists()
+    finally:
+        j.close()
+
+
+def test_copy_and_glob_keep_to_the_depth_cap(workspace: Path) -> None:
+    j = limited(workspace, max_depth=4)
+    try:
+        (workspace / "src" / "a" / "b").mkdir(parents=True)
+        (workspace / "src" / "a" / "b" / "f").write_text("x")
+        (workspace / "into" / "x").mkdir(parents=True)
+        message = j.error('fs.copy("src", "into/x/copy")')  # into/x/copy/a/b/f: 6 levels
+        assert "'src/a/b' copied to 'into/x/copy/a/b' is 5 levels deep" in message
+        assert "over policy fs.max_depth (4)" in message
+        assert sorted(os.listdir(workspace / "into" / "x")) == []  # nothing half-copied
+        (workspace / "t" / "1" / "2" / "3" / "4").mkdir(parents=True)
+        message = j.error('fs.glob("t/**")')
+        assert "the tree is more than 4 levels deep, over policy fs.max_depth (4)" in message
+    finally:
+        j.close()
+
+
+def test_recursive_remove_handles_any_depth(job: Job, workspace: Path) -> None:
+    fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY)
+    os.mkdir("deep", dir_fd=fd)
+    for _ in range(1500):  # deeper than Python's recursion limit
+        child = os.open("deep" if _ == 0 else "d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+        os.mkdir("d", dir_fd=fd)
+    os.close(fd)
+    job.run('fs.remove("deep", { recursive = true })')
+    assert os.listdir(workspace) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("max_name_bytes", 256), ("max_depth", 0), ("max_depth", 513), ("max_path_bytes", 0)],
+)
+def test_path_cap_keys_are_bounded(tmp_path: Path, key: str, value: int) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f"[fs]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=rf"fs\.{key}"):
+        Policy.load(path)
+
+
+# --- set-id bits and ownership -------------------------------------------------------------
+
+
+def test_copies_and_rewrites_never_keep_set_id_bits(job: Job, workspace: Path) -> None:
+    binary = workspace / "suid"
+    binary.write_bytes(b"\x7fELF")
+    os.chmod(binary, 0o6755)
+    (workspace / "tree" / "sgid").mkdir(parents=True)
+    os.chmod(workspace / "tree" / "sgid", 0o2775)
+    shutil.copy(binary, workspace / "tree" / "sgid" / "inner")
+    os.chmod(workspace / "tree" / "sgid" / "inner", 0o4750)
+    job.run('fs.copy("suid", "copy"); fs.copy("tree", "tree2"); fs.write("suid", "new")')
+    assert stat.S_IMODE(os.stat(workspace / "copy").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(workspace / "tree2" / "sgid").st_mode) == 0o775
+    assert stat.S_IMODE(os.stat(workspace / "tree2" / "sgid" / "inner").st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(workspace / "suid").st_mode) == 0o755  # rewritten in place
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
+def test_new_entries_belong_to_the_workspace_owner(workspace: Path) -> None:
+    """With a private user namespace the workspace belongs to the namespace's root;
+    what fs creates must too, or the job's commands could not change it."""
+    owner = (2_000_000_000, 2_000_000_001)
+    os.chown(workspace, *owner)
+    (workspace / "srcdir").mkdir()
+    (workspace / "srcdir" / "f").write_text("x")
+    os.symlink("f", workspace / "srcdir" / "link")
+    j = Job(workspace)
+    try:
+        j.run(
+            'fs.write("w.txt", "w"); fs.append("ap.txt", "a"); fs.mkdir("m/n", { parents = true })'
+        )
+        j.run('fs.mkdir("p/q/r", { parents = true }); fs.copy("srcdir", "copied")')
+    finally:
+        j.close()
+    made = ["w.txt", "ap.txt", "m", "m/n", "p", "p/q", "p/q/r", "copied", "copied/f", "copied/link"]
+    for rel in made:
+        info = os.lstat(workspace / rel)
+        assert (info.st_uid, info.st_gid) == owner, rel

@@ -574,6 +574,9 @@ def test_passwords_in_urls_stay_out_of_messages_and_results(
 class NoContainers:
     """A backend that fails the test if anything tries to start a container."""
 
+    def check_image(self, image: str, pull: str | None) -> None:
+        raise AssertionError("http must not check images")
+
     def start(self, spec: ContainerSpec) -> RunningContainer:
         raise AssertionError("http must not start containers")
 

@@ -234,7 +234,8 @@ def test_ungranted_secrets_fail_with_a_clear_error(run) -> None:  # type: ignore
     [
         ('secrets = { PATH = "tok" }', "secrets: 'PATH' cannot hold a secret"),
         ('secrets = { LD_PRELOAD = "tok" }', "secrets: 'LD_PRELOAD' cannot hold a secret"),
-        ('secrets = { ["A-B"] = "tok" }', "secrets: 'A-B' cannot hold a secret"),
+        ('secrets = { ["A-B"] = "tok" }', "secrets: invalid environment variable name 'A-B'"),
+        ('secrets = { ["T*"] = "tok" }', "secrets: invalid environment variable name 'T*'"),
         ('secrets = { T = "tok" }, env = { T = "x" }', "secrets.T: also set in 'env'"),
         ("secrets = { T = 1 }", "secrets.T: expected the name of a secret"),
         ('secrets = "tok"', "option 'secrets' must be a table"),

@@ -167,6 +167,22 @@ async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> N
     assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["A*", "*", "FOO%2A", "-e", "A%3DB", "A%20B", "%20A", "1A", "%C3%A9", "A%00B", "A%0AB", "A.B"],
+)
+async def test_secret_names_follow_the_environment_name_rule(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    """Names become RIVET_SECRET_<NAME> variables under `rivet run`: the API refuses
+    every name the environment-name rule refuses, naming it, and stores nothing."""
+    response = await client.put(f"/api/secrets/{name}", headers=ADMIN, json={"value": VALUE})
+    assert response.status_code == 400, (name, response.text)
+    assert "invalid secret name" in response.json()["error"]["message"]
+    assert_absent(response.text, VALUE)
+    assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
+
+
 async def test_values_are_encrypted_at_rest(
     app: FastAPI, client: httpx.AsyncClient, settings: ServerSettings
 ) -> None:

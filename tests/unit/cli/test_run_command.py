@@ -20,6 +20,7 @@ from rivet.cli import common
 from rivet.cli.run import _run_with_ctrl_c
 from rivet.domain.status import JobStatus, StageStatus
 from rivet.engine.events import CancelToken, JobEvents, JobResult, LogEvent, StageResult
+from rivet.stop_signals import STOP_SIGNALS
 
 Invoke = Callable[..., Result]
 LuaFile = Callable[[str, str], Path]
@@ -304,17 +305,27 @@ def test_ctrl_c_cancels_and_exits_130(invoke: Invoke, lua_file: LuaFile, script:
     script.wait_for_cancel = True
     result = invoke(["run", str(lua_file("s.lua", SIMPLE))])
     assert result.exit_code == 130
-    assert "interrupted: cancelling the job" in result.stderr
+    assert "interrupted (Ctrl-C): cancelling the job" in result.stderr
     assert re.search(r"running pipeline simple as job local-[0-9a-f]{8}", result.stderr)
     assert "job cancelled" in result.stdout and "interrupted (Ctrl-C)" in result.stdout
 
 
-def test_ctrl_c_wrapper_restores_the_signal_handler() -> None:
-    before = signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize(
+    ("sig", "reason"),
+    [
+        (signal.SIGINT, "interrupted (Ctrl-C)"),
+        (signal.SIGTERM, "interrupted (SIGTERM)"),
+        (signal.SIGHUP, "interrupted (SIGHUP)"),
+    ],
+)
+def test_stop_signals_cancel_and_the_wrapper_restores_the_handlers(
+    sig: signal.Signals, reason: str
+) -> None:
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     cancel = CancelToken()
 
     def work() -> JobResult:
-        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.05, os.kill, (os.getpid(), sig)).start()
         assert cancel.wait(10)
         return JobResult(JobStatus.CANCELLED)
 
@@ -322,8 +333,8 @@ def test_ctrl_c_wrapper_restores_the_signal_handler() -> None:
 
     result = _run_with_ctrl_c(work, cancel, err_console(), "local-test")
     assert result.status is JobStatus.CANCELLED
-    assert cancel.reason == "interrupted (Ctrl-C)"
-    assert signal.getsignal(signal.SIGINT) is before
+    assert cancel.reason == reason
+    assert {s: signal.getsignal(s) for s in STOP_SIGNALS} == before
 
 
 def test_executor_exceptions_reach_the_error_handler(

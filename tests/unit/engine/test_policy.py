@@ -49,7 +49,7 @@ def test_defaults_are_bounded_but_permissive() -> None:
     assert policy.process.max_timeout == 21600
     options = policy.container.options()
     assert options == ContainerOptions(
-        network="bridge", memory="4g", cpus=None, pids=1024, pull="missing"
+        network="bridge", memory="4g", cpus=None, pids=1024, pull="missing", userns="auto"
     )
 
 
@@ -280,8 +280,15 @@ def test_memory_sizes_parse_like_podman(text: str, expected: int) -> None:
 def test_policy_limits_go_on_every_container() -> None:
     policy = ContainerPolicy(default_memory="512M", default_cpus=1.5, default_pids=64, pull="never")
     assert policy.options(readonly=True) == ContainerOptions(
-        readonly_workspace=True, network="bridge", memory="512m", cpus=1.5, pids=64, pull="never"
+        readonly_workspace=True,
+        network="bridge",
+        memory="512m",
+        cpus=1.5,
+        pids=64,
+        pull="never",
+        userns="auto",
     )
+    assert ContainerPolicy(userns="host").options().userns == "host"
 
 
 def test_network_default_and_stage_override() -> None:
@@ -370,6 +377,7 @@ def test_hostile_defaults_above_their_maximum_fail_at_load(
         ("[container]\ndefault_pids = 4\n", "container.default_pids: must be greater than or"),
         ('[container]\npull = "sometimes"\n', "container.pull: must be 'never', 'missing' or"),
         ('[container]\nnetwork = "host"\n', "container.network: must be 'none' or 'bridge'"),
+        ('[container]\nuserns = "keep-id"\n', "container.userns: must be 'host' or 'auto'"),
         ('[container]\nallow_network_override = "no"\n', "must be a valid boolean, got 'no'"),
         ('[container]\ndenied_images = ["alpine"]\n', "write e.g. 'docker.io/library/alpine'"),
         ('[container]\nallowed_registries = ["ghcr.io/o"]\n', "must be a host such as"),

@@ -2,12 +2,27 @@
 
 Lifecycle, per job:
 
+0. ``check_image(image, pull)`` makes sure ``image`` can be started: it is present,
+   or the pull policy allows fetching it and the fetch succeeded. It raises
+   :class:`rivet.errors.ContainerError` naming the image otherwise, and starts no
+   container (``container.with`` calls it on entry, containers stay lazy).
 1. ``start(spec)`` creates and starts one long-lived container for an image, with the
    job workspace mounted at ``/workspace`` and the image's entrypoint replaced by an
    idle process, so that later ``exec`` calls run inside it. It raises
    :class:`rivet.errors.ContainerError` naming the image when the image is missing or
    cannot start. Containers carry the labels in :data:`LABEL_MANAGED` and
    :data:`LABEL_JOB` so leftovers can be found.
+
+   Containers must not be able to hand privileges to anyone: the workspace (and the
+   secrets directory) are mounted ``nosuid,nodev`` and no process in a container may
+   gain privileges (``no-new-privileges``), so a set-id binary or a device node made
+   in the workspace is inert. With ``options.userns == "auto"`` the container gets a
+   private user namespace (container root is an unprivileged host uid): the first
+   container of a job (``spec.id_map`` None) gets a fresh range, which is returned in
+   ``RunningContainer.id_map``; the job's later containers are started with that same
+   range (``spec.id_map``) so that they all share the workspace. When it allocates a
+   range, ``start`` hands the workspace and the secrets directory to the range's
+   root (entries owned by the runner change owner; nothing is followed).
 2. ``exec(container, request)`` runs one command and blocks until it ends; stdout and
    stderr lines are delivered to the request's callbacks *while* it runs, at most
    :data:`MAX_LINE_BYTES` at a time (a longer line arrives in pieces), and a callback
@@ -45,6 +60,7 @@ __all__ = [
     "ContainerSpec",
     "ExecRequest",
     "ExecResult",
+    "IdMap",
     "RunningContainer",
     "container_name",
 ]
@@ -95,7 +111,8 @@ class ContainerOptions:
     """How a container is run; part of its identity (one container per image+options).
 
     ``memory`` uses podman's syntax (``512m``, ``2g``); ``pull`` is podman's
-    ``--pull`` policy (never / missing / always); ``network`` is ``none`` or ``bridge``.
+    ``--pull`` policy (never / missing / always); ``network`` is ``none`` or ``bridge``;
+    ``userns`` is ``host`` (the runner's own users) or ``auto`` (a private range).
     """
 
     readonly_workspace: bool = False
@@ -104,9 +121,20 @@ class ContainerOptions:
     cpus: float | None = None
     pids: int | None = None
     pull: str | None = None
+    userns: str = "host"
 
     def key(self) -> str:
         return repr(self)
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """A user namespace's mapping: container uid/gid 0 to ``size`` ids are host ids
+    ``uid``/``gid`` onwards."""
+
+    uid: int
+    gid: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -120,6 +148,9 @@ class ContainerSpec:
     # The job's secret files (outside the workspace), mounted read-only at
     # /run/rivet/secrets; None when the job has no secrets.
     secrets_dir: Path | None = None
+    # With options.userns == "auto": the range of the job's first container, which
+    # later containers share; None asks for a fresh range.
+    id_map: IdMap | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +159,7 @@ class RunningContainer:
     name: str
     image: str
     job_id: str
+    id_map: IdMap | None = None
 
 
 @dataclass
@@ -171,6 +203,8 @@ def container_name(job_id: str, image: str, options: ContainerOptions | None = N
 
 class ContainerBackend(Protocol):
     """See the module docstring for the lifecycle contract."""
+
+    def check_image(self, image: str, pull: str | None) -> None: ...
 
     def start(self, spec: ContainerSpec) -> RunningContainer: ...
 

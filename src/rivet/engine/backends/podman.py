@@ -8,34 +8,41 @@ crashed runner can be found and removed.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import errno
 import os
-import re
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import IO
+from collections.abc import Sequence
 
+from rivet.child_env import child_env, resolve_program
+from rivet.domain.env_names import HOST_TOOL_ENV, is_env_name, shown_name
 from rivet.engine.backends.base import (
     LABEL_IMAGE,
     LABEL_JOB,
     LABEL_MANAGED,
-    MAX_LINE_BYTES,
     SECRETS_MOUNT,
     WORKSPACE,
-    CaptureBudget,
     ContainerOptions,
     ContainerSpec,
     ExecRequest,
     ExecResult,
-    LineCallback,
+    IdMap,
     RunningContainer,
 )
 from rivet.engine.backends.host import find_static_catatonit, kill_marked_processes
+from rivet.engine.backends.podman_io import KILL_GRACE, StreamReader, Watchdog, give_back
+from rivet.engine.backends.userns import (
+    ID_MAP_FORMAT,
+    hand_over,
+    parse_id_map,
+    userns_applies,
+    userns_args,
+    userns_hint,
+)
 from rivet.errors import ContainerError
 
 __all__ = ["EXEC_ID_VAR", "TIMEOUT_EXIT_CODE", "PodmanBackend"]
@@ -47,22 +54,23 @@ _INIT_IN_CONTAINER = "/.rivet/catatonit"
 # Generous because the default pull policy may download the image first.
 _START_TIMEOUT = 600.0
 _CONTROL_TIMEOUT = 60.0
-_KILL_GRACE = 5.0
-_READ_CHUNK = 65536
-# Values of these variables go on podman's command line instead of into podman's
-# own environment, where they would change how podman itself behaves.
-_PODMAN_OWN_ENV = re.compile(
-    r"PATH|HOME|USER|SHELL|TMPDIR|TZ|LANG|LC_.*|LD_.*|XDG_.*|_?CONTAINERS?_.*|STORAGE_.*"
-    r"|REGISTRY_.*|PODMAN_.*|BUILDAH_.*|CONMON_.*|DOCKER_.*|DBUS_.*|NOTIFY_SOCKET|SSL_CERT_.*"
-    r"|GODEBUG|GOGC|GOMAXPROCS|GOMEMLIMIT|GOTRACEBACK|(?i:https?_proxy|no_proxy|all_proxy)"
-)
+_BUSY_RETRY = 0.5
 
 
 class PodmanBackend:
-    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state."""
+    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state.
+
+    podman never sees this process's environment: every call gets
+    :func:`rivet.child_env.child_env` (a fixed PATH, HOME, LANG), plus, for a
+    command, exactly the variables of its request. Variable names must follow the
+    environment-name rule (no glob, ``=``, NUL or flag can reach podman), and a
+    container gets no proxy variables from podman (``--http-proxy=false``) nor its
+    environment (``--env-host=false``), whatever ``containers.conf`` says.
+    """
 
     def __init__(self, podman: str = "podman", *, extra_run_args: Sequence[str] = ()) -> None:
-        self._podman = podman
+        self._podman = resolve_program(podman)
+        self._env = child_env(where="podman")
         self._extra_run_args = tuple(extra_run_args)
         self._init = find_static_catatonit()
         # conmon (2.1 here) writes an empty file named "oom" into its working directory
@@ -71,6 +79,23 @@ class PodmanBackend:
         os.makedirs(self._cwd, exist_ok=True)
 
     # -- lifecycle -------------------------------------------------------------------
+
+    def check_image(self, image: str, pull: str | None) -> None:
+        """Present locally, or fetched now when the pull policy allows it."""
+        if self._podman_cmd(["image", "exists", image], timeout=_CONTROL_TIMEOUT).returncode == 0:
+            if pull != "always":
+                return
+        elif pull == "never":
+            raise ContainerError(
+                f"image {image!r} is not on this runner (policy container.pull = 'never': "
+                "only images already on the runner can be used)"
+            )
+        proc = self._podman_cmd(["pull", "--quiet", image], timeout=_START_TIMEOUT)
+        if proc.returncode != 0:
+            raise ContainerError(
+                f"image {image!r} is not available locally and could not be pulled: "
+                f"{_reason(proc.stderr)}"
+            )
 
     def start(self, spec: ContainerSpec) -> RunningContainer:
         workspace = spec.workspace.resolve()
@@ -86,13 +111,25 @@ class PodmanBackend:
         args = ["run", "-d", "--name", spec.name]
         for key, value in labels.items():
             args += ["--label", f"{key}={value}"]
-        mount = f"{workspace}:{WORKSPACE}" + (":ro" if spec.options.readonly_workspace else "")
-        args += ["-v", mount, "-w", WORKSPACE, *_option_args(spec.options)]
+        # nosuid,nodev: a set-id binary or a device node made in the workspace is inert
+        # in every container; no-new-privileges: nothing in the container gains any.
+        mount = "ro,nosuid,nodev" if spec.options.readonly_workspace else "nosuid,nodev"
+        args += ["-v", f"{workspace}:{WORKSPACE}:{mount}"]
+        allocating = userns_applies(spec) and spec.id_map is None
+        if not allocating:
+            # A fresh range's root cannot enter the workspace until it is handed over
+            # (after the start); every exec passes its --workdir anyway.
+            args += ["-w", WORKSPACE]
+        args += ["--security-opt", "no-new-privileges", *_option_args(spec.options)]
+        # Nothing of the runner's own environment or proxy settings enters a container.
+        args += ["--http-proxy=false", "--env-host=false"]
+        args += userns_args(spec)
+        secrets_dir = None
         if spec.secrets_dir is not None:
             secrets_dir = spec.secrets_dir.resolve()
             if ":" in str(secrets_dir):
                 raise ContainerError(f"secrets path {str(secrets_dir)!r} must not contain ':'")
-            args += ["-v", f"{secrets_dir}:{SECRETS_MOUNT}:ro"]
+            args += ["-v", f"{secrets_dir}:{SECRETS_MOUNT}:ro,nosuid,nodev,noexec"]
         if self._init is not None:
             args += [
                 "-v",
@@ -118,9 +155,27 @@ class PodmanBackend:
             with contextlib.suppress(ContainerError):
                 self._rm([spec.name])
             raise ContainerError(_start_error(spec.image, proc.stderr))
+        id_map = spec.id_map
+        if allocating:
+            try:
+                id_map = self._id_map(container_id)
+                hand_over(id_map, workspace, secrets_dir)
+            except (ContainerError, OSError) as exc:
+                with contextlib.suppress(ContainerError):
+                    self._rm([container_id])
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise ContainerError(
+                    f"container for image {spec.image!r} could not be given the workspace: {reason}"
+                ) from None
         return RunningContainer(
-            id=container_id, name=spec.name, image=spec.image, job_id=spec.job_id
+            id=container_id, name=spec.name, image=spec.image, job_id=spec.job_id, id_map=id_map
         )
+
+    def _id_map(self, container_id: str) -> IdMap:
+        out = self._checked(
+            ["inspect", "--type", "container", "--format", ID_MAP_FORMAT, container_id]
+        )
+        return parse_id_map(out)
 
     def remove(self, container: RunningContainer) -> None:
         self._rm([container.id])
@@ -140,19 +195,23 @@ class PodmanBackend:
     def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
         marker = f"{EXEC_ID_VAR}={uuid.uuid4().hex}"
         args = [self._podman, "exec", "-i=false", "--workdir", request.cwd]
-        env = dict(os.environ)
+        env = dict(self._env)
         for name, value in request.env.items():
-            _check_env(name, value)
-            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+            _check_env(name, value, "environment")
+            if HOST_TOOL_ENV.fullmatch(name) or name in self._env:
+                # podman itself would act on it: only the command line may carry it.
                 args += ["--env", f"{name}={value}"]
             else:
-                # Bare ``--env NAME`` makes podman read the value from its own
-                # environment, which keeps secrets out of ``ps`` output.
+                # Bare ``--env NAME``: podman reads the value from its environment,
+                # which keeps it out of ``ps``; that environment holds nothing else
+                # of ours to read.
                 args += ["--env", name]
                 env[name] = value
         for name, value in request.secret_env.items():
-            _check_env(name, value)
-            if _PODMAN_OWN_ENV.fullmatch(name) or name.endswith("*"):
+            _check_env(name, value, "secret environment")
+            if name in request.env:
+                raise ContainerError(f"variable {name} is given both as a secret and in env")
+            if HOST_TOOL_ENV.fullmatch(name) or name in self._env:
                 # Podman would read this one itself: only the command line could carry it.
                 raise ContainerError(
                     f"secret environment variable {name!r} cannot be passed without showing "
@@ -171,6 +230,10 @@ class PodmanBackend:
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=self._cwd,
+                # Out of the terminal's process group: a Ctrl-C must reach only Rivet,
+                # which cancels the job; killed directly, the client would end the
+                # command as if it had finished and the stage could carry on.
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -187,7 +250,7 @@ class PodmanBackend:
             # On its own thread: the reader that asks goes on draining meanwhile.
             kill_marked_processes(marker)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(_KILL_GRACE)
+                proc.wait(KILL_GRACE)
                 return
             proc.kill()
 
@@ -195,15 +258,11 @@ class PodmanBackend:
             threading.Thread(target=stop_command, daemon=True).start()
 
         budget = request.capture_budget
-        out = _StreamReader(
-            proc.stdout, request.on_stdout, request.capture_stdout, budget, overflow
-        )
-        err = _StreamReader(
-            proc.stderr, request.on_stderr, request.capture_stderr, budget, overflow
-        )
+        out = StreamReader(proc.stdout, request.on_stdout, request.capture_stdout, budget, overflow)
+        err = StreamReader(proc.stderr, request.on_stderr, request.capture_stderr, budget, overflow)
         # A watchdog thread enforces the timeout: Popen.wait(timeout=...) polls with
         # sleeps of up to 50 ms, which would add that much to every command.
-        watchdog = _Watchdog(proc, marker, request.timeout)
+        watchdog = Watchdog(proc, marker, request.timeout)
         try:
             exit_code = proc.wait()
             watchdog.finished()
@@ -215,20 +274,20 @@ class PodmanBackend:
             kill_marked_processes(marker)
             proc.kill()
             proc.wait()
-            out.join(_KILL_GRACE, patient=False)
-            err.join(_KILL_GRACE, patient=False)
-            _give_back(budget, out, err)
+            out.join(KILL_GRACE, patient=False)
+            err.join(KILL_GRACE, patient=False)
+            give_back(budget, out, err)
             raise
         # Every line is delivered before exec returns, also when delivery is slow
         # (a full log buffer while the server is away): later lines of the job
         # must not overtake this command's output.
-        out.join(_KILL_GRACE)
-        err.join(_KILL_GRACE)
+        out.join(KILL_GRACE)
+        err.join(KILL_GRACE)
         try:
             out.raise_callback_error()
             err.raise_callback_error()
         except BaseException:
-            _give_back(budget, out, err)
+            give_back(budget, out, err)
             raise
         overflow_stream = "stdout" if out.overflowed else "stderr" if err.overflowed else None
         return ExecResult(
@@ -255,6 +314,8 @@ class PodmanBackend:
                 timeout=timeout,
                 check=False,
                 cwd=self._cwd,
+                env=self._env,
+                start_new_session=True,  # see exec: Ctrl-C is Rivet's to handle
             )
         except FileNotFoundError:
             raise _podman_missing() from None
@@ -270,7 +331,16 @@ class PodmanBackend:
     def _rm(self, ids: Sequence[str]) -> None:
         # --ignore makes an already-gone container a success; -t 0 because nothing
         # inside a job container deserves a graceful stop.
-        self._checked(["rm", "-f", "--ignore", "-t", "0", *ids])
+        args = ["rm", "-f", "--ignore", "-t", "0", *ids]
+        proc = self._podman_cmd(args, timeout=_CONTROL_TIMEOUT)
+        if proc.returncode != 0 and "resource busy" in proc.stderr:
+            # Podman 4.3 now and then fails to unmount a dying container's shm
+            # ("unlinkat …/userdata/shm: device or resource busy") although the
+            # container is gone by then; a second rm finds nothing left to do.
+            time.sleep(_BUSY_RETRY)
+            proc = self._podman_cmd(args, timeout=_CONTROL_TIMEOUT)
+        if proc.returncode != 0:
+            raise ContainerError(f"podman rm failed: {_reason(proc.stderr)}")
 
     def _list(self, label: str, field: str) -> list[str]:
         out = self._checked(["ps", "-a", "--filter", f"label={label}", "--format", field])
@@ -281,139 +351,6 @@ class PodmanBackend:
         if ids:
             self._rm(ids)
         return len(ids)
-
-
-class _Watchdog:
-    """Kills a command inside its container when its timeout expires (killing only the
-    ``podman exec`` client would leave it running), then the client after a grace."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], marker: str, timeout: float | None) -> None:
-        self.fired = False
-        self._proc = proc
-        self._marker = marker
-        self._done = threading.Event()
-        self._timer: threading.Timer | None = None
-        if timeout is not None:
-            self._timer = threading.Timer(timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _expire(self) -> None:
-        if self._done.is_set():
-            return
-        self.fired = True
-        kill_marked_processes(self._marker)
-        if not self._done.wait(_KILL_GRACE):
-            self._proc.kill()
-
-    def finished(self) -> None:
-        self._done.set()
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-class _StreamReader:
-    """Drains one pipe on its own thread, delivering decoded lines (at most
-    MAX_LINE_BYTES each) or collecting the text under a capture budget."""
-
-    def __init__(
-        self,
-        pipe: IO[bytes],
-        callback: LineCallback | None,
-        capture: bool,
-        budget: CaptureBudget | None = None,
-        on_overflow: Callable[[], None] | None = None,
-    ) -> None:
-        self._pipe = pipe
-        self._callback = None if capture else callback
-        self._capture = capture
-        self._budget = budget
-        self._on_overflow = on_overflow
-        self._chunks: list[str] = []
-        self._error: BaseException | None = None
-        # Bytes held against the budget; whether the budget refused this stream.
-        self.taken = 0
-        self.overflowed = False
-        # For join(): reads so far, and whether a callback is running (it may block).
-        self._reads = 0
-        self._delivering = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Incremental, so a multi-byte character split by the read limit survives.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        with self._pipe:
-            if self._capture:
-                self._collect(decoder)
-                return
-            while chunk := self._pipe.readline(MAX_LINE_BYTES):
-                self._reads += 1
-                text = decoder.decode(chunk)
-                if self._callback is not None and text:
-                    self._deliver(self._callback, text.removesuffix("\n").removesuffix("\r"))
-            if (tail := decoder.decode(b"", final=True)) and self._callback is not None:
-                self._deliver(self._callback, tail)
-
-    def _collect(self, decoder: codecs.IncrementalDecoder) -> None:
-        """Capture: store chunks while the budget grants room; after a refusal, drop
-        what was stored, stop the command and read on to the end of the pipe (a pipe
-        nobody reads would block the command before it can be stopped)."""
-        fd = self._pipe.fileno()
-        while chunk := os.read(fd, _READ_CHUNK):
-            self._reads += 1
-            if self.overflowed:
-                continue
-            if self._budget is not None and not self._budget.take(len(chunk)):
-                self.overflowed = True
-                self._chunks.clear()
-                self._budget.give_back(self.taken)
-                self.taken = 0
-                if self._on_overflow is not None:
-                    self._on_overflow()
-                continue
-            self.taken += len(chunk)
-            self._chunks.append(decoder.decode(chunk))
-        if not self.overflowed:
-            self._chunks.append(decoder.decode(b"", final=True))
-
-    def _deliver(self, callback: Callable[[str], None], line: str) -> None:
-        if self._error is not None:
-            return
-        self._delivering = True
-        try:
-            callback(line)
-        except BaseException as exc:
-            # Keep draining: a stalled pipe would block the command in the container.
-            self._error = exc
-        finally:
-            self._delivering = False
-
-    def join(self, grace: float, *, patient: bool = True) -> None:
-        """Wait for the end of the pipe. The pipe closes when the client exits; the
-        grace only guards against a stray podman helper inheriting it, so a reader
-        that made progress or is inside a callback (which blocks while the log
-        buffer is full) is waited for as long as it takes, unless not ``patient``."""
-        reads = -1
-        while True:
-            self._thread.join(grace)
-            if not self._thread.is_alive() or not patient:
-                return
-            if not self._delivering and self._reads == reads:
-                return
-            reads = self._reads
-
-    def text(self) -> str:
-        return "".join(self._chunks)
-
-    def raise_callback_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-
-def _give_back(budget: CaptureBudget | None, *readers: _StreamReader) -> None:
-    if budget is not None:
-        budget.give_back(sum(r.taken for r in readers))
 
 
 def _option_args(options: ContainerOptions) -> list[str]:
@@ -431,9 +368,15 @@ def _option_args(options: ContainerOptions) -> list[str]:
     return args
 
 
-def _check_env(name: str, value: str) -> None:
-    if not name or "=" in name or "\0" in name or "\0" in value:
-        raise ContainerError(f"invalid environment variable {name!r}: names need no '=' or NUL")
+def _check_env(name: str, value: str, what: str) -> None:
+    # Callers check names first (process.run does, naming the Lua line); this one
+    # guards the backend contract for every other caller.
+    if not is_env_name(name):
+        raise ContainerError(
+            f"invalid {what} variable name {shown_name(name)}: names are [A-Za-z_][A-Za-z0-9_]*"
+        )
+    if "\0" in value:
+        raise ContainerError(f"the value of {what} variable {name} contains a NUL character")
 
 
 def _reason(stderr: str) -> str:
@@ -446,6 +389,9 @@ def _reason(stderr: str) -> str:
 
 def _start_error(image: str, stderr: str) -> str:
     reason = _reason(stderr)
+    hint = userns_hint(stderr)
+    if hint is not None:
+        return f"container for image {image!r} could not be started: {hint}"
     lowered = reason.lower()
     if any(
         s in lowered for s in ("image not known", "did not resolve", "pull", "registry", "manifest")

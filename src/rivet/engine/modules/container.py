@@ -1,4 +1,8 @@
-"""``container.with(image, fn)``: push an image on the job's container stack for ``fn``."""
+"""``container.with(image, fn)``: push an image on the job's container stack for ``fn``.
+
+The image is checked on entry (policy, then present or pullable: the backend's
+``check_image``), so a missing image fails at the ``container.with`` line even when
+``fn`` runs no command, as in the earlier Rivet; containers still start lazily."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from rivet.engine.context import JobContext
 from rivet.engine.policy.violation import PolicyViolation
+from rivet.errors import ContainerError
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -39,9 +44,10 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
         if not lv.is_function(fn):
             raise LuaCallError(f"container.with: fn must be a function, got {lv.type_name(fn)}")
         try:
-            # Refused here, at the container.with line, rather than at the first command.
-            ctx.policy.container.resolve_image(image.strip())
-        except PolicyViolation as exc:
+            # Refused here, at the container.with line, rather than at the first command;
+            # the container itself still starts with the first command that needs it.
+            ctx.check_image(image.strip())
+        except (PolicyViolation, ContainerError) as exc:
             raise LuaCallError(f"container.with: {exc}") from None
         ctx.stack.append(image.strip())
 

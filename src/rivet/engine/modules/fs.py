@@ -6,6 +6,10 @@ lets the kernel follow a symlink: ``..`` past the root, absolute paths elsewhere
 symlinks leading out — also ones a container plants at any moment — are refused
 with an error naming the path. See that module for how races are excluded.
 
+Paths are capped by the ``[fs]`` policy (bytes, name length, depth); copies keep
+permission bits but never the set-user-ID or set-group-ID bits; new entries belong to
+the workspace's owner (the root of the job's user namespace when it has one).
+
 Writes (write, append, copy) go to a temporary file in the destination directory
 that is renamed into place, and the per-file and per-job limits of the ``[fs]``
 policy are checked before the first byte is written, so a refused or failed write
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +36,7 @@ from rivet.engine.modules.fs_jail import (
     MissingError,
     Resolved,
     Workspace,
+    check_path,
     display,
     kind,
     open_regular,
@@ -48,6 +52,7 @@ from rivet.engine.modules.fs_tree import (
     replace_file,
 )
 from rivet.engine.policy.violation import PolicyViolation
+from rivet.engine.workspaces import chown_new, remove_at
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 from rivet.lua.surface import RUNTIME_MODULES
@@ -86,7 +91,7 @@ class _Fs:
     def __init__(self, sandbox: Sandbox, ctx: JobContext) -> None:
         self.sandbox = sandbox
         self.ctx = ctx
-        self.ws = Workspace(ctx.workspace)
+        self.ws = Workspace(ctx.workspace, ctx.policy.fs)
         self.written = 0  # bytes this job wrote through fs (the per-job limit)
 
     # --- checks -------------------------------------------------------------------------
@@ -189,8 +194,10 @@ class _Fs:
         if not text:
             raise JailError("the pattern is empty")
         segments = split_path(text)
+        policy = self.ctx.policy.fs
+        check_path(policy, text, segments)
         with self.ws.resolve(".") as r:
-            found = glob(r.dir_fd, segments, display(text), text.endswith("/"))
+            found = glob(r.dir_fd, segments, display(text), text.endswith("/"), policy.max_depth)
         return self.bytes_table([os.fsencode(p) for p in found])
 
     # --- writing ------------------------------------------------------------------------
@@ -216,7 +223,7 @@ class _Fs:
         with self.ws.resolve(text) as r:
             info = self._target(r)
             mode = info.st_mode if info is not None and stat.S_ISREG(info.st_mode) else None
-            replace_file(r.dir_fd, r.name or "", [data], mode)
+            replace_file(r.dir_fd, r.name or "", [data], mode, r.owner)
         self.written += budget.used
 
     def append(self, path: Any, content: Any) -> None:
@@ -229,7 +236,7 @@ class _Fs:
                 raise JailError(f"{r.shown} changed into a symlink while being opened")
             if info is None:
                 budget.reserve(len(data), r.shown)
-                replace_file(r.dir_fd, r.name or "", [data], None)
+                replace_file(r.dir_fd, r.name or "", [data], None, r.owner)
             else:
                 fd = open_regular(r.dir_fd, r.name or "", os.O_WRONLY | os.O_APPEND, r.shown)
                 try:
@@ -265,6 +272,7 @@ class _Fs:
                 if parents and info is not None and stat.S_ISDIR(info.st_mode):
                     return
                 raise JailError(f"{r.shown} already exists") from None
+            chown_new(r.owner, r.name, r.dir_fd)
 
     def remove(self, path: Any, opts: Any) -> None:
         recursive = _flags("remove", opts, ("recursive",))["recursive"]
@@ -278,7 +286,11 @@ class _Fs:
             if not stat.S_ISDIR(info.st_mode):
                 os.unlink(r.name, dir_fd=r.dir_fd)  # a symlink itself, never its target
             elif recursive:
-                shutil.rmtree(r.name, dir_fd=r.dir_fd)  # descriptor-based: follows no link
+                # Descriptor-based and iterative: follows no link, any depth.
+                problems = remove_at(r.dir_fd, r.name, r.rel)
+                if problems:
+                    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                    raise JailError(f"{r.shown}: {problems[0]}{more}")
             else:
                 try:
                     os.rmdir(r.name, dir_fd=r.dir_fd)
@@ -319,10 +331,10 @@ class _Fs:
                     raise JailError(f"cannot copy {s.shown} into itself ({display(dest)})")
                 if d.name is None or lstat(d.dir_fd, d.name) is not None:
                     raise JailError(f"{display(target)} already exists")
-                copy_tree(src_dir, src_name, d.dir_fd, d.name, budget)
+                copy_tree(src_dir, src_name, d.dir_fd, d.name, budget, d.owner, d.rel_path)
             else:
                 self._target(d)
-                copy_file(src_dir, src_name, d.dir_fd, d.name or "", budget, s.shown)
+                copy_file(src_dir, src_name, d.dir_fd, d.name or "", budget, s.shown, d.owner)
         self.written += budget.used
 
     def move(self, src: Any, dst: Any) -> None:

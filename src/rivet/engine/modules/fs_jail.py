@@ -28,6 +28,13 @@ Hard links need no check: link(2) never crosses a mount, and the workspace is a
 bind mount in every container, so a container cannot link a file from elsewhere
 into it.
 
+Paths are capped by the ``[fs]`` policy (``max_path_bytes``, ``max_name_bytes``,
+``max_depth``), both as written and as resolved through links, so no call works on
+or makes a path the kernel or the tools run on the workspace could not use.
+
+What the walk creates (``make_parents``) belongs to the workspace's owner, which is
+the root of the job's user namespace when it has one (see ``workspaces.owner_of``).
+
 Every error is a :class:`JailError` whose message names the path as the pipeline
 wrote it; the fs module prefixes the function name.
 """
@@ -44,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rivet.engine.backends.base import WORKSPACE
+from rivet.engine.policy.fs import FsPolicy
+from rivet.engine.workspaces import chown_new, owner_of
 
 __all__ = [
     "DIR_FLAGS",
@@ -52,6 +61,9 @@ __all__ = [
     "MissingError",
     "Resolved",
     "Workspace",
+    "check_depth",
+    "check_name",
+    "check_path",
     "display",
     "kind",
     "open_regular",
@@ -73,11 +85,49 @@ class MissingError(JailError):
     """A directory on the way to the path does not exist (``fs.exists`` says false)."""
 
 
+# Longer paths are shortened in messages (the head and the tail say which one).
+_SHOWN_CHARS = 160
+
+
 def display(path: str) -> str:
     """A path quoted for a message; undecodable bytes shown as ``\\xNN``."""
     raw = os.fsencode(path)
     text = raw.decode("utf-8", "backslashreplace")
+    if len(text) > _SHOWN_CHARS:
+        text = f"{text[:100]}…({len(raw)} bytes)…{text[-40:]}"
     return repr(text) if text.isprintable() else ascii(text)
+
+
+def check_path(policy: FsPolicy, path: str, parts: list[str]) -> None:
+    """The policy's caps on a path as written (its bytes, each name, its depth)."""
+    size = len(os.fsencode(path))
+    if size > policy.max_path_bytes:
+        raise JailError(
+            f"{display(path)} is {size} bytes long, over policy fs.max_path_bytes "
+            f"({policy.max_path_bytes})"
+        )
+    depth = deepest = 0
+    for part in parts:
+        check_name(policy, part, display(path))
+        depth += -1 if part == ".." else 1
+        deepest = max(deepest, depth)
+    check_depth(policy, deepest, display(path))
+
+
+def check_name(policy: FsPolicy, name: str, shown: str) -> None:
+    size = len(os.fsencode(name))
+    if size > policy.max_name_bytes:
+        raise JailError(
+            f"{shown}: the name {display(name)} is {size} bytes long, over policy "
+            f"fs.max_name_bytes ({policy.max_name_bytes})"
+        )
+
+
+def check_depth(policy: FsPolicy, depth: int, shown: str) -> None:
+    if depth > policy.max_depth:
+        raise JailError(
+            f"{shown} is {depth} levels deep, over policy fs.max_depth ({policy.max_depth})"
+        )
 
 
 def split_path(path: str) -> list[str]:
@@ -132,6 +182,8 @@ class Resolved:
     name: str | None
     rel: str
     shown: str
+    # Who new entries must belong to (None: the runner itself); see owner_of.
+    owner: tuple[int, int] | None = None
 
     @property
     def rel_path(self) -> str:
@@ -142,6 +194,7 @@ class Resolved:
 class _Walk:
     root_fd: int
     shown: str
+    owner: tuple[int, int] | None
     fds: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
 
@@ -165,12 +218,16 @@ class _Walk:
     def close(self) -> None:
         self.reset()
 
+    def result(self, name: str | None) -> Resolved:
+        return Resolved(self.top, name, "/".join(self.names), self.shown, self.owner)
+
 
 class Workspace:
     """The jail: one workspace directory on the host, seen as ``/workspace`` in containers."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: FsPolicy | None = None) -> None:
         self.root = root
+        self.policy = policy or FsPolicy()
 
     @contextlib.contextmanager
     def resolve(
@@ -183,12 +240,17 @@ class Workspace:
         ``make_parents``: create missing intermediate directories (``mkdir -p``)."""
         shown = display(path)
         parts = split_path(path)
+        check_path(self.policy, path, parts)
         try:
             # The root's own path comes from the runner, not the pipeline: trusted.
             root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise JailError(f"the job workspace is not available ({exc.strerror})") from None
-        walk = _Walk(root_fd, shown)
+        try:
+            walk = _Walk(root_fd, shown, owner_of(root_fd))
+        except BaseException:
+            os.close(root_fd)
+            raise
         try:
             yield self._walk(walk, parts, follow, make_parents)
         finally:
@@ -206,16 +268,17 @@ class Workspace:
                 walk.pop(via)
                 continue
             here = posixpath.join(*walk.names, part) if walk.names else part
+            self._check_resolved(walk, here, part, linked=links > 0)
             try:
                 info = os.stat(part, dir_fd=walk.top, follow_symlinks=False)
             except FileNotFoundError:
                 if last:
-                    return Resolved(walk.top, part, "/".join(walk.names), walk.shown)
+                    return walk.result(part)
                 if not make_parents:
                     raise MissingError(
                         f"{walk.shown}: directory {display(here)} does not exist"
                     ) from None
-                _mkdir(part, walk.top)
+                _mkdir(part, walk.top, walk.owner)
                 info = os.stat(part, dir_fd=walk.top, follow_symlinks=False)
             if stat.S_ISLNK(info.st_mode) and (follow or not last):
                 links += 1
@@ -233,7 +296,7 @@ class Workspace:
                 pending.extend((p, link) for p in reversed(spliced))
                 continue
             if last:
-                return Resolved(walk.top, part, "/".join(walk.names), walk.shown)
+                return walk.result(part)
             if not stat.S_ISDIR(info.st_mode):
                 raise MissingError(f"{walk.shown}: {display(here)} is not a directory")
             try:
@@ -246,13 +309,29 @@ class Workspace:
                 ) from None
             walk.fds.append(fd)
             walk.names.append(part)
-        return Resolved(walk.top, None, "/".join(walk.names), walk.shown)
+        return walk.result(None)
+
+    def _check_resolved(self, walk: _Walk, here: str, part: str, *, linked: bool) -> None:
+        """The caps again on the physical path: links splice in components (and
+        depth) that the as-written check never saw."""
+        shown = f"{walk.shown} (through links: {display(here)})" if linked else walk.shown
+        check_name(self.policy, part, shown)
+        check_depth(self.policy, len(walk.names) + 1, shown)
+        size = len(os.fsencode(here))
+        if size > self.policy.max_path_bytes:
+            raise JailError(
+                f"{shown} is {size} bytes long, over policy fs.max_path_bytes "
+                f"({self.policy.max_path_bytes})"
+            )
 
 
-def _mkdir(name: str, dir_fd: int) -> None:
+def _mkdir(name: str, dir_fd: int, owner: tuple[int, int] | None) -> None:
     # Made meanwhile (by a container)? Fine: the walk stats it again before using it.
-    with contextlib.suppress(FileExistsError):
+    try:
         os.mkdir(name, 0o777, dir_fd=dir_fd)
+    except FileExistsError:
+        return
+    chown_new(owner, name, dir_fd)
 
 
 def open_regular(dir_fd: int, name: str, flags: int, shown: str) -> int:

@@ -5,6 +5,11 @@ Everything here works on directory descriptors handed out by
 :class:`~rivet.engine.modules.fs_jail.Workspace` and never follows a symlink:
 trees are walked with ``O_NOFOLLOW`` descriptors, links inside a copied tree are
 copied as links, and glob never descends into a linked directory.
+
+Permission bits are kept except the set-user-ID and set-group-ID bits, which are
+always dropped: the runner writes as itself (host root, typically), so a copied
+set-id binary would otherwise become a set-id binary of the runner's. New entries
+belong to the workspace's owner (``owner``; None: the runner).
 """
 
 from __future__ import annotations
@@ -19,12 +24,22 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from rivet.engine.limits import MAX_DIR_ENTRIES
-from rivet.engine.modules.fs_jail import DIR_FLAGS, JailError, display, kind, open_regular
+from rivet.engine.modules.fs_jail import (
+    DIR_FLAGS,
+    JailError,
+    check_depth,
+    check_name,
+    display,
+    kind,
+    open_regular,
+)
 from rivet.engine.policy.fs import FsPolicy
 from rivet.engine.policy.violation import PolicyViolation
+from rivet.engine.workspaces import chown_new
+
+Owner = tuple[int, int] | None
 
 __all__ = [
-    "MAX_DEPTH",
     "MAX_GLOB_RESULTS",
     "TEMP_PREFIX",
     "Budget",
@@ -34,13 +49,13 @@ __all__ = [
     "list_dir",
     "lstat",
     "replace_file",
+    "safe_mode",
     "temp_name",
 ]
 
 TEMP_PREFIX = ".rivet-tmp-"
 CHUNK = 1 << 20
-# Deeper trees are pathological (and would exhaust descriptors or the stack).
-MAX_DEPTH = 256
+_SET_ID = stat.S_ISUID | stat.S_ISGID
 # A pattern that matches more is almost certainly a mistake (and a memory hazard).
 MAX_GLOB_RESULTS = 100_000
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -98,16 +113,26 @@ def _write_all(fd: int, chunks: Iterable[bytes]) -> None:
             view = view[os.write(fd, view) :]
 
 
-def replace_file(dir_fd: int, name: str, chunks: Iterable[bytes], mode: int | None) -> None:
+def safe_mode(mode: int) -> int:
+    """``mode``'s permission bits without set-user-ID and set-group-ID."""
+    return stat.S_IMODE(mode) & ~_SET_ID
+
+
+def replace_file(
+    dir_fd: int, name: str, chunks: Iterable[bytes], mode: int | None, owner: Owner = None
+) -> None:
     """Write ``chunks`` to a new temporary file next to ``name`` and rename it over
     ``name``: readers (and a failure half-way) never see a partial file. Renaming
-    replaces whatever entry ``name`` is, without following it."""
+    replaces whatever entry ``name`` is, without following it. ``mode`` loses its
+    set-id bits."""
     temp = temp_name()
     fd = os.open(temp, _CREATE, 0o666, dir_fd=dir_fd)
     try:
         try:
+            if owner is not None:
+                os.fchown(fd, *owner)
             if mode is not None:
-                os.fchmod(fd, stat.S_IMODE(mode))
+                os.fchmod(fd, safe_mode(mode))
             _write_all(fd, chunks)
         finally:
             os.close(fd)
@@ -131,30 +156,57 @@ def _read_chunks(fd: int, size: int) -> Iterator[bytes]:
 
 
 def copy_file(
-    src_dir: int, src_name: str, dst_dir: int, dst_name: str, budget: Budget, shown: str
+    src_dir: int,
+    src_name: str,
+    dst_dir: int,
+    dst_name: str,
+    budget: Budget,
+    shown: str,
+    owner: Owner = None,
 ) -> None:
-    """Copy one regular file (content and permission bits) atomically."""
+    """Copy one regular file (content and permission bits but set-id) atomically."""
     fd = open_regular(src_dir, src_name, os.O_RDONLY, shown)
     try:
         info = os.fstat(fd)
         budget.reserve(info.st_size, shown)
-        replace_file(dst_dir, dst_name, _read_chunks(fd, info.st_size), info.st_mode)
+        replace_file(dst_dir, dst_name, _read_chunks(fd, info.st_size), info.st_mode, owner)
     finally:
         os.close(fd)
 
 
-def copy_tree(src_dir: int, src_name: str, dst_dir: int, dst_name: str, budget: Budget) -> None:
+@dataclass(frozen=True)
+class _Copy:
+    """What every level of a tree copy needs: the budget, the owner of new entries,
+    and where the copy lands (for the path caps)."""
+
+    budget: Budget
+    owner: Owner
+    dst_rel: str
+
+
+def copy_tree(
+    src_dir: int,
+    src_name: str,
+    dst_dir: int,
+    dst_name: str,
+    budget: Budget,
+    owner: Owner = None,
+    dst_rel: str = "",
+) -> None:
     """Copy the directory ``src_name`` to the new name ``dst_name``, all or nothing:
-    the tree is built under a temporary name and renamed into place at the end."""
+    the tree is built under a temporary name and renamed into place at the end.
+    ``dst_rel`` is the destination's workspace path, for the policy's path caps."""
     temp = temp_name()
     src_fd = os.open(src_name, DIR_FLAGS, dir_fd=src_dir)
+    job = _Copy(budget, owner, dst_rel or dst_name)
     try:
         os.mkdir(temp, 0o700, dir_fd=dst_dir)
         try:
+            chown_new(owner, temp, dst_dir)
             out_fd = os.open(temp, DIR_FLAGS, dir_fd=dst_dir)
             try:
-                _copy_children(src_fd, out_fd, src_name, budget, 1)
-                os.fchmod(out_fd, stat.S_IMODE(os.fstat(src_fd).st_mode))
+                _copy_children(src_fd, out_fd, src_name, job, job.dst_rel)
+                os.fchmod(out_fd, safe_mode(os.fstat(src_fd).st_mode))
             finally:
                 os.close(out_fd)
             if lstat(dst_dir, dst_name) is not None:
@@ -167,31 +219,41 @@ def copy_tree(src_dir: int, src_name: str, dst_dir: int, dst_name: str, budget: 
         os.close(src_fd)
 
 
-def _copy_children(src_fd: int, dst_fd: int, rel: str, budget: Budget, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise JailError(f"{display(rel)} is nested more than {MAX_DEPTH} directories deep")
+def _copy_children(src_fd: int, dst_fd: int, rel: str, job: _Copy, dst: str) -> None:
+    policy = job.budget.policy
     for name in sorted(list_dir(src_fd, display(rel))):
         shown = display(f"{rel}/{name}")
+        target = f"{dst}/{name}"
+        # The copy must obey the path caps where it lands: checked before making it.
+        check_name(policy, name, shown)
+        check_depth(policy, target.count("/") + 1, f"{shown} copied to {display(target)}")
+        if len(os.fsencode(target)) > policy.max_path_bytes:
+            raise JailError(
+                f"{shown} copied to {display(target)} would be a path over policy "
+                f"fs.max_path_bytes ({policy.max_path_bytes})"
+            )
         info = lstat(src_fd, name)
         if info is None:
             continue  # removed meanwhile
         if stat.S_ISDIR(info.st_mode):
             os.mkdir(name, 0o700, dir_fd=dst_fd)
+            chown_new(job.owner, name, dst_fd)
             child_src = os.open(name, DIR_FLAGS, dir_fd=src_fd)
             try:
                 child_dst = os.open(name, DIR_FLAGS, dir_fd=dst_fd)
                 try:
-                    _copy_children(child_src, child_dst, f"{rel}/{name}", budget, depth + 1)
-                    os.fchmod(child_dst, stat.S_IMODE(info.st_mode))
+                    _copy_children(child_src, child_dst, f"{rel}/{name}", job, target)
+                    os.fchmod(child_dst, safe_mode(info.st_mode))
                 finally:
                     os.close(child_dst)
             finally:
                 os.close(child_src)
         elif stat.S_ISREG(info.st_mode):
-            copy_file(src_fd, name, dst_fd, name, budget, shown)
+            copy_file(src_fd, name, dst_fd, name, job.budget, shown, job.owner)
         elif stat.S_ISLNK(info.st_mode):
             # Copied as a link, like cp -r: it stays just as jailed where it lands.
             os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+            chown_new(job.owner, name, dst_fd)
         else:
             raise JailError(f"{shown} is a {kind(info.st_mode)}, which fs.copy does not copy")
 
@@ -209,9 +271,10 @@ def _visible(name: str, segment: str) -> bool:
 
 
 class _Glob:
-    def __init__(self, shown: str, dirs_only: bool) -> None:
+    def __init__(self, shown: str, dirs_only: bool, max_depth: int) -> None:
         self.shown = shown
         self.dirs_only = dirs_only
+        self.max_depth = max_depth
         self.found: set[str] = set()
 
     def add(self, prefix: tuple[str, ...], name: str, info: os.stat_result) -> None:
@@ -227,8 +290,11 @@ class _Glob:
         return f"{self.shown}: {display('/'.join(prefix) or '.')}"
 
     def walk(self, dir_fd: int, prefix: tuple[str, ...], segments: tuple[str, ...]) -> None:
-        if len(prefix) > MAX_DEPTH:
-            raise JailError(f"{self.shown}: the tree is more than {MAX_DEPTH} directories deep")
+        if len(prefix) >= self.max_depth:
+            raise JailError(
+                f"{self.shown}: the tree is more than {self.max_depth} levels deep, over "
+                f"policy fs.max_depth ({self.max_depth})"
+            )
         segment, rest = segments[0], segments[1:]
         if segment == "**":
             if rest:
@@ -272,13 +338,16 @@ class _Glob:
             os.close(fd)
 
 
-def glob(root_fd: int, segments: list[str], shown: str, dirs_only: bool) -> list[str]:
+def glob(
+    root_fd: int, segments: list[str], shown: str, dirs_only: bool, max_depth: int
+) -> list[str]:
     """Workspace-relative paths matching ``segments`` (``*``, ``?``, ``[...]`` within
-    a name, ``**`` for any number of directories), sorted by their bytes."""
+    a name, ``**`` for any number of directories), sorted by their bytes; a walk that
+    would go deeper than ``max_depth`` levels is an error."""
     if ".." in segments:
         raise JailError(f"{shown}: '..' is not allowed in a glob pattern")
     if not segments:
         return ["."]
-    matcher = _Glob(shown, dirs_only)
+    matcher = _Glob(shown, dirs_only, max_depth)
     matcher.walk(root_fd, (), tuple(segments))
     return sorted(matcher.found, key=os.fsencode)

@@ -31,7 +31,12 @@ from rivet.engine.backends.base import (
 )
 from rivet.engine.context import JobContext
 from rivet.engine.limits import MAX_ARG_BYTES, MAX_COMMAND_BYTES, MAX_PARALLEL
-from rivet.engine.modules.process_options import RunOptions, base_env, parse_options
+from rivet.engine.modules.process_options import (
+    DEPRECATED,
+    RunOptions,
+    base_env,
+    parse_options,
+)
 from rivet.engine.policy.fs import format_size
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ContainerError
@@ -168,6 +173,7 @@ class _Runner:
         self._futures: dict[int, Future[ExecResult | str]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._warned: set[str] = set()  # deprecated options already warned about
 
     # Runs on the Lua thread: parse everything there so option errors point at the
     # caller's line, then execute (here or on a worker).
@@ -177,6 +183,10 @@ class _Runner:
         if ctx.cancel.cancelled:
             raise LuaCallError(f"process.run: {ctx.cancel.reason}")
         options = parse_options(opts, ctx.workspace)
+        for name in options.deprecated:
+            if name not in self._warned:
+                self._warned.add(name)
+                ctx.log("warning", DEPRECATED[name])
         # Policy checks run here, on the Lua thread, so a refusal points at the
         # caller's line and no container is started for a command that is refused.
         try:

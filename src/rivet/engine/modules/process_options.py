@@ -10,12 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rivet.domain.env_names import HOST_TOOL_ENV, EnvNameError, check_env_name
 from rivet.engine.backends.base import WORKSPACE
 from rivet.engine.events import LEVEL_NAMES, Level
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError
 
-__all__ = ["OPTIONS", "RunOptions", "base_env", "jail_cwd", "parse_options"]
+__all__ = [
+    "DEPRECATED",
+    "OPTIONS",
+    "RESERVED_SECRET_ENV",
+    "RunOptions",
+    "base_env",
+    "jail_cwd",
+    "parse_options",
+]
 
 OPTIONS = (
     "cmd",
@@ -30,7 +39,19 @@ OPTIONS = (
     "check",
     "secrets",
     "secret_files",
+    # Deprecated, from the earlier Rivet: accepted as a no-op (see DEPRECATED).
+    "capture_exit_code",
 )
+
+# Options the earlier Rivet had that no longer do anything: name -> the warning
+# logged (once per job) when a pipeline still passes one.
+DEPRECATED = {
+    "capture_exit_code": (
+        "process.run: option 'capture_exit_code' is deprecated and ignored: the exit "
+        "code is always in the result's exit_code (see 'Coming from the earlier Rivet' "
+        "in docs/lua-reference.md)"
+    ),
+}
 
 
 @dataclass
@@ -48,6 +69,8 @@ class RunOptions:
     # the values are looked up (and checked against the grants) by process.run.
     secret_env: dict[str, str] = field(default_factory=dict)
     secret_files: dict[str, str] = field(default_factory=dict)
+    # Deprecated options the call used (keys of DEPRECATED), for the warning.
+    deprecated: tuple[str, ...] = ()
 
 
 def _fail(message: str) -> LuaCallError:
@@ -142,16 +165,14 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
                 f"option 'env' must be a table of NAME = value, got {lv.type_name(raw_env)}"
             )
         for key, value in raw_env.items():
-            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-                raise _fail(f"env: invalid variable name {key!r}")
-            env[key] = _text(value, f"env.{key}")
+            env[_env_name(key, "env")] = _text(value, f"env.{key}")
 
-    secret_env = _secret_map(opts, "secrets", "TOKEN")
+    secret_env = _secret_map(opts, "secrets", "TOKEN", variables=True)
     for var in secret_env:
-        if not _ENV_NAME.fullmatch(var) or _RESERVED_SECRET_ENV.fullmatch(var):
+        if RESERVED_SECRET_ENV.fullmatch(var):
             raise _fail(
-                f"secrets: {var!r} cannot hold a secret: use a name of letters, digits and "
-                "'_' that is not reserved (PATH, HOME, LD_*, LC_*, RIVET_*, CI, proxies…)"
+                f"secrets: {var!r} cannot hold a secret: the name is reserved (PATH, HOME, "
+                "LD_*, LC_*, RIVET_*, CI, proxies… see docs/secrets.md)"
             )
         if var in env:
             raise _fail(f"secrets.{var}: also set in 'env'; give each variable once")
@@ -166,6 +187,12 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
     ):
         raise _fail(f"option 'timeout' must be a positive number of seconds, got {timeout!r}")
 
+    deprecated = []
+    for name in DEPRECATED:
+        if opts[name] is not None:
+            _flag(opts, name)  # still has to be a boolean, as it was
+            deprecated.append(name)
+
     return RunOptions(
         argv=argv,
         cwd=jail_cwd(opts["cwd"], workspace),
@@ -178,23 +205,25 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
         check=_flag(opts, "check"),
         secret_env=secret_env,
         secret_files=secret_files,
+        deprecated=tuple(deprecated),
     )
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Variables a process or the container runtime itself acts on (podman reads these
-# from its own environment, so only its command line, visible in `ps`, could carry
-# them), plus Rivet's own. A secret has no business in any of them.
-_RESERVED_SECRET_ENV = re.compile(
-    r"PATH|HOME|USER|SHELL|TMPDIR|TZ|LANG|LC_.*|LD_.*|XDG_.*|_?CONTAINERS?_.*|STORAGE_.*"
-    r"|REGISTRY_.*|PODMAN_.*|BUILDAH_.*|CONMON_.*|DOCKER_.*|DBUS_.*|NOTIFY_SOCKET|SSL_CERT_.*"
-    r"|GODEBUG|GOGC|GOMAXPROCS|GOMEMLIMIT|GOTRACEBACK|(?i:https?_proxy|no_proxy|all_proxy)"
-    r"|RIVET_.*|CI",
-)
+# Variables podman or other host tools act on (so only podman's command line, visible
+# in `ps`, could carry them), plus Rivet's own. A secret has no business in any of them.
+RESERVED_SECRET_ENV = re.compile(rf"{HOST_TOOL_ENV.pattern}|RIVET_.*|CI")
 
 
-def _secret_map(opts: Any, option: str, example: str) -> dict[str, str]:
-    """``{ KEY = "secret name" }`` as a dict of strings; KEY is validated by the caller."""
+def _env_name(name: Any, option: str) -> str:
+    try:
+        return check_env_name(name, f"process.run: {option}")
+    except EnvNameError as exc:
+        raise LuaCallError(str(exc)) from None
+
+
+def _secret_map(opts: Any, option: str, example: str, *, variables: bool = False) -> dict[str, str]:
+    """``{ KEY = "secret name" }`` as a dict of strings. KEY follows the environment-name
+    rule when ``variables``; otherwise (file names) the caller validates it."""
     raw = opts[option]
     if raw is None:
         return {}
@@ -205,7 +234,9 @@ def _secret_map(opts: Any, option: str, example: str) -> dict[str, str]:
         )
     mapping: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not key:
+        if variables:
+            _env_name(key, option)
+        elif not isinstance(key, str) or not key:
             raise _fail(f"{option}: keys must be non-empty strings, got {lv.render(key)}")
         if not isinstance(value, str) or not value:
             raise _fail(

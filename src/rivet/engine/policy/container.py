@@ -1,8 +1,11 @@
-"""``[container]`` policy: images, registries, pull policy, resource limits, network.
+"""``[container]`` policy: images, registries, pull policy, resource limits, network,
+user namespaces.
 
-Every job container gets the policy's memory, CPU and pids limits, its pull policy and
+Every job container gets the policy's memory, CPU and pids limits, its pull policy,
 its network mode (a stage's ``network`` option may tighten it, or loosen it when
-``allow_network_override`` is true). Image rules are checked before any Podman call.
+``allow_network_override`` is true) and its user namespace mode (``auto``: a private
+range of ids per job under rootful Podman, so container root is not host root;
+``host``: the runner's own ids). Image rules are checked before any Podman call.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from rivet.engine.policy.images import ImageRef, normalize_image
 from rivet.engine.policy.sizes import MIN_MEMORY, memory_bytes
 from rivet.engine.policy.violation import PolicyViolation
 
-__all__ = ["DEFAULT_MEMORY", "DEFAULT_PIDS", "ContainerPolicy", "image_matches"]
+__all__ = ["DEFAULT_MEMORY", "DEFAULT_PIDS", "DEFAULT_USERNS", "ContainerPolicy", "image_matches"]
 
 Network = Literal["none", "bridge"]
 Cpus = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
@@ -28,6 +31,8 @@ Pids = Annotated[int, Field(ge=16, strict=True)]
 # memory; 1024 processes stop a fork bomb and leave room for parallel builds.
 DEFAULT_MEMORY = "4g"
 DEFAULT_PIDS = 1024
+# See docs/runner-policy.md ("User namespaces") for the measured cost and the choice.
+DEFAULT_USERNS: Literal["host", "auto"] = "auto"
 
 
 def image_matches(pattern: str, image: ImageRef) -> bool:
@@ -52,6 +57,7 @@ class ContainerPolicy(BaseModel):
     pull: Literal["never", "missing", "always"] = "missing"
     network: Network = "bridge"
     allow_network_override: Annotated[bool, Field(strict=True)] = True
+    userns: Literal["host", "auto"] = DEFAULT_USERNS
 
     # -- validation of the policy file ------------------------------------------------
 
@@ -199,6 +205,7 @@ class ContainerPolicy(BaseModel):
             cpus=self.default_cpus,
             pids=self.default_pids,
             pull=self.pull,
+            userns=self.userns,
         )
 
     def _refuse(self, rule: str, verb: str, ref: ImageRef, pattern: str | None) -> PolicyViolation:

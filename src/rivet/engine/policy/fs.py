@@ -1,9 +1,15 @@
-"""``[fs]`` policy for the ``fs`` module: per-file and per-job write limits, read cap.
+"""``[fs]`` policy for the ``fs`` module: per-file and per-job write limits, read cap,
+and caps on the paths it handles.
 
 Sizes are bytes, given as an integer (``67108864``) or in Podman's size syntax
 (``"64m"``, ``"1g"``: binary units); ``0`` means no limit (TOML has no null). The
 limits cover what the ``fs`` module writes; commands run by ``process.run`` write
 to the workspace directly and are bounded by the container's own limits instead.
+
+Path caps (``max_depth``, ``max_path_bytes``, ``max_name_bytes``) always apply; they
+keep every path the fs module takes or makes usable by the kernel (PATH_MAX 4096,
+NAME_MAX 255) and by tools run on the workspace, and bound the walks of ``fs.copy``
+and ``fs.glob``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from rivet.engine.policy.sizes import memory_bytes
 from rivet.engine.policy.violation import PolicyViolation
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_JOB_BYTES",
+    "DEFAULT_MAX_NAME_BYTES",
+    "DEFAULT_MAX_PATH_BYTES",
     "DEFAULT_MAX_READ_BYTES",
     "FsPolicy",
     "format_size",
@@ -32,6 +41,11 @@ GiB = 1 << 30
 DEFAULT_MAX_FILE_BYTES = 64 * MiB
 DEFAULT_MAX_JOB_BYTES = 1 * GiB
 DEFAULT_MAX_READ_BYTES = 64 * MiB
+# Linux's own PATH_MAX and NAME_MAX; 128 levels is several times what real trees
+# (node_modules, Java packages) reach, and keeps the copy/glob walks shallow.
+DEFAULT_MAX_PATH_BYTES = 4096
+DEFAULT_MAX_NAME_BYTES = 255
+DEFAULT_MAX_DEPTH = 128
 
 Size = Annotated[int, Field(ge=0, strict=True)]
 
@@ -50,6 +64,10 @@ class FsPolicy(BaseModel):
     max_file_bytes: Size = DEFAULT_MAX_FILE_BYTES
     max_job_bytes: Size = DEFAULT_MAX_JOB_BYTES
     max_read_bytes: Size = DEFAULT_MAX_READ_BYTES
+    # No "0 = unlimited" here: the walks that use them must stay bounded.
+    max_path_bytes: Annotated[int, Field(ge=1, le=65536, strict=True)] = DEFAULT_MAX_PATH_BYTES
+    max_name_bytes: Annotated[int, Field(ge=1, le=255, strict=True)] = DEFAULT_MAX_NAME_BYTES
+    max_depth: Annotated[int, Field(ge=1, le=512, strict=True)] = DEFAULT_MAX_DEPTH
 
     @field_validator("max_file_bytes", "max_job_bytes", "max_read_bytes", mode="before")
     @classmethod

@@ -7,15 +7,16 @@
 ---@field cmd? string Program to run (or give the argv positionally: `process.run({ "cargo", "build" })`).
 ---@field args? string[] Argument list (default `{}`); never passed through a shell.
 ---@field cwd? string Working directory relative to /workspace; must stay inside it (default: the workspace root).
----@field env? table<string, string> Extra environment variables (default `{}`).
+---@field env? table<string, string> Extra environment variables; names must match [A-Za-z_][A-Za-z0-9_]* (default `{}`). Nothing of the runner's own environment reaches the command.
 ---@field capture_stdout? boolean Return stdout in the result instead of logging it (default false). Capped by the runner policy `process.max_capture_bytes` (default 64 MiB for all of the job's captures at once): past it the command is stopped and the call fails.
 ---@field capture_stderr? boolean Return stderr in the result instead of logging it (default false); capped like `capture_stdout`.
 ---@field stdout_level? rivet.LogLevel Log level for streamed stdout lines (default "info").
 ---@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "error").
 ---@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124. Default and maximum: the runner policy (3600 and 21600 unless changed).
 ---@field check? boolean Raise an error on a non-zero exit (default false).
----@field secrets? table<string, string> Environment variable -> secret name: sets each variable to that secret's value, which Lua never sees (default `{}`).
+---@field secrets? table<string, string> Environment variable ([A-Za-z_][A-Za-z0-9_]*, not reserved) -> secret name: sets each variable to that secret's value, which Lua never sees (default `{}`).
 ---@field secret_files? table<string, string> File name -> secret name: writes the value to /run/rivet/secrets/<file name> (read-only, removed when the job ends) and sets RIVET_SECRETS_DIR (default `{}`).
+---@field capture_exit_code? boolean Deprecated no-op kept for pipelines of the earlier Rivet: the exit code is always returned; using it logs a warning once per job.
 ---@field [integer] string The argv, when given positionally.
 
 ---@class ProcessResult
