@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
+from rivet import limits
 from rivet.domain.env_names import ENV_NAME_PATTERN
 from rivet.engine.redaction import MIN_SECRET_LENGTH
 from rivet.errors import RivetError
-from rivet import limits
 from rivet.limits import text_problem
 
 __all__ = [
