@@ -361,6 +361,17 @@ async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastA
     too_many = {"value": "abcdefgh", "grants": [*grants, "one-more"]}
     response = await client.put("/api/secrets/OTHER", headers=ADMIN, json=too_many)
     assert response.status_code == 400 and str(limits.MAX_GRANTS) in response.text
+    long_name = "p" * (limits.MAX_NAME + 1)
+    for url, body in (
+        ("/api/secrets/OTHER", {"value": "abcdefgh", "grants": [long_name]}),
+        (f"/api/secrets/BIG/grants/{long_name}", None),
+    ):
+        response = await client.put(url, headers=ADMIN, json=body)
+        assert response.status_code == 400 and str(limits.MAX_NAME) in response.text, url
+    assert await row_counts(app) == before
+    granted = await client.put(f"/api/secrets/BIG/grants/{'p' * limits.MAX_NAME}", headers=ADMIN)
+    assert granted.status_code == 200, granted.text
+    before = await row_counts(app)
     too_big = await client.put(
         "/api/secrets/OTHER", headers=ADMIN, json={"value": "s" * (MAX_VALUE_BYTES + 1)}
     )
