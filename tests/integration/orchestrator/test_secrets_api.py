@@ -177,8 +177,13 @@ async def test_secret_names_follow_the_environment_name_rule(
     """Names become RIVET_SECRET_<NAME> variables under `rivet run`: the API refuses
     every name the environment-name rule refuses, naming it, and stores nothing."""
     response = await client.put(f"/api/secrets/{name}", headers=ADMIN, json={"value": VALUE})
-    assert response.status_code == 400, (name, response.text)
-    assert "invalid secret name" in response.json()["error"]["message"]
+    if "%00" in name:
+        # NUL is refused for every field at the edge (422 naming it), before any rule.
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["error"]["details"][0]["loc"] == ["path", "name"]
+    else:
+        assert response.status_code == 400, (name, response.text)
+        assert "invalid secret name" in response.json()["error"]["message"]
     assert_absent(response.text, VALUE)
     assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
 
