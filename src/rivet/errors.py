@@ -13,6 +13,9 @@ fix it. The CLI prints ``str(error)`` on one line and never a traceback for thes
     ├── ConfigError            a settings value or config file is invalid
     ├── NotFoundError          a named object (pipeline, job, runner…) does not exist
     ├── ConflictError          the request contradicts current state (e.g. ambiguous id prefix)
+    ├── InvalidRequest         a request field breaks a rule of the API (names every field)
+    ├── RequestTooLarge        a request body is over the server's size limit
+    ├── StorageUnavailable     the database cannot be reached or used right now (retry)
     └── ApiError               the server answered with an error (client side)
 """
 
@@ -27,11 +30,14 @@ __all__ = [
     "ContainerError",
     "DefinitionError",
     "InputError",
+    "InvalidRequest",
     "LuaError",
     "NotFoundError",
     "Problem",
+    "RequestTooLarge",
     "ResourceLimitError",
     "RivetError",
+    "StorageUnavailable",
 ]
 
 
@@ -106,6 +112,40 @@ class NotFoundError(RivetError):
 
 class ConflictError(RivetError):
     """The request contradicts the current state (ambiguous prefix, finished job…)."""
+
+
+class InvalidRequest(RivetError):
+    """Request fields break rules of the API; ``problems`` lists ``(field, why)``, the
+    field as a path like ``body.inputs.name`` or ``query.pipeline``. Never holds values."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("invalid request: " + "; ".join(f"{f}: {why}" for f, why in problems))
+
+
+class RequestTooLarge(RivetError):
+    """A request body is larger than ``limit`` bytes, the value of server setting ``setting``."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        self.limit = limit
+        self.setting = setting
+        super().__init__(
+            f"request body too large: the server accepts at most {limit} bytes "
+            f"({limit / 1048576:.1f} MiB; server setting {setting})"
+        )
+
+
+class StorageUnavailable(RivetError):
+    """The database cannot be reached or used right now (down, restarting, unreadable);
+    the same request may succeed later. The message (shown to API clients) names only
+    the kind of database; ``reason`` (for the server log) says where and why."""
+
+    def __init__(self, dialect: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the {dialect} database is unavailable right now; try again shortly "
+            "(the server log says why)"
+        )
 
 
 class ApiError(RivetError):

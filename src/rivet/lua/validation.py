@@ -20,6 +20,13 @@ from rivet.domain.definition import (
     StageDef,
 )
 from rivet.errors import DefinitionError, Problem
+from rivet.limits import (
+    MAX_INPUTS,
+    MAX_NAME,
+    MAX_VALUE,
+    number_problem,
+    text_problems,
+)
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import Sandbox
 
@@ -108,6 +115,9 @@ class Validator:
             plugins=tuple(plugins),
             stages=tuple(stage_defs),
         )
+        problems = storable(definition, line)
+        if problems:
+            raise DefinitionError(filename, problems)
         return definition, stage_code
 
     # --- inputs ---------------------------------------------------------------------
@@ -366,6 +376,50 @@ class Validator:
             network=network,
         )
         return stage_def, StageCode(script=script, condition=condition)
+
+
+def storable(definition: PipelineDefinition, line: int | None = None) -> list[Problem]:
+    """What the server could not store or a job could not use exactly: names longer
+    than the database holds, NUL characters, numbers outside ±2^53 (see rivet.limits)."""
+    problems: list[Problem] = []
+    if len(definition.name) > MAX_NAME:
+        problems.append(Problem("name", f"may have at most {MAX_NAME} characters", line))
+    if len(definition.inputs) > MAX_INPUTS:
+        problems.append(Problem("inputs", f"at most {MAX_INPUTS} inputs may be declared", line))
+    for spec in definition.inputs:
+        path = f"inputs.{spec.name}"
+        values = [("default", spec.default)] if spec.default is not None else []
+        values += [(f"options[{i}]", o) for i, o in enumerate(spec.options or (), start=1)]
+        for field, value in values:
+            why = _value_problem(value)
+            if why is not None:
+                problems.append(Problem(f"{path}.{field}", why, line))
+    for position, tag in enumerate(definition.tags, start=1):
+        for field, text in (("key", tag.key), ("value", tag.value)):
+            if len(text) > MAX_NAME:
+                problems.append(
+                    Problem(f"runner[{position}].{field}", f"at most {MAX_NAME} characters", line)
+                )
+    for position, plugin in enumerate(definition.plugins, start=1):
+        if len(plugin) > MAX_NAME:
+            problems.append(Problem(f"plugins[{position}]", f"at most {MAX_NAME} characters", line))
+    for position, stage in enumerate(definition.stages, start=1):
+        if len(stage.name) > MAX_NAME:
+            problems.append(
+                Problem(f"stages[{position}].name", f"at most {MAX_NAME} characters", stage.line)
+            )
+    # Every string anywhere (names, descriptions, images, tags): storable text.
+    for path, why in text_problems(definition.to_dict(), "pipeline"):
+        problems.append(Problem(path.removeprefix("pipeline").lstrip("."), why, line))
+    return problems
+
+
+def _value_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        return f"at most {MAX_VALUE} characters" if len(value) > MAX_VALUE else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return number_problem(value)
+    return None
 
 
 def _input_def(name: str, spec: Any) -> InputDef:

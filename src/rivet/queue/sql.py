@@ -12,6 +12,7 @@ the process-wide writer lock, which makes it atomic by itself. The outer ``statu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,15 +22,22 @@ from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from rivet.domain import JobStatus
+from rivet.limits import MAX_ERROR, text_problems, truncate, value_problems
 from rivet.protocol import JobAssignment
 from rivet.queue.base import Offer
 from rivet.queue.signals import JOBS_TOPIC, Signals, job_topic
 from rivet.store import Database, Transaction
+from rivet.store.jobs import finish_job
 from rivet.store.logs import last_seq
 from rivet.store.portable import utcnow
 from rivet.store.tables import jobs, pipeline_versions, pipelines
 
 __all__ = ["SqlQueue"]
+
+log = logging.getLogger(__name__)
+
+# Broken jobs failed within one claim attempt before giving the transaction back.
+_MAX_BROKEN_PER_CLAIM = 50
 
 # Made once: building an alias sets up proxies for every column, which cost more than
 # the claim itself when done per call.
@@ -114,13 +122,29 @@ class SqlQueue:
         return self._statement
 
     def try_claim(self, runner_id: str, offer: Offer) -> JobAssignment | None:
+        """One claim attempt. A claimed job whose stored data no pipeline could use (a
+        row written by an older version, before the API refused such values) is
+        failed with an error saying so, in the same transaction, and the next one
+        is claimed: it never stays ``running`` with no runner working on it."""
         params = {"claim_runner": runner_id, "claim_now": utcnow(), **self.match_params(offer)}
         with self.db.write() as tx:
-            row = tx.conn.execute(self._claim_statement(), params).one_or_none()
-            if row is None:
-                return None
-            self.announce(tx, job_topic(row.id))
-            return _assignment(tx, row)
+            for _ in range(_MAX_BROKEN_PER_CLAIM):
+                row = tx.conn.execute(self._claim_statement(), params).one_or_none()
+                if row is None:
+                    return None
+                self.announce(tx, job_topic(row.id))
+                problem: str | None
+                try:
+                    assignment = _assignment(tx, row)
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    problem = f"the job's stored data is not a valid assignment: {exc}"
+                else:
+                    problem = _unusable(assignment)
+                    if problem is None:
+                        return assignment
+                log.error("job %s cannot run and is failed: %s", row.id, problem)
+                finish_job(tx.conn, row.id, JobStatus.FAILED, error=truncate(problem, MAX_ERROR))
+        return None
 
     async def claim(
         self,
@@ -155,6 +179,23 @@ _VERSION_OF_JOB = (
     .join(pipelines, pipelines.c.id == pipeline_versions.c.pipeline_id)
     .where(pipeline_versions.c.id == bindparam("version_id"))
 )
+
+
+def _unusable(assignment: JobAssignment) -> str | None:
+    """Why a claimed job cannot be handed to a runner, or None."""
+    found = list(value_problems(assignment.inputs, "inputs"))
+    found += list(text_problems(assignment.definition, "definition"))
+    if found:
+        where, why = found[0]
+        return (
+            f"the job's stored {where} {why}; it was stored by an older Rivet that did "
+            "not check this. Launch the pipeline again with valid inputs"
+        )
+    try:
+        assignment.model_dump_json()
+    except ValueError as exc:  # pydantic's serialisation error is a ValueError
+        return f"the job's stored data cannot be sent to a runner ({exc})"
+    return None
 
 
 def _assignment(tx: Transaction, row: Any) -> JobAssignment:

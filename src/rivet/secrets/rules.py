@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 
+from rivet import limits
 from rivet.domain.env_names import ENV_NAME_PATTERN
 from rivet.engine.redaction import MIN_SECRET_LENGTH
 from rivet.errors import RivetError
+from rivet.limits import text_problem
 
 __all__ = [
     "MAX_VALUE_BYTES",
@@ -24,7 +26,7 @@ __all__ = [
 MAX_NAME = 128
 SECRET_NAME = re.compile(rf"(?={ENV_NAME_PATTERN}\Z).{{1,{MAX_NAME}}}", re.DOTALL)
 MAX_VALUE_BYTES = 64 * 1024
-MAX_PIPELINE_NAME = 200
+MAX_PIPELINE_NAME = limits.MAX_NAME  # the pipelines' name column
 
 
 class SecretRuleError(RivetError):
@@ -49,7 +51,7 @@ def check_value(name: str, value: str) -> str:
             "characters (shorter values cannot be redacted from logs without masking "
             "ordinary text)"
         )
-    if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
         raise SecretRuleError(
             f"secret '{name}': the value is larger than {MAX_VALUE_BYTES // 1024} KiB"
         )
@@ -58,14 +60,21 @@ def check_value(name: str, value: str) -> str:
             f"secret '{name}': the value contains a NUL character (it could not be passed "
             "as an environment variable)"
         )
+    if (problem := text_problem(value)) is not None:
+        raise SecretRuleError(f"secret '{name}': the value {problem}")
     return value
 
 
 def check_pipeline(pipeline: str) -> str:
     cleaned = pipeline.strip()
-    if not cleaned or len(cleaned) > MAX_PIPELINE_NAME or any(ord(c) < 32 for c in cleaned):
+    if (
+        not cleaned
+        or len(cleaned) > MAX_PIPELINE_NAME
+        or any(ord(c) < 32 for c in cleaned)
+        or text_problem(cleaned) is not None
+    ):
         raise SecretRuleError(
             f"invalid pipeline name {pipeline[:60]!r} for a grant: a non-empty name of at "
-            f"most {MAX_PIPELINE_NAME} characters without control characters"
+            f"most {MAX_PIPELINE_NAME} characters of valid text without control characters"
         )
     return cleaned

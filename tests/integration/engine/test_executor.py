@@ -459,3 +459,32 @@ def test_nul_byte_in_arguments_is_a_clear_error(run) -> None:  # type: ignore[no
     result, _, _ = run(pipeline(stage("s", 'process.run({ "echo", "a\\0b" })')))
     assert result.status == "failed"
     assert "t.lua:3: process.run: argument 2 contains a NUL byte" in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ('output.set("nul", "a\\0b")', "value of 'nul' contains a NUL character"),
+        ('output.set("k\\0", 1)', "the output name contains a NUL character"),
+        ('output.set("n", 2^53 + 2)', "outside the range of numbers a pipeline can use exactly"),
+        (
+            'output.set("n", math.maxinteger)',
+            "outside the range of numbers a pipeline can use exactly",
+        ),
+        ('output.set("n", 0/0)', "expected a finite number"),
+    ],
+)
+def test_output_set_refuses_what_the_server_could_not_store(  # type: ignore[no-untyped-def]
+    run, script: str, message: str
+) -> None:
+    """The stage fails at its line, so the job's result is never refused at the end."""
+    result, _, _ = run(pipeline(stage("s", script)))
+    assert result.status == "failed"
+    assert message in (result.error or ""), result.error
+    assert "t.lua:" in (result.error or "")
+
+
+def test_output_set_accepts_numbers_up_to_2_to_the_53(run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = run(pipeline(stage("s", 'output.set("a", 2^53) output.set("b", -(2^53))')))
+    assert result.status == "succeeded", result.error
+    assert result.outputs == {"a": 2**53, "b": -(2**53)}

@@ -3,7 +3,9 @@
 Outputs travel with the job's completion and are stored on the job, so they are
 capped (:mod:`rivet.engine.limits`): at most MAX_OUTPUTS names of at most
 MAX_OUTPUT_NAME_CHARS characters, and MAX_OUTPUTS_BYTES for all names and values
-together. A refused ``output.set`` changes nothing.
+together. Values must also be storable and exact (:mod:`rivet.limits`): no NUL in
+names or strings, numbers finite within ±2^53. A refused ``output.set`` changes
+nothing, and fails the stage at its line instead of the job's report at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from rivet.engine.context import JobContext
 from rivet.engine.limits import MAX_OUTPUT_NAME_CHARS, MAX_OUTPUTS, MAX_OUTPUTS_BYTES
 from rivet.engine.policy.fs import format_size
+from rivet.limits import number_problem, output_size, text_problem
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
@@ -25,9 +28,15 @@ def _name(fn: str, name: Any) -> str:
     return name
 
 
-def _size(key: str, value: str | int | float | bool) -> int:
-    text = value if isinstance(value, str) else str(value)
-    return len(key.encode("utf-8", "replace")) + len(text.encode("utf-8", "replace"))
+def _storable(key: str, value: str | int | float | bool) -> None:
+    """What the server could not store or a pipeline could not read back exactly."""
+    if (why := text_problem(key)) is not None:
+        raise LuaCallError(f"output.set: the output name {why}")
+    if isinstance(value, str):
+        if (why := text_problem(value)) is not None:
+            raise LuaCallError(f"output.set: value of '{key}' {why}")
+    elif not isinstance(value, bool) and (why := number_problem(value)) is not None:
+        raise LuaCallError(f"output.set: value of '{key}': {why}")
 
 
 def install(sandbox: Sandbox, ctx: JobContext) -> None:
@@ -44,7 +53,7 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
                 f"output.set: cannot set '{key}': the job already has {len(ctx.outputs)} "
                 f"outputs, the limit (clear some with output.clear)"
             )
-        size = _size(key, value)
+        size = output_size(key, value)
         total = sum(sizes.values()) - sizes.get(key, 0) + size
         if total > MAX_OUTPUTS_BYTES:
             raise LuaCallError(
@@ -64,6 +73,7 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
                 f"output.set: value of '{key}' must be a string, number or boolean, "
                 f"got {lv.type_name(value)}"
             )
+        _storable(key, value)
         sizes[key] = check_room(key, value)
         ctx.outputs[key] = value
 
