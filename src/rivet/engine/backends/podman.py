@@ -33,7 +33,8 @@ from rivet.engine.backends.base import (
     IdMap,
     RunningContainer,
 )
-from rivet.engine.backends.host import find_static_catatonit, kill_marked_processes
+from rivet.engine.backends.catatonit import find_static_catatonit
+from rivet.engine.backends.marked_processes import kill_marked_processes
 from rivet.engine.backends.podman_io import KILL_GRACE, StreamReader, Watchdog, give_back
 from rivet.engine.backends.userns import (
     ID_MAP_FORMAT,
