@@ -37,8 +37,9 @@ def is_static_elf(path: Path) -> bool:
                 return False
             is64 = ident[4] == 2
             order = "<" if ident[5] == 1 else ">"
+            # e_phoff, then e_shoff, e_flags and e_ehsize skipped, e_phentsize, e_phnum.
             if is64:
-                phoff, phentsize, phnum = struct.unpack_from(order + "Q10xHH", ident, 0x20)
+                phoff, phentsize, phnum = struct.unpack_from(order + "Q14xHH", ident, 0x20)
             else:
                 phoff, phentsize, phnum = struct.unpack_from(order + "I10xHH", ident, 0x1C)
             for i in range(phnum):
