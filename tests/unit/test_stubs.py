@@ -99,7 +99,7 @@ SPEC_PROCESS_OPTIONS = {
 
 
 def test_process_options_match_the_spec() -> None:
-    from rivet.engine.modules.process_options import OPTIONS
+    from rivet.engine.modules.process_module.options import OPTIONS
 
     # The runtime accepts every option of the spec, and the stub declares exactly what
     # the runtime accepts (the spec's plus later ones such as secrets).

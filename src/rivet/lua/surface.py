@@ -27,7 +27,7 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
         "glob",
     ),
     # json.null is a constant, not a function: reached through the module's
-    # metatable, so it is not a key of the table (see engine/modules/json.py).
+    # metatable, so it is not a key of the table (see engine/modules/json_module.py).
     "json": ("encode", "decode", "array", "object"),
     "http": ("get", "post", "put", "patch", "delete", "request"),
 }

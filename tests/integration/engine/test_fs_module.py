@@ -26,8 +26,14 @@ from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-from rivet.engine.modules import fs, json, log, output, process
-from rivet.engine.modules.fs_tree import TEMP_PREFIX
+from rivet.engine.modules import (
+    fs_module,
+    json_module,
+    log_module,
+    output_module,
+    process_module,
+)
+from rivet.engine.modules.fs_module.tree import TEMP_PREFIX
 from rivet.engine.policy import Policy
 from rivet.engine.policy.fs import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_JOB_BYTES, FsPolicy
 from rivet.errors import ConfigError, LuaError
@@ -75,7 +81,7 @@ class Job:
             cancel=CancelToken(),
             policy=policy or Policy(),
         )
-        for module in (fs, log, output, json, process):
+        for module in (fs_module, log_module, output_module, json_module, process_module):
             module.install(self.sandbox, self.ctx)
         self.ctx.phase = Phase.RUN
         self.ctx.stage = "s"

@@ -36,10 +36,8 @@ from rivet.engine.backends.base import (
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-from rivet.engine.modules import http as http_module
-from rivet.engine.modules import json as json_module
-from rivet.engine.modules import log as log_module
-from rivet.engine.modules.http_transport import ResolveError, Resolver, system_resolver
+from rivet.engine.modules import http_module, json_module, log_module
+from rivet.engine.modules.http_module.transport import ResolveError, Resolver, system_resolver
 from rivet.engine.policy import Policy
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox

@@ -15,7 +15,7 @@ import pytest
 from rivet.child_env import child_env
 from rivet.domain.env_names import EnvNameError, check_env_name, is_env_name
 from rivet.engine.backends.podman import _check_env
-from rivet.engine.modules.process_options import parse_options
+from rivet.engine.modules.process_module.options import parse_options
 from rivet.errors import ContainerError, RivetError
 from rivet.lua.sandbox import Limits, LuaCallError, Sandbox
 from rivet.secrets.local import read_secret_file, secrets_from_env

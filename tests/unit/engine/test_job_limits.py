@@ -25,8 +25,7 @@ from rivet.engine.limits import (
     MAX_OUTPUTS_BYTES,
     MAX_PARALLEL,
 )
-from rivet.engine.modules import json as json_module
-from rivet.engine.modules import log, output, process
+from rivet.engine.modules import json_module, log_module, output_module, process_module
 from rivet.engine.redaction import Redactor
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
@@ -68,7 +67,7 @@ class Lua:
             cancel=CancelToken(),
             redactor=Redactor([SECRET]),
         )
-        for module in (log, output, json_module):
+        for module in (log_module, output_module, json_module):
             module.install(self.sandbox, self.ctx)
         self.ctx.phase = Phase.RUN
         self.ctx.stage = "s"
@@ -230,7 +229,7 @@ def test_parallel_keeps_at_most_64_calls_in_flight_whatever_max_says(tmp_path: P
     backend = FakeBackend()
     lua = Lua(tmp_path)
     lua.ctx.backend = backend
-    process.install(lua.sandbox, lua.ctx)
+    process_module.install(lua.sandbox, lua.ctx)
     try:
         result = lua.run(
             """

@@ -9,8 +9,7 @@ import pytest
 
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, LogEvent, StageResult
-from rivet.engine.modules import json as json_module
-from rivet.engine.modules import output
+from rivet.engine.modules import json_module, output_module
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
 
@@ -39,7 +38,7 @@ class Lua:
             cancel=CancelToken(),
         )
         json_module.install(self.sandbox, self.ctx)
-        output.install(self.sandbox, self.ctx)
+        output_module.install(self.sandbox, self.ctx)
         self.ctx.phase = Phase.RUN
 
     def run(self, code: str) -> Any:

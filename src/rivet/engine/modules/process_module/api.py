@@ -31,7 +31,7 @@ from rivet.engine.backends.base import (
 )
 from rivet.engine.context import JobContext
 from rivet.engine.limits import MAX_ARG_BYTES, MAX_COMMAND_BYTES, MAX_PARALLEL
-from rivet.engine.modules.process_options import (
+from rivet.engine.modules.process_module.options import (
     DEPRECATED,
     RunOptions,
     base_env,

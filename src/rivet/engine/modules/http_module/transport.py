@@ -31,7 +31,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from rivet.engine.modules.http_policy_check import HttpGuard
+from rivet.engine.modules.http_module.guard import HttpGuard
 
 __all__ = [
     "CallSockets",

@@ -2,7 +2,7 @@
 files and directory trees under write limits, and glob matching.
 
 Everything here works on directory descriptors handed out by
-:class:`~rivet.engine.modules.fs_jail.Workspace` and never follows a symlink:
+:class:`~rivet.engine.modules.fs_module.jail.Workspace` and never follows a symlink:
 trees are walked with ``O_NOFOLLOW`` descriptors, links inside a copied tree are
 copied as links, and glob never descends into a linked directory.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from rivet.engine.limits import MAX_DIR_ENTRIES
-from rivet.engine.modules.fs_jail import (
+from rivet.engine.modules.fs_module.jail import (
     DIR_FLAGS,
     JailError,
     check_depth,

@@ -4,7 +4,7 @@
    every redirect target): scheme, denied and allowed host names, and — when the
    URL names an IP address literally — that address.
 2. :meth:`HttpGuard.check_addresses`, from the connecting transport
-   (``http_transport``), on every address the host name resolved to, right before
+   (``transport``), on every address the host name resolved to, right before
    the transport connects to one of exactly those addresses. Checking resolved
    addresses is what stops ``localhost``, ``2130706433``, ``0x7f.1`` or a DNS name
    pointing at 169.254.169.254: whatever the spelling, the address is what counts.

@@ -1,7 +1,7 @@
 """``fs.*``: files in the job workspace, jailed there.
 
 Every path is relative to the workspace (``/workspace/x``, the containers' view, is
-accepted too) and resolved by :mod:`rivet.engine.modules.fs_jail`, which never
+accepted too) and resolved by :mod:`rivet.engine.modules.fs_module.jail`, which never
 lets the kernel follow a symlink: ``..`` past the root, absolute paths elsewhere and
 symlinks leading out — also ones a container plants at any moment — are refused
 with an error naming the path. See that module for how races are excluded.
@@ -17,7 +17,7 @@ leaves nothing behind. ``append`` writes in place and truncates back on failure.
 In a stage with ``readonly = true`` every call that changes the workspace fails.
 
 Contents are byte strings both ways, binary included: see
-:mod:`rivet.engine.modules.fs_glue` for how they cross lupa's UTF-8 boundary.
+:mod:`rivet.engine.modules.fs_module.glue` for how they cross lupa's UTF-8 boundary.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rivet.engine.context import JobContext
-from rivet.engine.modules.fs_glue import GLUE
-from rivet.engine.modules.fs_jail import (
+from rivet.engine.modules.fs_module.glue import GLUE
+from rivet.engine.modules.fs_module.jail import (
     DIR_FLAGS,
     JailError,
     MissingError,
@@ -42,7 +42,7 @@ from rivet.engine.modules.fs_jail import (
     open_regular,
     split_path,
 )
-from rivet.engine.modules.fs_tree import (
+from rivet.engine.modules.fs_module.tree import (
     Budget,
     copy_file,
     copy_tree,

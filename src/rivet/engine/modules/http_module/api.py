@@ -4,9 +4,9 @@ Calls run synchronously on the job's Lua thread (they are runtime calls, refused
 while the pipeline is being defined) and in the runner, never in a container, so
 the ``[http]`` runner policy is the only gate: every request, and every redirect
 hop, is checked by :class:`HttpGuard` before it is sent, its connection goes only
-to addresses checked after resolution (``http_transport``), it takes a token from
+to addresses checked after resolution (``transport``), it takes a token from
 the job's bucket (``rate_limit``), and its body is read under the size cap
-(``http_body``). A non-2xx status is a normal result unless ``check = true``.
+(``body``). A non-2xx status is a normal result unless ``check = true``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 
 from rivet.engine.context import JobContext
-from rivet.engine.modules.http_body import ACCEPT_ENCODING, UnsupportedEncoding, read_capped
-from rivet.engine.modules.http_options import RequestSpec, display_url, parse
-from rivet.engine.modules.http_policy_check import HttpGuard
-from rivet.engine.modules.http_transport import (
+from rivet.engine.modules.http_module.body import ACCEPT_ENCODING, UnsupportedEncoding, read_capped
+from rivet.engine.modules.http_module.guard import HttpGuard
+from rivet.engine.modules.http_module.options import RequestSpec, display_url, parse
+from rivet.engine.modules.http_module.rate_limit import RateLimited, TokenBucket
+from rivet.engine.modules.http_module.transport import (
     CallSockets,
     Deadline,
     GuardedBackend,
@@ -31,7 +32,6 @@ from rivet.engine.modules.http_transport import (
     Resolver,
     system_resolver,
 )
-from rivet.engine.modules.rate_limit import RateLimited, TokenBucket
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
