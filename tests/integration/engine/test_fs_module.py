@@ -35,7 +35,7 @@ from rivet.engine.modules import (
 )
 from rivet.engine.modules.fs_module.tree import TEMP_PREFIX
 from rivet.engine.policy import Policy
-from rivet.engine.policy.fs import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_JOB_BYTES, FsPolicy
+from rivet.engine.policy.fs_policy import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_JOB_BYTES, FsPolicy
 from rivet.errors import ConfigError, LuaError
 from rivet.lua.sandbox import Sandbox
 

@@ -14,7 +14,7 @@ import pytest
 from rivet.engine.backends.base import ContainerOptions
 from rivet.engine.policy import ContainerPolicy, Policy, ProcessPolicy
 from rivet.engine.policy.images import normalize_image
-from rivet.engine.policy.process import binary_matches
+from rivet.engine.policy.process_policy import binary_matches
 from rivet.engine.policy.sizes import memory_bytes
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ConfigError

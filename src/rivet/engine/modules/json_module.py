@@ -35,7 +35,7 @@ from typing import Any
 
 from rivet.engine.context import JobContext
 from rivet.engine.limits import JSON_DECODE_SHARE, JSON_ENCODE_SHARE, MAX_JSON_ITEMS
-from rivet.engine.policy.fs import format_size
+from rivet.engine.policy.fs_policy import format_size
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox
 

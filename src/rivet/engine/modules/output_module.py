@@ -14,7 +14,7 @@ from typing import Any
 
 from rivet.engine.context import JobContext
 from rivet.engine.limits import MAX_OUTPUT_NAME_CHARS, MAX_OUTPUTS, MAX_OUTPUTS_BYTES
-from rivet.engine.policy.fs import format_size
+from rivet.engine.policy.fs_policy import format_size
 from rivet.limits import number_problem, output_size, text_problem
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError, Sandbox

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rivet.engine.backends.base import WORKSPACE
-from rivet.engine.policy.fs import FsPolicy
+from rivet.engine.policy.fs_policy import FsPolicy
 from rivet.engine.workspaces import chown_new, owner_of
 
 __all__ = [

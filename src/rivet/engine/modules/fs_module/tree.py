@@ -33,7 +33,7 @@ from rivet.engine.modules.fs_module.jail import (
     kind,
     open_regular,
 )
-from rivet.engine.policy.fs import FsPolicy
+from rivet.engine.policy.fs_policy import FsPolicy
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.engine.workspaces import chown_new
 

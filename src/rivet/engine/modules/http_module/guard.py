@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from rivet.engine.policy.http import HttpPolicy, IPNetwork, normalize_host
+from rivet.engine.policy.http_policy import HttpPolicy, IPNetwork, normalize_host
 from rivet.engine.policy.violation import PolicyViolation
 
 __all__ = ["HttpGuard", "IPAddress", "non_public_reason"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from rivet.engine.policy.http import HttpPolicy
+from rivet.engine.policy.http_policy import HttpPolicy
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.lua import lua_values as lv
 from rivet.lua.sandbox import LuaCallError

@@ -37,7 +37,7 @@ from rivet.engine.modules.process_module.options import (
     base_env,
     parse_options,
 )
-from rivet.engine.policy.fs import format_size
+from rivet.engine.policy.fs_policy import format_size
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ContainerError
 from rivet.lua import lua_values as lv
