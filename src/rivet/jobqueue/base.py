@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rivet.jobqueue.signals import Signals
 from rivet.protocol import JobAssignment
-from rivet.queue.signals import Signals
 from rivet.store import Transaction
 
 __all__ = ["JobQueue", "Offer"]

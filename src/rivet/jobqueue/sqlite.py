@@ -1,7 +1,7 @@
 """SQLite queue: the shared atomic claim plus a ``json_each`` match; signals stay in-process.
 
 SQLite serves one orchestrator process (the embedded default), so the in-process
-:class:`~rivet.queue.signals.Signals` reach every waiter and nothing crosses processes.
+:class:`~rivet.jobqueue.signals.Signals` reach every waiter and nothing crosses processes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, text
 from sqlalchemy.sql.selectable import NamedFromClause
 
-from rivet.queue.base import Offer
-from rivet.queue.sql import SqlQueue
+from rivet.jobqueue.base import Offer
+from rivet.jobqueue.sql import SqlQueue
 
 __all__ = ["SqliteQueue"]
 
@@ -32,7 +32,7 @@ AND NOT EXISTS (
 
 
 class SqliteQueue(SqlQueue):
-    """:class:`rivet.queue.JobQueue` for SQLite (see the Protocol for the contract)."""
+    """:class:`rivet.jobqueue.JobQueue` for SQLite (see the Protocol for the contract)."""
 
     def match(self, candidate: NamedFromClause, offer: Offer) -> ColumnElement[bool]:
         clause = text(_MATCH.format(job=candidate.name)).bindparams(**self.match_params(offer))

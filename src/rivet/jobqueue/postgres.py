@@ -21,8 +21,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.selectable import NamedFromClause
 
-from rivet.queue.base import Offer
-from rivet.queue.sql import SqlQueue
+from rivet.jobqueue.base import Offer
+from rivet.jobqueue.sql import SqlQueue
 from rivet.store import Transaction
 
 __all__ = ["CHANNEL", "PostgresQueue"]
@@ -34,7 +34,7 @@ CHANNEL = "rivet_jobs"
 
 
 class PostgresQueue(SqlQueue):
-    """:class:`rivet.queue.JobQueue` for PostgreSQL (see the Protocol for the contract)."""
+    """:class:`rivet.jobqueue.JobQueue` for PostgreSQL (see the Protocol for the contract)."""
 
     _task: asyncio.Task[None] | None = None
     _connected = False

@@ -22,10 +22,10 @@ from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from rivet.domain import JobStatus
+from rivet.jobqueue.base import Offer
+from rivet.jobqueue.signals import JOBS_TOPIC, Signals, job_topic
 from rivet.limits import MAX_ERROR, text_problems, truncate, value_problems
 from rivet.protocol import JobAssignment
-from rivet.queue.base import Offer
-from rivet.queue.signals import JOBS_TOPIC, Signals, job_topic
 from rivet.store import Database, Transaction
 from rivet.store.jobs import finish_job
 from rivet.store.logs import last_seq
@@ -45,7 +45,7 @@ _CANDIDATE = jobs.alias("candidate")
 
 
 class SqlQueue:
-    """Shared implementation of :class:`rivet.queue.JobQueue`; subclasses add the match."""
+    """Shared implementation of :class:`rivet.jobqueue.JobQueue`; subclasses add the match."""
 
     def __init__(self, db: Database, signals: Signals, poll_interval: float = 1.0) -> None:
         self.db = db
