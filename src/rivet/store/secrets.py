@@ -1,5 +1,5 @@
 """Secret rows and their grants. Only ciphertext reaches this module: encryption and
-decryption belong to the orchestrator's secret service (``rivet.secrets.keyring``),
+decryption belong to the orchestrator's secret service (``rivet.orchestrator.keyring``),
 and so does deciding which versions a grant covers (this module records from which
 version on it may)."""
 

@@ -10,9 +10,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from rivet.domain.secret_rules import SecretRuleError
 from rivet.orchestrator.deps import AdminDep, ServicesDep
 from rivet.protocol import SecretSet, SecretView
-from rivet.secrets.rules import SecretRuleError
 
 __all__ = ["router"]
 

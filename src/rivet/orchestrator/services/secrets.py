@@ -27,10 +27,10 @@ import logging
 from dataclasses import dataclass, field
 
 from rivet.domain.actors import ADMIN, describe
+from rivet.domain.secret_rules import check_name, check_pipeline, check_value
 from rivet.errors import RivetError
+from rivet.orchestrator.keyring import Keyring
 from rivet.protocol import SecretSet, SecretView
-from rivet.secrets.keyring import Keyring
-from rivet.secrets.rules import check_name, check_pipeline, check_value
 from rivet.store import Database
 from rivet.store import pipelines as pipeline_store
 from rivet.store import secrets as store

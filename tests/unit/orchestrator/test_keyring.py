@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rivet.errors import ConfigError
-from rivet.secrets.keyring import Keyring, SecretDecryptError, generate_key, load_keyring
+from rivet.orchestrator.keyring import Keyring, SecretDecryptError, generate_key, load_keyring
 
 VALUE = "correct horse battery staple"
 

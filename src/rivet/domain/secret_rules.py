@@ -1,5 +1,6 @@
-"""What a secret name, value and grant may be; shared by the server, the CLI and
-``rivet run`` so that all three refuse the same things with the same words."""
+"""What a secret name, value and grant may be; shared by the server, the CLI,
+``rivet run`` and the redactor, so that all of them refuse the same things with the
+same words."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import re
 
 from rivet import limits
 from rivet.domain.env_names import ENV_NAME_PATTERN
-from rivet.engine.redaction import MIN_SECRET_LENGTH
 from rivet.errors import RivetError
 from rivet.limits import text_problem
 
@@ -27,6 +27,9 @@ MAX_NAME = 128
 SECRET_NAME = re.compile(rf"(?={ENV_NAME_PATTERN}\Z).{{1,{MAX_NAME}}}", re.DOTALL)
 MAX_VALUE_BYTES = 64 * 1024
 MAX_PIPELINE_NAME = limits.MAX_NAME  # the pipelines' name column
+# Shorter values would mask ordinary words and digits all over every log, so the
+# redactor ignores them and nothing may store them as a secret.
+MIN_SECRET_LENGTH = 4
 
 
 class SecretRuleError(RivetError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rivet.errors import ConfigError
-from rivet.secrets.local import local_secrets, read_secret_file, secrets_from_env
+from rivet.local_secrets import local_secrets, read_secret_file, secrets_from_env
 
 
 def private(path: Path, text: str) -> Path:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rivet.domain.env_names import ENV_NAME_PATTERN
+from rivet.domain.secret_rules import check_name, check_value
 from rivet.errors import ConfigError, RivetError
-from rivet.secrets.rules import check_name, check_value
 
 __all__ = ["ENV_PREFIX", "NOT_SECRETS", "local_secrets", "read_secret_file", "secrets_from_env"]
 
