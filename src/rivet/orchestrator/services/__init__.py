@@ -15,7 +15,7 @@ from rivet.orchestrator.keyring import load_keyring
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
 from rivet.store import Database
 

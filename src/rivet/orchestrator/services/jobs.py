@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rivet.domain import JobStatus, resolve_inputs
 from rivet.errors import ConflictError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
 from rivet.store import Database
 from rivet.store import jobs as job_store

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from rivet.domain import JobStatus, StageStatus
 from rivet.jobqueue import JobQueue, Offer, job_topic
 from rivet.orchestrator.auth import PermissionDeniedError
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import (
     Ack,
     ClaimRequest,

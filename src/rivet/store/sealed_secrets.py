@@ -1,4 +1,4 @@
-"""Secret rows and their grants. Only ciphertext reaches this module: encryption and
+"""Sealed secrets: secret rows and their grants. Only ciphertext reaches this module: encryption and
 decryption belong to the orchestrator's secret service (``rivet.orchestrator.keyring``),
 and so does deciding which versions a grant covers (this module records from which
 version on it may)."""

@@ -33,8 +33,8 @@ from rivet.orchestrator.keyring import Keyring
 from rivet.protocol import SecretSet, SecretView
 from rivet.store import Database
 from rivet.store import pipelines as pipeline_store
-from rivet.store import secrets as store
-from rivet.store.secrets import Grant, SecretRecord
+from rivet.store import sealed_secrets as store
+from rivet.store.sealed_secrets import Grant, SecretRecord
 
 __all__ = ["GrantedSecrets", "SecretService", "entitled", "withheld_reason"]
 
