@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from lupa import lua54
+from recording import EventLog
 
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.context import JobContext
-from rivet.engine.events import CancelToken, LogEvent, StageResult
+from rivet.engine.events import CancelToken
 from rivet.engine.modules import INSTALLERS, install_all
 from rivet.lua.definition import install_definition_placeholders, load_pipeline
 from rivet.lua.sandbox import Sandbox
@@ -35,17 +37,6 @@ def lua_keys(table: Any) -> set[str]:
 
 def module_stubs() -> dict[str, str]:
     return {name: text for name, text in stub_files().items() if name != SANDBOX_STUB}
-
-
-class NullEvents:
-    def log(self, event: LogEvent) -> None:
-        pass
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
 
 
 # --- stubs == surface -------------------------------------------------------------------
@@ -185,8 +176,8 @@ def test_executor_module_registry_equals_the_surface(tmp_path: Path) -> None:
     sandbox = Sandbox()
     ctx = JobContext(
         job_id="stub-test",
-        events=NullEvents(),
-        backend=None,  # type: ignore[arg-type]  # installing touches no container
+        events=EventLog(),
+        backend=FakeBackend(),
         workspace=tmp_path,
         default_image="alpine:latest",
         inputs={},
@@ -204,8 +195,8 @@ def test_globals_besides_modules_are_the_sandbox_globals(tmp_path: Path) -> None
     sandbox = Sandbox()
     ctx = JobContext(
         job_id="stub-test",
-        events=NullEvents(),
-        backend=None,  # type: ignore[arg-type]
+        events=EventLog(),
+        backend=FakeBackend(),
         workspace=tmp_path,
         default_image="alpine:latest",
         inputs={},

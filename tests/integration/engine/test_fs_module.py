@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording import EventLog
 
 from rivet.domain.definition import StageDef
+from rivet.engine.backends.base import ContainerBackend
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
+from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 from rivet.engine.modules import (
     fs_module,
@@ -43,20 +46,6 @@ BUSYBOX = "localhost/rivet/busybox:latest"
 PASSWD = Path("/etc/passwd")
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[LogEvent] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.events.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-
 class Job:
     """One job's sandbox with the fs module (plus log, output, json, process), in the
     run phase of a stage named ``s``, over ``workspace``."""
@@ -67,14 +56,15 @@ class Job:
         *,
         policy: Policy | None = None,
         readonly: bool = False,
-        backend: PodmanBackend | None = None,
+        backend: ContainerBackend | None = None,
     ) -> None:
         self.workspace = workspace
         self.sandbox = Sandbox()
         self.ctx = JobContext(
             job_id=f"fs-{uuid.uuid4().hex[:10]}",
-            events=Recorder(),
-            backend=backend,  # type: ignore[arg-type]  # host-only tests start no container
+            events=EventLog(),
+            # Host-only tests start no container: the fake fails loudly if one does.
+            backend=backend or FakeBackend(images=()),
             workspace=workspace,
             default_image=BUSYBOX,
             inputs={},
@@ -99,8 +89,7 @@ class Job:
     def close(self) -> None:
         for close in self.ctx.closers:
             close()
-        if self.ctx.backend is not None:
-            self.ctx.remove_containers()
+        self.ctx.remove_containers()
 
 
 def snapshot(root: Path) -> dict[str, bytes | str]:
@@ -790,7 +779,7 @@ def test_readonly_stage_blocks_fs_and_processes(podman_available: str, tmp_path:
         PodmanBackend(), ExecutorSettings(workspace_root=tmp_path / "ws", default_image=BUSYBOX)
     )
     job_id = f"ro-{uuid.uuid4().hex[:8]}"
-    result: JobResult = executor.run(JobSpec(job_id, source, "ro.lua", {}), Recorder())
+    result: JobResult = executor.run(JobSpec(job_id, source, "ro.lua", {}), EventLog())
     assert str(result.status) == "succeeded", result.error
     outputs = result.outputs
     assert outputs["fs_error"] == (
