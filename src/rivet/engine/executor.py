@@ -115,6 +115,9 @@ class Executor:
         try:
             loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
         except DefinitionError as exc:
+            if ctx.cancel.cancelled:
+                # The cancel stopped the file's evaluation: nothing is wrong with it.
+                return JobResult(JobStatus.CANCELLED, error=ctx.cancel.reason)
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         try:
