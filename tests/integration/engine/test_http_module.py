@@ -322,9 +322,9 @@ def lua(tmp_path: Path) -> Callable[..., Lua]:
 
 
 def to_py(value: Any) -> Any:
-    from rivet.lua import lua_values as lv
+    from rivet.lua.lua_values import to_python
 
-    return lv.to_python(value)
+    return to_python(value)
 
 
 # --- functional -----------------------------------------------------------------------------

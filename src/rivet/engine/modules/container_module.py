@@ -11,7 +11,7 @@ from typing import Any
 from rivet.engine.context import JobContext
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ContainerError
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import is_function, type_name
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
 __all__ = ["install"]
@@ -39,10 +39,10 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
         ctx.require_run_phase("container.with")
         if not isinstance(image, str) or not image.strip():
             raise LuaCallError(
-                f"container.with: image must be a non-empty string, got {lv.type_name(image)}"
+                f"container.with: image must be a non-empty string, got {type_name(image)}"
             )
-        if not lv.is_function(fn):
-            raise LuaCallError(f"container.with: fn must be a function, got {lv.type_name(fn)}")
+        if not is_function(fn):
+            raise LuaCallError(f"container.with: fn must be a function, got {type_name(fn)}")
         try:
             # Refused here, at the container.with line, rather than at the first command;
             # the container itself still starts with the first command that needs it.

@@ -36,7 +36,7 @@ from typing import Any
 from rivet.engine.context import JobContext
 from rivet.engine.limits import JSON_DECODE_SHARE, JSON_ENCODE_SHARE, MAX_JSON_ITEMS
 from rivet.engine.policy.fs_policy import format_size
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import is_table, raw, render, type_name
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
 __all__ = ["FUNCTIONS", "MAX_DEPTH", "install"]
@@ -181,7 +181,7 @@ class _Json:
         self.ctx.require_run_phase("json.encode")
         indent = _indent(opts)
         try:
-            value = lv.raw(boxed)[1]
+            value = raw(boxed)[1]
         except UnicodeDecodeError:
             raise _fail("encode", "the string is not valid UTF-8 (JSON text must be)") from None
         budget = _Budget("encode", self.max_encoded)
@@ -211,8 +211,8 @@ class _Json:
                 what = "NaN" if math.isnan(value) else "infinite"
                 raise _fail("encode", f"{path} is {what}, which JSON cannot represent")
             return value
-        if not lv.is_table(value):
-            kind = lv.type_name(value)
+        if not is_table(value):
+            kind = type_name(value)
             raise _fail("encode", f"{path} is a {kind}, which JSON cannot encode")
         mark, address = self.inspect(value)
         if mark == "null":
@@ -360,7 +360,7 @@ def _is_array(items: list[tuple[Any, Any]], mark: str | None, path: str) -> bool
         if others:
             raise _fail(
                 "encode",
-                f"{path} is marked json.array but has the key {lv.render(others[0])}",
+                f"{path} is marked json.array but has the key {render(others[0])}",
             )
         if not sequence:
             raise _fail(
@@ -383,7 +383,7 @@ def _is_array(items: list[tuple[Any, Any]], mark: str | None, path: str) -> bool
     if ints:
         raise _fail(
             "encode",
-            f"{path} mixes array items with the key {lv.render(others[0])}; use "
+            f"{path} mixes array items with the key {render(others[0])}; use "
             "json.object(t) to encode it as an object (integer keys become strings)",
         )
     return False
@@ -401,7 +401,7 @@ def _object_key(key: Any, mark: str | None, path: str) -> str:
         return key
     if mark == "object" and isinstance(key, int) and not isinstance(key, bool):
         return str(key)
-    raise _fail("encode", f"{path} has the key {lv.render(key)}; JSON object keys are strings")
+    raise _fail("encode", f"{path} has the key {render(key)}; JSON object keys are strings")
 
 
 def _utf8(text: str, path: str) -> bytes:
@@ -420,17 +420,17 @@ def _reject_constant(name: str) -> Any:
 def _indent(opts: Any) -> int | None:
     if opts is None:
         return None
-    if not lv.is_table(opts):
+    if not is_table(opts):
         raise _fail(
-            "encode", f"options must be a table like {{ indent = 2 }}, got {lv.type_name(opts)}"
+            "encode", f"options must be a table like {{ indent = 2 }}, got {type_name(opts)}"
         )
     indent = None
     for key, value in opts.items():
         if key != "indent":
-            raise _fail("encode", f"unknown option {lv.render(key)} (known: indent)")
+            raise _fail("encode", f"unknown option {render(key)} (known: indent)")
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16:
             raise _fail(
-                "encode", f"option 'indent' must be an integer from 0 to 16, got {lv.render(value)}"
+                "encode", f"option 'indent' must be an integer from 0 to 16, got {render(value)}"
             )
         indent = value
     return indent

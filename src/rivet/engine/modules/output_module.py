@@ -16,7 +16,7 @@ from rivet.engine.context import JobContext
 from rivet.engine.limits import MAX_OUTPUT_NAME_CHARS, MAX_OUTPUTS, MAX_OUTPUTS_BYTES
 from rivet.engine.policy.fs_policy import format_size
 from rivet.limits import number_problem, output_size, text_problem
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import type_name
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
 __all__ = ["install"]
@@ -71,7 +71,7 @@ def install(sandbox: Sandbox, ctx: JobContext) -> None:
         if not isinstance(value, str | int | float | bool):
             raise LuaCallError(
                 f"output.set: value of '{key}' must be a string, number or boolean, "
-                f"got {lv.type_name(value)}"
+                f"got {type_name(value)}"
             )
         _storable(key, value)
         sizes[key] = check_room(key, value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rivet.engine.context import JobContext
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import type_name
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
 __all__ = ["install"]
@@ -19,7 +19,7 @@ __all__ = ["install"]
 def _name(fn: str, name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise LuaCallError(
-            f"secret.{fn}: the secret name must be a non-empty string, got {lv.type_name(name)}"
+            f"secret.{fn}: the secret name must be a non-empty string, got {type_name(name)}"
         )
     return name
 

@@ -53,7 +53,7 @@ from rivet.engine.modules.fs_module.tree import (
 )
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.engine.workspaces import chown_new, remove_at
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import is_table, raw, render, type_name
 from rivet.lua.sandbox import LuaCallError, Sandbox
 from rivet.lua.surface import RUNTIME_MODULES
 
@@ -67,13 +67,13 @@ def _path(value: Any) -> str:
     (decoded the way Python decodes such file names: surrogateescape)."""
     if isinstance(value, str):
         return value
-    return os.fsdecode(str(lv.raw(value)[1]).encode("latin-1"))
+    return os.fsdecode(str(raw(value)[1]).encode("latin-1"))
 
 
 def _content(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
-    return str(lv.raw(value)[1]).encode("latin-1")
+    return str(raw(value)[1]).encode("latin-1")
 
 
 def _last_name(path: str, what: str) -> str:
@@ -358,14 +358,14 @@ def _flags(fname: str, opts: Any, names: tuple[str, ...]) -> dict[str, bool]:
     found = dict.fromkeys(names, False)
     if opts is None:
         return found
-    if not lv.is_table(opts):
+    if not is_table(opts):
         example = ", ".join(f"{n} = true" for n in names)
-        raise JailError(f"options must be a table like {{ {example} }}, got {lv.type_name(opts)}")
+        raise JailError(f"options must be a table like {{ {example} }}, got {type_name(opts)}")
     for key, value in opts.items():
         if key not in names:
-            raise JailError(f"unknown option {lv.render(key)} (known: {', '.join(names)})")
+            raise JailError(f"unknown option {render(key)} (known: {', '.join(names)})")
         if not isinstance(value, bool):
-            raise JailError(f"option '{key}' must be a boolean, got {lv.type_name(value)}")
+            raise JailError(f"option '{key}' must be a boolean, got {type_name(value)}")
         found[key] = value
     return found
 
@@ -375,7 +375,7 @@ def _describe(name: str, args: tuple[Any, ...]) -> str:
     count = 2 if name in ("copy", "move") else 1
     shown = []
     for value in args[:count]:
-        if isinstance(value, str) or lv.is_table(value):
+        if isinstance(value, str) or is_table(value):
             shown.append(display(_path(value)))
     return " -> ".join(shown)
 

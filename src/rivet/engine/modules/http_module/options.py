@@ -16,7 +16,7 @@ import httpx
 
 from rivet.engine.policy.http_policy import HttpPolicy
 from rivet.engine.policy.violation import PolicyViolation
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import array_values, is_array, is_table, key_text, keys, raw, type_name
 from rivet.lua.sandbox import LuaCallError
 
 __all__ = ["METHODS", "REQUEST_OPTIONS", "VERB_OPTIONS", "RequestSpec", "display_url", "parse"]
@@ -65,29 +65,29 @@ class _Parser:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise self.fail(f"{what} must be a string, got {lv.type_name(value)}")
+        raise self.fail(f"{what} must be a string, got {type_name(value)}")
 
     def flag(self, opts: Any, name: str, default: bool) -> bool:
         value = opts[name]
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.fail(f"option '{name}' must be a boolean, got {lv.type_name(value)}")
+            raise self.fail(f"option '{name}' must be a boolean, got {type_name(value)}")
         return value
 
     def check_keys(self, opts: Any, allowed: tuple[str, ...]) -> None:
-        for key in lv.keys(opts):
+        for key in keys(opts):
             if key in allowed:
                 continue
             if key in ("method", "url"):
                 raise self.fail(f"option '{key}' is only accepted by http.request")
-            close = difflib.get_close_matches(lv.key_text(key), allowed, n=1)
+            close = difflib.get_close_matches(key_text(key), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise self.fail(f"unknown option '{lv.key_text(key)}'{hint}")
+            raise self.fail(f"unknown option '{key_text(key)}'{hint}")
 
     def url(self, value: Any) -> httpx.URL:
         if not isinstance(value, str) or not value:
-            raise self.fail(f"the URL must be a non-empty string, got {lv.type_name(value)}")
+            raise self.fail(f"the URL must be a non-empty string, got {type_name(value)}")
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:
@@ -98,15 +98,15 @@ class _Parser:
             raise self.fail(f"URL {value!r} has an invalid port {url.port}")
         return url
 
-    def headers(self, raw: Any) -> tuple[tuple[str, str], ...]:
-        if raw is None:
+    def headers(self, given: Any) -> tuple[tuple[str, str], ...]:
+        if given is None:
             return ()
-        if not lv.is_table(raw):
+        if not is_table(given):
             raise self.fail(
-                f"option 'headers' must be a table of name = value, got {lv.type_name(raw)}"
+                f"option 'headers' must be a table of name = value, got {type_name(given)}"
             )
         found: list[tuple[str, str]] = []
-        for name, value in raw.items():
+        for name, value in given.items():
             if not isinstance(name, str) or not _TOKEN.match(name):
                 raise self.fail(f"headers: invalid header name {name!r}")
             if name.lower() in RESERVED_HEADERS:
@@ -117,21 +117,21 @@ class _Parser:
             found.append((name, text))
         return tuple(sorted(found, key=lambda item: item[0].lower()))
 
-    def query(self, raw: Any) -> tuple[tuple[str, str], ...]:
-        if raw is None:
+    def query(self, given: Any) -> tuple[tuple[str, str], ...]:
+        if given is None:
             return ()
-        if not lv.is_table(raw):
+        if not is_table(given):
             raise self.fail(
-                f"option 'query' must be a table of name = value, got {lv.type_name(raw)}"
+                f"option 'query' must be a table of name = value, got {type_name(given)}"
             )
         found: list[tuple[str, str]] = []
-        raw = lv.raw(raw)
-        for name in sorted(raw.keys(), key=lv.key_text):
+        given = raw(given)
+        for name in sorted(given.keys(), key=key_text):
             if not isinstance(name, str):
                 raise self.fail(f"query: parameter names must be strings, got {name!r}")
-            value = raw[name]
-            values = lv.array_values(value) if lv.is_table(value) else [value]
-            if lv.is_table(value) and not lv.is_array(value):
+            value = given[name]
+            values = array_values(value) if is_table(value) else [value]
+            if is_table(value) and not is_array(value):
                 raise self.fail(f"query.{name} must be a value or a list of values")
             for item in values:
                 found.append((name, self.scalar(item, f"query.{name}")))
@@ -149,15 +149,15 @@ class _Parser:
 
         ``opts.json`` arrives already encoded by ``json.encode`` (in the Lua glue),
         so a request body means exactly what ``json.encode`` documents."""
-        raw, data = opts["body"], opts["json"]
-        if raw is not None and data is not None:
+        body, data = opts["body"], opts["json"]
+        if body is not None and data is not None:
             raise self.fail("give either 'body' or 'json', not both")
         content: bytes | None = None
         add_json_type = False
-        if raw is not None:
-            if not isinstance(raw, str | bytes):
-                raise self.fail(f"option 'body' must be a string, got {lv.type_name(raw)}")
-            content = raw.encode("utf-8") if isinstance(raw, str) else raw
+        if body is not None:
+            if not isinstance(body, str | bytes):
+                raise self.fail(f"option 'body' must be a string, got {type_name(body)}")
+            content = body.encode("utf-8") if isinstance(body, str) else body
         elif data is not None:
             if not isinstance(encoded_json, str | bytes):
                 raise RuntimeError("the http glue did not encode option 'json'")
@@ -231,18 +231,18 @@ def parse(
     ``encoded_json`` is ``opts.json`` after ``json.encode``."""
     parser = _Parser(fn, policy)
     if method is None:
-        if not lv.is_table(opts):
+        if not is_table(opts):
             raise parser.fail(
                 'expected a table: http.request({ method = "POST", url = "https://…" }), '
-                f"got {lv.type_name(opts)}"
+                f"got {type_name(opts)}"
             )
-        opts = lv.raw(opts)  # options are read raw: no __index (see rivet.lua.lua_values)
+        opts = raw(opts)  # options are read raw: no __index (see rivet.lua.lua_values)
         parser.check_keys(opts, REQUEST_OPTIONS)
         return parser.spec(parser.method(opts["method"]), opts["url"], opts, encoded_json)
     if opts is None:
         return parser.spec(method, url, _NoOptions(), None)
-    if not lv.is_table(opts):
-        raise parser.fail(f"options must be a table, got {lv.type_name(opts)}")
-    opts = lv.raw(opts)
+    if not is_table(opts):
+        raise parser.fail(f"options must be a table, got {type_name(opts)}")
+    opts = raw(opts)
     parser.check_keys(opts, VERB_OPTIONS)
     return parser.spec(method, url, opts, encoded_json)

@@ -40,7 +40,7 @@ from rivet.engine.modules.process_module.options import (
 from rivet.engine.policy.fs_policy import format_size
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ContainerError
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import array_values
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
 __all__ = ["DEFAULT_PARALLEL", "install"]
@@ -319,7 +319,7 @@ class _Runner:
             return str(exc)
 
     def wait_any(self, handles: Any) -> tuple[int, bool, Any]:
-        wanted = [int(h) for h in lv.array_values(handles)]
+        wanted = [int(h) for h in array_values(handles)]
         with self._lock:
             futures = {self._futures[h]: h for h in wanted}
         done, _ = wait(list(futures), return_when=FIRST_COMPLETED)

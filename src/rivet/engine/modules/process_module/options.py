@@ -13,7 +13,7 @@ from typing import Any
 from rivet.domain.env_names import HOST_TOOL_ENV, EnvNameError, check_env_name
 from rivet.engine.backends.base import WORKSPACE
 from rivet.engine.events import LEVEL_NAMES, Level
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import array_values, is_array, is_table, key_text, raw, render, type_name
 from rivet.lua.sandbox import LuaCallError
 
 __all__ = [
@@ -85,7 +85,7 @@ def _text(value: Any, what: str) -> str:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise _fail(f"{what} must be a string, got {lv.type_name(value)}")
+    raise _fail(f"{what} must be a string, got {type_name(value)}")
 
 
 def _flag(opts: Any, name: str) -> bool:
@@ -93,7 +93,7 @@ def _flag(opts: Any, name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise _fail(f"option '{name}' must be a boolean, got {lv.type_name(value)}")
+        raise _fail(f"option '{name}' must be a boolean, got {type_name(value)}")
     return value
 
 
@@ -129,12 +129,12 @@ def jail_cwd(cwd: Any, workspace: Path) -> str:
 
 def parse_options(opts: Any, workspace: Path) -> RunOptions:
     """The options table, read raw (see :mod:`rivet.lua.lua_values`)."""
-    if not lv.is_table(opts):
+    if not is_table(opts):
         raise _fail(
             'expected a table: process.run({ cmd = "echo", args = { "hi" } }) '
-            f'or process.run({{ "echo", "hi" }}), got {lv.type_name(opts)}'
+            f'or process.run({{ "echo", "hi" }}), got {type_name(opts)}'
         )
-    opts = lv.raw(opts)
+    opts = raw(opts)
     positional = opts.array()
     for key in opts:
         if isinstance(key, int) and not isinstance(key, bool) and 1 <= key <= len(positional):
@@ -145,9 +145,9 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
                 "(the argv ends at its first nil)"
             )
         if key not in OPTIONS:
-            close = difflib.get_close_matches(lv.key_text(key), OPTIONS, n=1)
+            close = difflib.get_close_matches(key_text(key), OPTIONS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _fail(f"unknown option '{lv.key_text(key)}'{hint}")
+            raise _fail(f"unknown option '{key_text(key)}'{hint}")
     argv = [_text(v, f"argument {i}") for i, v in enumerate(positional, start=1)]
     cmd = opts["cmd"]
     if cmd is not None:
@@ -156,21 +156,19 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
         argv = [_text(cmd, "option 'cmd'")]
     args = opts["args"]
     if args is not None:
-        if not lv.is_array(args):
-            raise _fail(f"option 'args' must be a list of strings, got {lv.type_name(args)}")
+        if not is_array(args):
+            raise _fail(f"option 'args' must be a list of strings, got {type_name(args)}")
         if positional:
             raise _fail("give 'args' together with 'cmd', not with a positional argv")
-        argv += [_text(v, f"args[{i}]") for i, v in enumerate(lv.array_values(args), start=1)]
+        argv += [_text(v, f"args[{i}]") for i, v in enumerate(array_values(args), start=1)]
     if not argv or not argv[0]:
         raise _fail("no command given (set 'cmd' or pass the argv positionally)")
 
     env: dict[str, str] = {}
     raw_env = opts["env"]
     if raw_env is not None:
-        if not lv.is_table(raw_env):
-            raise _fail(
-                f"option 'env' must be a table of NAME = value, got {lv.type_name(raw_env)}"
-            )
+        if not is_table(raw_env):
+            raise _fail(f"option 'env' must be a table of NAME = value, got {type_name(raw_env)}")
         for key, value in raw_env.items():
             env[_env_name(key, "env")] = _text(value, f"env.{key}")
 
@@ -231,24 +229,23 @@ def _env_name(name: Any, option: str) -> str:
 def _secret_map(opts: Any, option: str, example: str, *, variables: bool = False) -> dict[str, str]:
     """``{ KEY = "secret name" }`` as a dict of strings. KEY follows the environment-name
     rule when ``variables``; otherwise (file names) the caller validates it."""
-    raw = opts[option]
-    if raw is None:
+    given = opts[option]
+    if given is None:
         return {}
-    if not lv.is_table(raw):
+    if not is_table(given):
         raise _fail(
             f"option '{option}' must be a table like {{ {example} = \"secret_name\" }}, "
-            f"got {lv.type_name(raw)}"
+            f"got {type_name(given)}"
         )
     mapping: dict[str, str] = {}
-    for key, value in raw.items():
+    for key, value in given.items():
         if variables:
             _env_name(key, option)
         elif not isinstance(key, str) or not key:
-            raise _fail(f"{option}: keys must be non-empty strings, got {lv.render(key)}")
+            raise _fail(f"{option}: keys must be non-empty strings, got {render(key)}")
         if not isinstance(value, str) or not value:
             raise _fail(
-                f"{option}.{key}: expected the name of a secret (a string), "
-                f"got {lv.type_name(value)}"
+                f"{option}.{key}: expected the name of a secret (a string), got {type_name(value)}"
             )
         mapping[key] = value
     return mapping
