@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rivet.domain.actors import ADMIN, ANONYMOUS
-from rivet.orchestrator.auth import PermissionDeniedError
+from rivet.errors import PermissionDeniedError
 from rivet.protocol import PipelineCreate, PipelineView
 from rivet.store import Database
 from rivet.store import pipelines as store

@@ -15,8 +15,8 @@ import anyio.to_thread
 from pydantic import SecretStr
 
 from rivet.domain import JobStatus, StageStatus
+from rivet.errors import PermissionDeniedError
 from rivet.jobqueue import JobQueue, Offer, job_topic
-from rivet.orchestrator.auth import PermissionDeniedError
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import (
     Ack,
