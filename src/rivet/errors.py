@@ -6,8 +6,8 @@ fix it. The CLI prints ``str(error)`` on one line and never a traceback for thes
 the server turns them into HTTP answers in ``rivet.orchestrator.http_errors`` alone.
 The classes shared by several parts of Rivet are defined here; a class that only
 one part raises is defined beside that code (its module under ``rivet`` in
-brackets, which holds its subclasses too), under the node it belongs to. ``tests/unit/test_error_tree.py`` holds
-this drawing to the code.
+brackets, which holds its subclasses too), under the node it belongs to.
+``tests/unit/test_error_tree.py`` holds this drawing to the code.
 
     RivetError
     ├── DefinitionError          a pipeline file failed validation (one or more problems)

@@ -1,4 +1,4 @@
-"""Pipeline files → validated definitions (spec section 1).
+"""Pipeline files → validated definitions (docs/lua-reference.md, '1. Defining a pipeline').
 
 The chunk runs in a sandbox with the definition API; runtime modules are present
 but refuse to work at definition time. What ``pipeline.define`` / the builder

@@ -36,7 +36,8 @@ DEFINITION_MODULES: dict[str, tuple[str, ...]] = {
     "pipeline": ("define", "builder", "input", "stage", "tag"),
 }
 
-# Global functions and libraries of the sandbox (spec section 3) besides the modules.
+# Global functions and libraries of the sandbox besides the modules
+# (docs/lua-reference.md, '3. The sandbox').
 SANDBOX_GLOBALS: tuple[str, ...] = (
     "assert",
     "collectgarbage",

@@ -1,5 +1,6 @@
-"""Validation of what a pipeline file declared (spec section 1): every rule, every
-problem at once, each with its field path and, where Lua knows it, its line.
+"""Validation of what a pipeline file declared (docs/lua-reference.md, '1. Defining a
+pipeline'): every rule, every problem at once, each with its field path and, where Lua
+knows it, its line.
 
 Works on the Lua tables recorded by ``pipeline.define`` / the builder; the loading
 itself (sandbox, definition API, placeholders) is in :mod:`rivet.lua.definition`.

@@ -1,4 +1,4 @@
-"""The executor against real Podman and the local images (spec section 2)."""
+"""The executor against real Podman and the local images (docs/lua-reference.md, '2. Runtime modules')."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sandbox battery: one hostile script per removed capability (spec section 3).
+"""The sandbox battery: one hostile script per removed capability (docs/lua-reference.md, '3. The sandbox').
 
 Each attack runs twice where it makes sense: at definition time (``rivet check``
 path, placeholder runtime modules) and inside a stage (the real executor). Each

@@ -1,4 +1,5 @@
-"""Parsing and checking ``process.run`` options (spec: process) into an ``ExecRequest``."""
+"""Parsing and checking ``process.run`` options (docs/lua-reference.md, 'process') into
+an ``ExecRequest``."""
 
 from __future__ import annotations
 
