@@ -233,10 +233,6 @@ class Sandbox:
 
     # --- lifetime -----------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
         """End the job's Lua: cut every bridge to Python, then free the Lua state.
 

@@ -188,9 +188,6 @@ class PodmanBackend:
         """Names of every container this backend created (any job, any runner)."""
         return self._list(f"{LABEL_MANAGED}=true", "{{.Names}}")
 
-    def remove_all_managed(self) -> int:
-        return self._remove_labelled(f"{LABEL_MANAGED}=true")
-
     # -- exec ------------------------------------------------------------------------
 
     def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
