@@ -1,7 +1,8 @@
 """Settings objects, one per process, built in ``main`` and passed down (never global).
 
 Every field can be set through a ``RIVET_*`` environment variable (``RIVET_HOME``,
-``RIVET_DATABASE_URL``, ``RIVET_ADMIN_TOKEN``, ``RIVET_HOST``, ``RIVET_PORT`` …);
+``RIVET_DATABASE_URL``, ``RIVET_ADMIN_TOKEN``, ``RIVET_HOST``, ``RIVET_PORT``,
+``RIVET_MAX_BODY_BYTES`` …);
 CLI flags override them by passing keyword arguments.
 """
 
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rivet.defaults import DEFAULT_PORT
 from rivet.home import RivetHome, default_home
+from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_SOURCE_BYTES
 
 __all__ = ["DEFAULT_PORT", "ServerSettings"]
 
@@ -46,6 +48,13 @@ class ServerSettings(BaseSettings):
         "wake-up signals make the common case immediate",
     )
     sse_keepalive: float = Field(default=15.0, gt=0, description="SSE comment interval (s)")
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        # Below this a pipeline of the largest allowed size could not be sent at all.
+        ge=MAX_SOURCE_BYTES + 64 * 1024,
+        description="largest request body accepted (bytes); larger ones are answered 413 "
+        "before they are read whole",
+    )
     log_level: str = "info"
 
     @field_validator("home", mode="after")

@@ -17,6 +17,9 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 - ``POST /api/runner/jobs/{id}/heartbeat`` → ``Ack`` (``cancel_requested`` tells the
   runner to stop the job)
 - ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
+
+Request models carry the size caps of :mod:`rivet.limits` (422 naming the field and
+the limit); answer models carry none, so rows stored before a cap existed still show.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, SecretStr, StringConstraints
+
+from rivet import limits
 
 __all__ = [
     "API_VERSION",
@@ -63,6 +68,38 @@ StageStatusName = Literal["pending", "running", "succeeded", "failed", "skipped"
 Scalar = str | int | float | bool
 
 
+def _wire_value(value: Scalar) -> Scalar:
+    """An input or output value a pipeline can hold exactly (see :mod:`rivet.limits`)."""
+    if isinstance(value, str):
+        if len(value) > limits.MAX_VALUE:
+            raise ValueError(f"a string value may have at most {limits.MAX_VALUE} characters")
+    elif not isinstance(value, bool) and (problem := limits.number_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _source_size(source: str) -> str:
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_SOURCE_BYTES:
+        raise ValueError(
+            f"the pipeline source is {size} bytes; at most {limits.MAX_SOURCE_BYTES} "
+            f"({limits.MAX_SOURCE_BYTES // 1024} KiB) are accepted"
+        )
+    return source
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_NAME)]
+Description = Annotated[str, StringConstraints(max_length=limits.MAX_DESCRIPTION)]
+ErrorText = Annotated[str, StringConstraints(max_length=limits.MAX_ERROR)]
+WireScalar = Annotated[Scalar, AfterValidator(_wire_value)]
+# A runner may offer a tag with an empty value (``--tag os=``); keys are never empty.
+Tags = Annotated[
+    dict[Name, Annotated[str, StringConstraints(max_length=limits.MAX_NAME)]],
+    Field(max_length=limits.MAX_TAGS),
+]
+Plugins = Annotated[list[Name], Field(max_length=limits.MAX_PLUGINS)]
+
+
 class ErrorBody(BaseModel):
     """Every error response: ``{"error": {"code", "message", "details"}}``."""
 
@@ -81,8 +118,16 @@ class ErrorResponse(BaseModel):
 
 
 class PipelineCreate(BaseModel):
-    source: str = Field(description="Lua source of the pipeline file")
-    filename: str = Field(default="pipeline.lua", description="shown in error messages")
+    source: Annotated[str, AfterValidator(_source_size)] = Field(
+        description=f"Lua source of the pipeline file (at most {limits.MAX_SOURCE_BYTES} "
+        "bytes as UTF-8)"
+    )
+    filename: str = Field(
+        default="pipeline.lua",
+        min_length=1,
+        max_length=limits.MAX_FILENAME,
+        description="shown in error messages",
+    )
 
 
 class PipelineView(BaseModel):
@@ -106,9 +151,15 @@ class PipelineView(BaseModel):
 
 
 class JobLaunch(BaseModel):
-    pipeline: str = Field(description="pipeline name (or id)")
-    version: int | None = Field(default=None, description="default: the latest version")
-    inputs: dict[str, Scalar] = Field(default_factory=dict)
+    pipeline: Name = Field(description="pipeline name (or id)")
+    version: int | None = Field(
+        default=None, ge=1, le=limits.MAX_INT32, description="default: the latest version"
+    )
+    inputs: dict[Name, WireScalar] = Field(
+        default_factory=dict,
+        max_length=limits.MAX_INPUTS,
+        description=f"numbers finite within ±2^53; strings at most {limits.MAX_VALUE} characters",
+    )
 
 
 class StageView(BaseModel):
@@ -176,7 +227,7 @@ class LogPage(BaseModel):
 
 
 class RegistrationTokenCreate(BaseModel):
-    description: str | None = None
+    description: Description | None = None
 
 
 class RegistrationTokenView(BaseModel):
@@ -188,10 +239,10 @@ class RegistrationTokenView(BaseModel):
 
 
 class RegisterRequest(BaseModel):
-    registration_token: str
-    name: str
-    tags: dict[str, str] = Field(default_factory=dict)
-    plugins: list[str] = Field(default_factory=list)
+    registration_token: Annotated[str, StringConstraints(max_length=limits.MAX_TOKEN)]
+    name: Name
+    tags: Tags = Field(default_factory=dict)
+    plugins: Plugins = Field(default_factory=list)
 
 
 class RegisterResponse(BaseModel):
@@ -212,8 +263,8 @@ class RunnerView(BaseModel):
 class RunnerUpdate(BaseModel):
     """Body of ``PATCH /api/runners/{ref}`` (admin): what to replace; omitted = kept."""
 
-    tags: dict[str, str] | None = Field(default=None, description="the runner's tags, all")
-    plugins: list[str] | None = Field(default=None, description="the runner's plugins, all")
+    tags: Tags | None = Field(default=None, description="the runner's tags, all")
+    plugins: Plugins | None = Field(default=None, description="the runner's plugins, all")
 
 
 class ClaimRequest(BaseModel):
@@ -221,12 +272,12 @@ class ClaimRequest(BaseModel):
     an admin): a claim cannot widen what the runner is handed."""
 
     wait_seconds: float = Field(default=20.0, ge=0, le=60)
-    tags: dict[str, str] | None = Field(
+    tags: Tags | None = Field(
         default=None,
         description="ignored: jobs are matched against the tags stored for the runner "
         "(set at registration, changed by an admin with PATCH /api/runners/{ref})",
     )
-    plugins: list[str] | None = Field(
+    plugins: Plugins | None = Field(
         default=None,
         description="what this runner's runtime provides now; it can only narrow the "
         "registered plugins (a plugin the server has not recorded is not offered)",
@@ -263,22 +314,61 @@ class JobAssignment(BaseModel):
     )
 
 
+def _line_fits(line: LogLine) -> LogLine:
+    # Checked here, not on LogLine: answers carry LogLine too, and lines stored before
+    # the cap existed must still be readable.
+    if line.seq > limits.MAX_INT32:
+        raise ValueError(f"seq may be at most {limits.MAX_INT32}")
+    if len(line.message) > limits.MAX_LOG_MESSAGE:
+        raise ValueError(f"message may have at most {limits.MAX_LOG_MESSAGE} characters")
+    if line.stage is not None and len(line.stage) > limits.MAX_NAME:
+        raise ValueError(f"stage may have at most {limits.MAX_NAME} characters")
+    return line
+
+
 class LogBatch(BaseModel):
-    lines: list[LogLine]
+    lines: list[Annotated[LogLine, AfterValidator(_line_fits)]] = Field(
+        max_length=limits.MAX_LOG_LINES,
+        description=f"at most {limits.MAX_LOG_LINES} lines, each message at most "
+        f"{limits.MAX_LOG_MESSAGE} characters",
+    )
 
 
 class StageUpdate(BaseModel):
-    name: str
+    name: Name
     status: StageStatusName
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    error: str | None = None
+    error: ErrorText | None = None
+
+
+def _output_value(value: Scalar) -> Scalar:
+    if not isinstance(value, bool | str) and (problem := limits.number_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _outputs_fit(outputs: dict[str, Scalar]) -> dict[str, Scalar]:
+    if limits.outputs_size(outputs) > limits.MAX_OUTPUTS_BYTES:
+        raise ValueError(
+            f"names and values of all outputs may have at most {limits.MAX_OUTPUTS_BYTES} "
+            "bytes together (UTF-8)"
+        )
+    return outputs
+
+
+OutputName = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_OUTPUT_NAME)]
 
 
 class JobCompletion(BaseModel):
+    """Outputs have the caps ``output.set`` enforces (the same numbers)."""
+
     status: Literal["succeeded", "failed", "cancelled"]
-    outputs: dict[str, Scalar] = Field(default_factory=dict)
-    error: str | None = None
+    outputs: Annotated[
+        dict[OutputName, Annotated[Scalar, AfterValidator(_output_value)]],
+        AfterValidator(_outputs_fit),
+    ] = Field(default_factory=dict, max_length=limits.MAX_OUTPUTS)
+    error: ErrorText | None = None
 
 
 class Ack(BaseModel):
@@ -294,7 +384,9 @@ class SecretSet(BaseModel):
     """Body of ``PUT /api/secrets/{name}``: the value, and grants to add with it."""
 
     value: SecretStr = Field(description="the secret value (never returned by the API)")
-    grants: list[str] = Field(default_factory=list, description="pipeline names to grant")
+    grants: list[Name] = Field(
+        default_factory=list, max_length=limits.MAX_GRANTS, description="pipeline names to grant"
+    )
 
 
 class SecretView(BaseModel):

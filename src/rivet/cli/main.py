@@ -30,7 +30,6 @@ from rivet.cli import up as up_cmd
 from rivet.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_USAGE,
     err_console,
     exit_code_for,
     print_definition_error,
@@ -156,6 +155,7 @@ def server(
 
     Migrates the database first. On first start it writes an admin token to
     $RIVET_HOME/admin-token (used by `rivet runner token create` on this machine).
+    RIVET_MAX_BODY_BYTES sets the largest request body accepted (default 4 MiB).
 
     Example: rivet server --host 0.0.0.0 --port 8420
     """
@@ -170,7 +170,3 @@ def main() -> None:
         app(prog_name="rivet")
     except KeyboardInterrupt:  # outside a command (e.g. while importing)
         sys.exit(EXIT_INTERRUPTED)
-
-
-# Re-exported so callers can map errors the same way (e.g. ``rivet up``).
-EXIT_CODES = {"failed": EXIT_FAILED, "usage": EXIT_USAGE, "interrupted": EXIT_INTERRUPTED}

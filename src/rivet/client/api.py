@@ -329,17 +329,32 @@ class RivetClient:
         )
 
 
+# What a status means when the answer is not Rivet's JSON envelope (a proxy's page).
+_PLAIN = {
+    413: "the request is larger than the server (or a proxy in front of it) accepts",
+    422: "the server refused a field of the request",
+    503: "the server is temporarily unavailable",
+}
+
+
 def api_error(response: httpx.Response) -> ApiError:
-    """The server's ``{"error": {...}}`` answer as an ``ApiError`` (detail: ``ErrorBody``)."""
+    """The server's ``{"error": {...}}`` answer as an ``ApiError`` (detail: ``ErrorBody``).
+
+    A 503 says when to try again (``Retry-After``); a 413 or 422 carries the server's
+    message, which names the limit or the field."""
+    status = response.status_code
+    retry = response.headers.get("Retry-After", "").strip()
+    hint = f" (retry in {retry} s)" if status == 503 and retry.isdecimal() else ""
     try:
         body = ErrorResponse.model_validate_json(response.content).error
     except (ValidationError, ValueError):
         text = response.text.strip().replace("\n", " ")
-        message = f"the server answered HTTP {response.status_code}"
+        known = _PLAIN.get(status)
+        message = f"{known} (HTTP {status})" if known else f"the server answered HTTP {status}"
         if text:
             message += f": {text[:200]}"
-        return ApiError(response.status_code, message, None)
-    return ApiError(response.status_code, body.message, body)
+        return ApiError(status, message + hint, None)
+    return ApiError(status, body.message + hint, body)
 
 
 def error_body(error: ApiError) -> ErrorBody | None:

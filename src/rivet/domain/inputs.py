@@ -2,15 +2,19 @@
 
 Launch values arrive as JSON values or as strings (``--input k=v``, web forms);
 strings are converted by the declared type. Every bad input is reported at once.
+
+The rules of :mod:`rivet.limits` hold here too, for ``rivet run`` as for the server:
+strings are storable text of at most ``MAX_VALUE`` characters, numbers finite within
+±2^53 (the range Lua and JSON share exactly).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from rivet.errors import InputError
+from rivet.limits import MAX_EXACT_NUMBER, MAX_VALUE, number_problem, text_problem
 
 if TYPE_CHECKING:
     from rivet.domain.definition import InputDef, PipelineDefinition
@@ -39,9 +43,13 @@ def describe_type(value: object) -> str:
 def coerce_value(kind: str, value: object) -> InputValue:
     """Convert ``value`` to ``kind`` (string/number/bool) or raise ``ValueError`` saying why."""
     if kind == "string":
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"expected a string, got {describe_type(value)}")
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {describe_type(value)}")
+        if (problem := text_problem(value)) is not None:
+            raise ValueError(f"the value {problem}")
+        if len(value) > MAX_VALUE:
+            raise ValueError(f"a string value may have at most {MAX_VALUE} characters")
+        return value
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -56,22 +64,23 @@ def coerce_value(kind: str, value: object) -> InputValue:
     if kind == "number":
         if isinstance(value, bool):
             raise ValueError("expected a number, got bool")
-        if isinstance(value, int):
+        if isinstance(value, int | float):
+            if (problem := number_problem(value)) is not None:
+                raise ValueError(problem)
+            if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_NUMBER:
+                return int(value)
             return value
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError(f"expected a finite number, got {value!r}")
-            return int(value) if value.is_integer() and abs(value) < 2**53 else value
         if isinstance(value, str):
             text = value.strip()
+            number: float
             try:
-                return int(text)
+                number = int(text)
             except ValueError:
-                pass
-            try:
-                number = float(text)
-            except ValueError:
-                raise ValueError(f"expected a number, got {value!r}") from None
+                try:
+                    number = float(text)
+                except ValueError:
+                    shown = text if len(text) <= 60 else text[:60] + "…"
+                    raise ValueError(f"expected a number, got {shown!r}") from None
             return coerce_value("number", number)
         raise ValueError(f"expected a number, got {describe_type(value)}")
     raise ValueError(f"unknown input type {kind!r}")

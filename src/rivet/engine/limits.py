@@ -15,6 +15,8 @@ naming the cap; nothing is dropped silently.
 
 from __future__ import annotations
 
+from rivet import limits
+
 __all__ = [
     "CAPTURE_SHARE",
     "JSON_DECODE_SHARE",
@@ -47,12 +49,13 @@ MAX_ERROR_CHARS = 16 * KiB
 
 # output.set: values shared between stages and reported with the job (like CI
 # "outputs": versions, ids, paths). Bigger data belongs in a workspace file.
-MAX_OUTPUTS = 1000
-MAX_OUTPUT_NAME_CHARS = 256
-MAX_OUTPUTS_BYTES = 1 * MiB  # names and values together, UTF-8
+# The server's caps (rivet.limits), so that it stores whatever a job may set.
+MAX_OUTPUTS = limits.MAX_OUTPUTS
+MAX_OUTPUT_NAME_CHARS = limits.MAX_OUTPUT_NAME
+MAX_OUTPUTS_BYTES = limits.MAX_OUTPUTS_BYTES  # names and values together, UTF-8
 
 # fs.list, fs.glob and fs.copy refuse a directory with more entries than this (the
-# names would be held in memory at once); fs.glob also caps its results (fs_tree).
+# names would be held in memory at once); fs.glob also caps its results (fs_module.tree).
 MAX_DIR_ENTRIES = 100_000
 
 # process.run: Linux refuses a single argument or environment string of 128 KiB or

@@ -4,6 +4,9 @@ The process holds no job state: everything lives in the database, so any number 
 orchestrators can serve the same runners and clients. Start-up migrates the schema
 (``upgrade head``, serialised across processes), loads the admin token and starts
 the queue's wake-up listener; shutdown stops it and closes the connection pool.
+
+Every request passes the guards of :mod:`rivet.orchestrator.guard` first: a body size
+limit and a check that every string it carries is storable text.
 """
 
 from __future__ import annotations
@@ -14,13 +17,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from rivet import __version__
 from rivet.config import ServerSettings
 from rivet.orchestrator.auth import hash_token, load_admin_token
+from rivet.orchestrator.guard import BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
-from rivet.orchestrator.routes import health, jobs, pipelines, runner_api, runners, secrets, stream
+from rivet.orchestrator.routes import (
+    health,
+    jobs,
+    pipelines,
+    runner_api,
+    runners,
+    secret_admin,
+    stream,
+)
 from rivet.orchestrator.services import Services
 from rivet.store import upgrade
 
@@ -59,8 +71,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(check_request_text)],
     )
     install_error_handlers(app)
-    for module in (health, pipelines, jobs, stream, runners, runner_api, secrets):
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    for module in (health, pipelines, jobs, stream, runners, runner_api, secret_admin):
         app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     return app

@@ -17,25 +17,32 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rivet.errors import (
+    AmbiguousIdError,
+    AuthenticationError,
     ConfigError,
     ConflictError,
     DefinitionError,
     InputError,
+    InvalidRequest,
     LuaError,
     NotFoundError,
+    PermissionDeniedError,
+    RequestTooLarge,
     RivetError,
+    StorageUnavailable,
 )
-from rivet.orchestrator.auth import AuthenticationError, PermissionDeniedError
 from rivet.protocol import ErrorBody, ErrorResponse
-from rivet.store import AmbiguousIdError
 
-__all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
+__all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
 
 log = logging.getLogger(__name__)
 
 _STATUS: dict[type[RivetError], tuple[int, str]] = {
     DefinitionError: (422, "invalid_definition"),
     InputError: (422, "invalid_inputs"),
+    InvalidRequest: (422, "invalid_request"),
+    RequestTooLarge: (413, "request_too_large"),
+    StorageUnavailable: (503, "storage_unavailable"),
     LuaError: (422, "lua_error"),
     NotFoundError: (404, "not_found"),
     AmbiguousIdError: (409, "ambiguous_id"),
@@ -49,8 +56,12 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
 # For the OpenAPI document: every route may answer with these.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase}
-    for status in (400, 401, 403, 404, 409, 422)
+    for status in (400, 401, 403, 404, 409, 413, 422, 503)
 }
+
+# Seconds a client should wait before retrying after a 503 (a database restart or
+# fail-over usually takes a few seconds).
+RETRY_AFTER = 5
 
 
 def _details(exc: RivetError) -> Any:
@@ -60,25 +71,41 @@ def _details(exc: RivetError) -> Any:
         return {"problems": exc.problems}
     if isinstance(exc, AmbiguousIdError):
         return {"kind": exc.kind, "prefix": exc.prefix, "matches": exc.matches}
+    if isinstance(exc, InvalidRequest):
+        return [{"loc": field.split("."), "msg": why} for field, why in exc.problems]
+    if isinstance(exc, RequestTooLarge):
+        return {"limit": exc.limit, "setting": exc.setting}
     return None
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER)
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers or None)
 
 
-def _rivet_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RivetError)
+def render(exc: RivetError) -> JSONResponse:
+    """The answer for ``exc``: status and code by the most specific class in its MRO.
+    Also used by the ASGI middleware, which runs outside FastAPI's handlers."""
     status, code = _STATUS[RivetError]
     for cls in type(exc).__mro__:
         if cls in _STATUS:
             status, code = _STATUS[cls]
             break
-    if status >= 500:
+    if isinstance(exc, StorageUnavailable):
+        log.warning("answering 503: %s (%s)", exc, exc.reason)
+    elif status >= 500:
         log.error("server error: %s", exc)
     return error_response(status, code, str(exc), _details(exc))
+
+
+def _rivet_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RivetError)
+    return render(exc)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

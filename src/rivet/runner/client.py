@@ -5,9 +5,13 @@ Each method makes one attempt and sorts failures into what the caller can do:
     RivetError
     └── RunnerClientError
         ├── ServerUnavailable   no answer, a timeout, HTTP 5xx or 429: retry with backoff
+        │                       (503: the server's database is down; Retry-After is
+        │                       the shortest wait before the next attempt)
         ├── TokenRejected       401: the runner (or registration) token is not valid
         ├── JobGone             403/404 on a job route: the job is no longer this runner's
         └── RequestRejected     any other 4xx: retrying the same request cannot help
+            └── BodyTooLarge 413: the body is over the server's size limit; a
+                                smaller request (half a log batch) may pass
 
 :func:`deliver` retries a call until the server takes it. Every request is idempotent
 on the server (logs by sequence number, completion once), so resending after a lost
@@ -42,6 +46,7 @@ from rivet.protocol import (
 from rivet.runner.retry import Backoff, Connectivity
 
 __all__ = [
+    "BodyTooLarge",
     "JobGone",
     "RequestRejected",
     "RunnerClient",
@@ -64,7 +69,12 @@ class RunnerClientError(RivetError):
 
 
 class ServerUnavailable(RunnerClientError):
-    """No usable answer: connection refused or dropped, timeout, HTTP 5xx/429."""
+    """No usable answer: connection refused or dropped, timeout, HTTP 5xx/429.
+    ``retry_after``: the server's Retry-After in seconds, when it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class TokenRejected(RunnerClientError):
@@ -77,6 +87,10 @@ class JobGone(RunnerClientError):
 
 class RequestRejected(RunnerClientError):
     """Any other 4xx: the request itself is wrong (a bug or a version mismatch)."""
+
+
+class BodyTooLarge(RequestRejected):
+    """HTTP 413: the body is larger than the server accepts (RIVET_MAX_BODY_BYTES)."""
 
 
 class RunnerClient:
@@ -167,12 +181,16 @@ class RunnerClient:
         status = response.status_code
         if status >= 500 or status == 429:
             self.connectivity.failed(what, f"HTTP {status}")
-            raise ServerUnavailable(f"{what}: HTTP {status}: {_message(response)}")
+            raise ServerUnavailable(
+                f"{what}: HTTP {status}: {_message(response)}", _retry_after(response)
+            )
         self.connectivity.succeeded()
         if status == 401:
             raise TokenRejected(f"{what}: {_message(response)}")
         if job_route and status in (403, 404):
             raise JobGone(f"{what}: {_message(response)}")
+        if status == 413:
+            raise BodyTooLarge(f"{what}: HTTP 413: {_message(response)}")
         if status >= 400:
             raise RequestRejected(f"{what}: HTTP {status}: {_message(response)}")
         return response
@@ -193,8 +211,20 @@ def deliver(
         except ServerUnavailable as exc:
             if on_retry is not None:
                 on_retry(exc)
-            give_up.wait(backoff.next_delay())
+            delay = backoff.next_delay()
+            if exc.retry_after is not None:
+                delay = max(delay, min(exc.retry_after, backoff.cap))
+            give_up.wait(delay)
     return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # absent, or an HTTP date (no server of ours sends one)
+    return seconds if 0 <= seconds <= 3600 else None
 
 
 def _parse(response: httpx.Response, model: type[M]) -> M:

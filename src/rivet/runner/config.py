@@ -40,6 +40,7 @@ from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
 from rivet.engine.policy import Policy
 from rivet.errors import ConfigError
 from rivet.home import RivetHome
+from rivet.limits import MAX_NAME, MAX_TAGS
 from rivet.lua.definition import KNOWN_PLUGINS
 from rivet.runner.config_file import read_runner_file
 from rivet.runner.logs import ShipperSettings
@@ -146,6 +147,10 @@ def resolve_settings(
     else:
         tags_given = "tags" in saved
         tags = _file_tags(saved.get("tags", {}), config_file)
+    _check_tags(tags)
+    name = str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname())
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"the runner name may have at most {MAX_NAME} characters")
     concurrency = _int(pick(options.concurrency, "RIVET_RUNNER_CONCURRENCY", "concurrency"), 1)
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
@@ -157,7 +162,7 @@ def resolve_settings(
         registration_token=options.registration_token
         or env.get("RIVET_REGISTRATION_TOKEN")
         or None,
-        name=str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname()),
+        name=name,
         tags=tags,
         tags_given=tags_given,
         concurrency=concurrency,
@@ -170,6 +175,18 @@ def resolve_settings(
         policy=Policy.load(policy_file) if policy_file is not None else Policy(),
         policy_file=policy_file,
     )
+
+
+def _check_tags(tags: Mapping[str, str]) -> None:
+    """The server's caps (rivet.limits), refused here with a clear message rather than
+    by the server at registration or at every claim."""
+    if len(tags) > MAX_TAGS:
+        raise ConfigError(f"a runner may offer at most {MAX_TAGS} tags, got {len(tags)}")
+    for key, value in tags.items():
+        if len(key) > MAX_NAME or len(value) > MAX_NAME:
+            raise ConfigError(
+                f"tag {key[:40]!r}: keys and values may have at most {MAX_NAME} characters"
+            )
 
 
 def _path(flag: Path | None, var: str | None) -> Path | None:

@@ -26,6 +26,7 @@ from typing import Literal
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, JobSpec
+from rivet.limits import MAX_ERROR, truncate
 from rivet.protocol import Ack, JobAssignment, JobCompletion
 from rivet.runner.client import (
     JobGone,
@@ -151,18 +152,34 @@ class JobRun:
             status = "succeeded"
         elif result.status is JobStatus.CANCELLED:
             status = "cancelled"
-        completion = JobCompletion(status=status, outputs=result.outputs, error=result.error)
+        error = truncate(result.error, MAX_ERROR) if result.error is not None else None
         try:
-            ack = deliver(
-                lambda: self.client.complete(self.job_id, completion),
-                Backoff(0.2, 10.0),
-                self._give_up,
-            )
-        except (JobGone, TokenRejected, RequestRejected) as exc:
+            completion = JobCompletion(status=status, outputs=result.outputs, error=error)
+        except ValueError as exc:  # outputs over a cap: output.set checks, this is a backstop
+            completion = _refused(f"the job's outputs break the API's rules: {exc}")
+        try:
+            self._deliver_completion(completion)
+        except RequestRejected as exc:
+            # Never leave the job running on the server: report it failed, without the
+            # outputs the server refused, saying why.
             log.error("job %s: the server refused its completion: %s", self.job_id, exc)
-            return
+            try:
+                self._deliver_completion(_refused(f"the server refused the job's result: {exc}"))
+            except (JobGone, TokenRejected, RequestRejected) as again:
+                log.error("job %s: the server refused its completion: %s", self.job_id, again)
+        except (JobGone, TokenRejected) as exc:
+            log.error("job %s: the server refused its completion: %s", self.job_id, exc)
+
+    def _deliver_completion(self, completion: JobCompletion) -> None:
+        ack = deliver(
+            lambda: self.client.complete(self.job_id, completion),
+            Backoff(0.2, 10.0),
+            self._give_up,
+        )
         if ack is None:
-            log.error("job %s: gave up reporting its completion (%s)", self.job_id, status)
+            log.error(
+                "job %s: gave up reporting its completion (%s)", self.job_id, completion.status
+            )
 
     # --- heartbeats -----------------------------------------------------------------
 
@@ -191,3 +208,7 @@ class JobRun:
         if ack.cancel_requested and not self.cancel.cancelled:
             log.info("job %s: cancel requested by the server", self.job_id)
             self.request_cancel(SERVER_CANCEL)
+
+
+def _refused(why: str) -> JobCompletion:
+    return JobCompletion(status="failed", error=truncate(why, MAX_ERROR))

@@ -13,6 +13,13 @@ jittered exponential backoff; the server stores lines idempotently by ``(job, se
 so a POST whose answer was lost is resent without creating duplicates, and nothing
 is dropped or reordered while the server is away.
 
+Size: each line's message is cut to the server's per-line cap (``MAX_LOG_MESSAGE``,
+saying how much was cut) and a batch never has more than ``MAX_LOG_LINES`` lines. A
+batch the server still refuses as too large (413, a server configured with a smaller
+``RIVET_MAX_BODY_BYTES``) is split in halves and each half sent; a single line that
+alone is too large is replaced by a short warning line with the same number (so the
+log keeps no gap) and counted as dropped, with an error in the runner's log.
+
 Memory: the buffer holds at most ``max_buffer_bytes`` of messages; beyond that
 :meth:`log` blocks its caller (the job's Lua thread or a process reader), which
 stalls the job's output (and, through the pipe, the process) until the server takes
@@ -31,8 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rivet.engine.events import LogEvent, StageResult
+from rivet.limits import MAX_ERROR, MAX_LOG_LINES, MAX_LOG_MESSAGE, truncate
 from rivet.protocol import Ack, LogBatch, LogLine, StageUpdate
 from rivet.runner.client import (
+    BodyTooLarge,
     JobGone,
     RequestRejected,
     RunnerClient,
@@ -96,10 +105,11 @@ class LogShipper:
     # --- JobEvents ------------------------------------------------------------------
 
     def log(self, event: LogEvent) -> None:
+        message = truncate(event.message, MAX_LOG_MESSAGE)
         line = LogLine(
-            seq=event.seq, ts=event.ts, stage=event.stage, level=event.level, message=event.message
+            seq=event.seq, ts=event.ts, stage=event.stage, level=event.level, message=message
         )
-        size = len(event.message) + _LINE_OVERHEAD
+        size = len(message) + _LINE_OVERHEAD
         limit = self.settings.max_buffer_bytes
         with self._lock:
             while not self._abandoned and self._entries and self._bytes + size > limit:
@@ -136,7 +146,7 @@ class LogShipper:
             status=stage.status.value,
             started_at=stage.started_at,
             finished_at=stage.finished_at,
-            error=stage.error,
+            error=truncate(stage.error, MAX_ERROR) if stage.error is not None else None,
         )
         with self._lock:
             self._put(update, _LINE_OVERHEAD)  # tiny: exempt from backpressure
@@ -160,6 +170,7 @@ class LogShipper:
     def _next_batch(self) -> list[LogLine] | StageUpdate | None:
         """Under the lock: wait until something should be sent; None when done."""
         settings = self.settings
+        most = min(settings.batch_lines, MAX_LOG_LINES)
         while not self._abandoned:
             if not self._entries:
                 if self._closing:
@@ -172,7 +183,7 @@ class LogShipper:
             lines: list[LogLine] = []
             size = 0
             for entry in self._entries:
-                if not isinstance(entry.item, LogLine) or len(lines) >= settings.batch_lines:
+                if not isinstance(entry.item, LogLine) or len(lines) >= most:
                     break
                 if lines and size + entry.size > settings.batch_bytes:
                     break
@@ -193,22 +204,57 @@ class LogShipper:
             if batch is None:
                 return
             count = 1 if isinstance(batch, StageUpdate) else len(batch)
-            outcome = self._send(batch, backoff)
+            dropped = self._send(batch, backoff)
             with self._lock:
-                if outcome == "abandon":
+                if dropped is None:
                     self._abandon()
                     return
                 for _ in range(count):
                     self._bytes -= self._entries.popleft().size
                 lines = 0 if isinstance(batch, StageUpdate) else count
-                if outcome == "sent":
-                    self.delivered_lines += lines
-                else:
-                    self.dropped_lines += lines
+                self.delivered_lines += lines - dropped
+                self.dropped_lines += dropped
                 self._has_room.notify_all()
 
-    def _send(self, batch: list[LogLine] | StageUpdate, backoff: Backoff) -> str:
-        """One batch until acknowledged: "sent", "dropped" (refused) or "abandon"."""
+    def _send(self, batch: list[LogLine] | StageUpdate, backoff: Backoff) -> int | None:
+        """One batch until acknowledged; how many of its lines the server refused, or
+        None to abandon the job's log. A batch too large for the server is sent in
+        halves (recursively), so one oversized line costs only itself."""
+        try:
+            return self._send_once(batch, backoff)
+        except BodyTooLarge as exc:
+            if isinstance(batch, StageUpdate):
+                log.error("job %s: the server refuses a stage update (%s)", self.job_id, exc)
+                return 0
+            if len(batch) == 1:
+                return self._replace_line(batch[0], exc, backoff)
+            half = len(batch) // 2
+            first = self._send(batch[:half], backoff)
+            if first is None:
+                return None
+            second = self._send(batch[half:], backoff)
+            return None if second is None else first + second
+
+    def _replace_line(self, line: LogLine, exc: BodyTooLarge, backoff: Backoff) -> int | None:
+        """A line the server refuses even alone: its number is kept (a gap would stop
+        readers of the running job there) with a short message saying what happened."""
+        log.error(
+            "job %s: the server refuses line %d as too large (%s)", self.job_id, line.seq, exc
+        )
+        note = (
+            f"[line {line.seq} not stored: the server refused it as too large "
+            f"({len(line.message)} characters)]"
+        )
+        stand_in = line.model_copy(update={"message": note, "level": "warning"})
+        try:
+            refused = self._send_once([stand_in], backoff)
+        except BodyTooLarge:
+            return 1
+        return None if refused is None else 1
+
+    def _send_once(self, batch: list[LogLine] | StageUpdate, backoff: Backoff) -> int | None:
+        """Deliver ``batch`` as one request: 0, the line count if refused, None to abandon;
+        :class:`BodyTooLarge` propagates to :meth:`_send`."""
         job = self.job_id
         if isinstance(batch, StageUpdate):
             update = batch
@@ -223,23 +269,26 @@ class LogShipper:
             def call() -> Ack:
                 return self.client.post_logs(job, body)
 
+        lines = 0 if isinstance(batch, StageUpdate) else len(batch)
         try:
             ack = deliver(call, backoff, self._give_up)
+        except BodyTooLarge:
+            raise
         except (JobGone, TokenRejected) as exc:
             log.error("job %s: the server refuses its updates (%s); dropping the rest", job, exc)
-            return "abandon"
+            return None
         except RequestRejected as exc:
             log.error("job %s: the server rejected %s (%s); dropping it", job, what, exc)
-            return "dropped"
+            return lines
         except Exception:  # a dead sender would block the job's output forever
             log.exception("job %s: unexpected error delivering %s; dropping the rest", job, what)
-            return "abandon"
+            return None
         if ack is None:
             log.error("job %s: gave up delivering %s and the rest of its log", job, what)
-            return "abandon"
+            return None
         if self._on_ack is not None:
             self._on_ack(ack)
-        return "sent"
+        return 0
 
     def _abandon(self) -> None:
         """Under the lock: forget everything buffered and unblock waiting producers."""

@@ -4,6 +4,11 @@ All store and queue functions take a ``Connection`` from :meth:`Database.read` o
 :meth:`Database.write`; the use case that opens the scope decides the transaction
 boundary. Everything here is blocking: the async orchestrator calls it from worker
 threads, never from the event loop.
+
+Connection-level failures (server down or restarting, connection lost, pool exhausted,
+SQLite file that cannot be opened or is not a database) leave every scope as
+:class:`~rivet.errors.StorageUnavailable`, so callers above the store never see
+SQLAlchemy; other database errors (a constraint, a bad value) stay what they are: bugs.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from rivet.errors import StorageUnavailable
 from rivet.home import prepare_sqlite_file
 
 __all__ = ["Database", "Dialect", "Transaction"]
@@ -81,13 +87,13 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction (one consistent snapshot for several queries)."""
-        with self.engine.connect() as conn, conn.begin():
+        with self.unavailable_as_error(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
         """A write transaction, committed on normal exit, rolled back on an exception."""
-        with self.serialised(), self.engine.connect() as conn:
+        with self.unavailable_as_error(), self.serialised(), self.engine.connect() as conn:
             conn = conn.execution_options(rivet_write=True)
             tx = Transaction(conn, self.dialect)
             with conn.begin():
@@ -100,11 +106,37 @@ class Database:
                 log.exception("after-commit callback failed")
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        with self.unavailable_as_error(), self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    @contextmanager
+    def unavailable_as_error(self) -> Iterator[None]:
+        """Turn connection-level database failures into ``StorageUnavailable``."""
+        try:
+            yield
+        except exc.SQLAlchemyError as error:
+            if not _unavailable(error):
+                raise
+            cause = getattr(error, "orig", None) or error
+            lines = str(cause).strip().splitlines()
+            where = make_url(self.url).render_as_string(hide_password=True)
+            raise StorageUnavailable(
+                self.dialect, f"{where}: {lines[0] if lines else type(cause).__name__}"
+            ) from error
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _unavailable(error: exc.SQLAlchemyError) -> bool:
+    """A failure of the database or the connection to it, not of the statement."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError):
+        return True
+    # SQLite: "file is not a database", "database disk image is malformed" arrive as
+    # the bare DatabaseError (its subclasses — IntegrityError, DataError — are bugs).
+    return type(error) is exc.DatabaseError
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from rivet.domain import InputValue, JobStatus, StageStatus
 from rivet.errors import NotFoundError
+from rivet.limits import scrub
 from rivet.protocol import JobPage, JobView, StageView
 from rivet.store.ids import new_id, resolve_prefix
 from rivet.store.pipelines import PipelineVersion
@@ -192,8 +193,9 @@ def _view(row: Row[Any], stages: list[StageView]) -> JobView:
         pipeline_id=row.pipeline_id,
         version=row.version,
         status=row.status,
-        inputs=row.inputs,
-        outputs=row.outputs,
+        # scrub: rows stored by an older version may hold text no answer can carry.
+        inputs=scrub(row.inputs),
+        outputs=scrub(row.outputs),
         error=row.error,
         runner=row.runner_name,
         runner_id=row.runner_id,

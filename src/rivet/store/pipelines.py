@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from rivet.domain import PipelineDefinition
 from rivet.errors import NotFoundError
+from rivet.limits import scrub
 from rivet.protocol import PipelineView
 from rivet.store.ids import looks_like_id, new_id, resolve_prefix
 from rivet.store.portable import insert_ignoring_duplicates, utcnow
@@ -136,33 +137,31 @@ def _counts() -> Any:
     )
 
 
-def _view(row: Row[Any], with_source: bool) -> PipelineView:
-    definition: dict[str, Any] = row.definition
+def _view(row: Row[Any]) -> PipelineView:
+    # scrub: a definition stored by an older version may hold values no answer can
+    # carry (an infinite default); new rows are validated before they are written.
+    definition: dict[str, Any] = scrub(row.definition)
+    source = getattr(row, "source", None)
     return PipelineView(
         id=row.id,
         name=row.name,
         version=row.version,
         description=definition.get("description"),
         definition=definition,
-        source=row.source if with_source else None,
+        source=source,
         created_at=row.created_at,
         created_by=row.created_by,
         versions=row.versions,
     )
 
 
-def _select(counts: Any) -> Any:
+def _select(counts: Any, *, with_source: bool) -> Any:
+    # Listings never read the source: it can be a megabyte per version.
+    columns = [p.c.id, p.c.name, pv.c.version, pv.c.definition, pv.c.created_at, pv.c.created_by]
+    if with_source:
+        columns.append(pv.c.source)
     return (
-        select(
-            p.c.id,
-            p.c.name,
-            pv.c.version,
-            pv.c.definition,
-            pv.c.source,
-            pv.c.created_at,
-            pv.c.created_by,
-            counts.c.versions,
-        )
+        select(*columns, counts.c.versions)
         .join(counts, counts.c.pipeline_id == p.c.id)
         .join(pv, pv.c.pipeline_id == p.c.id)
     )
@@ -170,8 +169,10 @@ def _select(counts: Any) -> Any:
 
 def list_latest(conn: Connection) -> list[PipelineView]:
     counts = _counts()
-    query = _select(counts).where(pv.c.version == counts.c.latest).order_by(p.c.name)
-    return [_view(row, with_source=False) for row in conn.execute(query)]
+    query = (
+        _select(counts, with_source=False).where(pv.c.version == counts.c.latest).order_by(p.c.name)
+    )
+    return [_view(row) for row in conn.execute(query)]
 
 
 def get_pipeline(conn: Connection, ref: str, version: int | None = None) -> PipelineView:
@@ -179,17 +180,19 @@ def get_pipeline(conn: Connection, ref: str, version: int | None = None) -> Pipe
     pipeline_id = resolve_pipeline(conn, ref)
     counts = _counts()
     wanted = counts.c.latest if version is None else version
-    query = _select(counts).where(p.c.id == pipeline_id, pv.c.version == wanted)
+    query = _select(counts, with_source=True).where(p.c.id == pipeline_id, pv.c.version == wanted)
     row = conn.execute(query).one_or_none()
     if row is None:
         raise NotFoundError(f"pipeline {ref!r} has no version {version}")
-    return _view(row, with_source=True)
+    return _view(row)
 
 
 def list_versions(conn: Connection, ref: str) -> list[PipelineView]:
     pipeline_id = resolve_pipeline(conn, ref)
-    query = _select(_counts()).where(p.c.id == pipeline_id).order_by(pv.c.version)
-    return [_view(row, with_source=False) for row in conn.execute(query)]
+    query = (
+        _select(_counts(), with_source=False).where(p.c.id == pipeline_id).order_by(pv.c.version)
+    )
+    return [_view(row) for row in conn.execute(query)]
 
 
 def get_version(conn: Connection, ref: str, version: int | None = None) -> PipelineVersion:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from rivet.domain import JobStatus
 from rivet.errors import NotFoundError
+from rivet.limits import scrub
 from rivet.protocol import RegistrationTokenView, RunnerView
 from rivet.store.ids import new_id, resolve_prefix
 from rivet.store.portable import utcnow
@@ -166,8 +167,9 @@ def _views(conn: Connection, rows: Sequence[Row[Any]]) -> list[RunnerView]:
         RunnerView(
             id=row.id,
             name=row.name,
-            tags=row.tags,
-            plugins=row.plugins,
+            # scrub: rows stored by an older version may hold text no answer can carry.
+            tags=scrub(row.tags),
+            plugins=scrub(row.plugins),
             last_seen=row.last_seen,
             current_jobs=current[row.id],
             created_at=row.created_at,

@@ -1,4 +1,4 @@
-"""The executor against real Podman and the local images (spec section 2)."""
+"""The executor against real Podman and the local images (docs/lua-reference.md, '2. Runtime modules')."""
 
 from __future__ import annotations
 
@@ -9,35 +9,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from recording import EventLog
 
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
+from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 
 pytestmark = pytest.mark.podman
 
 DEBIAN = "localhost/rivet/debian-git:latest"
 BUSYBOX = "localhost/rivet/busybox:latest"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[tuple[float, LogEvent]] = []
-        self.stages: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-
-    def log(self, event: LogEvent) -> None:
-        with self.lock:
-            self.lines.append((time.monotonic(), event))
-
-    def stage_started(self, stage: StageResult) -> None:
-        self.stages.append((stage.name, str(stage.status)))
-
-    def stage_finished(self, stage: StageResult) -> None:
-        self.stages.append((stage.name, str(stage.status)))
-
-    def messages(self, level: str | None = None) -> list[str]:
-        return [e.message for _, e in self.lines if level is None or e.level == level]
 
 
 def pipeline(*stages: str, inputs: str = "") -> str:
@@ -68,14 +49,14 @@ def run(podman_available: str, tmp_path: Path):  # type: ignore[no-untyped-def]
         inputs: dict[str, object] | None = None,
         cancel: CancelToken | None = None,
         default_image: str = "alpine:latest",
-    ) -> tuple[JobResult, Recorder, str]:
+    ) -> tuple[JobResult, EventLog, str]:
         job_id = f"t-{uuid.uuid4().hex[:10]}"
         job_ids.append(job_id)
         executor = Executor(
             PodmanBackend(),
             ExecutorSettings(workspace_root=tmp_path / "ws", default_image=default_image),
         )
-        events = Recorder()
+        events = EventLog()
         result = executor.run(JobSpec(job_id, source, "t.lua", dict(inputs or {})), events, cancel)  # type: ignore[arg-type]
         return result, events, job_id
 
@@ -113,7 +94,7 @@ def test_both_call_forms_capture_levels_env(run) -> None:  # type: ignore[no-unt
     assert "out" not in events.messages("info")  # captured, not logged
     assert "quiet" in events.messages("debug")
     assert "loud" in events.messages("warning")
-    seqs = [e.seq for _, e in events.lines]
+    seqs = [e.seq for e in events.lines]
     assert seqs == list(range(1, len(seqs) + 1))
 
 
@@ -129,7 +110,7 @@ def test_output_is_streamed_while_the_process_runs(run) -> None:  # type: ignore
         )
     )
     assert result.status == "succeeded", result.error
-    times = {e.message: t for t, e in events.lines}
+    times = {e.message: t for t, e in zip(events.arrivals, events.lines, strict=True)}
     assert times["second"] - times["first"] > 1.0
 
 
@@ -459,3 +440,32 @@ def test_nul_byte_in_arguments_is_a_clear_error(run) -> None:  # type: ignore[no
     result, _, _ = run(pipeline(stage("s", 'process.run({ "echo", "a\\0b" })')))
     assert result.status == "failed"
     assert "t.lua:3: process.run: argument 2 contains a NUL byte" in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ('output.set("nul", "a\\0b")', "value of 'nul' contains a NUL character"),
+        ('output.set("k\\0", 1)', "the output name contains a NUL character"),
+        ('output.set("n", 2^53 + 2)', "outside the range of numbers a pipeline can use exactly"),
+        (
+            'output.set("n", math.maxinteger)',
+            "outside the range of numbers a pipeline can use exactly",
+        ),
+        ('output.set("n", 0/0)', "expected a finite number"),
+    ],
+)
+def test_output_set_refuses_what_the_server_could_not_store(  # type: ignore[no-untyped-def]
+    run, script: str, message: str
+) -> None:
+    """The stage fails at its line, so the job's result is never refused at the end."""
+    result, _, _ = run(pipeline(stage("s", script)))
+    assert result.status == "failed"
+    assert message in (result.error or ""), result.error
+    assert "t.lua:" in (result.error or "")
+
+
+def test_output_set_accepts_numbers_up_to_2_to_the_53(run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = run(pipeline(stage("s", 'output.set("a", 2^53) output.set("b", -(2^53))')))
+    assert result.status == "succeeded", result.error
+    assert result.outputs == {"a": 2**53, "b": -(2**53)}

@@ -181,3 +181,67 @@ def test_unexpected_answers_are_api_errors() -> None:
     )
     with pytest.raises(ApiError, match="unexpected answer from the server for /api/jobs/abcd"):
         client.get_job("abcd")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected"),
+    [
+        (
+            413,
+            {
+                "error": {
+                    "code": "request_too_large",
+                    "message": "request body too large: the server accepts at most 4194304 bytes",
+                }
+            },
+            {},
+            r"^request body too large: the server accepts at most 4194304 bytes$",
+        ),
+        (
+            413,
+            None,
+            {},
+            r"^the request is larger than the server \(or a proxy in front of it\) accepts \(HTTP 413\): <html>too big</html>$",
+        ),
+        (
+            503,
+            {
+                "error": {
+                    "code": "storage_unavailable",
+                    "message": "the sqlite database is unavailable right now",
+                }
+            },
+            {"Retry-After": "5"},
+            r"^the sqlite database is unavailable right now \(retry in 5 s\)$",
+        ),
+        (
+            503,
+            None,
+            {"Retry-After": "7"},
+            r"^the server is temporarily unavailable \(HTTP 503\): <html>too big</html> \(retry in 7 s\)$",
+        ),
+        (
+            422,
+            {
+                "error": {
+                    "code": "invalid_request",
+                    "message": "invalid request: body.inputs.n: too large",
+                }
+            },
+            {},
+            r"^invalid request: body.inputs.n: too large$",
+        ),
+    ],
+)
+def test_413_422_503_become_clear_messages(
+    status: int, body: dict[str, object] | None, headers: dict[str, str], expected: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if body is None:  # a proxy's page, not Rivet's envelope
+            return httpx.Response(status, text="<html>too big</html>", headers=headers)
+        return httpx.Response(status, json=body, headers=headers)
+
+    client = RivetClient("http://rivet.test", transport=httpx.MockTransport(handler))
+    with pytest.raises(ApiError, match=expected) as caught:
+        client.create_pipeline("return 1")
+    assert caught.value.status == status

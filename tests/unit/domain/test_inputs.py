@@ -1,4 +1,4 @@
-"""Launch-time input conversion and validation (spec: input definitions)."""
+"""Launch-time input conversion and validation (docs/lua-reference.md, 'Inputs')."""
 
 from __future__ import annotations
 
@@ -95,3 +95,42 @@ def test_json_values_are_type_checked() -> None:
 def test_missing_required_for_prompts() -> None:
     assert [i.name for i in missing_required(DEF, {})] == ["image"]
     assert missing_required(DEF, {"image": "x"}) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1e30, -1e30, 2**53 + 1, -(2**53) - 1, 10**30, "1e30", "9007199254740993", "9" * 5000],
+)
+def test_numbers_beyond_2_to_the_53_are_refused_saying_so(value: object) -> None:
+    """JSON, PostgreSQL's jsonb and Lua share exact integers up to 2^53 only: jsonb
+    turns 1e30 into a 31-digit integer, which the runner's Lua cannot hold."""
+    with pytest.raises(ValueError, match=r"outside the range .* 2\^53|finite"):
+        coerce_value("number", value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(2**53, 2**53), (-(2**53), -(2**53)), (0.1, 0.1)])
+def test_numbers_up_to_2_to_the_53_pass_exactly(value: float, expected: float) -> None:
+    assert coerce_value("number", value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("a\x00b", "NUL"), ("\ud800", "surrogate"), ("x" * 65537, "at most 65536")],
+)
+def test_strings_that_cannot_be_stored_are_refused(value: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        coerce_value("string", value)
+    assert coerce_value("string", "x" * 65536) == "x" * 65536
+
+
+def test_rivet_run_applies_the_same_rules() -> None:
+    """``rivet run`` resolves inputs with resolve_inputs, like the server."""
+    definition = PipelineDefinition(
+        name="p",
+        stages=(StageDef("s"),),
+        inputs=(InputDef("n", "number", required=True), InputDef("s", "string", required=False)),
+    )
+    with pytest.raises(InputError) as caught:
+        resolve_inputs(definition, {"n": "1e30", "s": "bad\x00"})
+    assert set(caught.value.problems) == {"n", "s"}
+    assert "2^53" in caught.value.problems["n"] and "NUL" in caught.value.problems["s"]

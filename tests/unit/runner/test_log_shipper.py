@@ -19,6 +19,7 @@ from live_rivet import ClaimedJob
 
 from rivet.domain.status import StageStatus
 from rivet.engine.events import LogEvent, StageResult, utcnow
+from rivet.limits import MAX_LOG_MESSAGE
 from rivet.runner.client import RunnerClient
 from rivet.runner.logs import LogShipper, ShipperSettings
 
@@ -36,7 +37,8 @@ class Sent:
 class FlakyTransport(httpx.BaseTransport):
     """Forwards to the real server, failing requests as ``fail(request, attempt)`` says:
     ``"refuse"`` (never reaches the server), ``"lose"`` (reaches it, answer lost),
-    ``"503"`` (a proxy-style error answer) or ``None`` (pass)."""
+    ``"503"`` (a proxy-style error answer), ``"413"`` (a proxy refusing the size) or
+    ``None`` (pass)."""
 
     def __init__(self, fail: Callable[[httpx.Request, int], str | None] | None = None) -> None:
         self.inner = httpx.HTTPTransport()
@@ -55,6 +57,8 @@ class FlakyTransport(httpx.BaseTransport):
             raise httpx.ConnectError("connection refused (flaky transport)", request=request)
         if action == "503":
             return httpx.Response(503, text="service unavailable (flaky transport)")
+        if action == "413":
+            return httpx.Response(413, text="request entity too large (flaky transport)")
         response = self.inner.handle_request(request)
         if action == "lose":
             response.read()
@@ -214,3 +218,73 @@ def test_a_job_the_server_refuses_is_abandoned_without_blocking(claimed_job: Cla
     client.close()
     assert shipper.dropped_lines == 49 and shipper.pending == 0
     assert stored(claimed_job) == []
+
+
+def test_a_batch_too_large_for_the_server_is_sent_in_halves(claimed_job: ClaimedJob) -> None:
+    """80 lines of 60,000 characters (4.8 MB) exceed the server's 4 MiB body limit: the
+    real server answers 413, the shipper sends two halves of 40, and every line is
+    stored once."""
+    transport = FlakyTransport()
+    shipper, client = shipper_for(
+        claimed_job,
+        transport,
+        batch_lines=80,
+        batch_bytes=10**9,
+        max_buffer_bytes=10**9,
+        flush_interval=30.0,
+        **FAST,
+    )
+    for seq in range(1, 81):
+        shipper.log(event(seq, f"{seq}:" + "x" * 60_000))
+    assert shipper.close(timeout=60)
+    client.close()
+    assert [len(p) for p in transport.log_posts()] == [80, 40, 40]
+    assert [s for s, _ in stored(claimed_job)] == list(range(1, 81))
+    assert shipper.delivered_lines == 80 and shipper.dropped_lines == 0
+
+
+def test_only_the_line_still_too_large_alone_is_dropped_flaky_transport(
+    claimed_job: ClaimedJob, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy refusing line 5's text: halves are tried down to line 5 alone, whose
+    text is then replaced by a note (same number: no gap stops live readers), with an
+    error in the runner log; the other lines all arrive."""
+
+    def fail(request: httpx.Request, _attempt: int) -> str | None:
+        if not request.url.path.endswith("/logs"):
+            return None
+        lines = json.loads(request.content)["lines"]
+        return "413" if any(line["message"] == "line 5" for line in lines) else None
+
+    transport = FlakyTransport(fail)
+    shipper, client = shipper_for(claimed_job, transport, batch_lines=8, flush_interval=30.0)
+    for seq in range(1, 9):
+        shipper.log(event(seq))
+    assert shipper.close(timeout=10) is False  # not everything was delivered
+    client.close()
+    assert transport.log_posts() == [
+        [1, 2, 3, 4, 5, 6, 7, 8],
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+        [5, 6],
+        [5],
+        [5],  # the note in its place
+        [6],
+        [7, 8],
+    ]
+    lines = stored(claimed_job)
+    assert [s for s, _ in lines] == list(range(1, 9))
+    assert lines[4][1] == "[line 5 not stored: the server refused it as too large (6 characters)]"
+    assert shipper.delivered_lines == 7 and shipper.dropped_lines == 1
+    assert "refuses line 5 as too large" in caplog.text
+
+
+def test_a_line_over_the_server_cap_is_cut_and_says_so(claimed_job: ClaimedJob) -> None:
+    transport = FlakyTransport()
+    shipper, client = shipper_for(claimed_job, transport, flush_interval=0.01)
+    shipper.log(event(1, "y" * (MAX_LOG_MESSAGE + 5000)))
+    assert shipper.close(timeout=10)
+    client.close()
+    [(seq, message)] = stored(claimed_job)
+    assert seq == 1 and len(message) == MAX_LOG_MESSAGE
+    assert message.startswith("yyyy") and message.endswith(f"the limit is {MAX_LOG_MESSAGE}]")

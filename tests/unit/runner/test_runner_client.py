@@ -6,11 +6,13 @@ import logging
 import threading
 import time
 
+import httpx
 import pytest
 from live_rivet import ClaimedJob, free_port
 
-from rivet.protocol import ClaimRequest, JobCompletion, RegisterRequest
+from rivet.protocol import ClaimRequest, JobCompletion, LogBatch, RegisterRequest
 from rivet.runner.client import (
+    BodyTooLarge,
     JobGone,
     RequestRejected,
     RunnerClient,
@@ -106,3 +108,46 @@ def test_deliver_retries_until_success_or_give_up() -> None:
     started = time.monotonic()
     assert deliver(never, Backoff(0.01, 0.02), give_up) is None
     assert time.monotonic() - started < 2
+
+
+def test_413_is_request_too_large_and_503_carries_retry_after() -> None:
+    """Answers of a proxy or of a server whose database is down (fake transport: the
+    real 413 and 503 are in the log shipper and storage outage tests)."""
+    answers = {
+        "/api/runner/jobs/j/logs": httpx.Response(
+            413, json={"error": {"code": "request_too_large", "message": "too large: 4194304"}}
+        ),
+        "/api/runner/jobs/j/heartbeat": httpx.Response(
+            503,
+            headers={"Retry-After": "5"},
+            json={"error": {"code": "storage_unavailable", "message": "db down"}},
+        ),
+    }
+    transport = httpx.MockTransport(lambda request: answers[request.url.path])
+    client = RunnerClient("http://rivet.test", "tok", transport=transport)
+    with pytest.raises(BodyTooLarge, match="HTTP 413: too large: 4194304"):
+        client.post_logs("j", LogBatch(lines=[]))
+    with pytest.raises(ServerUnavailable, match="HTTP 503: db down") as caught:
+        client.heartbeat("j")
+    assert caught.value.retry_after == 5.0
+    client.close()
+
+
+def test_deliver_waits_at_least_retry_after_up_to_the_backoff_cap() -> None:
+    waits: list[float] = []
+
+    class Clock(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+    calls: list[int] = []
+
+    def busy() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ServerUnavailable("db down", retry_after=5.0 if len(calls) == 1 else 100.0)
+        return "ok"
+
+    assert deliver(busy, Backoff(0.001, 10.0), Clock()) == "ok"
+    assert waits[0] >= 5.0 and waits[1] == 10.0  # Retry-After honoured, capped by backoff

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rivet.errors import ConfigError
+from rivet.limits import MAX_NAME, MAX_TAGS
 from rivet.runner.config import RunnerOptions, parse_tags, resolve_settings
 from rivet.runner.config_file import read_runner_file, save_registration
 from rivet.runner.retry import Backoff
@@ -120,3 +121,16 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
     assert jittered.next_delay() == pytest.approx(0.5)
     with pytest.raises(ValueError):
         Backoff(0, 1)
+
+
+def test_tags_and_name_over_the_server_caps_are_config_errors(tmp_path: Path) -> None:
+    env = {"RIVET_HOME": str(tmp_path)}
+    many = tuple(f"t{n}=v" for n in range(MAX_TAGS + 1))
+    with pytest.raises(ConfigError, match=f"at most {MAX_TAGS} tags"):
+        resolve_settings(RunnerOptions(tags=many), env)
+    with pytest.raises(ConfigError, match=f"at most {MAX_NAME} characters"):
+        resolve_settings(RunnerOptions(tags=("os=" + "l" * (MAX_NAME + 1),)), env)
+    with pytest.raises(ConfigError, match=f"name may have at most {MAX_NAME}"):
+        resolve_settings(RunnerOptions(name="n" * (MAX_NAME + 1)), env)
+    ok = resolve_settings(RunnerOptions(tags=("empty=",), name="n" * MAX_NAME), env)
+    assert ok.tags == {"empty": ""}

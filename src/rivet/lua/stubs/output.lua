@@ -6,7 +6,8 @@
 ---@class rivet.output
 output = {}
 
----Set an output value.
+---Set an output value. Errors past the caps above, for a name or string holding a
+---NUL, and for a number that is not finite or outside ±2^53.
 ---@param name string
 ---@param value string|number|boolean
 function output.set(name, value) end

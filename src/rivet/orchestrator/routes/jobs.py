@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from rivet.domain import JobStatus
+from rivet.limits import MAX_INT32, MAX_NAME
 from rivet.orchestrator.deps import ServicesDep
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobStatusName, JobView, LogPage
 
@@ -27,9 +28,11 @@ def launch_job(body: JobLaunch, services: ServicesDep) -> JobLaunched:
 def list_jobs(
     services: ServicesDep,
     status: Annotated[list[JobStatusName] | None, Query(description="repeatable")] = None,
-    pipeline: Annotated[str | None, Query(description="pipeline name or id prefix")] = None,
+    pipeline: Annotated[
+        str | None, Query(max_length=MAX_NAME, description="pipeline name or id prefix")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
 ) -> JobPage:
     statuses = [JobStatus(s) for s in status or ()]
     return services.jobs.list_all(statuses, pipeline, limit, offset)
@@ -51,7 +54,7 @@ def cancel_job(ref: str, services: ServicesDep) -> JobView:
 def job_logs(
     ref: str,
     services: ServicesDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> LogPage:
     """While the job runs the page stops before a missing sequence number, so following

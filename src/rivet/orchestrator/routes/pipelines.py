@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from rivet.limits import MAX_INT32
 from rivet.orchestrator.deps import ActorDep, ServicesDep
 from rivet.protocol import PipelineCreate, PipelineView
 
@@ -32,7 +33,7 @@ def list_pipelines(services: ServicesDep) -> list[PipelineView]:
 def show_pipeline(
     ref: str,
     services: ServicesDep,
-    version: Annotated[int | None, Query(ge=1, description="default: latest")] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT32, description="default: latest")] = None,
 ) -> PipelineView:
     return services.pipelines.show(ref, version)
 

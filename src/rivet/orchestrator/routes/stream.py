@@ -22,9 +22,10 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from rivet.jobqueue import job_topic
+from rivet.limits import MAX_INT32
 from rivet.orchestrator.deps import ServicesDep
 from rivet.orchestrator.services import JobSnapshot, Services
-from rivet.queue import job_topic
 
 __all__ = ["router"]
 
@@ -42,12 +43,16 @@ _PAGE = 500
 async def stream_logs(
     ref: str,
     services: ServicesDep,
-    after: Annotated[int, Query(ge=0, description="replay lines with seq > after")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_INT32, description="replay lines with seq > after")
+    ] = 0,
     last_event_id: Annotated[str | None, Header(description="overrides ?after=")] = None,
 ) -> StreamingResponse:
     job_id = await anyio.to_thread.run_sync(services.jobs.resolve, ref)  # 404 before streaming
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        after = int(last_event_id.strip())
+    resume = (last_event_id or "").strip()
+    # ASCII decimal only ("²" is a digit int() refuses); out of range: ignored.
+    if resume.isascii() and resume.isdecimal() and len(resume) <= 10 and int(resume) <= MAX_INT32:
+        after = int(resume)
     return StreamingResponse(
         _events(services, job_id, after),
         media_type="text/event-stream",
