@@ -87,6 +87,16 @@ def stage_job(memory_mib: int, setup: str, calls: str, margin: int, step: int) -
     )
 
 
+def variant_pipeline(name: str, memory_mib: int, body: str, tag: str | None = None) -> str:
+    """A pipeline ``name`` whose one stage runs ``body`` with ``fill`` in scope (on
+    runners tagged ``t=<tag>`` when a tag is given)."""
+    runner = f"runner = {{ {{ key = 't', value = '{tag}' }} }}, " if tag else ""
+    return (
+        f"return pipeline.define({{ name = '{name}', {runner}stages = {{ {{ name = 's',"
+        f" script = function()\n{fill_code(memory_mib)}\n{body}\nend }} }} }})"
+    )
+
+
 def leveled_pipeline(name: str, memory_mib: int, setup: str, calls: str, tag: str) -> str:
     """The same as a stored pipeline ``name`` whose fill level comes from its inputs
     (``margin``, ``step``) and that runs on runners tagged ``t=<tag>``."""
@@ -179,6 +189,69 @@ CONTAINER_CALLS: dict[str, tuple[str, str]] = {
         "  return process.run({ 'sh', '-c', 'head -c 2097152 /dev/zero', capture_stdout = true })\n"
         "end)",
     ),
+}
+
+# Every other way a stage can run out of memory; each one must fail its job with the
+# memory error (nothing here can succeed). name -> the stage's body, with `fill`
+# (see FILL) in scope. Grouped by where the allocation that fails happens.
+VARIANTS: dict[str, str] = {
+    # pure Lua, caught or not
+    "table bomb": "local t = {} while true do t[#t + 1] = string.rep('x', 1024) .. #t end",
+    "string doubling after fill": "KEEP = fill(65536, 16) local s = 'x' while true do s = s .. s end",
+    "pcall after pcall after the kill": "KEEP = fill(0, 16)\n"
+    "for i = 1, 1000 do pcall(function() local t = {} while true do t[#t + 1] = {} end end) end\n"
+    "output.set('survived', true)",
+    # in a coroutine: the kill crosses resume, wrap and a pcall inside the coroutine
+    "coroutine.wrap bomb": "coroutine.wrap(function() local t = {}\n"
+    "  while true do t[#t + 1] = string.rep('x', 1024) .. #t end end)()",
+    "coroutine bomb caught inside and outside": "local co = coroutine.create(function()\n"
+    "  local t = {} while true do pcall(function() t[#t + 1] = string.rep('x', 1024) .. #t end) end\n"
+    "end)\nlocal ok = coroutine.resume(co)\noutput.set('survived', tostring(ok))",
+    "callback in a coroutine at the cap": "fs.write('f', string.rep('r', 3000000))\n"
+    "coroutine.wrap(function() KEEP = fill(0, 16) for i = 1, 5 do local s = fs.read('f') end end)()",
+    "json in a coroutine at the cap": "local text = json.encode({ string.rep('q', 100000) })\n"
+    "local co = coroutine.create(function() KEEP = fill(0, 16)\n"
+    "  for i = 1, 50 do HELD = { HELD, json.decode(text) } end end)\n"
+    "local ok, err = coroutine.resume(co)\nerror(err, 0)",
+    # building what a Rivet function is called with
+    "a big string argument": "KEEP = fill(4096, 16) fs.write('x', string.rep('a', 8 << 20))",
+    "a big table argument": "KEEP = fill(4096, 16) local t = {} for i = 1, 1e7 do t[i] = i end\n"
+    "json.encode(t)",
+    "many arguments": "KEEP = fill(0, 16) local t = {} for i = 1, 100000 do t[i] = 'a' end\n"
+    "log.info(table.unpack(t))",
+    # error handling itself allocating
+    "a huge error message": "KEEP = fill(1 << 20, 16) error(string.rep('e', 4 << 20))",
+    "an xpcall handler that allocates": "KEEP = fill(0, 16)\n"
+    "xpcall(function() local t = {} while true do t[#t + 1] = {} end end,\n"
+    "  function(e) return string.rep('h', 1 << 20) .. tostring(e) end)",
+    "a __close that allocates": "do local x <close> = setmetatable({}, { __close = function()\n"
+    "  local t = {} while true do t[#t + 1] = string.rep('c', 1000) .. #t end end }) end",
+    "a __concat that allocates": "KEEP = fill(0, 16)\n"
+    "local m = setmetatable({}, { __concat = function() return string.rep('z', 1 << 22) end })\n"
+    "local s = m .. 'x'",
+    # the standard library building big results
+    "string.format": "KEEP = fill(0, 16)\n"
+    "local s = string.format('%s%s', string.rep('f', 1 << 21), string.rep('g', 1 << 21))",
+    "table.concat": "local t = {} for i = 1, 10000 do t[i] = string.rep('t', 1000) end\n"
+    "KEEP = fill(0, 16) local s = table.concat(t)",
+    "load": "KEEP = fill(0, 16) local f = load('return ' .. string.rep('1+', 100000) .. '1')",
+    "coroutines": "local t = {} while true do t[#t + 1] = coroutine.create(function() end) end",
+    # a stage's own result
+    "a big stage result": "KEEP = fill(0, 16) return string.rep('r', 1 << 21)",
+}
+
+# The same in process.parallel's branches (they run in coroutines, and start commands).
+CONTAINER_VARIANTS: dict[str, str] = {
+    "pure Lua in every branch": "process.parallel({ 1, 2, 3, 4 }, function(i)\n"
+    "  local t = {} while true do t[#t + 1] = string.rep('p', 1024) .. i .. #t end end)",
+    "one branch fills, the others read output": "process.parallel({ 1, 2, 3 }, function(i)\n"
+    "  if i == 2 then KEEP = fill(0, 16) end\n"
+    "  local r = process.run({ 'sh', '-c', 'head -c 2000000 /dev/zero', capture_stdout = true })\n"
+    "  HOLD = HOLD or {} HOLD[#HOLD + 1] = r.stdout end)",
+    "a branch fails at the cap, the error is caught": "KEEP = fill(4096, 16)\n"
+    "local ok = pcall(process.parallel, { 1, 2 }, function(i)\n"
+    "  process.run({ 'true' }) local t = {} while true do t[#t + 1] = {} end end)\n"
+    "output.set('survived', tostring(ok))",
 }
 
 DEFINITIONS = {

@@ -29,11 +29,14 @@ import pytest
 from full_memory_jobs import (
     CALLS,
     CONTAINER_CALLS,
+    CONTAINER_VARIANTS,
     DEFINITIONS,
     FEW_LEVELS,
     LEVELS,
+    VARIANTS,
     fill_code,
     stage_job,
+    variant_pipeline,
 )
 
 MEMORY_MIB = 32
@@ -142,6 +145,33 @@ def test_a_definition_with_memory_nearly_full_fails_cleanly(name: str) -> None:
     ]
     errors = check_outcomes(run_jobs(jobs, timeout=300))
     assert errors, f"no {name} job reached the memory limit"
+
+
+def check_variant(body: str, timeout: float) -> None:
+    """The job of ``body`` failed with the memory error, as a user mistake: the error
+    names the limit, with no traceback and no internal error (then the benign job
+    after it succeeded, see run_jobs)."""
+    [line] = run_jobs([{"name": "v", "source": variant_pipeline("v", MEMORY_MIB, body)}], timeout)
+    assert line["status"] == "failed", line
+    error = line["error"] or ""
+    assert MEMORY_ERROR in error, error
+    assert "Traceback" not in error and "internal error" not in error, error
+    assert line["outputs"] == {}, line  # nothing ran on once the limit was hit
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_running_out_of_memory_anywhere_fails_the_job_with_the_memory_error(name: str) -> None:
+    check_variant(VARIANTS[name], timeout=240)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.podman
+@pytest.mark.parametrize("name", sorted(CONTAINER_VARIANTS))
+def test_running_out_of_memory_in_parallel_branches_fails_the_job(
+    podman_available: str, name: str
+) -> None:
+    check_variant(CONTAINER_VARIANTS[name], timeout=480)
 
 
 def test_a_refused_result_names_the_call_and_the_sizes() -> None:
