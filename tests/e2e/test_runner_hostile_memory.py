@@ -2,14 +2,17 @@
 to just under the cap and then call a Rivet function that hands data to Lua
 (``fs.read``, ``fs.list``/``glob``, ``json``, ``http`` responses, ``input``,
 ``secret``, ``output``, ``log``, captured ``process.run`` output, ``process.parallel``,
-``container.with``), at several fill levels, interleaved with benign jobs.
+``container.with``), at several fill levels, and jobs that run out of memory in
+every other way (pure Lua, coroutines, building a big argument, error handlers,
+``process.parallel`` branches: ``VARIANTS`` of ``tests/support/full_memory_jobs.py``),
+interleaved with benign jobs.
 
 Before the fix, the first such call froze the runner: lupa converted the result into
 Lua outside any protected call, the allocation failed there, Lua's error jumped
 across the Python frames and the thread's hold on the GIL was never released — every
 job on the runner stopped with it, and the runner never answered again. Now each such
-job ends (failed with "memory limit of 32 MiB exceeded", or succeeded), and the
-runner keeps taking and running jobs.
+job ends (failed with "memory limit of 32 MiB exceeded", or succeeded; each variant
+job failed with it), and the runner keeps taking and running jobs.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from typing import Any
 
 import httpx
 import pytest
-from full_memory_jobs import CALLS, CONTAINER_CALLS, leveled_pipeline
+from full_memory_jobs import (
+    CALLS,
+    CONTAINER_CALLS,
+    CONTAINER_VARIANTS,
+    VARIANTS,
+    leveled_pipeline,
+    variant_pipeline,
+)
 from live_rivet import ADMIN, wait_for
 from rivet_processes import Processes, Rivet, run_cli
 
@@ -90,8 +100,12 @@ def groups() -> dict[str, tuple[str, str]]:
     return {**CALLS, **CONTAINER_CALLS}
 
 
-def pipeline_name(group: str) -> str:
-    return "oom-" + "".join(c if c.isalnum() else "-" for c in group)
+def variants() -> dict[str, str]:
+    return {**VARIANTS, **CONTAINER_VARIANTS}
+
+
+def pipeline_name(group: str, prefix: str = "oom-") -> str:
+    return prefix + "".join(c if c.isalnum() else "-" for c in group)
 
 
 def test_filling_memory_before_a_rivet_call_never_wedges_the_runner(
@@ -114,6 +128,12 @@ def test_filling_memory_before_a_rivet_call_never_wedges_the_runner(
         body = {"source": source, "filename": f"{names[group]}.lua"}
         created = httpx.post(f"{url}/api/pipelines", headers=ADMIN, json=body, timeout=30)
         assert created.status_code == 201, created.text
+    variant_names = {v: pipeline_name(v, "oom-variant-") for v in variants()}
+    for variant, body in variants().items():
+        api.create_pipeline(
+            variant_pipeline(variant_names[variant], MEMORY_MIB, body, "oom"),
+            f"{variant_names[variant]}.lua",
+        )
     api.create_pipeline(BENIGN, "benign.lua")
 
     policy = tmp_path / "policy.toml"
@@ -144,12 +164,18 @@ def test_filling_memory_before_a_rivet_call_never_wedges_the_runner(
             hostile[job] = f"{group} margin={margin} step={step}"
             if len(hostile) % 3 == 0:
                 benign.append(api.launch("benign"))
+    # Every other way of running out of memory; none of these can succeed.
+    doomed: dict[str, str] = {}
+    for variant in variants():
+        doomed[api.launch(variant_names[variant])] = variant
+        if len(doomed) % 3 == 0:
+            benign.append(api.launch("benign"))
 
     def finished() -> dict[str, dict[str, Any]] | None:
         assert runner.proc.poll() is None, (
             f"the runner died with exit code {runner.proc.returncode}:\n{runner.output[-3000:]}"
         )
-        wanted = set(hostile) | set(benign)
+        wanted = set(hostile) | set(doomed) | set(benign)
         jobs = {j["id"]: j for j in api.jobs() if j["id"] in wanted}
         done = [j for j in jobs.values() if j["status"] not in ("queued", "running")]
         return jobs if len(done) == len(wanted) else None
@@ -167,6 +193,11 @@ def test_filling_memory_before_a_rivet_call_never_wedges_the_runner(
         if job["status"] == "failed":
             assert f"memory limit of {MEMORY_MIB} MiB exceeded" in job["error"], (what, job)
             refused.append(job["error"])
+    for job_id, variant in doomed.items():
+        job = jobs[job_id]
+        assert job["status"] == "failed", (variant, job)
+        assert f"memory limit of {MEMORY_MIB} MiB exceeded" in job["error"], (variant, job)
+        assert not job.get("outputs"), (variant, job)  # nothing ran on after the kill
     # Many calls were refused by the Rivet function itself, naming it.
     assert len([e for e in refused if "its result needs about" in e]) >= len(groups()), refused
 
