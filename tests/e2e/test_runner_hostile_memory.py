@@ -17,12 +17,11 @@ job failed with it), and the runner keeps taking and running jobs.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from full_memory_jobs import (
     CONTAINER_CALLS,
     CONTAINER_VARIANTS,
     VARIANTS,
+    Handler,
     leveled_pipeline,
     variant_pipeline,
 )
@@ -62,26 +62,6 @@ return pipeline.define({
   },
 })
 """
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        kind, _, size = self.path.strip("/").partition("/")
-        count = int(size or "0")
-        if kind == "json":
-            body = json.dumps([{"i": i, "s": f"item {i}"} for i in range(count)]).encode()
-        else:
-            body = (b"0123456789abcdef" * (count // 16 + 1))[:count]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json" if kind == "json" else "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @pytest.fixture

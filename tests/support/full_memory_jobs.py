@@ -275,6 +275,8 @@ class Quiet:
 
 
 class Handler(BaseHTTPRequestHandler):
+    """Serves `/text/N` and `/json/N` (see the module docstring) on loopback."""
+
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
