@@ -113,7 +113,8 @@ class Executor:
     def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
         install_all(sandbox, ctx)
         try:
-            loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
+            # Stored: a version accepted before runs under the name rules it passed.
+            loaded = load_pipeline(job.source, job.filename, sandbox=sandbox, stored=True)
         except DefinitionError as exc:
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))

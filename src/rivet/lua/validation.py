@@ -43,8 +43,9 @@ PIPELINE_FIELDS = ("name", "description", "inputs", "runner", "plugins", "stages
 STAGE_FIELDS = ("name", "script", "condition", "container", "readonly", "network")
 NETWORK_MODES = ("none", "bridge")
 INPUT_FIELDS = ("type", "description", "default", "options", "required", "name")
-STAGE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# Whole names only (fullmatch): "$" would also match before a final "\n".
+STAGE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,22 @@ class Record:
 
 class Validator:
     """Turns a :class:`Record` into a definition, or a ``DefinitionError`` listing every
-    problem; ``input_problems`` and ``stage`` also serve ``pipeline.input/stage``."""
+    problem; ``input_problems`` and ``stage`` also serve ``pipeline.input/stage``.
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    ``stored``: the file is a version the server (or ``rivet run``) already accepted,
+    about to run. Its names are then held to the rules that accepted it rather than
+    to the name rules added since (the pipeline-name rule, whole-name matches, no
+    control characters in tags and plugins), so that a stored version keeps running.
+    """
+
+    def __init__(self, sandbox: Sandbox, *, stored: bool = False) -> None:
         self.sandbox = sandbox
+        self.stored = stored
+
+    def _matches(self, rule: re.Pattern[str], name: str) -> bool:
+        if self.stored:  # what the rules once accepted: "$" allowed one final "\n"
+            return rule.fullmatch(name.removesuffix("\n")) is not None
+        return rule.fullmatch(name) is not None
 
     def pipeline(self, rec: Record, filename: str) -> tuple[PipelineDefinition, list[StageCode]]:
         problems: list[Problem] = []
@@ -154,7 +167,7 @@ class Validator:
         seen: set[str] = set()
         for name, spec, line in entries:
             path = f"inputs.{lv.key_text(name)}"
-            if not isinstance(name, str) or not INPUT_NAME.match(name):
+            if not isinstance(name, str) or not self._matches(INPUT_NAME, name):
                 problems.append(
                     Problem(path, "input names must match [A-Za-z_][A-Za-z0-9_-]*", line)
                 )
@@ -336,7 +349,7 @@ class Validator:
         name = spec["name"]
         if name is None:
             problems.append(Problem(f"{path}.name", "is required", line))
-        elif not isinstance(name, str) or not STAGE_NAME.match(name):
+        elif not isinstance(name, str) or not self._matches(STAGE_NAME, name):
             problems.append(
                 Problem(f"{path}.name", f"must match [A-Za-z0-9_.-]+, got {lv.render(name)}", line)
             )
