@@ -24,7 +24,9 @@ from rivet.limits import (
     MAX_INPUTS,
     MAX_NAME,
     MAX_VALUE,
+    name_problem,
     number_problem,
+    pipeline_name_problem,
     text_problems,
 )
 from rivet.lua import lua_values as lv
@@ -109,6 +111,8 @@ class Validator:
             problems.append(Problem("name", _expected("a non-empty string", name), line))
         elif not name.strip():
             problems.append(Problem("name", "must not be empty", line))
+        elif not self.stored and (why := pipeline_name_problem(name)) is not None:
+            problems.append(Problem("name", why, line))
         description = spec["description"]
         if description is not None and not isinstance(description, str):
             problems.append(Problem("description", _expected("a string", description), line))
@@ -280,9 +284,16 @@ class Validator:
                         Problem(f"{path}.{fname}", _expected("a non-empty string", fval), line)
                     )
                     ok = False
+                elif (why := self._name_problem(fval)) is not None:
+                    problems.append(Problem(f"{path}.{fname}", why, line))
+                    ok = False
             if ok and not extra:
                 result.append(RunnerTag(key, val))
         return result
+
+    def _name_problem(self, name: str) -> str | None:
+        """A tag's or plugin's: runners register theirs under the same rule."""
+        return None if self.stored else name_problem(name)
 
     def plugins(self, value: Any, problems: list[Problem], line: int | None) -> list[str]:
         if value is None:
@@ -296,6 +307,8 @@ class Validator:
                 problems.append(
                     Problem(f"plugins[{position}]", _expected("a non-empty string", item), line)
                 )
+            elif (why := self._name_problem(item)) is not None:
+                problems.append(Problem(f"plugins[{position}]", why, line))
             elif item not in result:
                 result.append(item)
         return result

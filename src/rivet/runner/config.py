@@ -40,7 +40,7 @@ from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
 from rivet.engine.policy import Policy
 from rivet.errors import ConfigError
 from rivet.home import RivetHome
-from rivet.limits import MAX_NAME, MAX_TAGS
+from rivet.limits import MAX_NAME, MAX_TAGS, name_problem
 from rivet.lua.definition import KNOWN_PLUGINS
 from rivet.runner.config_file import read_runner_file
 from rivet.runner.logs import ShipperSettings
@@ -151,6 +151,8 @@ def resolve_settings(
     name = str(pick(options.name, "RIVET_RUNNER_NAME", "name") or socket.gethostname())
     if len(name) > MAX_NAME:
         raise ConfigError(f"the runner name may have at most {MAX_NAME} characters")
+    if (problem := name_problem(name)) is not None:
+        raise ConfigError(f"the runner name {name[:60]!r} {problem}")
     concurrency = _int(pick(options.concurrency, "RIVET_RUNNER_CONCURRENCY", "concurrency"), 1)
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
@@ -187,6 +189,9 @@ def _check_tags(tags: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"tag {key[:40]!r}: keys and values may have at most {MAX_NAME} characters"
             )
+        for part, text in (("key", key), ("value", value)):
+            if (problem := name_problem(text)) is not None:
+                raise ConfigError(f"tag {key[:40]!r}: the {part} {problem}")
 
 
 def _path(flag: Path | None, var: str | None) -> Path | None:
