@@ -30,6 +30,7 @@ from rivet.errors import (
 )
 from rivet.orchestrator.auth import AuthenticationError, PermissionDeniedError
 from rivet.protocol import ErrorBody, ErrorResponse
+from rivet.secrets.rules import SecretRuleError
 from rivet.store import AmbiguousIdError
 
 __all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
@@ -40,6 +41,7 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
     DefinitionError: (422, "invalid_definition"),
     InputError: (422, "invalid_inputs"),
     InvalidRequest: (422, "invalid_request"),
+    SecretRuleError: (422, "invalid_request"),
     RequestTooLarge: (413, "request_too_large"),
     StorageUnavailable: (503, "storage_unavailable"),
     LuaError: (422, "lua_error"),
@@ -72,6 +74,8 @@ def _details(exc: RivetError) -> Any:
         return {"kind": exc.kind, "prefix": exc.prefix, "matches": exc.matches}
     if isinstance(exc, InvalidRequest):
         return [{"loc": field.split("."), "msg": why} for field, why in exc.problems]
+    if isinstance(exc, SecretRuleError):
+        return [{"loc": exc.field.split("."), "msg": str(exc)}]
     if isinstance(exc, RequestTooLarge):
         return {"limit": exc.limit, "setting": exc.setting}
     return None
