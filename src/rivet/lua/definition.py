@@ -44,6 +44,8 @@ KNOWN_PLUGINS: frozenset[str] = frozenset()
 
 API_CALL = re.compile(r"\bpipeline\s*\.\s*(define|builder)\b")
 LOCATION = re.compile(r"(?P<file>[^\n:]+):(?P<line>\d+): (?P<message>.*)", re.DOTALL)
+# A line break as Lua counts lines: "\n", "\r", and "\r\n" or "\n\r" as one.
+LUA_LINE_BREAK = re.compile(r"\r\n|\n\r|\r|\n")
 
 
 @dataclass
@@ -198,4 +200,6 @@ def _api_line(source: str) -> int | None:
     """Line of the first pipeline.define/builder call: the best line Lua cannot give
     when the definition is built in a tail call (``return pipeline.define{...}``)."""
     match = API_CALL.search(source)
-    return source.count("\n", 0, match.start()) + 1 if match else None
+    if match is None:
+        return None
+    return len(LUA_LINE_BREAK.findall(source, 0, match.start())) + 1
