@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -17,6 +18,7 @@ import uvicorn
 from rivet.config import ServerSettings
 from rivet.home import private_umask
 from rivet.orchestrator import create_app
+from rivet.stop_signals import handling_stop_signals
 from rivet.store import Database, upgrade
 
 __all__ = ["build_settings", "serve"]
@@ -73,13 +75,22 @@ def serve(host: str, port: int, database_url: str | None, home: Path | None) -> 
 
 
 class _DrainingServer(uvicorn.Server):
-    """On SIGINT/SIGTERM, ends waiting claims (they answer 204) and log streams (the
-    clients reconnect from their last sequence number) right away, instead of letting
-    uvicorn wait for them and then cut them off with errors."""
+    """On a stop signal (SIGINT, SIGTERM, SIGHUP: :mod:`rivet.stop_signals`), ends
+    waiting claims (they answer 204) and log streams (the clients reconnect from their
+    last sequence number) right away, instead of letting uvicorn wait for them and
+    then cut them off with errors, and shuts down cleanly."""
 
     def __init__(self, config: uvicorn.Config, app: Any) -> None:
         super().__init__(config)
         self._app = app
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn handles SIGINT and SIGTERM only: SIGHUP (the terminal closed, the SSH
+        # session dropped) would kill the server mid-request. With every stop signal
+        # handled here, the one uvicorn passes on after its shutdown lands here again
+        # (a no-op then), so the server exits 0 once it has stopped.
+        with handling_stop_signals(self.handle_exit):
+            super().run(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
