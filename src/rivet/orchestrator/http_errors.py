@@ -16,7 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rivet.domain.secret_rules import SecretRuleError
 from rivet.errors import (
+    AmbiguousIdError,
+    AuthenticationError,
     ConfigError,
     ConflictError,
     DefinitionError,
@@ -24,14 +27,12 @@ from rivet.errors import (
     InvalidRequest,
     LuaError,
     NotFoundError,
+    PermissionDeniedError,
     RequestTooLarge,
     RivetError,
     StorageUnavailable,
 )
-from rivet.orchestrator.auth import AuthenticationError, PermissionDeniedError
 from rivet.protocol import ErrorBody, ErrorResponse
-from rivet.secrets.rules import SecretRuleError
-from rivet.store import AmbiguousIdError
 
 __all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
 

@@ -139,12 +139,14 @@ def test_create_sends_the_files_exact_text(cli: Cli, tmp_path: Path) -> None:
     good.write_bytes(
         (
             head + f"return pipeline.define({{ name = '{name}', stages = {{\r"
-            "{ name = 's', script = function() end } } })\n\r"
+            "{ name = 's', script = function() end } } })\n\r\n"
         ).encode()
     )
     created = cli(["pipeline", "create", str(good)])
     assert created.exit_code == 0, created.output
-    assert cli(["pipeline", "show", name, "--source"]).stdout == good.read_bytes().decode()
+    # stdout_bytes: click's Result.stdout turns "\r\n" into "\n".
+    shown = cli(["pipeline", "show", name, "--source"]).stdout_bytes
+    assert shown == good.read_bytes()
     stored = json.loads(cli(["pipeline", "show", name, "--json"]).stdout)
     assert stored["definition"]["stages"][0]["line"] == 10  # Lua's count: 8 + 1 + the "\r"
 

@@ -350,7 +350,7 @@ async def test_runner_registration_and_token_caps(client: httpx.AsyncClient, app
 
 
 async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastAPI) -> None:
-    from rivet.secrets.rules import MAX_VALUE_BYTES
+    from rivet.domain.secret_rules import MAX_VALUE_BYTES
 
     grants = [f"p{n}" for n in range(limits.MAX_GRANTS)]
     ok = await client.put(
@@ -364,7 +364,11 @@ async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastA
     assert error["code"] == "invalid_request" and error["details"][0]["loc"] == ["body", "grants"]
     long_name = "p" * (limits.MAX_NAME + 1)
     for url, body, loc in (
-        ("/api/secrets/OTHER", {"value": "abcdefgh", "grants": [long_name]}, ["body", "grants", "0"]),
+        (
+            "/api/secrets/OTHER",
+            {"value": "abcdefgh", "grants": [long_name]},
+            ["body", "grants", "0"],
+        ),
         (f"/api/secrets/BIG/grants/{long_name}", None, ["path", "pipeline"]),
     ):
         response = await client.put(url, headers=ADMIN, json=body)

@@ -9,7 +9,6 @@ import logging
 import os
 import stat
 from pathlib import Path
-
 from urllib.parse import quote, unquote
 
 import anyio.to_thread
@@ -23,10 +22,10 @@ from sqlalchemy import select, text
 from rivet.config import ServerSettings
 from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
+from rivet.orchestrator.keyring import generate_key
 from rivet.orchestrator.services import Services
-from rivet.secrets.keyring import generate_key
 from rivet.store.pipelines import get_version
-from rivet.store.secrets import add_grant
+from rivet.store.sealed_secrets import add_grant
 from rivet.store.tables import secret_grants, secrets
 
 pytestmark = pytest.mark.anyio

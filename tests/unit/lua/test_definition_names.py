@@ -138,7 +138,7 @@ def test_no_control_format_or_bidi_character_in_a_pipeline_name(char: str) -> No
 
 
 def test_the_rule_is_the_same_function_everywhere() -> None:
-    """The validator, the grants (rivet.secrets.rules) and the docs use this rule."""
+    """The validator, the grants (rivet.domain.secret_rules) and the docs use this rule."""
     assert pipeline_name_problem("hello") is None
     assert pipeline_name_problem("a\u202eb") == (
         f"contains U+202E (RIGHT-TO-LEFT OVERRIDE) at character 2; {PIPELINE_NAME_RULE}"
