@@ -26,7 +26,6 @@ __all__ = [
     "MAX_DIR_ENTRIES",
     "MAX_ERROR_CHARS",
     "MAX_JSON_ITEMS",
-    "MAX_LOG_LINE_CHARS",
     "MAX_OUTPUTS",
     "MAX_OUTPUTS_BYTES",
     "MAX_OUTPUT_NAME_CHARS",
@@ -38,13 +37,11 @@ KiB = 1 << 10
 MiB = 1 << 20
 
 # Caps that the server enforces too are the server's own numbers (rivet.limits), never
-# a copy: a job may then send whatever it was allowed to make.
-
-# One log event: the server's cap on a log line's message (64 Ki characters). A longer
-# line is stored as several consecutive events of this size (as a command's output
-# is read: 64 KiB at a time), so nothing is lost and the server, the shipper's buffer
-# and a terminal only ever see bounded lines.
-MAX_LOG_LINE_CHARS = limits.MAX_LOG_MESSAGE
+# a copy: a job may then send whatever it was allowed to make. One log event is at
+# most rivet.limits.MAX_LOG_MESSAGE characters, the server's cap on a log line (64 Ki;
+# rivet.engine.events.log_lines cuts longer lines into consecutive events of that
+# size, as a command's output is read: 64 KiB at a time), so nothing is lost and the
+# server, the shipper's buffer and a terminal only ever see bounded lines.
 
 # A stage's or job's error as stored on the job (and sent with the stage update and
 # the completion). The whole message is always in the job's log; the stored copy is

@@ -180,7 +180,20 @@ async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> N
 @pytest.mark.parametrize(
     "name",
     [
-        *["A*", "*", "FOO%2A", "-e", "A%3DB", "A%20B", "%20A", "1A", "%C3%A9", "A%00B", "A%0AB", "A.B"],
+        *[
+            "A*",
+            "*",
+            "FOO%2A",
+            "-e",
+            "A%3DB",
+            "A%20B",
+            "%20A",
+            "1A",
+            "%C3%A9",
+            "A%00B",
+            "A%0AB",
+            "A.B",
+        ],
         *["TOKEN%0A", "TOKEN%0D", "TOKEN%00", "TOKEN%0D%0A", "%0ATOKEN"],  # whole names only
     ],
 )

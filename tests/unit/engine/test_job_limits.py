@@ -20,7 +20,6 @@ from rivet.engine.events import CancelToken, log_lines
 from rivet.engine.limits import (
     MAX_ERROR_CHARS,
     MAX_JSON_ITEMS,
-    MAX_LOG_LINE_CHARS,
     MAX_OUTPUT_NAME_CHARS,
     MAX_OUTPUTS,
     MAX_OUTPUTS_BYTES,
@@ -113,12 +112,11 @@ def test_a_secret_split_by_a_line_break_in_one_message_is_masked_on_both_lines(
 def test_a_huge_log_message_becomes_bounded_consecutive_lines(lua: Lua) -> None:
     lua.run('log.info(string.rep("y", 1024 * 1024 + 5))')
     messages = lua.events.messages()
-    assert max(len(m) for m in messages) == MAX_LOG_LINE_CHARS
+    assert max(len(m) for m in messages) == limits.MAX_LOG_MESSAGE
     assert "".join(messages) == "y" * (1024 * 1024 + 5)  # nothing lost
     assert [e.seq for e in lua.events.lines] == list(range(1, len(messages) + 1))
     # The runner's line cap is the server's own number, so every piece is a line the
     # server accepts as it is (the shipper has nothing left to cut).
-    assert MAX_LOG_LINE_CHARS == limits.MAX_LOG_MESSAGE
     LogBatch(
         lines=[
             LogLine(seq=e.seq, ts=e.ts, stage=e.stage, level=e.level, message=e.message)
@@ -253,4 +251,4 @@ def test_a_huge_stage_error_is_stored_cut_and_logged_whole(tmp_path: Path) -> No
     assert MAX_ERROR_CHARS + 300 < limits.MAX_ERROR
     logged = "".join(events.messages())
     assert "e" * 300000 + " end" in logged
-    assert max(len(m) for m in events.messages()) <= MAX_LOG_LINE_CHARS
+    assert max(len(m) for m in events.messages()) <= limits.MAX_LOG_MESSAGE
