@@ -156,6 +156,7 @@ def server(
     Migrates the database first. On first start it writes an admin token to
     $RIVET_HOME/admin-token (used by `rivet runner token create` on this machine).
     RIVET_MAX_BODY_BYTES sets the largest request body accepted (default 4 MiB).
+    Ctrl-C, SIGTERM or SIGHUP stop it cleanly (waiting claims answer at once).
 
     Example: rivet server --host 0.0.0.0 --port 8420
     """
