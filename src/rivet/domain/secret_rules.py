@@ -37,9 +37,9 @@ class SecretRuleError(RivetError):
     """A secret name, value or grant breaks a rule; the message never holds the value.
 
     ``field`` is where the broken thing was (``path.name``, ``body.value``,
-    ``body.grants.0``: split on "." it is the answer's ``loc``, as FastAPI's own), for
-    the API's answer: 422 ``invalid_request`` like every other invalid field
-    (``orchestrator/http_errors.py``)."""
+    ``body.grants[0]``: split on "." it is the answer's ``loc``, as the edge's own text
+    check names a list item), for the API's answer: 422 ``invalid_request`` like every
+    other invalid field (``orchestrator/http_errors.py``)."""
 
     def __init__(self, message: str, field: str) -> None:
         self.field = field

@@ -143,7 +143,7 @@ async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> N
         ("TOKEN", {"valu": VALUE}, ["body", "value"]),
         ("TOKEN", {"value": VALUE, "grants": "not-a-list"}, ["body", "grants"]),
         ("TOKEN", {"value": VALUE, "grants": [""]}, ["body", "grants", "0"]),
-        ("TOKEN", {"value": VALUE, "grants": ["ok", "team/app"]}, ["body", "grants", "1"]),
+        ("TOKEN", {"value": VALUE, "grants": ["ok", "team/app"]}, ["body", "grants[1]"]),
         ("bad-name!", {"value": VALUE}, ["path", "name"]),
         ("TOKEN", {"value": "ab "}, ["body", "value"]),  # too short to redact safely
     ]
@@ -321,7 +321,7 @@ async def test_grants_follow_the_pipeline_name_rule(
     in_body = await put(client, "TOKEN", VALUE, grants=["fine", name])
     assert in_body.status_code == 422, in_body.text
     error = in_body.json()["error"]
-    assert error["details"][0]["loc"] == ["body", "grants", "1"]
+    assert error["details"][0]["loc"] == ["body", "grants[1]"]
     assert UNGRANTABLE[pipeline] in error["message"]
     assert_absent(in_body.text, VALUE)
     assert (await client.get("/api/secrets/TOKEN", headers=ADMIN)).json()["grants"] == []

@@ -91,7 +91,7 @@ class SecretService:
         """Create or replace a secret (and add ``body.grants``); True when created."""
         check_name(name, "path.name")
         value = check_value(name, body.value.get_secret_value(), "body.value")
-        pipelines = [check_pipeline(p, f"body.grants.{i}") for i, p in enumerate(body.grants)]
+        pipelines = [check_pipeline(p, f"body.grants[{i}]") for i, p in enumerate(body.grants)]
         sealed = self.keyring.encrypt(name, value)
         with self.db.write() as tx:
             created = store.upsert_secret(tx.conn, name, sealed, self.keyring.current_id)
