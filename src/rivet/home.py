@@ -6,7 +6,8 @@ Layout and modes::
       rivet.db  (-wal -shm -journal)  0600  the embedded SQLite database
       admin-token                0600  written by a server without RIVET_ADMIN_TOKEN
       secret-key                 0600  written by a server without RIVET_SECRET_KEY
-      config                           the CLI's settings; written by you, only read by Rivet
+      config                     0600  settings of every Rivet process (rivet.settings); written
+                                       by you, only read by Rivet (it may hold the admin token)
       runner.toml                0600  a runner's settings and its token (saved at registration)
       logs/                      0700  ``rivet up``: server.log, runner.log (0600)
       workspaces/                0700  job workspaces (runner and ``rivet run`` default)
