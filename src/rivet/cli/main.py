@@ -19,6 +19,7 @@ from typer.exceptions import TyperException
 
 from rivet import __version__
 from rivet.cli import check as check_cmd
+from rivet.cli import config as config_cmd
 from rivet.cli import init as init_cmd
 from rivet.cli import job as job_cmd
 from rivet.cli import pipeline as pipeline_cmd
@@ -126,6 +127,7 @@ app.add_typer(job_cmd.app, name="job", rich_help_panel=REMOTE)
 app.add_typer(runner_cmd.app, name="runner", rich_help_panel=REMOTE)
 app.add_typer(secret_cmd.app, name="secret", rich_help_panel=REMOTE)
 app.command("up", rich_help_panel=REMOTE)(up_cmd.up)
+app.add_typer(config_cmd.app, name="config")
 
 
 @app.command("server", rich_help_panel=REMOTE)
