@@ -9,8 +9,6 @@ layout follow from it. See docs/development.md, "Adding a setting".
 
 from __future__ import annotations
 
-import socket
-
 from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
 from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_NAME, MAX_SOURCE_BYTES
 from rivet.settings.kinds import (
@@ -45,6 +43,12 @@ DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
 LUA_MEMORY_MIB = 256.0
 LUA_DEFINITION_SECONDS = 5.0
 LUA_STAGE_SECONDS = 60.0
+
+
+def _host_name() -> str:
+    import socket  # on use: every command imports this module
+
+    return socket.gethostname()
 
 
 class CoreGroup(Group, section=""):
@@ -160,7 +164,7 @@ class RunnerGroup(Group, section="runner"):
     )
     name = Setting(
         Text(max_length=MAX_NAME),
-        Computed(lambda _home: socket.gethostname(), "the host name"),
+        Computed(lambda _home: _host_name(), "the host name"),
         env="RIVET_RUNNER_NAME",
         flags=("--name",),
         help="runner name",
