@@ -108,7 +108,7 @@ def run(
     """
     # The engine (lupa, Podman backend) is loaded on use: it is heavy for other commands.
     from rivet.local.run import LocalRun, LocalRunOptions
-    from rivet.secrets.local import local_secrets
+    from rivet.local_secrets import local_secrets
 
     out = out_console()
     err = err_console()

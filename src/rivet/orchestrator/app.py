@@ -23,7 +23,15 @@ from rivet import __version__
 from rivet.orchestrator.auth import hash_token, load_admin_token
 from rivet.orchestrator.guard import BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
-from rivet.orchestrator.routes import health, jobs, pipelines, runner_api, runners, secrets, stream
+from rivet.orchestrator.routes import (
+    health,
+    jobs,
+    pipelines,
+    runner_api,
+    runners,
+    secret_admin,
+    stream,
+)
 from rivet.orchestrator.services import Services
 from rivet.settings import RivetSettings, load_settings
 from rivet.store import upgrade
@@ -69,6 +77,6 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
-    for module in (health, pipelines, jobs, stream, runners, runner_api, secrets):
+    for module in (health, pipelines, jobs, stream, runners, runner_api, secret_admin):
         app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     return app

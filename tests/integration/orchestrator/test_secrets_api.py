@@ -18,9 +18,9 @@ from sqlalchemy import select, text
 
 from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
+from rivet.orchestrator.keyring import generate_key
 from rivet.orchestrator.services import Services
 from rivet.orchestrator.state import database_url
-from rivet.secrets.keyring import generate_key
 from rivet.settings import CoreGroup, RivetSettings, ServerGroup
 from rivet.store.pipelines import get_version
 from rivet.store.tables import secret_grants, secrets

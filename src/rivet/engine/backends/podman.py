@@ -33,7 +33,8 @@ from rivet.engine.backends.base import (
     IdMap,
     RunningContainer,
 )
-from rivet.engine.backends.host import find_static_catatonit, kill_marked_processes
+from rivet.engine.backends.catatonit import find_static_catatonit
+from rivet.engine.backends.marked_processes import kill_marked_processes
 from rivet.engine.backends.podman_io import KILL_GRACE, StreamReader, Watchdog, give_back
 from rivet.engine.backends.userns import (
     ID_MAP_FORMAT,
@@ -186,9 +187,6 @@ class PodmanBackend:
     def list_leftovers(self) -> list[str]:
         """Names of every container this backend created (any job, any runner)."""
         return self._list(f"{LABEL_MANAGED}=true", "{{.Names}}")
-
-    def remove_all_managed(self) -> int:
-        return self._remove_labelled(f"{LABEL_MANAGED}=true")
 
     # -- exec ------------------------------------------------------------------------
 

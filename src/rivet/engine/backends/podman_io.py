@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import IO
 
 from rivet.engine.backends.base import MAX_LINE_BYTES, CaptureBudget, LineCallback
-from rivet.engine.backends.host import kill_marked_processes
+from rivet.engine.backends.marked_processes import kill_marked_processes
 
 __all__ = ["KILL_GRACE", "READ_CHUNK", "StreamReader", "Watchdog", "give_back"]
 

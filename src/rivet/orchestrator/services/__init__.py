@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rivet.jobqueue import JobQueue, Signals, make_queue
+from rivet.orchestrator.keyring import load_keyring
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
 from rivet.orchestrator.state import database_url, uses_home
-from rivet.queue import JobQueue, Signals, make_queue
-from rivet.secrets.keyring import load_keyring
 from rivet.settings import RivetSettings
 from rivet.store import Database
 
