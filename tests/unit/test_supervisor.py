@@ -148,8 +148,10 @@ def test_the_plan_comes_from_the_settings_chain(tmp_path: Path) -> None:
     (home / "runner.toml").write_text('concurrency = 3\n[tags]\nos = "file"\n')
     (home / "config").write_text('[server]\nhost = "0.0.0.0"\n')
     env = {"RIVET_HOME": str(home), "RIVET_PORT": "9123"}
-    plan = LocalPlan.from_flags({}, env)
+    (home / "config").write_text('[server]\nhost = "0.0.0.0"\n[up]\ndrain_seconds = 4\n')
+    plan = LocalPlan.from_flags({}, {**env, "RIVET_UP_START_SECONDS": "90"})
     assert (plan.home, plan.host, plan.port, plan.concurrency) == (home, "0.0.0.0", 9123, 3)
+    assert (plan.start_seconds, plan.drain_seconds) == (90.0, 4.0)
     assert plan.url == "http://127.0.0.1:9123"
     assert plan.server_argv()[1:] == [
         "-m", "rivet.cli.server", "--host", "0.0.0.0", "--port", "9123", "--home", str(home),
@@ -198,4 +200,6 @@ def test_a_bad_plan_is_refused_before_anything_starts(tmp_path: Path) -> None:
         LocalPlan.from_flags({}, {**env, "RIVET_POLICY": str(tmp_path / "missing.toml")})
     with pytest.raises(SettingError, match=r"^--tag: expected a tag as key=value"):
         LocalPlan.from_flags({RunnerGroup.tags: ["novalue"]}, env)
+    with pytest.raises(SettingError, match=r"^RIVET_UP_START_SECONDS: expected a number"):
+        LocalPlan.from_flags({}, {**env, "RIVET_UP_START_SECONDS": "soon"})
     assert not (tmp_path / "home").exists()

@@ -1,7 +1,7 @@
 """Rivet's settings: one model, one precedence (flag > env > config file > default).
 
 - :mod:`.model` declares every setting once, in groups (``client``, ``server``,
-  ``runner``, ``jobs``, ``lua``, and ``home`` at the root);
+  ``runner``, ``jobs``, ``lua``, ``up``, and ``home`` at the root);
 - :mod:`.root` resolves them (:func:`load_settings`) and remembers where each value
   came from;
 - :mod:`.files` says where each setting sits in ``$RIVET_HOME/config`` and in the
@@ -25,6 +25,7 @@ from rivet.settings.model import (
     LuaGroup,
     RunnerGroup,
     ServerGroup,
+    UpGroup,
 )
 from rivet.settings.root import Entry, Flags, RivetSettings, load_settings
 from rivet.settings.spec import Group, Setting, SettingError, Source
@@ -46,6 +47,7 @@ __all__ = [
     "Setting",
     "SettingError",
     "Source",
+    "UpGroup",
     "load_settings",
     "parse_tags",
 ]

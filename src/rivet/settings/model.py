@@ -1,6 +1,7 @@
 """Every setting of Rivet, declared once, in groups: the root (``home``), ``client``
 (the CLI), ``server`` (``rivet server``), ``runner``, ``jobs`` (what runs jobs: the
-runner and ``rivet run``) and ``lua`` (the sandbox limits, everywhere Lua runs).
+runner and ``rivet run``), ``lua`` (the sandbox limits, everywhere Lua runs) and
+``up`` (``rivet up``'s supervisor).
 
 Adding a setting is one declaration here (kind, default, variable, flags, help); the
 resolver, the command lines that list it, ``rivet config show`` and the config file
@@ -30,12 +31,15 @@ __all__ = [
     "LUA_DEFINITION_SECONDS",
     "LUA_MEMORY_MIB",
     "LUA_STAGE_SECONDS",
+    "UP_DRAIN_SECONDS",
+    "UP_START_SECONDS",
     "ClientGroup",
     "CoreGroup",
     "JobsGroup",
     "LuaGroup",
     "RunnerGroup",
     "ServerGroup",
+    "UpGroup",
 ]
 
 DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -43,6 +47,9 @@ DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
 LUA_MEMORY_MIB = 256.0
 LUA_DEFINITION_SECONDS = 5.0
 LUA_STAGE_SECONDS = 60.0
+# The up defaults, also those of rivet.supervisor.process.Supervisor (declared here once).
+UP_START_SECONDS = 60.0
+UP_DRAIN_SECONDS = 10.0
 
 
 def _host_name() -> str:
@@ -248,6 +255,26 @@ class LuaGroup(Group, section="lua"):
     )
 
 
+class UpGroup(Group, section="up"):
+    """``rivet up`` itself, the supervisor of a local server and runner; what they run
+    with is the ``server``, ``runner``, ``jobs`` and ``lua`` groups."""
+
+    start_seconds = Setting(
+        Number(greater_than=0),
+        UP_START_SECONDS,
+        env="RIVET_UP_START_SECONDS",
+        help="how long rivet up waits for its server to be ready, then for its runner to "
+        "check in, before it gives up (s)",
+    )
+    drain_seconds = Setting(
+        Number(greater_than=0),
+        UP_DRAIN_SECONDS,
+        env="RIVET_UP_DRAIN_SECONDS",
+        help="on stop, how long the runner's running jobs may go on before rivet up "
+        "cancels them (s)",
+    )
+
+
 GROUPS: tuple[type[Group], ...] = (
     CoreGroup,
     ClientGroup,
@@ -255,4 +282,5 @@ GROUPS: tuple[type[Group], ...] = (
     RunnerGroup,
     JobsGroup,
     LuaGroup,
+    UpGroup,
 )

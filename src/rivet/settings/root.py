@@ -36,6 +36,7 @@ from rivet.settings.model import (
     LuaGroup,
     RunnerGroup,
     ServerGroup,
+    UpGroup,
 )
 from rivet.settings.spec import Computed, Group, Setting, SettingError, Source
 
@@ -156,6 +157,10 @@ class RivetSettings:
     @cached_property
     def lua(self) -> LuaGroup:
         return self._resolver.group(LuaGroup)
+
+    @cached_property
+    def up(self) -> UpGroup:
+        return self._resolver.group(UpGroup)
 
     def replace(self, flags: Flags) -> RivetSettings:
         """The same settings with more ``flags`` (later ones win): e.g. a test's server

@@ -56,7 +56,6 @@ from rivet.settings import (
 from rivet.supervisor.process import ChildSpec, Supervisor
 
 __all__ = [
-    "DRAIN_GRACE",
     "RUNNER_PASSED",
     "RUNNER_PASSED_ENV",
     "SERVER_FLAGS_SET",
@@ -66,7 +65,6 @@ __all__ = [
     "server_env",
 ]
 
-DRAIN_GRACE = 10.0
 # The server settings `rivet up` gives its server as flags; the server's other
 # settings pass from this environment.
 SERVER_FLAGS_SET: tuple[Setting[Any], ...] = (
@@ -136,6 +134,8 @@ class LocalPlan:
     host: str
     port: int
     concurrency: int
+    start_seconds: float  # up.start_seconds: the wait for each child to get ready
+    drain_seconds: float  # up.drain_seconds: running jobs' time to finish on stop
     # Given to `rivet up` as flags, so handed on as flags (the rest the runner
     # resolves itself, from the same variables and files).
     tags: tuple[str, ...] = ()
@@ -166,6 +166,8 @@ class LocalPlan:
             host=settings.server.host,
             port=port,
             concurrency=settings.runner.concurrency,
+            start_seconds=settings.up.start_seconds,
+            drain_seconds=settings.up.drain_seconds,
             tags=tuple(tags) if isinstance(tags, list | tuple) else (),
             policy=policy.resolve() if policy and JobsGroup.policy in flags else None,
         )
@@ -222,7 +224,7 @@ class LocalRivet:
         outer_umask = private_umask()
         try:
             paths.ensure()
-            with Supervisor(stopping) as supervisor:
+            with Supervisor(stopping, start_timeout=plan.start_seconds) as supervisor:
                 server = ChildSpec(
                     "server",
                     plan.server_argv(),
@@ -239,7 +241,7 @@ class LocalRivet:
                     runner_env(plan.home, token, self.environ),
                     paths.log_file("runner"),
                     umask=outer_umask,
-                    second_signal_after=DRAIN_GRACE,
+                    second_signal_after=plan.drain_seconds,
                 )
                 checked_in = lambda: self._runner_checked_in(since)  # noqa: E731
                 if not supervisor.start(runner, checked_in, "runner"):

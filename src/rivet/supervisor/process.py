@@ -21,10 +21,10 @@ from typing import IO
 
 from rivet.errors import RivetError
 from rivet.home import open_private_append
+from rivet.settings.model import UP_START_SECONDS
 
-__all__ = ["START_TIMEOUT", "STOP_GRACE", "Child", "ChildSpec", "Crashed", "Supervisor"]
+__all__ = ["STOP_GRACE", "Child", "ChildSpec", "Crashed", "Supervisor"]
 
-START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 POLL = 0.1
 
@@ -114,7 +114,7 @@ class Supervisor:
     every wait ends as soon as it does."""
 
     def __init__(
-        self, stopping: Callable[[], bool], *, start_timeout: float = START_TIMEOUT
+        self, stopping: Callable[[], bool], *, start_timeout: float = UP_START_SECONDS
     ) -> None:
         self.stopping = stopping
         self.start_timeout = start_timeout
