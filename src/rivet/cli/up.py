@@ -34,6 +34,9 @@ def up(flags: Flags) -> None:
     other and exits 1 with the end of its log. SIGTERM and SIGHUP stop both like
     Ctrl-C. The runner gets none of the server's settings (admin token, secret key).
     --tag and --policy apply to the runner (tags when it first registers).
+    RIVET_UP_START_SECONDS (60) bounds the wait for each to get ready;
+    RIVET_UP_DRAIN_SECONDS (10) is how long running jobs may go on after a stop
+    before they are cancelled.
 
     Example: rivet up --port 8420
     """
