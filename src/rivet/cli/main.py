@@ -139,6 +139,7 @@ def server(flags: Flags) -> None:
     Its other settings (RIVET_MAX_BODY_BYTES, the largest request body accepted,
     default 4 MiB; RIVET_LOG_LEVEL; …) come from their variables or [server] in
     $RIVET_HOME/config; `rivet config show` lists them.
+    Ctrl-C, SIGTERM or SIGHUP stop it cleanly (waiting claims answer at once).
 
     Example: rivet server --host 0.0.0.0 --port 8420
     """

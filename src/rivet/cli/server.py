@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from types import FrameType
 from typing import Any
@@ -22,6 +23,7 @@ from rivet.orchestrator import create_app
 from rivet.orchestrator.state import database_url
 from rivet.settings import Flags, load_settings
 from rivet.settings.flags import SERVER_FLAGS, add_arguments, flags_from
+from rivet.stop_signals import handling_stop_signals
 from rivet.store import Database, upgrade
 
 __all__ = ["serve"]
@@ -61,13 +63,22 @@ def serve(flags: Flags) -> None:
 
 
 class _DrainingServer(uvicorn.Server):
-    """On SIGINT/SIGTERM, ends waiting claims (they answer 204) and log streams (the
-    clients reconnect from their last sequence number) right away, instead of letting
-    uvicorn wait for them and then cut them off with errors."""
+    """On a stop signal (SIGINT, SIGTERM, SIGHUP: :mod:`rivet.stop_signals`), ends
+    waiting claims (they answer 204) and log streams (the clients reconnect from their
+    last sequence number) right away, instead of letting uvicorn wait for them and
+    then cut them off with errors, and shuts down cleanly."""
 
     def __init__(self, config: uvicorn.Config, app: Any) -> None:
         super().__init__(config)
         self._app = app
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn handles SIGINT and SIGTERM only: SIGHUP (the terminal closed, the SSH
+        # session dropped) would kill the server mid-request. With every stop signal
+        # handled here, the one uvicorn passes on after its shutdown lands here again
+        # (a no-op then), so the server exits 0 once it has stopped.
+        with handling_stop_signals(self.handle_exit):
+            super().run(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

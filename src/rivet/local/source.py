@@ -10,9 +10,13 @@ __all__ = ["read_pipeline_file"]
 
 
 def read_pipeline_file(path: Path) -> str:
-    """The file's text, or a ``RivetError`` naming it (missing, a directory, unreadable)."""
+    """The file's text exactly as it is, or a ``RivetError`` naming it (missing, a
+    directory, unreadable). No newline translation: ``rivet check``, ``rivet run`` and
+    ``pipeline create`` hand Lua (and the server) the file's own text, so error lines
+    are Lua's count of the file's lines (universal newlines would make "\n\r" two
+    line breaks where Lua sees one) and the stored source is the file."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise RivetError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
 from rivet.errors import ConfigError
-from rivet.limits import MAX_NAME, MAX_TAGS
+from rivet.limits import MAX_NAME, MAX_TAGS, name_problem
 
 __all__ = [
     "DatabaseUrl",
@@ -23,6 +23,7 @@ __all__ = [
     "Kind",
     "Number",
     "Optional",
+    "RunnerName",
     "Secret",
     "SecretText",
     "ServerUrl",
@@ -111,6 +112,21 @@ class Text(Kind[str]):
         if self.max_length is not None and len(text) > self.max_length:
             raise ValueError(f"may have at most {self.max_length} characters")
         return text.lower() if self.choices else text
+
+
+class RunnerName(Text):
+    """A runner's name: shown in terminals and tables, so it follows the name rule
+    (:func:`rivet.limits.name_problem`: no control, format or bidi character), refused
+    here rather than by the server at registration."""
+
+    def __init__(self) -> None:
+        super().__init__(max_length=MAX_NAME)
+
+    def parse(self, text: str, base: Path | None) -> str:
+        name = super().parse(text, base)
+        if (problem := name_problem(name)) is not None:
+            raise ValueError(f"the runner name {name[:60]!r} {problem}")
+        return name
 
 
 class Whole(Kind[int]):
@@ -269,8 +285,8 @@ def parse_tags(items: Sequence[str], source: str) -> dict[str, str]:
 
 class Tags(Kind[dict[str, str]]):
     """Runner tags: ``--tag k=v`` (repeated), ``k=v,k=v`` in a variable, a ``[tags]``
-    table in a file; within the server's caps (:mod:`rivet.limits`), refused here with
-    a clear message rather than by the server at registration."""
+    table in a file; within the server's caps and name rule (:mod:`rivet.limits`),
+    refused here with a clear message rather than by the server at registration."""
 
     repeatable = True
     expected = 'a table of key = "value" pairs'
@@ -303,6 +319,9 @@ class Tags(Kind[dict[str, str]]):
                 raise ValueError(
                     f"tag {key[:40]!r}: keys and values may have at most {MAX_NAME} characters"
                 )
+            for part, text in (("key", key), ("value", value)):
+                if (problem := name_problem(text)) is not None:
+                    raise ValueError(f"tag {key[:40]!r}: the {part} {problem}")
         return tags
 
     def show(self, value: dict[str, str]) -> str:

@@ -11,12 +11,13 @@ layout follow from it. See docs/development.md, "Adding a setting".
 from __future__ import annotations
 
 from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
-from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_NAME, MAX_SOURCE_BYTES
+from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_SOURCE_BYTES
 from rivet.settings.kinds import (
     DatabaseUrl,
     FilePath,
     Number,
     Optional,
+    RunnerName,
     Secret,
     ServerUrl,
     Tags,
@@ -170,7 +171,7 @@ class RunnerGroup(Group, section="runner"):
         help="a one-time token from 'rivet runner token create', to register",
     )
     name = Setting(
-        Text(max_length=MAX_NAME),
+        RunnerName(),
         Computed(lambda _home: _host_name(), "the host name"),
         env="RIVET_RUNNER_NAME",
         flags=("--name",),

@@ -363,14 +363,20 @@ async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastA
     before = await row_counts(app)
     too_many = {"value": "abcdefgh", "grants": [*grants, "one-more"]}
     response = await client.put("/api/secrets/OTHER", headers=ADMIN, json=too_many)
-    assert response.status_code == 400 and str(limits.MAX_GRANTS) in response.text
+    error = refused(response, 422, "body.grants", limits.MAX_GRANTS)
+    assert error["code"] == "invalid_request" and error["details"][0]["loc"] == ["body", "grants"]
     long_name = "p" * (limits.MAX_NAME + 1)
-    for url, body in (
-        ("/api/secrets/OTHER", {"value": "abcdefgh", "grants": [long_name]}),
-        (f"/api/secrets/BIG/grants/{long_name}", None),
+    for url, body, loc in (
+        (
+            "/api/secrets/OTHER",
+            {"value": "abcdefgh", "grants": [long_name]},
+            ["body", "grants", "0"],
+        ),
+        (f"/api/secrets/BIG/grants/{long_name}", None, ["path", "pipeline"]),
     ):
         response = await client.put(url, headers=ADMIN, json=body)
-        assert response.status_code == 400 and str(limits.MAX_NAME) in response.text, url
+        assert response.status_code == 422 and str(limits.MAX_NAME) in response.text, url
+        assert response.json()["error"]["details"][0]["loc"] == loc, response.text
     assert await row_counts(app) == before
     granted = await client.put(f"/api/secrets/BIG/grants/{'p' * limits.MAX_NAME}", headers=ADMIN)
     assert granted.status_code == 200, granted.text
@@ -378,5 +384,6 @@ async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastA
     too_big = await client.put(
         "/api/secrets/OTHER", headers=ADMIN, json={"value": "s" * (MAX_VALUE_BYTES + 1)}
     )
-    assert too_big.status_code == 400 and "larger than 64 KiB" in too_big.text
+    assert too_big.status_code == 422 and "larger than 64 KiB" in too_big.text
+    assert too_big.json()["error"]["details"][0]["loc"] == ["body", "value"]
     assert await row_counts(app) == before
