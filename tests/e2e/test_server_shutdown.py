@@ -74,7 +74,9 @@ def test_sigterm_drains_long_polls_and_streams(tmp_path: Path, processes: Proces
         thread.join(timeout=20)
 
     assert answers == {"claim": 204, "stream": 200, "stream_closed": True}
-    assert took < 2.5, f"shutdown took {took:.1f} s"
+    # Not a speed check: the claim asked to wait 30 s, so ending well before that
+    # proves shutdown woke the waiter instead of waiting it out (loose under load).
+    assert took < 15, f"shutdown took {took:.1f} s: the 30 s claim was waited out"
     assert "Traceback" not in server.output
 
 
