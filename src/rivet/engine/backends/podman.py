@@ -337,6 +337,7 @@ class PodmanBackend:
             threading.Thread(target=stop_command, daemon=True).start()
 
         streams = CommandStreams(proc.stdout, proc.stderr, request, overflow)
+
         # A watchdog thread enforces the timeout: Popen.wait(timeout=...) polls with
         # sleeps of up to 50 ms, which would add that much to every command.
         def stop() -> None:

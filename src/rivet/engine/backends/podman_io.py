@@ -24,6 +24,7 @@ from rivet.engine.backends.base import (
     ExecResult,
     LineCallback,
 )
+from rivet.engine.backends.workers import TimerHandle, call_later, run_in_thread
 
 __all__ = [
     "KILL_GRACE",
@@ -53,11 +54,9 @@ class Watchdog:
         self._stop = stop
         self._give_up = give_up
         self._done = threading.Event()
-        self._timer: threading.Timer | None = None
+        self._timer: TimerHandle | None = None
         if timeout is not None:
-            self._timer = threading.Timer(timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+            self._timer = call_later(timeout, self._expire)
 
     def _expire(self) -> None:
         if self._done.is_set():
@@ -74,8 +73,9 @@ class Watchdog:
 
 
 class StreamReader:
-    """Drains one pipe on its own thread, delivering decoded lines (at most
-    MAX_LINE_BYTES each) or collecting the text under a capture budget."""
+    """Drains one pipe on a thread of its own (pooled: see :mod:`.workers`), delivering
+    decoded lines (at most MAX_LINE_BYTES each) or collecting the text under a
+    capture budget."""
 
     def __init__(
         self,
@@ -98,8 +98,14 @@ class StreamReader:
         # For join(): reads so far, and whether a callback is running (it may block).
         self._reads = 0
         self._delivering = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._ended = threading.Event()
+        run_in_thread(self._drain)
+
+    def _drain(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._ended.set()
 
     def _run(self) -> None:
         # Incremental, so a multi-byte character split by the read limit survives.
@@ -162,8 +168,7 @@ class StreamReader:
         buffer is full) is waited for as long as it takes, unless not ``patient``."""
         reads = -1
         while True:
-            self._thread.join(grace)
-            if not self._thread.is_alive() or not patient:
+            if self._ended.wait(grace) or not patient:
                 return
             if not self._delivering and self._reads == reads:
                 return
