@@ -12,10 +12,12 @@ breach, an end of its pipe, or silence while commands run (no PONG within
 are killed and every command in flight fails with the reason
 (:attr:`AgentCommand.error`). Nothing here waits on the agent without a bound.
 
-Threads per connection: a reader (frames from the agent), a writer (frames to it,
-queued, so that the reader never blocks on a write) and one draining the agent's
-stderr (diagnostics; the last :data:`_TAIL_BYTES` are kept for error messages). One
-monitor thread for all connections pings those with commands in flight.
+Threads per connection: a reader (frames from the agent), a writer (for the frames
+of the reader and the monitor, which must never block on a full pipe; the threads
+of commands write theirs directly, under a lock, which saves a thread hop per
+command) and one draining the agent's stderr (diagnostics; the last
+:data:`_TAIL_BYTES` are kept for error messages). One monitor thread for all
+connections pings those with commands in flight.
 """
 
 from __future__ import annotations
@@ -189,6 +191,7 @@ class AgentConnection:
         self._dead: str | None = None
         self._ready = threading.Event()
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._write_lock = threading.Lock()
         self._writing_since: float | None = None
         self._ping_sent: float | None = None
         self._last_ping = 0.0
@@ -222,7 +225,7 @@ class AgentConnection:
             conn = cls(argv, env, cwd, marker)
         except OSError as exc:
             raise AgentGone(f"could not run podman: {exc.strerror}") from None
-        conn._outbox.put(p.hello())
+        conn._send(p.hello())
         if not conn._ready.wait(HANDSHAKE_TIMEOUT) and conn._dead is None:
             conn.fail(f"did not answer within {HANDSHAKE_TIMEOUT:g} s")
         if conn._dead is not None:
@@ -255,20 +258,20 @@ class AgentConnection:
             command = AgentCommand(self, next(self._ids))
             start = p.encode_start(command.id, argv, env, cwd)  # may refuse: nothing sent
             self._commands[command.id] = command
-        self._outbox.put(start)
+        self._send(start)
         return command
 
     def kill(self, command: AgentCommand) -> None:
         """Ask for SIGKILL of the command's process group (no-op once it ended)."""
         if not command.done and self._dead is None:
-            self._outbox.put(p.kill(command.id))
+            self._send(p.kill(command.id))
 
     def credit(self, command: AgentCommand, stream: int, size: int) -> None:
         with self._lock:
             if self._dead is not None or command.id not in self._commands:
                 return
             command.outstanding[stream] += size
-        self._outbox.put(p.credit(command.id, stream, size))
+        self._send(p.credit(command.id, stream, size))
 
     def abandon(self, command: AgentCommand) -> None:
         """The caller stops waiting (its timeout passed, or it was interrupted): end
@@ -412,23 +415,39 @@ class AgentConnection:
                 command.stderr.feed(shown(payload, p.MAX_MESSAGE).encode() + b"\n")
                 command.finish(exit_code=126)
         if give:
-            self._outbox.put(p.credit(request_id, stream, give))
+            self._outbox.put(p.credit(request_id, stream, give))  # never blocks this thread
+
+    def _send(self, data: bytes) -> None:
+        """Write a frame from the calling thread (not the reader's: it queues). A full
+        pipe blocks the caller until the agent reads, or until the monitor ends an
+        agent that stopped reading (the write then fails)."""
+        with self._write_lock:
+            if self._dead is not None:
+                return
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        assert self._proc.stdin is not None
+        self._writing_since = time.monotonic()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._proc.stdin.fileno(), view) :]
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "closed"
+            self.fail(f"stopped reading its input ({reason})")
+        finally:
+            self._writing_since = None
 
     def _write_loop(self) -> None:
+        """Frames the reader thread queued, and the end: closing the agent's stdin."""
         assert self._proc.stdin is not None
-        fd = self._proc.stdin.fileno()
-        try:
-            while (data := self._outbox.get()) is not None:
-                self._writing_since = time.monotonic()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                self._writing_since = None
-        except OSError as exc:
-            self.fail(f"stopped reading its input ({exc.strerror})")
-        finally:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
+        while (data := self._outbox.get()) is not None:
+            with self._write_lock:
+                if self._dead is None:
+                    self._write(data)
+        with self._write_lock, contextlib.suppress(OSError):
+            self._proc.stdin.close()
 
     def _stderr_loop(self) -> None:
         assert self._proc.stderr is not None
@@ -452,7 +471,7 @@ class AgentConnection:
         elif busy and sent is None and now - self._last_ping >= PING_INTERVAL:
             with self._lock:
                 self._ping_sent = self._last_ping = now
-            self._outbox.put(p.ping())
+            self._outbox.put(p.ping())  # the monitor must never block
 
 
 class _Monitor:
