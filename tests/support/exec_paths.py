@@ -46,6 +46,6 @@ def agent_processes(podman: str, container: str) -> list[tuple[int, int]]:
     found = []
     for line in out.splitlines()[1:]:
         parts = line.split(None, 2)
-        if len(parts) == 3 and parts[2].strip() == "/.rivet/agent":
+        if len(parts) == 3 and parts[2].strip() == "/.rivet-agent":
             found.append((int(parts[0]), int(parts[1])))
     return found

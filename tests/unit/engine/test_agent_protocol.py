@@ -75,7 +75,7 @@ def test_magic_and_agent_marker_agree() -> None:
 
     assert c_define("AGENT_MAGIC") == f'"{p.MAGIC.decode()}"'
     assert c_define("AGENT_ID_VAR") == f'"{AGENT_ID_VAR}="'
-    assert AGENT_IN_CONTAINER == "/.rivet/agent"
+    assert AGENT_IN_CONTAINER == "/.rivet-agent"
     assert p.WINDOW <= p.MAX_WINDOW and p.MAX_DATA <= p.WINDOW
 
 

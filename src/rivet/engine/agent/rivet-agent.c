@@ -2,7 +2,7 @@
  * rivet-agent: runs a job's commands inside its container, on request.
  *
  * The runner starts one agent per job container with
- *     podman exec -i CTR /.rivet/agent
+ *     podman exec -i CTR /.rivet-agent
  * so the agent has exactly what a `podman exec` command has: the container's
  * namespaces, cgroup, seccomp profile, capabilities, no-new-privileges and user.
  * Each command the runner asks for is forked from here, which costs a fork and an

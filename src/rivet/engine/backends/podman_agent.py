@@ -46,7 +46,10 @@ from rivet.engine.backends.podman_io import TIMEOUT_EXIT_CODE, CommandStreams, W
 
 __all__ = ["AGENT_ID_VAR", "AGENT_IN_CONTAINER", "MAX_RESTARTS", "AgentPool"]
 
-AGENT_IN_CONTAINER = "/.rivet/agent"
+# A bind mount directly under "/": a mount point cannot be renamed or removed (EBUSY),
+# so a job cannot move it aside and plant its own program for the next start. (Inside
+# /.rivet it could: the directory itself is the image's and may be renamed.)
+AGENT_IN_CONTAINER = "/.rivet-agent"
 AGENT_ID_VAR = "RIVET_AGENT_ID"
 MAX_RESTARTS = 3
 # A command killed with its container ends as SIGKILL ends a process.
