@@ -35,8 +35,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import bindparam, select, update
 
 from rivet.domain import JobStatus
+from rivet.jobqueue import Offer, Signals, make_queue
 from rivet.lua.definition import load_definition
-from rivet.queue import Offer, Signals, make_queue
 from rivet.store import Database, upgrade
 from rivet.store import jobs as job_store
 from rivet.store import pipelines as pipeline_store

@@ -15,9 +15,12 @@ Commands:
                      .venv/bin/rivet run examples/hello.lua --input name=world [ARGS...]
   test [ARGS...]   Set up the machine plus a throw-away PostgreSQL test cluster,
                    export RIVET_TEST_DATABASE_URL, then run
-                     ruff check src tests bench;  mypy src;  pytest -q [ARGS...]
-                   All three run; the exit status is non-zero if any failed.
+                     ruff check src tests bench;  ruff format --check src tests bench;
+                     mypy src;  pytest -q --cov [ARGS...]
+                   All four run; the exit status is non-zero if any failed.
                    pytest collecting no tests (exit 5) counts as a failure.
+                   pytest ends with a branch-coverage report of src/rivet (the
+                   test process only; no threshold).
   -h, --help       Show this help.
 
 Setup is idempotent and fast when nothing is missing; see scripts/setup.sh --help
@@ -41,11 +44,14 @@ cmd_test() {
     local failed=() rc
     log "ruff check src tests bench"
     .venv/bin/ruff check src tests bench || failed+=(ruff)
+    log "ruff format --check src tests bench"
+    .venv/bin/ruff format --check src tests bench || failed+=("ruff format")
     log "mypy src"
     .venv/bin/mypy src || failed+=(mypy)
-    log "pytest -q${*:+ $*}"
+    log "pytest -q --cov${*:+ $*}"
     rc=0
-    .venv/bin/pytest -q "$@" || rc=$?
+    # Coverage settings (branch, source, report) are in pyproject.toml.
+    .venv/bin/pytest -q --cov --cov-report=term "$@" || rc=$?
     if [ "$rc" -eq 5 ]; then
         log "ERROR: pytest collected no tests (exit 5); treating as a failure" >&2
         failed+=("pytest (no tests collected)")

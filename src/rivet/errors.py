@@ -2,21 +2,56 @@
 
 Every user-facing failure is a subclass of :class:`RivetError` whose message says
 what was wrong, where (file, line, field, input name) and, where it helps, how to
-fix it. The CLI prints ``str(error)`` on one line and never a traceback for these.
+fix it. The CLI prints ``str(error)`` on one line and never a traceback for these;
+the server turns them into HTTP answers in ``rivet.orchestrator.http_errors`` alone.
+The classes shared by several parts of Rivet are defined here; a class that only
+one part raises is defined beside that code (its module under ``rivet`` in
+brackets, which holds its subclasses too), under the node it belongs to.
+``tests/unit/test_error_tree.py`` holds this drawing to the code.
 
     RivetError
-    ├── DefinitionError        a pipeline file failed validation (one or more problems)
-    ├── InputError             launch-time inputs were rejected (names every bad input)
-    ├── LuaError               pipeline code raised at run time (file:line in the message)
-    │   └── ResourceLimitError a Lua memory cap or CPU budget was exceeded
-    ├── ContainerError         a container could not be started or used
-    ├── ConfigError            a settings value or config file is invalid
-    ├── NotFoundError          a named object (pipeline, job, runner…) does not exist
-    ├── ConflictError          the request contradicts current state (e.g. ambiguous id prefix)
-    ├── InvalidRequest         a request field breaks a rule of the API (names every field)
-    ├── RequestTooLarge        a request body is over the server's size limit
-    ├── StorageUnavailable     the database cannot be reached or used right now (retry)
-    └── ApiError               the server answered with an error (client side)
+    ├── DefinitionError          a pipeline file failed validation (one or more problems)
+    ├── InputError               launch-time inputs were rejected (names every bad input)
+    ├── LuaError                 pipeline code raised at run time (file:line in the message)
+    │   └── ResourceLimitError   a Lua memory cap or CPU budget was exceeded
+    ├── ContainerError           a container could not be started or used
+    │   ├── AgentGone            [engine.agent.client] a container's exec agent is unusable
+    │   └── ProtocolError        [engine.agent.protocol] an exec agent broke its protocol
+    ├── ConfigError              a settings value or config file is invalid
+    ├── NotFoundError            a named object (pipeline, job, runner…) does not exist
+    ├── ConflictError            the request contradicts current state (a finished job…)
+    │   └── AmbiguousIdError     an id prefix matches more than one object
+    ├── InvalidRequest           a request field breaks a rule of the API (names every field)
+    ├── RequestTooLarge          a request body is over the server's size limit
+    ├── StorageUnavailable       the database cannot be reached or used right now (retry)
+    ├── AuthenticationError      a request lacks a valid bearer token (HTTP 401)
+    ├── PermissionDeniedError    the caller may not touch this object (HTTP 403)
+    ├── ApiError                 the server answered with an error (client side)
+    ├── EnvNameError             [domain.env_names] not an environment-variable name
+    ├── SecretRuleError          [domain.secret_rules] a secret name, value or grant is refused
+    ├── PolicyViolation          [engine.policy.violation] the runner policy forbids it
+    ├── SecretDecryptError       [orchestrator.keyring] a stored secret does not decrypt
+    ├── ServerUnreachableError   [client.api] the CLI cannot reach the server
+    ├── RegistrationFailed       [runner.registration] the runner could not register
+    ├── RunnerClientError        [runner.client] a runner request failed
+    │   ├── ServerUnavailable    no usable answer: retry with backoff
+    │   ├── TokenRejected        the runner or registration token is not valid
+    │   ├── JobGone              the job is no longer this runner's
+    │   └── RequestRejected      the request itself is wrong
+    │       └── BodyTooLarge     over the server's size limit: a smaller one may pass
+    ├── UsageProblem             [cli.common] the command line is wrong (exit 2)
+    └── _Crashed                 [cli.up] a process of ``rivet up`` ended
+
+Not RivetErrors, because none reaches a user as itself (each becomes a
+``LuaError`` at the pipeline's line, with its message):
+
+    LuaCallError                 [lua.sandbox] a Rivet function called from Lua refuses
+    JailError                    [engine.modules.fs_module.jail] a path leaves the workspace
+    └── MissingError             [engine.modules.fs_module.jail] a path does not exist
+    ResolveError                 [engine.modules.http_module.transport] a name does not resolve
+    UnsupportedEncoding          [engine.modules.http_module.body] a body cannot be decoded
+    RateLimited                  [engine.modules.http_module.rate_limit] the bucket is empty
+    _Failure                     [engine.modules.http_module.api] an HTTP call failed
 """
 
 from __future__ import annotations
@@ -24,7 +59,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AmbiguousIdError",
     "ApiError",
+    "AuthenticationError",
     "ConfigError",
     "ConflictError",
     "ContainerError",
@@ -33,6 +70,7 @@ __all__ = [
     "InvalidRequest",
     "LuaError",
     "NotFoundError",
+    "PermissionDeniedError",
     "Problem",
     "RequestTooLarge",
     "ResourceLimitError",
@@ -114,6 +152,19 @@ class ConflictError(RivetError):
     """The request contradicts the current state (ambiguous prefix, finished job…)."""
 
 
+class AmbiguousIdError(ConflictError):
+    """An id prefix matches more than one object; ``matches`` says how many."""
+
+    def __init__(self, kind: str, prefix: str, matches: int) -> None:
+        self.kind = kind
+        self.prefix = prefix
+        self.matches = matches
+        super().__init__(
+            f"{kind} id prefix {prefix!r} is ambiguous: it matches {matches} {kind}s; "
+            "type more characters"
+        )
+
+
 class InvalidRequest(RivetError):
     """Request fields break rules of the API; ``problems`` lists ``(field, why)``, the
     field as a path like ``body.inputs.name`` or ``query.pipeline``. Never holds values."""
@@ -146,6 +197,14 @@ class StorageUnavailable(RivetError):
             f"the {dialect} database is unavailable right now; try again shortly "
             "(the server log says why)"
         )
+
+
+class AuthenticationError(RivetError):
+    """A request lacks a valid bearer token (HTTP 401)."""
+
+
+class PermissionDeniedError(RivetError):
+    """An authenticated caller may not touch this object (HTTP 403)."""
 
 
 class ApiError(RivetError):

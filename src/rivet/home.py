@@ -24,7 +24,7 @@ writes here (server, runner, ``rivet up``, ``rivet run``):
   removed) when it belongs to the user running Rivet and is not a shared sticky
   directory such as ``/tmp``; otherwise Rivet logs a warning naming the ``chmod`` to
   run. Either way a warning names the path. The secret key file is the exception: a
-  readable one is refused (see :mod:`rivet.secrets.keyring`), since it may have leaked.
+  readable one is refused (see :mod:`rivet.orchestrator.keyring`), since it may have leaked.
 - The server and ``rivet up`` also run with umask 0o077 (:func:`private_umask`), so a
   file nobody thought of is private too. The runner does not: its umask is inherited
   by the files pipelines write into their workspaces, which containers running as a

@@ -42,7 +42,9 @@ def root(tmp_path: Path) -> Path:
 
 
 def starter(backend: PodmanBackend, root: Path, jobs: list[str]) -> Start:
-    def start(image: str = BUSYBOX, userns: str = "host", job: str | None = None) -> RunningContainer:
+    def start(
+        image: str = BUSYBOX, userns: str = "host", job: str | None = None
+    ) -> RunningContainer:
         job = job or f"agent-{uuid.uuid4().hex[:8]}"
         jobs.append(job)
         options = ContainerOptions(userns=userns)

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from lupa import lua54
+from recording import EventLog
 
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.context import JobContext
-from rivet.engine.events import CancelToken, LogEvent, StageResult
+from rivet.engine.events import CancelToken
 from rivet.engine.modules import INSTALLERS, install_all
 from rivet.lua.definition import install_definition_placeholders, load_pipeline
 from rivet.lua.sandbox import Sandbox
@@ -35,17 +37,6 @@ def lua_keys(table: Any) -> set[str]:
 
 def module_stubs() -> dict[str, str]:
     return {name: text for name, text in stub_files().items() if name != SANDBOX_STUB}
-
-
-class NullEvents:
-    def log(self, event: LogEvent) -> None:
-        pass
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
 
 
 # --- stubs == surface -------------------------------------------------------------------
@@ -84,7 +75,7 @@ def test_every_stub_is_meta_with_annotations() -> None:
             assert any(d.startswith("---@") for d in doc) or "()" in line, (name, line)
 
 
-SPEC_PROCESS_OPTIONS = {
+DOCUMENTED_PROCESS_OPTIONS = {
     "cmd",
     "args",
     "cwd",
@@ -98,12 +89,12 @@ SPEC_PROCESS_OPTIONS = {
 }
 
 
-def test_process_options_match_the_spec() -> None:
-    from rivet.engine.modules.process_options import OPTIONS
+def test_process_options_match_the_reference() -> None:
+    from rivet.engine.modules.process_module.options import OPTIONS
 
-    # The runtime accepts every option of the spec, and the stub declares exactly what
-    # the runtime accepts (the spec's plus later ones such as secrets).
-    assert set(OPTIONS) >= SPEC_PROCESS_OPTIONS
+    # The runtime accepts every option of docs/lua-reference.md's process.run table, and
+    # the stub declares exactly what the runtime accepts (those plus later ones such as secrets).
+    assert set(OPTIONS) >= DOCUMENTED_PROCESS_OPTIONS
     text = stub_files()["process.lua"]
     fields = {
         "ProcessRunOptions": set(OPTIONS),
@@ -185,8 +176,8 @@ def test_executor_module_registry_equals_the_surface(tmp_path: Path) -> None:
     sandbox = Sandbox()
     ctx = JobContext(
         job_id="stub-test",
-        events=NullEvents(),
-        backend=None,  # type: ignore[arg-type]  # installing touches no container
+        events=EventLog(),
+        backend=FakeBackend(),
         workspace=tmp_path,
         default_image="alpine:latest",
         inputs={},
@@ -204,8 +195,8 @@ def test_globals_besides_modules_are_the_sandbox_globals(tmp_path: Path) -> None
     sandbox = Sandbox()
     ctx = JobContext(
         job_id="stub-test",
-        events=NullEvents(),
-        backend=None,  # type: ignore[arg-type]
+        events=EventLog(),
+        backend=FakeBackend(),
         workspace=tmp_path,
         default_image="alpine:latest",
         inputs={},

@@ -39,7 +39,7 @@ from rivet.cli.render import (
 )
 from rivet.cli.run import exit_code_for_status, print_job_summary
 from rivet.cli.terminal import echo, echo_json, safe, visible
-from rivet.domain.status import JobStatus
+from rivet.domain.status import JobStatus, StageStatus
 
 if TYPE_CHECKING:
     from rivet.client import RivetClient
@@ -206,7 +206,7 @@ def cancel(job: JobArgument, server: ServerOption = None) -> None:
     with client_for(server) as client:
         view = client.cancel_job(job)
     line = safe(f"job {view.id}: ")
-    if view.status == "cancelled":
+    if JobStatus(view.status) is JobStatus.CANCELLED:
         line.append("cancelled", style="yellow")
     else:
         line.append("cancel requested", style="yellow")
@@ -249,7 +249,7 @@ def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -
     from rivet.protocol import LogLine  # pydantic models load on use
 
     printer: LogPrinter | None = None
-    seen: dict[str, str] = {}
+    seen: dict[str, StageStatus] = {}
     try:
         for item in client.stream_logs(job_id, after):
             if printer is None:
@@ -278,15 +278,16 @@ def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -
     return EXIT_FAILED
 
 
-def _print_stage_changes(printer: LogPrinter, view: JobView, seen: dict[str, str]) -> None:
+def _print_stage_changes(printer: LogPrinter, view: JobView, seen: dict[str, StageStatus]) -> None:
     for stage in view.stages:
-        before = seen.get(stage.name, "pending")
-        seen[stage.name] = stage.status
-        if stage.status == before:
+        status = StageStatus(stage.status)
+        before = seen.get(stage.name, StageStatus.PENDING)
+        seen[stage.name] = status
+        if status is before:
             continue
-        if stage.status == "running":
+        if status is StageStatus.RUNNING:
             printer.marker(stage.started_at, stage.name, Text("started", style="dim"))
-        elif stage.status not in ("pending", "running"):
+        elif status.finished:
             what = finished_text(stage.status, stage.duration, stage.error)
             printer.marker(stage.finished_at, stage.name, what)
 

@@ -30,7 +30,6 @@ from rivet.cli import up as up_cmd
 from rivet.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_USAGE,
     err_console,
     exit_code_for,
     print_definition_error,
@@ -171,7 +170,3 @@ def main() -> None:
         app(prog_name="rivet")
     except KeyboardInterrupt:  # outside a command (e.g. while importing)
         sys.exit(EXIT_INTERRUPTED)
-
-
-# Re-exported so callers can map errors the same way (e.g. ``rivet up``).
-EXIT_CODES = {"failed": EXIT_FAILED, "usage": EXIT_USAGE, "interrupted": EXIT_INTERRUPTED}

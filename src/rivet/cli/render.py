@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.terminal import safe, visible
+from rivet.domain.status import JobStatus, StageStatus
 from rivet.engine.events import LogEvent, StageResult
 
 if TYPE_CHECKING:
@@ -41,14 +42,15 @@ __all__ = [
 ]
 
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "red"}
-STATUS_STYLES = {
-    "succeeded": "green",
-    "failed": "bold red",
-    "cancelled": "yellow",
-    "skipped": "dim",
-    "running": "cyan",
-    "pending": "dim",
-    "queued": "dim",
+# Job and stage statuses share their names (StrEnum members compare equal to them).
+STATUS_STYLES: dict[str, str] = {
+    JobStatus.SUCCEEDED: "green",
+    JobStatus.FAILED: "bold red",
+    JobStatus.CANCELLED: "yellow",
+    StageStatus.SKIPPED: "dim",
+    JobStatus.RUNNING: "cyan",
+    StageStatus.PENDING: "dim",
+    JobStatus.QUEUED: "dim",
 }
 LEVEL_WIDTH = 7
 JOB_LABEL = "job"

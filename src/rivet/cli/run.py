@@ -115,8 +115,8 @@ def run(
     from rivet.engine.backends.podman import PodmanBackend
     from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
     from rivet.engine.policy import Policy
+    from rivet.local_secrets import local_secrets
     from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
-    from rivet.secrets.local import local_secrets
 
     # First, so a bad policy file is one error line before anything runs or prompts.
     policy = Policy.load(policy_file) if policy_file is not None else Policy()

@@ -18,10 +18,10 @@ from rivet.cli import common
 from rivet.cli.common import UsageProblem, out_console, resolve_admin_token, resolve_server
 from rivet.cli.remote import AdminTokenOption, ServerOption, format_ts, maybe
 from rivet.cli.terminal import safe
-from rivet.secrets.rules import SECRET_NAME, check_value
+from rivet.domain.secret_rules import SECRET_NAME, check_value
 
 if TYPE_CHECKING:
-    from rivet.secrets.client import SecretClient
+    from rivet.client.secret_admin import SecretClient
 
 __all__ = ["app", "read_value"]
 
@@ -38,7 +38,7 @@ PipelineArgument = Annotated[str, typer.Argument(help="pipeline name", show_defa
 
 
 def _client(server: str | None, admin_token: str | None) -> SecretClient:
-    from rivet.secrets.client import SecretClient  # httpx is heavy: load it on use
+    from rivet.client.secret_admin import SecretClient  # httpx is heavy: load it on use
 
     return SecretClient(resolve_server(server), admin_token=resolve_admin_token(admin_token))
 

@@ -26,8 +26,8 @@ from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.engine.workspaces import make_workspace, prepare_root, remove_tree
 from rivet.errors import DefinitionError, InputError, LuaError, RivetError
-from rivet.lua import lua_values as lv
 from rivet.lua.definition import LoadedPipeline, StageCode, load_pipeline
+from rivet.lua.lua_values import type_name
 from rivet.lua.sandbox import Limits, Sandbox
 
 __all__ = ["DEFAULT_IMAGE", "Executor", "ExecutorSettings", "JobSpec"]
@@ -115,6 +115,9 @@ class Executor:
         try:
             loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
         except DefinitionError as exc:
+            if ctx.cancel.cancelled:
+                # The cancel stopped the file's evaluation: nothing is wrong with it.
+                return JobResult(JobStatus.CANCELLED, error=ctx.cancel.reason)
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         try:
@@ -172,7 +175,7 @@ class Executor:
                 if isinstance(verdict, tuple):
                     verdict = verdict[0] if verdict else None
                 if not isinstance(verdict, bool):
-                    got = lv.type_name(verdict)
+                    got = type_name(verdict)
                     raise LuaError(f"stage '{name}': condition must return a boolean, got {got}")
                 if not verdict:
                     state.status = StageStatus.SKIPPED

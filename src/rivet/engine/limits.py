@@ -55,7 +55,7 @@ MAX_OUTPUT_NAME_CHARS = limits.MAX_OUTPUT_NAME
 MAX_OUTPUTS_BYTES = limits.MAX_OUTPUTS_BYTES  # names and values together, UTF-8
 
 # fs.list, fs.glob and fs.copy refuse a directory with more entries than this (the
-# names would be held in memory at once); fs.glob also caps its results (fs_tree).
+# names would be held in memory at once); fs.glob also caps its results (fs_module.tree).
 MAX_DIR_ENTRIES = 100_000
 
 # process.run: Linux refuses a single argument or environment string of 128 KiB or

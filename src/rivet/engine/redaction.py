@@ -22,7 +22,8 @@ executor. What is replaced by ``***``:
   GitHub and GitLab tokens, AWS access key ids, bearer tokens and ``Authorization``
   header values, and PEM private-key blocks (also when printed over many lines).
 
-Limits (see docs/secrets.md): values shorter than :data:`MIN_SECRET_LENGTH`
+Limits (see docs/secrets.md): values shorter than
+:data:`~rivet.domain.secret_rules.MIN_SECRET_LENGTH`
 non-blank characters are not registered (the server and ``rivet run`` refuse them),
 a line ending with fewer than :data:`MIN_FRAGMENT` leading characters of a value
 keeps them, and a pipeline that deliberately transforms a value (reverses it,
@@ -45,19 +46,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
+from rivet.domain.secret_rules import MIN_SECRET_LENGTH
+
 __all__ = [
     "CREDENTIAL_SHAPES",
     "MASK",
     "MIN_FRAGMENT",
-    "MIN_SECRET_LENGTH",
     "Redactor",
     "StreamRedactor",
     "secret_forms",
 ]
 
 MASK = "***"
-# Shorter values would mask ordinary words and digits all over every log.
-MIN_SECRET_LENGTH = 4
 # A line ending with this many leading characters of a form is masked at its end even
 # though the next line has not arrived yet (streams are not delayed to wait for it).
 MIN_FRAGMENT = 4

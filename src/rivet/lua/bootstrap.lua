@@ -1,6 +1,7 @@
 -- Runs once per Lua state, with the full standard library, before any pipeline code.
--- It builds the sandbox environment (spec section 3) and returns the privileged
--- helpers the Python side needs; none of them is reachable from the sandbox.
+-- It builds the sandbox environment (docs/lua-reference.md, '3. The sandbox') and
+-- returns the privileged helpers the Python side needs; none of them is reachable
+-- from the sandbox.
 local check_budget, is_killed, revoke_refund = ...
 
 local debug_sethook, debug_getinfo = debug.sethook, debug.getinfo

@@ -1,4 +1,4 @@
-"""Pipeline files → validated definitions (spec section 1).
+"""Pipeline files → validated definitions (docs/lua-reference.md, '1. Defining a pipeline').
 
 The chunk runs in a sandbox with the definition API; runtime modules are present
 but refuse to work at definition time. What ``pipeline.define`` / the builder
@@ -16,7 +16,7 @@ from typing import Any
 
 from rivet.domain.definition import PipelineDefinition
 from rivet.errors import DefinitionError, LuaError, Problem
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import array_values, int_map, is_table, raw, type_name
 from rivet.lua.sandbox import Limits, LuaCallError, Sandbox
 from rivet.lua.surface import RUNTIME_MODULES
 from rivet.lua.validation import (
@@ -113,14 +113,14 @@ def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
     validator = Validator(sandbox)
 
     def record(spec: Any, line: Any, order: Any = None, lines: Any = None) -> int:
-        marks = lv.raw(lines) if lv.is_table(lines) else None
+        marks = raw(lines) if is_table(lines) else None
         records.append(
             Record(
                 spec=spec,
                 line=int(line) if isinstance(line, int) else None,
-                input_order=lv.array_values(order) if lv.is_table(order) else None,
-                input_lines=lv.int_map(marks["inputs"]) if marks is not None else {},
-                stage_lines=lv.int_map(marks["stages"]) if marks is not None else {},
+                input_order=array_values(order) if is_table(order) else None,
+                input_lines=int_map(marks["inputs"]) if marks is not None else {},
+                stage_lines=int_map(marks["stages"]) if marks is not None else {},
             )
         )
         return len(records)
@@ -160,7 +160,7 @@ def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
         line, message = split_location(str(exc), filename)
         raise DefinitionError(filename, [Problem("", message, line)]) from None
     if index is None:
-        got = lv.type_name(returned)
+        got = type_name(returned)
         raise DefinitionError(
             filename,
             [

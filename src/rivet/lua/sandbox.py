@@ -1,4 +1,4 @@
-"""The Lua 5.4 sandbox every pipeline runs in (spec section 3).
+"""The Lua 5.4 sandbox every pipeline runs in (docs/lua-reference.md, '3. The sandbox').
 
 One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
 ``rivet check`` file, one per job on a runner. It enforces:
@@ -232,10 +232,6 @@ class Sandbox:
         self._cancelled = reason
 
     # --- lifetime -----------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         """End the job's Lua: cut every bridge to Python, then free the Lua state.

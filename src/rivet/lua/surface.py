@@ -27,7 +27,7 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
         "glob",
     ),
     # json.null is a constant, not a function: reached through the module's
-    # metatable, so it is not a key of the table (see engine/modules/json.py).
+    # metatable, so it is not a key of the table (see engine/modules/json_module.py).
     "json": ("encode", "decode", "array", "object"),
     "http": ("get", "post", "put", "patch", "delete", "request"),
 }
@@ -36,7 +36,8 @@ DEFINITION_MODULES: dict[str, tuple[str, ...]] = {
     "pipeline": ("define", "builder", "input", "stage", "tag"),
 }
 
-# Global functions and libraries of the sandbox (spec section 3) besides the modules.
+# Global functions and libraries of the sandbox besides the modules
+# (docs/lua-reference.md, '3. The sandbox').
 SANDBOX_GLOBALS: tuple[str, ...] = (
     "assert",
     "collectgarbage",

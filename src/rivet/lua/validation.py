@@ -1,5 +1,6 @@
-"""Validation of what a pipeline file declared (spec section 1): every rule, every
-problem at once, each with its field path and, where Lua knows it, its line.
+"""Validation of what a pipeline file declared (docs/lua-reference.md, '1. Defining a
+pipeline'): every rule, every problem at once, each with its field path and, where Lua
+knows it, its line.
 
 Works on the Lua tables recorded by ``pipeline.define`` / the builder; the loading
 itself (sandbox, definition API, placeholders) is in :mod:`rivet.lua.definition`.
@@ -27,7 +28,19 @@ from rivet.limits import (
     number_problem,
     text_problems,
 )
-from rivet.lua import lua_values as lv
+from rivet.lua.lua_values import (
+    array_values,
+    has_type,
+    is_array,
+    is_function,
+    is_table,
+    key_text,
+    plain,
+    raw,
+    render,
+    same,
+    type_name,
+)
 from rivet.lua.sandbox import Sandbox
 
 __all__ = [
@@ -77,17 +90,15 @@ class Validator:
         problems: list[Problem] = []
         spec = rec.spec
         line = rec.line
-        if not lv.is_table(spec):
+        if not is_table(spec):
             raise DefinitionError(
                 filename,
-                [Problem("", f"pipeline.define expects a table, got {lv.type_name(spec)}", line)],
+                [Problem("", f"pipeline.define expects a table, got {type_name(spec)}", line)],
             )
-        spec = lv.raw(spec)
+        spec = raw(spec)
         for key in spec:
             if key not in PIPELINE_FIELDS:
-                problems.append(
-                    Problem(lv.key_text(key), _unknown_field(key, PIPELINE_FIELDS), line)
-                )
+                problems.append(Problem(key_text(key), _unknown_field(key, PIPELINE_FIELDS), line))
 
         name = spec["name"]
         if name is None:
@@ -125,20 +136,20 @@ class Validator:
     def inputs(self, value: Any, rec: Record, problems: list[Problem]) -> list[InputDef]:
         if value is None:
             return []
-        if not lv.is_table(value):
+        if not is_table(value):
             problems.append(
                 Problem("inputs", _expected("a table of name = {...}", value), rec.line)
             )
             return []
-        value = lv.raw(value)
+        value = raw(value)
         entries: list[tuple[str, Any, int | None]] = []
         if rec.input_order is not None:
             for position, name in enumerate(rec.input_order, start=1):
                 entries.append((name, value[name], rec.input_lines.get(position, rec.line)))
-        elif lv.is_array(value) and len(value) > 0:
+        elif is_array(value) and len(value) > 0:
             # An array of pipeline.input{ name = ..., ... } is accepted too.
-            for position, item in enumerate(lv.array_values(value), start=1):
-                item_name = lv.raw(item)["name"] if lv.is_table(item) else None
+            for position, item in enumerate(array_values(value), start=1):
+                item_name = raw(item)["name"] if is_table(item) else None
                 if not isinstance(item_name, str):
                     problems.append(
                         Problem(
@@ -148,12 +159,12 @@ class Validator:
                     continue
                 entries.append((item_name, item, rec.line))
         else:
-            for key in sorted(value.keys(), key=lv.key_text):
+            for key in sorted(value.keys(), key=key_text):
                 entries.append((key, value[key], rec.line))
         result: list[InputDef] = []
         seen: set[str] = set()
         for name, spec, line in entries:
-            path = f"inputs.{lv.key_text(name)}"
+            path = f"inputs.{key_text(name)}"
             if not isinstance(name, str) or not INPUT_NAME.match(name):
                 problems.append(
                     Problem(path, "input names must match [A-Za-z_][A-Za-z0-9_-]*", line)
@@ -171,11 +182,11 @@ class Validator:
         return result
 
     def input_problems(self, path: str, spec: Any, line: int | None = None) -> list[Problem]:
-        if not lv.is_table(spec):
+        if not is_table(spec):
             return [Problem(path, _expected('a table like { type = "string" }', spec), line)]
-        spec = lv.raw(spec)
+        spec = raw(spec)
         problems = [
-            Problem(f"{path}.{lv.key_text(key)}", _unknown_field(key, INPUT_FIELDS), line)
+            Problem(f"{path}.{key_text(key)}", _unknown_field(key, INPUT_FIELDS), line)
             for key in spec
             if key not in INPUT_FIELDS
         ]
@@ -189,7 +200,7 @@ class Validator:
             problems.append(
                 Problem(
                     f"{path}.type",
-                    f'must be "string", "number" or "bool", got {lv.render(kind)}',
+                    f'must be "string", "number" or "bool", got {render(kind)}',
                     line,
                 )
             )
@@ -205,13 +216,13 @@ class Validator:
         options = spec["options"]
         option_values: list[Any] = []
         if options is not None:
-            if not lv.is_array(options) or len(options) == 0:
+            if not is_array(options) or len(options) == 0:
                 problems.append(
                     Problem(f"{path}.options", _expected("a non-empty list", options), line)
                 )
             else:
-                for position, option in enumerate(lv.array_values(options), start=1):
-                    if not lv.has_type(kind, option):
+                for position, option in enumerate(array_values(options), start=1):
+                    if not has_type(kind, option):
                         problems.append(
                             Problem(
                                 f"{path}.options[{position}]", _expected(f"a {kind}", option), line
@@ -220,14 +231,14 @@ class Validator:
                     option_values.append(option)
         default = spec["default"]
         if default is not None:
-            if not lv.has_type(kind, default):
+            if not has_type(kind, default):
                 problems.append(Problem(f"{path}.default", _expected(f"a {kind}", default), line))
-            elif option_values and not any(lv.same(default, o) for o in option_values):
+            elif option_values and not any(same(default, o) for o in option_values):
                 problems.append(
                     Problem(
                         f"{path}.default",
-                        f"{lv.render(default)} is not one of the options "
-                        f"({', '.join(lv.render(o) for o in option_values)})",
+                        f"{render(default)} is not one of the options "
+                        f"({', '.join(render(o) for o in option_values)})",
                         line,
                     )
                 )
@@ -238,26 +249,24 @@ class Validator:
     def tags(self, value: Any, problems: list[Problem], line: int | None) -> list[RunnerTag]:
         if value is None:
             return []
-        if not lv.is_array(value):
+        if not is_array(value):
             problems.append(
                 Problem("runner", _expected("a list of { key = ..., value = ... }", value), line)
             )
             return []
         result = []
-        for position, item in enumerate(lv.array_values(value), start=1):
+        for position, item in enumerate(array_values(value), start=1):
             path = f"runner[{position}]"
-            if not lv.is_table(item):
+            if not is_table(item):
                 problems.append(
                     Problem(path, _expected("a table { key = ..., value = ... }", item), line)
                 )
                 continue
-            item = lv.raw(item)
+            item = raw(item)
             extra = [k for k in item if k not in ("key", "value")]
             for key in extra:
                 problems.append(
-                    Problem(
-                        f"{path}.{lv.key_text(key)}", _unknown_field(key, ("key", "value")), line
-                    )
+                    Problem(f"{path}.{key_text(key)}", _unknown_field(key, ("key", "value")), line)
                 )
             key, val = item["key"], item["value"]
             ok = True
@@ -274,11 +283,11 @@ class Validator:
     def plugins(self, value: Any, problems: list[Problem], line: int | None) -> list[str]:
         if value is None:
             return []
-        if not lv.is_array(value):
+        if not is_array(value):
             problems.append(Problem("plugins", _expected("a list of plugin names", value), line))
             return []
         result: list[str] = []
-        for position, item in enumerate(lv.array_values(value), start=1):
+        for position, item in enumerate(array_values(value), start=1):
             if not isinstance(item, str) or not item:
                 problems.append(
                     Problem(f"plugins[{position}]", _expected("a non-empty string", item), line)
@@ -295,7 +304,7 @@ class Validator:
         if value is None:
             problems.append(Problem("stages", "is required (a non-empty list of stages)", rec.line))
             return [], []
-        if not lv.is_array(value) or len(value) == 0:
+        if not is_array(value) or len(value) == 0:
             problems.append(
                 Problem("stages", _expected("a non-empty list of stages", value), rec.line)
             )
@@ -303,7 +312,7 @@ class Validator:
         defs: list[StageDef] = []
         code: list[StageCode] = []
         names: set[str] = set()
-        for position, spec in enumerate(lv.array_values(value), start=1):
+        for position, spec in enumerate(array_values(value), start=1):
             result = self.stage(
                 f"stages[{position}]",
                 spec,
@@ -319,26 +328,26 @@ class Validator:
     def stage(
         self, path: str, spec: Any, names: set[str], problems: list[Problem], line: int | None
     ) -> tuple[StageDef, StageCode] | None:
-        if not lv.is_table(spec):
+        if not is_table(spec):
             problems.append(
                 Problem(path, _expected("a stage table { name = ..., script = ... }", spec), line)
             )
             return None
-        spec = lv.raw(spec)
+        spec = raw(spec)
         script, condition = spec["script"], spec["condition"]
         line = self.sandbox.line_of(script) or line
         before = len(problems)
         for key in spec:
             if key not in STAGE_FIELDS:
                 problems.append(
-                    Problem(f"{path}.{lv.key_text(key)}", _unknown_field(key, STAGE_FIELDS), line)
+                    Problem(f"{path}.{key_text(key)}", _unknown_field(key, STAGE_FIELDS), line)
                 )
         name = spec["name"]
         if name is None:
             problems.append(Problem(f"{path}.name", "is required", line))
         elif not isinstance(name, str) or not STAGE_NAME.match(name):
             problems.append(
-                Problem(f"{path}.name", f"must match [A-Za-z0-9_.-]+, got {lv.render(name)}", line)
+                Problem(f"{path}.name", f"must match [A-Za-z0-9_.-]+, got {render(name)}", line)
             )
         elif name in names:
             problems.append(Problem(f"{path}.name", f"duplicate stage name '{name}'", line))
@@ -346,9 +355,9 @@ class Validator:
             names.add(name)
         if script is None:
             problems.append(Problem(f"{path}.script", "is required (a function)", line))
-        elif not lv.is_function(script):
+        elif not is_function(script):
             problems.append(Problem(f"{path}.script", _expected("a function", script), line))
-        if condition is not None and not lv.is_function(condition):
+        if condition is not None and not is_function(condition):
             problems.append(Problem(f"{path}.condition", _expected("a function", condition), line))
         container = spec["container"]
         if container is not None and (not isinstance(container, str) or not container.strip()):
@@ -362,7 +371,7 @@ class Validator:
         if network is not None and network not in NETWORK_MODES:
             problems.append(
                 Problem(
-                    f"{path}.network", f'must be "none" or "bridge", got {lv.render(network)}', line
+                    f"{path}.network", f'must be "none" or "bridge", got {render(network)}', line
                 )
             )
         if len(problems) > before:
@@ -423,7 +432,7 @@ def _value_problem(value: Any) -> str | None:
 
 
 def _input_def(name: str, spec: Any) -> InputDef:
-    spec = lv.raw(spec)
+    spec = raw(spec)
     options = spec["options"]
     default = spec["default"]
     required = spec["required"]
@@ -431,19 +440,17 @@ def _input_def(name: str, spec: Any) -> InputDef:
         name=name,
         type=spec["type"],
         description=spec["description"],
-        default=lv.plain(default) if default is not None else None,
-        options=tuple(lv.plain(o) for o in lv.array_values(options))
-        if options is not None
-        else None,
+        default=plain(default) if default is not None else None,
+        options=tuple(plain(o) for o in array_values(options)) if options is not None else None,
         required=bool(required) if required is not None else default is None,
     )
 
 
 def _expected(what: str, got: Any) -> str:
-    return f"expected {what}, got {lv.type_name(got)}"
+    return f"expected {what}, got {type_name(got)}"
 
 
 def _unknown_field(key: Any, allowed: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(lv.key_text(key), allowed, n=1)
+    close = difflib.get_close_matches(key_text(key), allowed, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     return f"unknown field ({hint}allowed: {', '.join(allowed)})"

@@ -24,7 +24,15 @@ from rivet.config import ServerSettings
 from rivet.orchestrator.auth import hash_token, load_admin_token
 from rivet.orchestrator.guard import BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
-from rivet.orchestrator.routes import health, jobs, pipelines, runner_api, runners, secrets, stream
+from rivet.orchestrator.routes import (
+    health,
+    jobs,
+    pipelines,
+    runner_api,
+    runners,
+    secret_admin,
+    stream,
+)
 from rivet.orchestrator.services import Services
 from rivet.store import upgrade
 
@@ -67,6 +75,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, pipelines, jobs, stream, runners, runner_api, secrets):
+    for module in (health, pipelines, jobs, stream, runners, runner_api, secret_admin):
         app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     return app

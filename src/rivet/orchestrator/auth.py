@@ -24,12 +24,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rivet.config import ServerSettings
-from rivet.errors import RivetError
+from rivet.errors import AuthenticationError, RivetError
 from rivet.home import make_private_dir, tighten
 
 __all__ = [
-    "AuthenticationError",
-    "PermissionDeniedError",
     "bearer_token",
     "check_admin",
     "hash_token",
@@ -39,14 +37,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class AuthenticationError(RivetError):
-    """A request lacks a valid bearer token (HTTP 401)."""
-
-
-class PermissionDeniedError(RivetError):
-    """An authenticated caller may not touch this object (HTTP 403)."""
 
 
 def new_token(kind: str) -> str:

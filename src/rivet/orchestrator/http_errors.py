@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rivet.errors import (
+    AmbiguousIdError,
+    AuthenticationError,
     ConfigError,
     ConflictError,
     DefinitionError,
@@ -24,13 +26,12 @@ from rivet.errors import (
     InvalidRequest,
     LuaError,
     NotFoundError,
+    PermissionDeniedError,
     RequestTooLarge,
     RivetError,
     StorageUnavailable,
 )
-from rivet.orchestrator.auth import AuthenticationError, PermissionDeniedError
 from rivet.protocol import ErrorBody, ErrorResponse
-from rivet.store import AmbiguousIdError
 
 __all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
 

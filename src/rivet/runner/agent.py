@@ -122,11 +122,6 @@ class Agent:
     def close(self) -> None:
         self.client.close()
 
-    @property
-    def running_jobs(self) -> list[str]:
-        with self._lock:
-            return list(self._jobs)
-
     # --- the poller thread ----------------------------------------------------------
 
     def _poll(self) -> None:

@@ -10,7 +10,7 @@ Each method makes one attempt and sorts failures into what the caller can do:
         ├── TokenRejected       401: the runner (or registration) token is not valid
         ├── JobGone             403/404 on a job route: the job is no longer this runner's
         └── RequestRejected     any other 4xx: retrying the same request cannot help
-            └── RequestTooLarge 413: the body is over the server's size limit; a
+            └── BodyTooLarge 413: the body is over the server's size limit; a
                                 smaller request (half a log batch) may pass
 
 :func:`deliver` retries a call until the server takes it. Every request is idempotent
@@ -46,9 +46,9 @@ from rivet.protocol import (
 from rivet.runner.retry import Backoff, Connectivity
 
 __all__ = [
+    "BodyTooLarge",
     "JobGone",
     "RequestRejected",
-    "RequestTooLarge",
     "RunnerClient",
     "RunnerClientError",
     "ServerUnavailable",
@@ -89,7 +89,7 @@ class RequestRejected(RunnerClientError):
     """Any other 4xx: the request itself is wrong (a bug or a version mismatch)."""
 
 
-class RequestTooLarge(RequestRejected):
+class BodyTooLarge(RequestRejected):
     """HTTP 413: the body is larger than the server accepts (RIVET_MAX_BODY_BYTES)."""
 
 
@@ -190,7 +190,7 @@ class RunnerClient:
         if job_route and status in (403, 404):
             raise JobGone(f"{what}: {_message(response)}")
         if status == 413:
-            raise RequestTooLarge(f"{what}: HTTP 413: {_message(response)}")
+            raise BodyTooLarge(f"{what}: HTTP 413: {_message(response)}")
         if status >= 400:
             raise RequestRejected(f"{what}: HTTP {status}: {_message(response)}")
         return response

@@ -41,9 +41,9 @@ from rivet.engine.events import LogEvent, StageResult
 from rivet.limits import MAX_ERROR, MAX_LOG_LINES, MAX_LOG_MESSAGE, truncate
 from rivet.protocol import Ack, LogBatch, LogLine, StageUpdate
 from rivet.runner.client import (
+    BodyTooLarge,
     JobGone,
     RequestRejected,
-    RequestTooLarge,
     RunnerClient,
     TokenRejected,
     deliver,
@@ -222,7 +222,7 @@ class LogShipper:
         halves (recursively), so one oversized line costs only itself."""
         try:
             return self._send_once(batch, backoff)
-        except RequestTooLarge as exc:
+        except BodyTooLarge as exc:
             if isinstance(batch, StageUpdate):
                 log.error("job %s: the server refuses a stage update (%s)", self.job_id, exc)
                 return 0
@@ -235,7 +235,7 @@ class LogShipper:
             second = self._send(batch[half:], backoff)
             return None if second is None else first + second
 
-    def _replace_line(self, line: LogLine, exc: RequestTooLarge, backoff: Backoff) -> int | None:
+    def _replace_line(self, line: LogLine, exc: BodyTooLarge, backoff: Backoff) -> int | None:
         """A line the server refuses even alone: its number is kept (a gap would stop
         readers of the running job there) with a short message saying what happened."""
         log.error(
@@ -248,13 +248,13 @@ class LogShipper:
         stand_in = line.model_copy(update={"message": note, "level": "warning"})
         try:
             refused = self._send_once([stand_in], backoff)
-        except RequestTooLarge:
+        except BodyTooLarge:
             return 1
         return None if refused is None else 1
 
     def _send_once(self, batch: list[LogLine] | StageUpdate, backoff: Backoff) -> int | None:
         """Deliver ``batch`` as one request: 0, the line count if refused, None to abandon;
-        :class:`RequestTooLarge` propagates to :meth:`_send`."""
+        :class:`BodyTooLarge` propagates to :meth:`_send`."""
         job = self.job_id
         if isinstance(batch, StageUpdate):
             update = batch
@@ -272,7 +272,7 @@ class LogShipper:
         lines = 0 if isinstance(batch, StageUpdate) else len(batch)
         try:
             ack = deliver(call, backoff, self._give_up)
-        except RequestTooLarge:
+        except BodyTooLarge:
             raise
         except (JobGone, TokenRejected) as exc:
             log.error("job %s: the server refuses its updates (%s); dropping the rest", job, exc)

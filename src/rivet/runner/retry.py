@@ -62,11 +62,6 @@ class Connectivity:
         self._lock = threading.Lock()
         self._down_since: float | None = None
 
-    @property
-    def reachable(self) -> bool:
-        with self._lock:
-            return self._down_since is None
-
     def failed(self, what: str, reason: str) -> None:
         with self._lock:
             first = self._down_since is None

@@ -8,7 +8,7 @@ use case that calls them owns the transaction boundary.
 from __future__ import annotations
 
 from rivet.store.database import Database, Dialect, Transaction
-from rivet.store.ids import AmbiguousIdError, new_id
+from rivet.store.ids import new_id
 from rivet.store.migrate import upgrade
 
-__all__ = ["AmbiguousIdError", "Database", "Dialect", "Transaction", "new_id", "upgrade"]
+__all__ = ["Database", "Dialect", "Transaction", "new_id", "upgrade"]

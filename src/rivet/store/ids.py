@@ -8,25 +8,12 @@ import uuid
 from sqlalchemy import Column, Table, and_, func, select
 from sqlalchemy.engine import Connection
 
-from rivet.errors import ConflictError, NotFoundError
+from rivet.errors import AmbiguousIdError, NotFoundError
 
-__all__ = ["MIN_PREFIX", "AmbiguousIdError", "looks_like_id", "new_id", "resolve_prefix"]
+__all__ = ["MIN_PREFIX", "looks_like_id", "new_id", "resolve_prefix"]
 
 MIN_PREFIX = 4
 _HEX = frozenset(string.hexdigits.lower())
-
-
-class AmbiguousIdError(ConflictError):
-    """An id prefix matches more than one object; ``matches`` says how many."""
-
-    def __init__(self, kind: str, prefix: str, matches: int) -> None:
-        self.kind = kind
-        self.prefix = prefix
-        self.matches = matches
-        super().__init__(
-            f"{kind} id prefix {prefix!r} is ambiguous: it matches {matches} {kind}s; "
-            "type more characters"
-        )
 
 
 def new_id() -> str:

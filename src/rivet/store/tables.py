@@ -159,7 +159,7 @@ log_lines = Table(
     PrimaryKeyConstraint("job_id", "seq"),
 )
 
-# Values only ever as AES-GCM ciphertext (rivet.secrets.keyring); key_id names the key
+# Values only ever as AES-GCM ciphertext (rivet.orchestrator.keyring); key_id names the key
 # that sealed it, so a key rotation finds the rows still to re-encrypt.
 secrets = Table(
     "secrets",

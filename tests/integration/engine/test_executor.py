@@ -1,4 +1,4 @@
-"""The executor against real Podman and the local images (spec section 2)."""
+"""The executor against real Podman and the local images (docs/lua-reference.md, '2. Runtime modules')."""
 
 from __future__ import annotations
 
@@ -9,35 +9,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from recording import EventLog
 
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
+from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 
 pytestmark = pytest.mark.podman
 
 DEBIAN = "localhost/rivet/debian-git:latest"
 BUSYBOX = "localhost/rivet/busybox:latest"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[tuple[float, LogEvent]] = []
-        self.stages: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-
-    def log(self, event: LogEvent) -> None:
-        with self.lock:
-            self.lines.append((time.monotonic(), event))
-
-    def stage_started(self, stage: StageResult) -> None:
-        self.stages.append((stage.name, str(stage.status)))
-
-    def stage_finished(self, stage: StageResult) -> None:
-        self.stages.append((stage.name, str(stage.status)))
-
-    def messages(self, level: str | None = None) -> list[str]:
-        return [e.message for _, e in self.lines if level is None or e.level == level]
 
 
 def pipeline(*stages: str, inputs: str = "") -> str:
@@ -68,14 +49,14 @@ def run(podman_available: str, tmp_path: Path):  # type: ignore[no-untyped-def]
         inputs: dict[str, object] | None = None,
         cancel: CancelToken | None = None,
         default_image: str = "alpine:latest",
-    ) -> tuple[JobResult, Recorder, str]:
+    ) -> tuple[JobResult, EventLog, str]:
         job_id = f"t-{uuid.uuid4().hex[:10]}"
         job_ids.append(job_id)
         executor = Executor(
             PodmanBackend(),
             ExecutorSettings(workspace_root=tmp_path / "ws", default_image=default_image),
         )
-        events = Recorder()
+        events = EventLog()
         result = executor.run(JobSpec(job_id, source, "t.lua", dict(inputs or {})), events, cancel)  # type: ignore[arg-type]
         return result, events, job_id
 
@@ -113,7 +94,7 @@ def test_both_call_forms_capture_levels_env(run) -> None:  # type: ignore[no-unt
     assert "out" not in events.messages("info")  # captured, not logged
     assert "quiet" in events.messages("debug")
     assert "loud" in events.messages("warning")
-    seqs = [e.seq for _, e in events.lines]
+    seqs = [e.seq for e in events.lines]
     assert seqs == list(range(1, len(seqs) + 1))
 
 
@@ -129,7 +110,7 @@ def test_output_is_streamed_while_the_process_runs(run) -> None:  # type: ignore
         )
     )
     assert result.status == "succeeded", result.error
-    times = {e.message: t for t, e in events.lines}
+    times = {e.message: t for t, e in zip(events.arrivals, events.lines, strict=True)}
     assert times["second"] - times["first"] > 1.0
 
 

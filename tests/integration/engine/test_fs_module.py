@@ -20,35 +20,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording import EventLog
 
 from rivet.domain.definition import StageDef
+from rivet.engine.backends.base import ContainerBackend
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
+from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-from rivet.engine.modules import fs, json, log, output, process
-from rivet.engine.modules.fs_tree import TEMP_PREFIX
+from rivet.engine.modules import (
+    fs_module,
+    json_module,
+    log_module,
+    output_module,
+    process_module,
+)
+from rivet.engine.modules.fs_module.tree import TEMP_PREFIX
 from rivet.engine.policy import Policy
-from rivet.engine.policy.fs import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_JOB_BYTES, FsPolicy
+from rivet.engine.policy.fs_policy import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_JOB_BYTES, FsPolicy
 from rivet.errors import ConfigError, LuaError
 from rivet.lua.sandbox import Sandbox
 
 BUSYBOX = "localhost/rivet/busybox:latest"
 PASSWD = Path("/etc/passwd")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[LogEvent] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.events.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
 
 
 class Job:
@@ -61,21 +56,22 @@ class Job:
         *,
         policy: Policy | None = None,
         readonly: bool = False,
-        backend: PodmanBackend | None = None,
+        backend: ContainerBackend | None = None,
     ) -> None:
         self.workspace = workspace
         self.sandbox = Sandbox()
         self.ctx = JobContext(
             job_id=f"fs-{uuid.uuid4().hex[:10]}",
-            events=Recorder(),
-            backend=backend,  # type: ignore[arg-type]  # host-only tests start no container
+            events=EventLog(),
+            # Host-only tests start no container: the fake fails loudly if one does.
+            backend=backend or FakeBackend(images=()),
             workspace=workspace,
             default_image=BUSYBOX,
             inputs={},
             cancel=CancelToken(),
             policy=policy or Policy(),
         )
-        for module in (fs, log, output, json, process):
+        for module in (fs_module, log_module, output_module, json_module, process_module):
             module.install(self.sandbox, self.ctx)
         self.ctx.phase = Phase.RUN
         self.ctx.stage = "s"
@@ -93,8 +89,7 @@ class Job:
     def close(self) -> None:
         for close in self.ctx.closers:
             close()
-        if self.ctx.backend is not None:
-            self.ctx.remove_containers()
+        self.ctx.remove_containers()
 
 
 def snapshot(root: Path) -> dict[str, bytes | str]:
@@ -784,7 +779,7 @@ def test_readonly_stage_blocks_fs_and_processes(podman_available: str, tmp_path:
         PodmanBackend(), ExecutorSettings(workspace_root=tmp_path / "ws", default_image=BUSYBOX)
     )
     job_id = f"ro-{uuid.uuid4().hex[:8]}"
-    result: JobResult = executor.run(JobSpec(job_id, source, "ro.lua", {}), Recorder())
+    result: JobResult = executor.run(JobSpec(job_id, source, "ro.lua", {}), EventLog())
     assert str(result.status) == "succeeded", result.error
     outputs = result.outputs
     assert outputs["fs_error"] == (

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from recording import EventLog
 
 from rivet.engine.backends.base import (
     ContainerSpec,
@@ -33,13 +34,12 @@ from rivet.engine.backends.base import (
     ExecResult,
     RunningContainer,
 )
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, JobResult, LogEvent, StageResult
+from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-from rivet.engine.modules import http as http_module
-from rivet.engine.modules import json as json_module
-from rivet.engine.modules import log as log_module
-from rivet.engine.modules.http_transport import ResolveError, Resolver, system_resolver
+from rivet.engine.modules import http_module, json_module, log_module
+from rivet.engine.modules.http_module.transport import ResolveError, Resolver, system_resolver
 from rivet.engine.policy import Policy
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
@@ -265,23 +265,6 @@ def twin_servers() -> Iterator[tuple[Server, Server]]:
 LOOPBACK = {"deny_private": False, "allowed_hosts": ["127.0.0.1"]}
 
 
-class Events:
-    def __init__(self) -> None:
-        self.lines: list[LogEvent] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.lines.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-    def messages(self, level: str | None = None) -> list[str]:
-        return [e.message for e in self.lines if level is None or e.level == level]
-
-
 class SpyResolver:
     """The system resolver, recording every name it was asked for."""
 
@@ -298,7 +281,7 @@ class SpyResolver:
 class Lua:
     sandbox: Sandbox
     ctx: JobContext
-    events: Events
+    events: EventLog
 
     def run(self, code: str) -> Any:
         fn = self.sandbox.load(code, "t.lua")
@@ -317,11 +300,11 @@ def lua(tmp_path: Path) -> Callable[..., Lua]:
         resolver: Resolver = system_resolver,
         cancel: CancelToken | None = None,
     ) -> Lua:
-        events = Events()
+        events = EventLog()
         ctx = JobContext(
             job_id="http-test",
             events=events,
-            backend=None,  # type: ignore[arg-type]  # http never touches containers
+            backend=FakeBackend(),  # http never touches containers
             workspace=tmp_path,
             default_image="alpine:latest",
             inputs={},
@@ -339,9 +322,9 @@ def lua(tmp_path: Path) -> Callable[..., Lua]:
 
 
 def to_py(value: Any) -> Any:
-    from rivet.lua import lua_values as lv
+    from rivet.lua.lua_values import to_python
 
-    return lv.to_python(value)
+    return to_python(value)
 
 
 # --- functional -----------------------------------------------------------------------------
@@ -590,14 +573,14 @@ class NoContainers:
         return 0
 
 
-def run_job(tmp_path: Path, source: str, policy: dict[str, Any]) -> tuple[JobResult, Events]:
+def run_job(tmp_path: Path, source: str, policy: dict[str, Any]) -> tuple[JobResult, EventLog]:
     executor = Executor(
         NoContainers(),
         ExecutorSettings(
             workspace_root=tmp_path / "ws", policy=Policy.model_validate({"http": policy})
         ),
     )
-    events = Events()
+    events = EventLog()
     job = JobSpec(f"h-{uuid.uuid4().hex[:8]}", source, "p.lua", {})
     return executor.run(job, events), events
 

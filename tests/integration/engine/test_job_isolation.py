@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recording import EventLog
+from recording import EventLog, RecordingPodman
 
-from rivet.engine.backends.base import ContainerSpec, RunningContainer
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.events import JobResult, LogEvent
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
@@ -24,18 +23,6 @@ pytestmark = pytest.mark.podman
 
 DEBIAN = "localhost/rivet/debian-git:latest"
 BUSYBOX = "localhost/rivet/busybox:latest"
-
-
-class CountingBackend(PodmanBackend):
-    """The real backend, counting container starts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.starts: list[str] = []
-
-    def start(self, spec: ContainerSpec) -> RunningContainer:
-        self.starts.append(spec.image)
-        return super().start(spec)
 
 
 def run_job(
@@ -184,7 +171,7 @@ def test_the_host_mode_keeps_container_root_as_the_runner(root: Path) -> None:
 
 
 def test_container_with_a_missing_image_fails_even_without_a_command(root: Path) -> None:
-    backend = CountingBackend()
+    backend = RecordingPodman()
     script = """
     local ok, err = pcall(container.with, "no-such-image:1.0", function() end)
     output.set("caught", err)
@@ -199,11 +186,11 @@ def test_container_with_a_missing_image_fails_even_without_a_command(root: Path)
     # At the caller's line (line 6 of the file: the second container.with).
     assert (result.error or "").startswith("stage 's' failed: iso.lua:6: container.with: image")
     assert "never here" not in " ".join(events.messages("info"))
-    assert backend.starts == []
+    assert backend.started == []
 
 
 def test_container_with_a_present_image_stays_lazy(root: Path) -> None:
-    backend = CountingBackend()
+    backend = RecordingPodman()
     script = f"""
     for i = 1, 3 do
       container.with("{DEBIAN}", function() log.info("no command " .. i) end)
@@ -211,7 +198,7 @@ def test_container_with_a_present_image_stays_lazy(root: Path) -> None:
     """
     result, _ = run_job(root, script, backend=backend)
     assert result.status == "succeeded", result.error
-    assert backend.starts == []
+    assert backend.started == []
 
 
 def test_container_with_under_pull_never_names_the_policy(root: Path) -> None:

@@ -1,14 +1,13 @@
 """Process and container policy enforced by the executor on real Podman.
 
-Refusals are checked to happen before any container starts (a recording wrapper
-around the real PodmanBackend counts ``start`` calls) and to leave no container
+Refusals are checked to happen before any container starts (``RecordingPodman``,
+the real backend remembering its ``start`` calls) and to leave no container
 behind; limits and network modes are read back from inside the container.
 """
 
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,49 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording import EventLog, RecordingPodman
 from typer.testing import CliRunner
 
 from rivet.cli.main import app
-from rivet.engine.backends.base import ContainerSpec, RunningContainer
-from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import JobResult, LogEvent, StageResult
+from rivet.engine.events import JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 from rivet.engine.policy import ContainerPolicy, Policy, ProcessPolicy
 
 pytestmark = pytest.mark.podman
 
 BUSYBOX = "localhost/rivet/busybox:latest"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[LogEvent] = []
-        self.lock = threading.Lock()
-
-    def log(self, event: LogEvent) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-    def messages(self, level: str | None = None) -> list[str]:
-        return [e.message for e in self.events if level is None or e.level == level]
-
-
-class RecordingBackend(PodmanBackend):
-    """The real backend, remembering what it was asked to start."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started: list[ContainerSpec] = []
-
-    def start(self, spec: ContainerSpec) -> RunningContainer:
-        self.started.append(spec)
-        return super().start(spec)
 
 
 def pipeline(script: str, extra: str = "") -> str:
@@ -80,7 +47,7 @@ def containers_of(job_id: str) -> list[str]:
 
 
 class Run:
-    def __init__(self, result: JobResult, events: Recorder, backend: RecordingBackend) -> None:
+    def __init__(self, result: JobResult, events: EventLog, backend: RecordingPodman) -> None:
         self.result = result
         self.events = events
         self.backend = backend
@@ -103,11 +70,11 @@ def run(podman_available: str, tmp_path: Path) -> Iterator[RunFn]:
     def go(source: str, policy: Policy, default_image: str = BUSYBOX) -> Run:
         job_id = f"pol-{uuid.uuid4().hex[:10]}"
         job_ids.append(job_id)
-        backend = RecordingBackend()
+        backend = RecordingPodman()
         settings = ExecutorSettings(
             workspace_root=tmp_path / "ws", default_image=default_image, policy=policy
         )
-        events = Recorder()
+        events = EventLog()
         result = Executor(backend, settings).run(JobSpec(job_id, source, "t.lua", {}), events)
         # Nothing is left behind, refused or not.
         assert containers_of(job_id) == []

@@ -14,9 +14,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from recording import EventLog
 
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import JobResult, LogEvent, StageResult
+from rivet.engine.events import JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 
 pytestmark = pytest.mark.podman
@@ -26,27 +27,7 @@ TOKEN = "tok3n-Val/ue+with=chars"
 TRICKY = 'p@ss w/"quote"\\back&x=1'
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[LogEvent] = []
-        self.stages: list[StageResult] = []
-        self.lock = threading.Lock()
-
-    def log(self, event: LogEvent) -> None:
-        with self.lock:
-            self.lines.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        self.stages.append(stage)
-
-    def text(self) -> str:
-        return "\n".join(e.message for e in self.lines)
-
-
-def everything(result: JobResult, events: Recorder) -> str:
+def everything(result: JobResult, events: EventLog) -> str:
     """All a runner would send: log lines, outputs, stage and job errors."""
     parts = [events.text(), json.dumps(result.outputs), str(result.error)]
     parts += [str(s.error) for s in result.stages + events.stages]
@@ -80,12 +61,12 @@ def run(podman_available: str, podman_image, tmp_path: Path):  # type: ignore[no
         secrets: dict[str, str] | None = None,
         local: bool = False,
         exec_agent: bool = True,
-    ) -> tuple[JobResult, Recorder]:
+    ) -> tuple[JobResult, EventLog]:
         executor = Executor(
             PodmanBackend(exec_agent=exec_agent),
             ExecutorSettings(workspace_root=tmp_path / "ws", secrets_root=secrets_root),
         )
-        events = Recorder()
+        events = EventLog()
         spec = JobSpec(
             f"t-{uuid.uuid4().hex[:10]}",
             pipeline(source),

@@ -350,7 +350,7 @@ async def test_runner_registration_and_token_caps(client: httpx.AsyncClient, app
 
 
 async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastAPI) -> None:
-    from rivet.secrets.rules import MAX_VALUE_BYTES
+    from rivet.domain.secret_rules import MAX_VALUE_BYTES
 
     grants = [f"p{n}" for n in range(limits.MAX_GRANTS)]
     ok = await client.put(

@@ -20,8 +20,8 @@ from sqlalchemy import select, text
 from rivet.config import ServerSettings
 from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
+from rivet.orchestrator.keyring import generate_key
 from rivet.orchestrator.services import Services
-from rivet.secrets.keyring import generate_key
 from rivet.store.pipelines import get_version
 from rivet.store.tables import secret_grants, secrets
 

@@ -14,12 +14,12 @@ import pytest
 
 from rivet.child_env import child_env
 from rivet.domain.env_names import EnvNameError, check_env_name, is_env_name
+from rivet.domain.secret_rules import check_name
 from rivet.engine.backends.podman import _check_env
-from rivet.engine.modules.process_options import parse_options
+from rivet.engine.modules.process_module.options import parse_options
 from rivet.errors import ContainerError, RivetError
+from rivet.local_secrets import read_secret_file, secrets_from_env
 from rivet.lua.sandbox import Limits, LuaCallError, Sandbox
-from rivet.secrets.local import read_secret_file, secrets_from_env
-from rivet.secrets.rules import check_name
 
 GOOD = ["A", "_", "_A", "a1", "PATH", "GITHUB_TOKEN", "x" * 128, "CamelCase_9"]
 # Globs (podman copies every matching variable of its own environment), splits,

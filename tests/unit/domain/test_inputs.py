@@ -1,4 +1,4 @@
-"""Launch-time input conversion and validation (spec: input definitions)."""
+"""Launch-time input conversion and validation (docs/lua-reference.md, 'Inputs')."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ import pytest
 
 from rivet.engine.agent import build
 from rivet.engine.agent import protocol as p
-from rivet.engine.agent.client import StreamBuffer, shown
-from rivet.engine.backends.host import is_static_elf
+from rivet.engine.agent.streams import StreamBuffer, shown
+from rivet.engine.backends.catatonit import is_static_elf
 from rivet.errors import ContainerError
 
 SOURCE = build.source_bytes().decode()

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rivet.engine.modules.http_options import REQUEST_OPTIONS, VERB_OPTIONS
-from rivet.engine.modules.http_policy_check import HttpGuard, non_public_reason
+from rivet.engine.modules.http_module.guard import HttpGuard, non_public_reason
+from rivet.engine.modules.http_module.options import REQUEST_OPTIONS, VERB_OPTIONS
 from rivet.engine.policy import HttpPolicy, Policy
-from rivet.engine.policy.http import HostRules, normalize_host
+from rivet.engine.policy.http_policy import HostRules, normalize_host
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ConfigError
 from rivet.lua.stubs import stub_files

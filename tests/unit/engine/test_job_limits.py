@@ -6,16 +6,16 @@ peak RSS and asserts it stays within a generous factor of the cap."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from memory import MiB, PeakRss
+from recording import EventLog
 
-from rivet.engine.backends.base import ContainerSpec, ExecRequest, ExecResult, RunningContainer
+from rivet.engine.backends.fake import FakeBackend, FakeCommand
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, LogEvent, StageResult, log_lines
+from rivet.engine.events import CancelToken, log_lines
 from rivet.engine.limits import (
     MAX_ERROR_CHARS,
     MAX_JSON_ITEMS,
@@ -25,8 +25,7 @@ from rivet.engine.limits import (
     MAX_OUTPUTS_BYTES,
     MAX_PARALLEL,
 )
-from rivet.engine.modules import json as json_module
-from rivet.engine.modules import log, output, process
+from rivet.engine.modules import json_module, log_module, output_module, process_module
 from rivet.engine.redaction import Redactor
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
@@ -35,40 +34,23 @@ SECRET = "s3cr3t-T0ken/with+chars=="
 BREAKS = ["\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 
-class Events:
-    def __init__(self) -> None:
-        self.lines: list[LogEvent] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.lines.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-    def messages(self) -> list[str]:
-        return [e.message for e in self.lines]
-
-
 class Lua:
     """A job's sandbox with the log, output and json modules (no container needed)."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.sandbox = Sandbox()
-        self.events = Events()
+        self.events = EventLog()
         self.ctx = JobContext(
             job_id="limits-test",
             events=self.events,
-            backend=None,  # type: ignore[arg-type]  # these modules start no container
+            backend=FakeBackend(),
             workspace=tmp_path,
             default_image="alpine:latest",
             inputs={},
             cancel=CancelToken(),
             redactor=Redactor([SECRET]),
         )
-        for module in (log, output, json_module):
+        for module in (log_module, output_module, json_module):
             module.install(self.sandbox, self.ctx)
         self.ctx.phase = Phase.RUN
         self.ctx.stage = "s"
@@ -197,40 +179,19 @@ def test_json_decode_refuses_a_text_over_a_sixteenth_of_the_lua_memory(lua: Lua)
 # --- process.parallel ------------------------------------------------------------------
 
 
-class FakeBackend:
-    """A fake container backend (no Podman): every exec takes a few milliseconds and
-    succeeds. Only the Lua-side scheduling of process.parallel is under test here;
-    the real thing runs in tests/integration/engine/test_executor.py."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.running = 0
-        self.peak = 0
-
-    def start(self, spec: ContainerSpec) -> RunningContainer:
-        return RunningContainer(id="fake", name=spec.name, image=spec.image, job_id=spec.job_id)
-
-    def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
-        with self.lock:
-            self.running += 1
-            self.peak = max(self.peak, self.running)
-        time.sleep(0.01)
-        with self.lock:
-            self.running -= 1
-        return ExecResult(exit_code=0, stdout=request.argv[-1])
-
-    def remove(self, container: RunningContainer) -> None:
-        pass
-
-    def remove_job(self, job_id: str) -> int:
-        return 0
-
-
 def test_parallel_keeps_at_most_64_calls_in_flight_whatever_max_says(tmp_path: Path) -> None:
-    backend = FakeBackend()
     lua = Lua(tmp_path)
-    lua.ctx.backend = backend
-    process.install(lua.sandbox, lua.ctx)
+    backend = lua.ctx.backend
+    assert isinstance(backend, FakeBackend)
+    # Every command waits until MAX_PARALLEL of them run at once, so the peak is
+    # reached for sure, and would show if a 65th could start.
+    gate = threading.Event()
+    backend.script("work", lambda _c, r: FakeCommand(stdout=r.argv[1] + "\n", gate=gate))
+    opener = threading.Thread(
+        target=lambda: (backend.wait_for(lambda b: b.running == MAX_PARALLEL), gate.set())
+    )
+    opener.start()
+    process_module.install(lua.sandbox, lua.ctx)
     try:
         result = lua.run(
             """
@@ -239,35 +200,36 @@ def test_parallel_keeps_at_most_64_calls_in_flight_whatever_max_says(tmp_path: P
             local out = process.parallel(items, function(n)
               waiting = waiting + 1
               if waiting > most then most = waiting end
-              local r = process.run({ "echo", tostring(n), capture_stdout = true })
+              local r = process.run({ "work", tostring(n), capture_stdout = true })
               waiting = waiting - 1
-              return r.stdout
+              return (r.stdout:gsub("\\n$", ""))
             end, { max = 1000000 })
             return most, table.concat(out, ",")
             """
         )
     finally:
+        gate.set()
+        opener.join()
         for close in lua.ctx.closers:
             close()
     most, joined = result
     assert most == MAX_PARALLEL
     assert joined == ",".join(str(i) for i in range(1, 151))
-    assert backend.peak <= MAX_PARALLEL
+    assert backend.peak == MAX_PARALLEL
 
 
 # --- stage errors ---------------------------------------------------------------------
 
 
 def test_a_huge_stage_error_is_stored_cut_and_logged_whole(tmp_path: Path) -> None:
-    from rivet.engine.backends.podman import PodmanBackend
     from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 
     source = (
         "return pipeline.define({ name = 'p', stages = { { name = 's', script = function()\n"
         'error("boom " .. string.rep("e", 300000) .. " end")\nend } } })'
     )
-    events = Events()
-    executor = Executor(PodmanBackend(), ExecutorSettings(workspace_root=tmp_path))
+    events = EventLog()
+    executor = Executor(FakeBackend(), ExecutorSettings(workspace_root=tmp_path))
     result = executor.run(JobSpec("err-job", source, "t.lua", {}), events)
     stage = result.stages[0]
     assert stage.status == "failed" and stage.error is not None

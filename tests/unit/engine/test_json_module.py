@@ -6,24 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording import EventLog
 
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, LogEvent, StageResult
-from rivet.engine.modules import json as json_module
-from rivet.engine.modules import output
+from rivet.engine.events import CancelToken
+from rivet.engine.modules import json_module, output_module
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
-
-
-class NullEvents:
-    def log(self, event: LogEvent) -> None:
-        pass
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
 
 
 class Lua:
@@ -31,15 +21,15 @@ class Lua:
         self.sandbox = Sandbox()
         self.ctx = JobContext(
             job_id="json-test",
-            events=NullEvents(),
-            backend=None,  # type: ignore[arg-type]  # json starts no container
+            events=EventLog(),
+            backend=FakeBackend(),
             workspace=tmp_path,
             default_image="alpine:latest",
             inputs={},
             cancel=CancelToken(),
         )
         json_module.install(self.sandbox, self.ctx)
-        output.install(self.sandbox, self.ctx)
+        output_module.install(self.sandbox, self.ctx)
         self.ctx.phase = Phase.RUN
 
     def run(self, code: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from rivet.engine.backends.base import ContainerOptions
 from rivet.engine.policy import ContainerPolicy, Policy, ProcessPolicy
 from rivet.engine.policy.images import normalize_image
-from rivet.engine.policy.process import binary_matches
+from rivet.engine.policy.process_policy import binary_matches
 from rivet.engine.policy.sizes import memory_bytes
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ConfigError
@@ -222,7 +222,7 @@ def test_hostile_denied_image_is_refused_however_it_is_written(image: str, patte
     assert str(info.value).startswith(f"policy container.denied_images forbids image '{full}'")
 
 
-def test_denied_image_message_matches_the_spec_example() -> None:
+def test_denied_image_message_matches_the_documented_example() -> None:
     policy = ContainerPolicy(denied_images=("docker.io/library/evil:1",))
     with pytest.raises(PolicyViolation) as info:
         policy.resolve_image("evil:1")

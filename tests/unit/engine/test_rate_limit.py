@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rivet.engine.modules.rate_limit import RateLimited, TokenBucket
+from rivet.engine.modules.http_module.rate_limit import RateLimited, TokenBucket
 
 
 class FakeClock:

@@ -14,7 +14,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from rivet.engine.redaction import BREAKS, MASK, MIN_FRAGMENT, MIN_SECRET_LENGTH, Redactor
+from rivet.domain.secret_rules import MIN_SECRET_LENGTH
+from rivet.engine.redaction import BREAKS, MASK, MIN_FRAGMENT, Redactor
 
 VALUE = "s3cr3t-T0ken/with+chars=="
 UNICODE = "pässwört-ünïcode-42"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rivet.domain.env_names import HOST_TOOL_ENV
-from rivet.engine.modules.process_options import RESERVED_SECRET_ENV
+from rivet.engine.modules.process_module.options import RESERVED_SECRET_ENV
 
 PODMAN_OWN = [
     "PATH", "HOME", "USER", "SHELL", "TMPDIR", "TZ", "LANG", "LC_ALL", "LD_PRELOAD",

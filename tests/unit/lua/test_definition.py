@@ -1,4 +1,4 @@
-"""Every validation rule of spec section 1, with the message users see."""
+"""Every validation rule of docs/lua-reference.md, '1. Defining a pipeline', with the message users see."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from rivet.errors import DefinitionError
 from rivet.lua.definition import load_definition, load_pipeline
 
-SPEC_EXAMPLE = """
+REFERENCE_EXAMPLE = """
 return pipeline.define({
   name = "build-and-test",
   description = "optional text",
@@ -55,8 +55,8 @@ def define(body: str) -> str:
 STAGE = "stages = { { name = 's', script = function() end } }"
 
 
-def test_spec_example_parses_to_the_documented_shape() -> None:
-    d = load_definition(SPEC_EXAMPLE, "build.lua")
+def test_the_reference_example_parses_to_the_documented_shape() -> None:
+    d = load_definition(REFERENCE_EXAMPLE, "build.lua")
     data = d.to_dict()
     assert data["name"] == "build-and-test"
     assert data["description"] == "optional text"
@@ -82,7 +82,7 @@ def test_spec_example_parses_to_the_documented_shape() -> None:
 
 
 def test_unknown_plugin_only_warns() -> None:
-    loaded = load_pipeline(SPEC_EXAMPLE, "build.lua")
+    loaded = load_pipeline(REFERENCE_EXAMPLE, "build.lua")
     assert loaded.warnings == [
         "build.lua: plugins: plugin 'git' is not known to this Rivet; "
         "runners that take the job must provide it"
@@ -320,5 +320,5 @@ def test_inputs_as_list_of_pipeline_input() -> None:
 def test_definition_round_trips_through_dict() -> None:
     from rivet.domain.definition import PipelineDefinition
 
-    d = load_definition(SPEC_EXAMPLE, "build.lua")
+    d = load_definition(REFERENCE_EXAMPLE, "build.lua")
     assert PipelineDefinition.from_dict(d.to_dict()) == d

@@ -1,4 +1,4 @@
-"""The sandbox battery: one hostile script per removed capability (spec section 3).
+"""The sandbox battery: one hostile script per removed capability (docs/lua-reference.md, '3. The sandbox').
 
 Each attack runs twice where it makes sense: at definition time (``rivet check``
 path, placeholder runtime modules) and inside a stage (the real executor). Each
@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from recording import EventLog
 
-from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.events import JobResult, LogEvent, StageResult
+from rivet.engine.backends.fake import FakeBackend
+from rivet.engine.events import JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 from rivet.errors import DefinitionError
 from rivet.lua.definition import load_definition
@@ -33,23 +34,6 @@ MiB = 1024 * 1024
 CPU_LIMITED = Limits(definition_cpu_seconds=0.5, stage_cpu_seconds=0.5)
 MEMORY_LIMITED = Limits(memory_bytes=64 * MiB, definition_cpu_seconds=120, stage_cpu_seconds=120)
 ROOMY = Limits()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[LogEvent] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.lines.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-    def messages(self) -> list[str]:
-        return [e.message for e in self.lines]
 
 
 def at_definition(body: str) -> str:
@@ -67,9 +51,9 @@ def in_stage(body: str) -> str:
     )
 
 
-def run_stage(tmp_path: Path, body: str, limits: Limits = ROOMY) -> tuple[JobResult, Recorder]:
-    executor = Executor(PodmanBackend(), ExecutorSettings(workspace_root=tmp_path, limits=limits))
-    events = Recorder()
+def run_stage(tmp_path: Path, body: str, limits: Limits = ROOMY) -> tuple[JobResult, EventLog]:
+    executor = Executor(FakeBackend(), ExecutorSettings(workspace_root=tmp_path, limits=limits))
+    events = EventLog()
     job = JobSpec(f"hostile-{uuid.uuid4().hex[:8]}", in_stage(body), "evil.lua", {})
     return executor.run(job, events), events
 

@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 from lupa import lua54
+from recording import EventLog
 
-from rivet.engine.backends.podman import PodmanBackend
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, LogEvent, StageResult
+from rivet.engine.events import CancelToken
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 from rivet.engine.modules import install_all
 from rivet.errors import DefinitionError, LuaError
@@ -36,34 +37,17 @@ from rivet.lua.sandbox import JOB_ENDED, Limits, Sandbox
 REFUSED = "setmetatable: __gc metamethods (finalizers) are not allowed in pipelines"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[LogEvent] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.lines.append(event)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-    def messages(self) -> list[str]:
-        return [e.message for e in self.lines]
-
-
 class Job:
     """A job's sandbox with every runtime module, in the run phase, plus ``probe``:
     a plain Python function (not a bridge) recording its argument and thread."""
 
     def __init__(self, tmp_path: Path, limits: Limits | None = None) -> None:
-        self.events = Recorder()
+        self.events = EventLog()
         self.sandbox = Sandbox(limits or Limits())
         self.ctx = JobContext(
             job_id=f"life-{uuid.uuid4().hex[:8]}",
             events=self.events,
-            backend=PodmanBackend(),
+            backend=FakeBackend(),
             workspace=tmp_path,
             default_image="alpine:latest",
             inputs={},
@@ -93,9 +77,9 @@ def job(tmp_path: Path) -> Iterator[Job]:
     j.close()
 
 
-def run_stage(tmp_path: Path, body: str) -> tuple[Any, Recorder]:
-    executor = Executor(PodmanBackend(), ExecutorSettings(workspace_root=tmp_path))
-    events = Recorder()
+def run_stage(tmp_path: Path, body: str) -> tuple[Any, EventLog]:
+    executor = Executor(FakeBackend(), ExecutorSettings(workspace_root=tmp_path))
+    events = EventLog()
     source = (
         "return pipeline.define({ name = 'x', stages = { { name = 's', script = function()\n"
         + body

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording import EventLog
 
-from rivet.engine.backends.podman import PodmanBackend
+from rivet.engine.backends.fake import FakeBackend
 from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, LogEvent, StageResult
+from rivet.engine.events import CancelToken
 from rivet.engine.modules import install_all
 from rivet.errors import DefinitionError, LuaError, ResourceLimitError
 from rivet.lua.definition import load_definition
@@ -38,26 +39,12 @@ function proxy(fields) return setmetatable({}, { __index = fields }) end
 """
 
 
-class NullEvents:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def log(self, event: LogEvent) -> None:
-        self.messages.append(event.message)
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-
 def job_sandbox(tmp_path: Path, stage_seconds: float = 5.0) -> tuple[Sandbox, JobContext]:
     sandbox = Sandbox(Limits(stage_cpu_seconds=stage_seconds))
     ctx = JobContext(
         job_id=f"meta-{uuid.uuid4().hex[:8]}",
-        events=NullEvents(),
-        backend=PodmanBackend(),  # no case gets as far as starting a container
+        events=EventLog(),
+        backend=FakeBackend(),  # no case gets as far as starting a container
         workspace=tmp_path,
         default_image="alpine:latest",
         inputs={},

@@ -12,9 +12,9 @@ from live_rivet import ClaimedJob, free_port
 
 from rivet.protocol import ClaimRequest, JobCompletion, LogBatch, RegisterRequest
 from rivet.runner.client import (
+    BodyTooLarge,
     JobGone,
     RequestRejected,
-    RequestTooLarge,
     RunnerClient,
     ServerUnavailable,
     TokenRejected,
@@ -125,7 +125,7 @@ def test_413_is_request_too_large_and_503_carries_retry_after() -> None:
     }
     transport = httpx.MockTransport(lambda request: answers[request.url.path])
     client = RunnerClient("http://rivet.test", "tok", transport=transport)
-    with pytest.raises(RequestTooLarge, match="HTTP 413: too large: 4194304"):
+    with pytest.raises(BodyTooLarge, match="HTTP 413: too large: 4194304"):
         client.post_logs("j", LogBatch(lines=[]))
     with pytest.raises(ServerUnavailable, match="HTTP 503: db down") as caught:
         client.heartbeat("j")

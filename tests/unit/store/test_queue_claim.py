@@ -11,8 +11,8 @@ import anyio.to_thread
 import pytest
 from store_helpers import definition, make_runner, store_version
 
+from rivet.jobqueue import JOBS_TOPIC, JobQueue, Offer, Signals, make_queue
 from rivet.protocol import JobAssignment, LogLine
-from rivet.queue import JOBS_TOPIC, JobQueue, Offer, Signals, make_queue
 from rivet.store import Database
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store

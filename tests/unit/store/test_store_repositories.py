@@ -9,9 +9,9 @@ from sqlalchemy import insert
 from store_helpers import definition, make_runner, store_version
 
 from rivet.domain import JobStatus, StageStatus
-from rivet.errors import NotFoundError
+from rivet.errors import AmbiguousIdError, NotFoundError
 from rivet.protocol import LogLine
-from rivet.store import AmbiguousIdError, Database
+from rivet.store import Database
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
 from rivet.store import pipelines as pipeline_store

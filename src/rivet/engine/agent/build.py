@@ -35,7 +35,7 @@ from pathlib import Path
 
 from rivet.child_env import child_env, resolve_program
 from rivet.engine.agent.protocol import VERSION
-from rivet.engine.backends.host import is_static_elf
+from rivet.engine.backends.catatonit import is_static_elf
 
 __all__ = ["COMPILE_FLAGS", "SOURCE_NAME", "AgentBinary", "cache_dir", "locate", "source_bytes"]
 

@@ -37,7 +37,8 @@ from rivet.engine.backends.base import (
     IdMap,
     RunningContainer,
 )
-from rivet.engine.backends.host import find_static_catatonit, kill_marked_processes
+from rivet.engine.backends.catatonit import find_static_catatonit
+from rivet.engine.backends.marked_processes import kill_marked_processes
 from rivet.engine.backends.podman_agent import AgentPool
 from rivet.engine.backends.podman_io import (
     KILL_GRACE,
@@ -232,11 +233,6 @@ class PodmanBackend:
     def list_leftovers(self) -> list[str]:
         """Names of every container this backend created (any job, any runner)."""
         return self._list(f"{LABEL_MANAGED}=true", "{{.Names}}")
-
-    def remove_all_managed(self) -> int:
-        if self._agents is not None:
-            self._agents.forget_where(lambda c: True)
-        return self._remove_labelled(f"{LABEL_MANAGED}=true")
 
     def uses_agent(self, container: RunningContainer) -> bool:
         """Whether the container's commands currently run through its exec agent."""

@@ -39,9 +39,11 @@ from pathlib import Path
 
 from rivet.engine.agent import protocol
 from rivet.engine.agent.build import AgentBinary, locate
-from rivet.engine.agent.client import AgentCommand, AgentConnection, AgentGone
+from rivet.engine.agent.client import AgentConnection, AgentGone
+from rivet.engine.agent.streams import AgentCommand
 from rivet.engine.backends.base import ExecRequest, ExecResult, RunningContainer
-from rivet.engine.backends.host import is_static_elf, kill_marked_processes
+from rivet.engine.backends.catatonit import is_static_elf
+from rivet.engine.backends.marked_processes import kill_marked_processes
 from rivet.engine.backends.podman_io import TIMEOUT_EXIT_CODE, CommandStreams, Watchdog
 
 __all__ = ["AGENT_ID_VAR", "AGENT_IN_CONTAINER", "MAX_RESTARTS", "AgentPool"]

@@ -1,7 +1,10 @@
-"""Runtime modules bound into a job's sandbox, one file per module.
+"""Runtime modules bound into a job's sandbox.
 
-Each module has ``install(sandbox, ctx)``; :data:`INSTALLERS` is the registry the
-executor uses and the stub tests compare with ``rivet.lua.surface``.
+The Lua module ``name`` is implemented by ``name_module``: one file, or a package
+when it has several parts (``fs_module``, ``http_module``, ``process_module``). The
+suffix keeps every Lua module name (``json``, ``http``, …) clear of the Python
+standard library's. Each has ``install(sandbox, ctx)``; :data:`INSTALLERS` is the
+registry the executor uses and the stub tests compare with ``rivet.lua.surface``.
 """
 
 from __future__ import annotations
@@ -9,21 +12,31 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rivet.engine.context import JobContext
-from rivet.engine.modules import container, fs, http, input, json, log, output, process, secret
+from rivet.engine.modules import (
+    container_module,
+    fs_module,
+    http_module,
+    input_module,
+    json_module,
+    log_module,
+    output_module,
+    process_module,
+    secret_module,
+)
 from rivet.lua.sandbox import Sandbox
 
 __all__ = ["INSTALLERS", "install_all"]
 
 INSTALLERS: dict[str, Callable[[Sandbox, JobContext], None]] = {
-    "log": log.install,
-    "input": input.install,
-    "output": output.install,
-    "process": process.install,
-    "container": container.install,
-    "secret": secret.install,
-    "fs": fs.install,
-    "json": json.install,
-    "http": http.install,
+    "log": log_module.install,
+    "input": input_module.install,
+    "output": output_module.install,
+    "process": process_module.install,
+    "container": container_module.install,
+    "secret": secret_module.install,
+    "fs": fs_module.install,
+    "json": json_module.install,
+    "http": http_module.install,
 }
 
 

@@ -1,6 +1,7 @@
 """Runner policy: what pipeline code may do on this runner, from a TOML file.
 
-One section per concern, each in its own module; every refusal is a clear error
+One section per concern, each in the module named after its class
+(``[http]`` is ``HttpPolicy`` in ``http_policy``); every refusal is a clear error
 naming the rule (``policy: process.denied_binaries forbids 'curl'``). Loaded once
 per runner process (``rivet runner --policy FILE`` / ``RIVET_POLICY``, or the
 ``[policy]`` of ``rivet run --policy FILE``) and passed down in ``ExecutorSettings``.
@@ -13,11 +14,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from rivet.engine.policy.container import ContainerPolicy
+from rivet.engine.policy.container_policy import ContainerPolicy
 from rivet.engine.policy.errors import describe_error
-from rivet.engine.policy.fs import FsPolicy
-from rivet.engine.policy.http import HttpPolicy
-from rivet.engine.policy.process import ProcessPolicy
+from rivet.engine.policy.fs_policy import FsPolicy
+from rivet.engine.policy.http_policy import HttpPolicy
+from rivet.engine.policy.process_policy import ProcessPolicy
 from rivet.errors import ConfigError
 
 __all__ = ["ContainerPolicy", "FsPolicy", "HttpPolicy", "Policy", "ProcessPolicy"]

@@ -22,10 +22,10 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from rivet.jobqueue import job_topic
 from rivet.limits import MAX_INT32
 from rivet.orchestrator.deps import ServicesDep
 from rivet.orchestrator.services import JobSnapshot, Services
-from rivet.queue import job_topic
 
 __all__ = ["router"]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rivet.config import ServerSettings
+from rivet.jobqueue import JobQueue, Signals, make_queue
+from rivet.orchestrator.keyring import load_keyring
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
-from rivet.queue import JobQueue, Signals, make_queue
-from rivet.secrets.keyring import load_keyring
 from rivet.store import Database
 
 __all__ = [

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from rivet.domain import JobStatus, resolve_inputs
 from rivet.errors import ConflictError
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
-from rivet.queue import JOBS_TOPIC, JobQueue, job_topic
 from rivet.store import Database
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from rivet.domain.actors import ADMIN, ANONYMOUS
-from rivet.orchestrator.auth import PermissionDeniedError
+from rivet.errors import PermissionDeniedError
 from rivet.protocol import PipelineCreate, PipelineView
 from rivet.store import Database
 from rivet.store import pipelines as store
-from rivet.store import secrets as secret_store
+from rivet.store import sealed_secrets as secret_store
 
 __all__ = ["PipelineService"]
 

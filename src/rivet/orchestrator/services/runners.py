@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from rivet.orchestrator.auth import AuthenticationError, hash_token, new_token
+from rivet.errors import AuthenticationError
+from rivet.orchestrator.auth import hash_token, new_token
 from rivet.protocol import (
     RegisterRequest,
     RegisterResponse,

@@ -15,8 +15,9 @@ import anyio.to_thread
 from pydantic import SecretStr
 
 from rivet.domain import JobStatus, StageStatus
-from rivet.orchestrator.auth import PermissionDeniedError
-from rivet.orchestrator.services.secrets import SecretService
+from rivet.errors import PermissionDeniedError
+from rivet.jobqueue import JobQueue, Offer, job_topic
+from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import (
     Ack,
     ClaimRequest,
@@ -25,7 +26,6 @@ from rivet.protocol import (
     LogBatch,
     StageUpdate,
 )
-from rivet.queue import JobQueue, Offer, job_topic
 from rivet.store import Database, Transaction
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
