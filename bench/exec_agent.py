@@ -3,7 +3,11 @@ container's agent against a bare ``podman exec CTR true`` into the same running
 container, interleaved in the same run; then ``process.parallel`` of 8
 ``sleep 0.5`` (one agent runs them at once: about 0.5 s, not 4 s).
 
-    .venv/bin/python bench/exec_agent.py [--runs 50] [--parallel-runs 5] [--json]
+    .venv/bin/python bench/exec_agent.py [--runs 50] [--parallel-runs 5] [--settle 0.3] [--json]
+
+Each sample is preceded by a pause (``--settle``): podman and conmon go on working
+for a while after ``podman exec`` returns, and without the pause the agent sample
+that follows pays for that work instead of its own.
 
 Prints medians and p90s, the ratio of the medians (goal: median <= 10 ms and
 <= 0.05x podman exec), and the parallel wall time against 8 x 0.5 s. ``--json``
@@ -49,7 +53,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(runs: int, parallel_runs: int) -> dict[str, Any]:
+def measure(runs: int, parallel_runs: int, settle: float) -> dict[str, Any]:
     backend = PodmanBackend(exec_agent=True)
     workspace = Path(tempfile.mkdtemp(prefix="rivet-bench-"))
     job_id = f"bench-{uuid.uuid4().hex[:8]}"
@@ -87,7 +91,9 @@ def measure(runs: int, parallel_runs: int) -> dict[str, Any]:
         agent: list[float] = []
         bare: list[float] = []
         for _ in range(runs):
+            time.sleep(settle)
             agent.append(sandbox.call(one_run, clock, budget=60, label="bench"))
+            time.sleep(settle)
             t0 = time.perf_counter()
             subprocess.run(["podman", "exec", name, "true"], check=True)
             bare.append(time.perf_counter() - t0)
@@ -102,6 +108,7 @@ def measure(runs: int, parallel_runs: int) -> dict[str, Any]:
     return {
         "container": name,
         "runs": runs,
+        "settle_s": settle,
         "agent_median_ms": statistics.median(agent) * 1000,
         "agent_p90_ms": pct(agent, 0.9) * 1000,
         "podman_exec_median_ms": statistics.median(bare) * 1000,
@@ -119,13 +126,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--parallel-runs", type=int, default=5)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="seconds of pause before each sample (podman and conmon go on working after "
+        "podman exec returns; without a pause the next sample pays for that)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    figures = measure(args.runs, args.parallel_runs)
+    figures = measure(args.runs, args.parallel_runs, args.settle)
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"runs: {args.runs} each, interleaved, same container ({figures['container']})")
+    print(
+        f"runs: {args.runs} each, interleaved, {args.settle:g} s pause before each, same "
+        f"container ({figures['container']})"
+    )
     print(
         f"podman exec CTR true      : median {figures['podman_exec_median_ms']:7.1f} ms"
         f"   p90 {figures['podman_exec_p90_ms']:7.1f} ms"
