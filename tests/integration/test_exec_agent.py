@@ -251,6 +251,7 @@ def test_a_flooding_command_is_held_back_by_a_slow_reader(
     assert len(lines) == 1_000_000 and done.exists()
 
 
+@pytest.mark.exec_fallback
 def test_fallback_to_podman_exec_when_the_agent_cannot_start(
     podman_available: str, root: Path
 ) -> None:
@@ -274,6 +275,7 @@ def test_fallback_to_podman_exec_when_the_agent_cannot_start(
     assert backend.exec_counts() == {"agent": 0, "fallback": 3, "podman exec": 3}
 
 
+@pytest.mark.exec_fallback
 def test_no_agent_binary_is_said_once_in_the_job_log(podman_available: str, root: Path) -> None:
     backend = PodmanBackend(podman_available, exec_agent=Path("/nonexistent/agent"))
     source = """

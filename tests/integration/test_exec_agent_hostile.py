@@ -155,6 +155,7 @@ end } } })
     assert len(restarted) == 1, events.messages()
 
 
+@pytest.mark.exec_fallback
 def test_restarts_are_bounded_then_podman_exec_takes_over(
     backend: PodmanBackend, start: Start
 ) -> None:

@@ -234,6 +234,12 @@ class PodmanBackend:
         """Names of every container this backend created (any job, any runner)."""
         return self._list(f"{LABEL_MANAGED}=true", "{{.Names}}")
 
+    @property
+    def agent_enabled(self) -> bool:
+        """Whether commands are meant to go through exec agents (``exec_agent`` and
+        ``RIVET_EXEC_AGENT``), whatever became of each container's agent."""
+        return self._agents is not None
+
     def uses_agent(self, container: RunningContainer) -> bool:
         """Whether the container's commands currently run through its exec agent."""
         return self._agents is not None and self._agents.uses_agent(container)

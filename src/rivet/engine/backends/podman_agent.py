@@ -172,7 +172,9 @@ class AgentPool:
         for attempt in (1, 2):
             conn = self._connection(entry, request.on_notice)
             if conn is None:
-                self._count("fallback")
+                with self._lock:
+                    if not entry.closed:  # (a removed container's podman exec just fails)
+                        self._counts["fallback"] += 1
                 return None
             try:
                 command = conn.submit(request.argv, env, request.cwd)
