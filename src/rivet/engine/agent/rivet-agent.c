@@ -173,11 +173,25 @@ __attribute__((format(printf, 3, 4))) static void send_message(int type, uint32_
     send_frame(type, 0, id, text, (uint32_t)n);
 }
 
-/* A runner that breaks the protocol gets one FATAL frame, then the agent ends. */
+/* A runner that breaks the protocol gets one FATAL frame, then the agent ends: its
+ * commands first, then itself once the runner hung up, or after FATAL_LINGER_MS at
+ * most. (podman exec may drop what a process writes right before it exits, so
+ * exiting at once could lose the frame that says why.) */
+#define FATAL_LINGER_MS 2000
 static void fatal(const char *what) {
     send_message(T_FATAL, 0, "rivet-agent: %s", what);
     fprintf(stderr, "rivet-agent: %s\n", what);
-    quit(2);
+    kill_all();
+    unsigned char sink[4096];
+    for (int waited = 0; waited < FATAL_LINGER_MS; waited += 100) {
+        struct pollfd in = {.fd = 0, .events = POLLIN};
+        int ready = poll(&in, 1, 100);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready > 0 && read(0, sink, sizeof sink) <= 0)
+            break; /* the runner hung up (or the pipe failed) */
+    }
+    _exit(2);
 }
 
 static struct command *find(uint32_t id) {
