@@ -309,3 +309,24 @@ def test_rivet_exec_agent_0_forces_podman_exec(
         for job in jobs:
             backend.remove_job(job)
     assert backend.exec_counts() == {"agent": 0, "fallback": 0, "podman exec": 1}
+
+
+@pytest.mark.parametrize("gone", ["rm", "stop"])
+def test_a_container_gone_before_its_first_command_is_no_agent_failure(
+    backend: PodmanBackend, start: Start, podman_available: str, gone: str
+) -> None:
+    """A cancel can remove a container while it is still starting, so that its first
+    command finds it gone: that command fails as it did with podman exec, and the
+    agent is neither disabled nor said to be (no "commands run with podman exec")."""
+    import subprocess
+
+    ctr = start()
+    args = ["rm", "-f", "-t", "0"] if gone == "rm" else ["stop", "-t", "0"]
+    subprocess.run([podman_available, *args, ctr.id], capture_output=True, timeout=120, check=True)
+    notes: list[str] = []
+    result = backend.exec(
+        ctr, ExecRequest(argv=["true"], capture_stderr=True, on_notice=notes.append)
+    )
+    assert result.exit_code != 0 and result.stderr.strip(), result  # podman exec's error
+    assert notes == []
+    assert backend.exec_counts()["fallback"] == 0

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable
@@ -172,9 +173,10 @@ class AgentPool:
         for attempt in (1, 2):
             conn = self._connection(entry, request.on_notice)
             if conn is None:
-                with self._lock:
-                    if not entry.closed:  # (a removed container's podman exec just fails)
-                        self._counts["fallback"] += 1
+                # Only a disabled agent is a fallback: the podman exec of a container
+                # removed or stopped meanwhile just fails, as it did before agents.
+                if entry.disabled is not None:
+                    self._count("fallback")
                 return None
             try:
                 command = conn.submit(request.argv, env, request.cwd)
@@ -219,6 +221,11 @@ class AgentPool:
                 with self._lock:
                     if entry.closed:
                         return None
+                if not self._running(entry.container):
+                    # Removed or stopped meanwhile (a cancel racing the container's
+                    # start): no fault of the agent's. This command goes to podman
+                    # exec, which fails as it always did; nothing is disabled or said.
+                    return None
                 entry.disabled = (
                     f"the exec agent could not start in container {name} (it {exc}); "
                     "its commands run with podman exec (slower)"
@@ -234,6 +241,22 @@ class AgentPool:
             if note is not None:
                 _tell(notice, note)
             return conn
+
+    def _running(self, container: RunningContainer) -> bool:
+        """Whether the container still runs (True when podman cannot tell: then the
+        agent's failure is its own)."""
+        try:
+            out = subprocess.run(
+                [self._podman, "container", "inspect", "--format", "{{.State.Running}}",
+                 container.id],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, env=self._env,
+                cwd=self._cwd, timeout=60, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return True
+        if out.returncode != 0:
+            return "no such" not in out.stderr.lower()
+        return out.stdout.strip() != "false"
 
     def _argv(self, container: RunningContainer, marker: str) -> list[str]:
         # -i: the protocol is on stdin; no detach keys, which would otherwise be
