@@ -15,6 +15,8 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── LuaError                 pipeline code raised at run time (file:line in the message)
     │   └── ResourceLimitError   a Lua memory cap or CPU budget was exceeded
     ├── ContainerError           a container could not be started or used
+    │   ├── AgentGone            [engine.agent.client] a container's exec agent is unusable
+    │   └── ProtocolError        [engine.agent.protocol] an exec agent broke its protocol
     ├── ConfigError              a settings value or config file is invalid
     │   └── SettingError         [settings.spec] one setting's value, named by its source
     ├── NotFoundError            a named object (pipeline, job, runner…) does not exist
