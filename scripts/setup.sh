@@ -18,7 +18,8 @@ VENV="$REPO_ROOT/.venv"
 STAMP="$VENV/.rivet-installed"
 PG_URL_FILE="$VENV/.rivet-pg-url"
 
-APT_PACKAGES=(podman runc catatonit busybox-static mmdebstrap postgresql lua-check)
+# gcc and libc6-dev (libc.a): the runner compiles its static exec agent with them.
+APT_PACKAGES=(podman runc catatonit busybox-static mmdebstrap postgresql lua-check gcc libc6-dev)
 
 BUSYBOX_IMAGE="localhost/rivet/busybox:latest"
 ALPINE_ALIAS="docker.io/library/alpine:latest"
@@ -317,6 +318,20 @@ step_venv() {
     fi
 }
 
+# ------------------------------------------------------------- exec agent
+
+# The runner compiles its exec agent (a static C program run inside each job
+# container) on first use and caches it; building it here finds a broken compiler
+# now rather than as a slower fallback in every job.
+step_agent() {
+    local out
+    if ! out="$("$VENV/bin/python" -m rivet.engine.agent.build 2>&1)"; then
+        echo "setup: ERROR: $out" >&2
+        exit 1
+    fi
+    log "exec agent ok ($out)"
+}
+
 # ---------------------------------------------------------------- postgres
 
 # Run a PostgreSQL server binary as the postgres OS user (it refuses to run as
@@ -413,6 +428,7 @@ main() {
     step_entrypoint_image
     step_debian_image
     step_venv
+    step_agent
     if [ "$WITH_POSTGRES" = 1 ]; then
         step_postgres
     fi

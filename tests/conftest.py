@@ -19,8 +19,9 @@ SUPPORT = Path(__file__).resolve().parent / "support"
 if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))
 
-# `database_url`: SQLite and again PostgreSQL, for the store and orchestrator tests.
-pytest_plugins = ["databases"]
+# `database_url`: SQLite and again PostgreSQL, for the store and orchestrator tests;
+# `exec_agent`: the Podman backend's two exec paths, for the container tests.
+pytest_plugins = ["databases", "exec_paths"]
 
 BUSYBOX_IMAGE = "localhost/rivet/busybox:latest"
 

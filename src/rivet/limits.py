@@ -15,6 +15,13 @@ Why each number:
 - Text must be valid Unicode without NUL: PostgreSQL refuses NUL in ``text`` and
   ``jsonb``, and a lone UTF-16 surrogate (``"\\ud800"`` in JSON) cannot be encoded as
   UTF-8, so it breaks every answer that would carry it.
+- Names (pipelines, stages, runners, tags, plugins, grants) are shown in terminals,
+  tables and logs and typed back to find things, so each must read as what it is: no
+  control, format or bidi character (:func:`name_problem`). A pipeline's name is also
+  a segment of its URL (``/api/pipelines/NAME``): no ``/``, not ``.`` or ``..``, no
+  leading or trailing blank (:func:`pipeline_name_problem`). Both rules apply where a
+  name is *made* (a definition, a registration, a grant), never where one is looked
+  up: rows stored before the rules existed stay readable.
 
 The request body as a whole is capped by the server setting ``RIVET_MAX_BODY_BYTES``
 (:data:`DEFAULT_MAX_BODY_BYTES`); the caps below bound each part of it.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,9 +55,12 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TOKEN",
     "MAX_VALUE",
+    "PIPELINE_NAME_RULE",
+    "name_problem",
     "number_problem",
     "output_size",
     "outputs_size",
+    "pipeline_name_problem",
     "scrub",
     "text_problem",
     "text_problems",
@@ -95,6 +106,59 @@ def text_problem(text: str) -> str | None:
         f"contains a lone UTF-16 surrogate (\\u{ord(char):04x}), which is not valid Unicode "
         "text (send the character itself, or both halves of a surrogate pair)"
     )
+
+
+# Unicode categories no name may hold: Cc (C0 and C1 controls, DEL), Cf (format
+# characters: bidi embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069,
+# the marks U+200E, U+200F and U+061C, zero-width U+200B-U+200D, U+2060, the BOM
+# U+FEFF, soft hyphen...), Zl and Zp (U+2028, U+2029).
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+PIPELINE_NAME_RULE = (
+    f"a pipeline name has 1 to {MAX_NAME} characters, no '/', no control, format or bidi "
+    "characters and no leading or trailing whitespace, and is not '.' or '..' (it is part "
+    "of the pipeline's URL)"
+)
+
+
+def _hidden_character(name: str) -> str | None:
+    if name.isascii() and name.isprintable():
+        return None  # the common case, without a look-up per character
+    for position, char in enumerate(name, start=1):
+        if unicodedata.category(char) in _HIDDEN_CATEGORIES:
+            what = unicodedata.name(char, "a control character")
+            return f"contains U+{ord(char):04X} ({what}) at character {position}"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name anything (it holds a control, format or bidi
+    character, which would hide or reorder text where it is shown), or None."""
+    found = _hidden_character(name)
+    if found is None:
+        return None
+    return f"{found}: names may not hold control, format or bidi characters"
+
+
+def pipeline_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a new pipeline's name (:data:`PIPELINE_NAME_RULE`), or
+    None. The name is a segment of ``/api/pipelines/NAME``: a server decodes ``%2F``
+    before routing, and clients drop ``.`` and ``..`` segments. Letters of every
+    script, digits, inner spaces and other punctuation are fine."""
+    if not name:
+        why: str | None = "is empty"
+    elif name != name.strip():
+        why = "starts or ends with whitespace"
+    elif "/" in name:
+        why = "contains '/'"
+    elif name in (".", ".."):
+        why = f"is {name!r}"
+    elif len(name) > MAX_NAME:
+        why = f"has {len(name)} characters"
+    else:
+        why = _hidden_character(name)
+    return None if why is None else f"{why}; {PIPELINE_NAME_RULE}"
 
 
 def number_problem(value: float) -> str | None:

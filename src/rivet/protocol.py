@@ -100,6 +100,24 @@ Tags = Annotated[
 Plugins = Annotated[list[Name], Field(max_length=limits.MAX_PLUGINS)]
 
 
+def _registered_name(name: str) -> str:
+    """A runner's name, tag or plugin as given at registration (or by the admin): no
+    control, format or bidi character (:func:`rivet.limits.name_problem`)."""
+    if (problem := limits.name_problem(name)) is not None:
+        raise ValueError(problem)
+    return name
+
+
+# What a runner is registered with, and what the admin sets: the name rule too. Claims
+# keep the plain types, so a runner registered before the rule still claims.
+RunnerName = Annotated[Name, AfterValidator(_registered_name)]
+RunnerTagValue = Annotated[
+    str, StringConstraints(max_length=limits.MAX_NAME), AfterValidator(_registered_name)
+]
+RunnerTags = Annotated[dict[RunnerName, RunnerTagValue], Field(max_length=limits.MAX_TAGS)]
+RunnerPlugins = Annotated[list[RunnerName], Field(max_length=limits.MAX_PLUGINS)]
+
+
 class ErrorBody(BaseModel):
     """Every error response: ``{"error": {"code", "message", "details"}}``."""
 
@@ -240,9 +258,9 @@ class RegistrationTokenView(BaseModel):
 
 class RegisterRequest(BaseModel):
     registration_token: Annotated[str, StringConstraints(max_length=limits.MAX_TOKEN)]
-    name: Name
-    tags: Tags = Field(default_factory=dict)
-    plugins: Plugins = Field(default_factory=list)
+    name: RunnerName
+    tags: RunnerTags = Field(default_factory=dict)
+    plugins: RunnerPlugins = Field(default_factory=list)
 
 
 class RegisterResponse(BaseModel):
@@ -263,8 +281,8 @@ class RunnerView(BaseModel):
 class RunnerUpdate(BaseModel):
     """Body of ``PATCH /api/runners/{ref}`` (admin): what to replace; omitted = kept."""
 
-    tags: Tags | None = Field(default=None, description="the runner's tags, all")
-    plugins: Plugins | None = Field(default=None, description="the runner's plugins, all")
+    tags: RunnerTags | None = Field(default=None, description="the runner's tags, all")
+    plugins: RunnerPlugins | None = Field(default=None, description="the runner's plugins, all")
 
 
 class ClaimRequest(BaseModel):

@@ -1,10 +1,12 @@
 """The signals that ask a Rivet process to stop, handled alike everywhere.
 
-``rivet run``, the runner and ``rivet up`` treat SIGTERM (``kill``, systemd, a
-container stop) and SIGHUP (the terminal went away, an SSH session dropped) exactly
-like Ctrl-C (SIGINT): each command's own first-signal behaviour, which always ends
-with the job's containers removed. Left at their defaults, SIGTERM and SIGHUP would
-kill the process at once and leave containers running.
+``rivet run``, the runner, ``rivet up`` and ``rivet server`` treat SIGTERM (``kill``,
+systemd, a container stop) and SIGHUP (the terminal went away, an SSH session
+dropped) exactly like Ctrl-C (SIGINT): each command's own first-signal behaviour,
+which always ends with the job's containers removed (the server: waiting claims and
+log streams ended, the application shut down). Left at their defaults, SIGTERM and
+SIGHUP would kill the process at once and leave containers running (or cut off the
+server's requests).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ leaves in the workspace must give nobody anything: not a user inside a container
 (``nosuid``, ``no-new-privileges``), not an account on the runner host (0700 root and
 workspaces), not through device nodes (``nodev``), and not after the job (the
 workspace is removed; the fs module strips set-id bits from what it copies).
-Each hostile test runs in both user-namespace modes; a control run without the
-hardening shows that the same payload does escalate, so the test can fail.
+Each hostile test runs in both user-namespace modes and on both exec paths (the exec
+agent, one podman exec per command); a control run without the hardening shows that
+the same payload does escalate, so the test can fail.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from exec_paths import assert_path
 
 from rivet.engine.backends.base import (
     ContainerOptions,
@@ -47,8 +49,10 @@ PAYLOAD = (
 
 
 @pytest.fixture
-def backend(podman_available: str) -> PodmanBackend:
-    return PodmanBackend(podman_available)
+def backend(podman_available: str, exec_agent: bool) -> Iterator[PodmanBackend]:
+    backend = PodmanBackend(podman_available, exec_agent=exec_agent)
+    yield backend
+    assert_path(backend, exec_agent)
 
 
 @pytest.fixture

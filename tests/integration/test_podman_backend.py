@@ -1,4 +1,5 @@
-"""PodmanBackend against real Podman and the local rivet images."""
+"""PodmanBackend against real Podman and the local rivet images, every test on both
+exec paths: through the exec agent and with one ``podman exec`` per command."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from exec_paths import assert_path
 
 from rivet.engine.backends.base import (
     ContainerSpec,
@@ -29,8 +31,10 @@ ENTRYPOINT_IMAGE = "localhost/rivet/entrypoint-test:latest"
 
 
 @pytest.fixture
-def backend(podman_available: str) -> PodmanBackend:
-    return PodmanBackend(podman_available)
+def backend(podman_available: str, exec_agent: bool) -> Iterator[PodmanBackend]:
+    backend = PodmanBackend(podman_available, exec_agent=exec_agent)
+    yield backend
+    assert_path(backend, exec_agent)
 
 
 @pytest.fixture
@@ -226,13 +230,15 @@ def test_output_is_streamed_while_the_command_runs(
     result = backend.exec(
         container,
         ExecRequest(
-            argv=["sh", "-c", "echo first; sleep 1; echo second >&2; printf 'no newline'"],
+            argv=["sh", "-c", "echo first; sleep 1; echo second >&2; sleep 1; printf 'no newline'"],
             on_stdout=lambda line: seen.append(("out", line, time.monotonic())),
             on_stderr=lambda line: seen.append(("err", line, time.monotonic())),
         ),
     )
     ended = time.monotonic()
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
+    # Two pipes carry no order between writes that come at the same moment, but lines
+    # written a second apart arrive in the order they were written, on both paths.
     assert [(s, line) for s, line, _ in seen] == [
         ("out", "first"),
         ("err", "second"),
@@ -275,7 +281,8 @@ def test_env_is_passed_without_putting_values_on_the_command_line(
     argvs: list[str] = []
 
     def watch() -> None:
-        # While the command runs, collect the argv of every podman process on the host.
+        # While the command runs, collect the argv of every process on the host that
+        # runs it: podman exec (which names the variables), or the command itself.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not argvs:
             for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -299,7 +306,7 @@ def test_env_is_passed_without_putting_values_on_the_command_line(
     )
     watcher.join()
     assert (code, out) == (0, f"{secret}|a b\nc||/bin")
-    assert argvs, "never saw the podman exec process"
+    assert argvs, "never saw the command's process"
     assert all(secret not in argv for argv in argvs)
 
 

@@ -5,7 +5,10 @@ caller passes, and refuses every name outside the environment-name rule.
 The crafted name of the original report is here: ``" AWS_SECRET_ACCESS_KEY"`` (a
 leading blank). podman trimmed it and copied the runner's own value of
 ``AWS_SECRET_ACCESS_KEY`` into the container, because it read bare ``--env NAME``
-values from an environment that was a copy of the runner's."""
+values from an environment that was a copy of the runner's.
+
+Both exec paths: through the exec agent (whose own environment, unreadable to the
+job, is read from the host) and with one ``podman exec`` per command."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from canaries import HOST, ODD, leaks, new_canary
+from exec_paths import agent_processes, assert_path
 
 from rivet.engine.backends.base import ContainerSpec, ExecRequest, RunningContainer
 from rivet.engine.backends.podman import PodmanBackend
@@ -25,9 +29,12 @@ pytestmark = pytest.mark.podman
 
 BUSYBOX = "localhost/rivet/busybox:latest"
 SECRETS = ["AWS_SECRET_ACCESS_KEY", "RIVET_ADMIN_TOKEN", "RIVET_RUNNER_TOKEN", "GITHUB_TOKEN"]
+# Every process's environment the job can read; the exec agent's is not readable by
+# the job (the agent is non-dumpable), so unreadable ones are named, and checked.
 DUMP = (
     "env; tr '\\0' '\\n' < /proc/self/environ; tr '\\0' '\\n' < /proc/1/environ; "
-    "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < \"$f\"; done"
+    "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < \"$f\" 2>/dev/null "
+    '|| echo "unreadable $f"; done'
 )
 HOSTILE = [
     " AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY ", "\tAWS_SECRET_ACCESS_KEY", "AWS_*",
@@ -53,15 +60,16 @@ def canaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def container(
-    canaries: dict[str, str], tmp_path: Path
+    canaries: dict[str, str], tmp_path: Path, exec_agent: bool
 ) -> Iterator[tuple[PodmanBackend, RunningContainer]]:
-    backend = PodmanBackend()
+    backend = PodmanBackend(exec_agent=exec_agent)
     job = f"envtest-{uuid.uuid4().hex[:10]}"
     spec = ContainerSpec(job_id=job, image=BUSYBOX, workspace=tmp_path, name=f"rivet-{job}")
     try:
         yield backend, backend.start(spec)
     finally:
         backend.remove_job(job)
+    assert_path(backend, exec_agent)
 
 
 def dump(backend: PodmanBackend, container: RunningContainer, **request: object) -> str:
@@ -70,7 +78,16 @@ def dump(backend: PodmanBackend, container: RunningContainer, **request: object)
         ExecRequest(argv=["sh", "-c", DUMP], capture_stdout=True, capture_stderr=True, **request),  # type: ignore[arg-type]
     )
     assert result.exit_code == 0, result.stderr
-    return result.stdout + result.stderr
+    agents = agent_processes("podman", container.id)
+    unreadable = {
+        int(line.split("/")[2])
+        for line in result.stdout.splitlines()
+        if line.startswith("unreadable /proc/")
+    }
+    assert unreadable <= {pid for pid, _ in agents}, (unreadable, agents)
+    # What the job cannot read is read from the host: the agents' own environments.
+    hosts = "".join(Path(f"/proc/{hpid}/environ").read_text(errors="replace") for _, hpid in agents)
+    return result.stdout + result.stderr + hosts.replace("\0", "\n")
 
 
 @pytest.mark.parametrize("name", HOSTILE)

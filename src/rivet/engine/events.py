@@ -6,9 +6,10 @@ numbers of log lines are assigned by the executor: per job, from 1, without gaps
 
 A :class:`LogEvent` message is one line: it never contains a line break (``\n``,
 ``\r``, ``\x0b``, ``\x0c``, ``\x1c``-``\x1e``, ``\x85``, U+2028, U+2029) and is at
-most :data:`~rivet.engine.limits.MAX_LOG_LINE_CHARS` long; :func:`log_lines` cuts a
-message into such lines. So no message can imitate another log line (with its own
-time, stage and level) in any renderer, and every stored line is bounded.
+most :data:`~rivet.limits.MAX_LOG_MESSAGE` long (the server's cap on a line);
+:func:`log_lines` cuts a message into such lines. So no message can imitate another
+log line (with its own time, stage and level) in any renderer, and every stored line
+is bounded.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Literal, Protocol
 
 from rivet.domain.inputs import InputValue
 from rivet.domain.status import JobStatus, StageStatus
-from rivet.engine.limits import MAX_LOG_LINE_CHARS
+from rivet.limits import MAX_LOG_MESSAGE
 
 __all__ = [
     "LEVEL_NAMES",
@@ -51,7 +52,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def log_lines(message: str, limit: int = MAX_LOG_LINE_CHARS) -> list[str]:
+def log_lines(message: str, limit: int = MAX_LOG_MESSAGE) -> list[str]:
     """``message`` as log lines: cut at every line break (``str.splitlines``: ``\r\n``
     counts once, a trailing break adds no empty line), and lines longer than
     ``limit`` cut into pieces of ``limit`` characters. An empty message is one empty

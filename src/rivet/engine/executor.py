@@ -113,7 +113,8 @@ class Executor:
     def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
         install_all(sandbox, ctx)
         try:
-            loaded = load_pipeline(job.source, job.filename, sandbox=sandbox)
+            # Stored: a version accepted before runs under the name rules it passed.
+            loaded = load_pipeline(job.source, job.filename, sandbox=sandbox, stored=True)
         except DefinitionError as exc:
             if ctx.cancel.cancelled:
                 # The cancel stopped the file's evaluation: nothing is wrong with it.

@@ -26,7 +26,6 @@ __all__ = [
     "MAX_DIR_ENTRIES",
     "MAX_ERROR_CHARS",
     "MAX_JSON_ITEMS",
-    "MAX_LOG_LINE_CHARS",
     "MAX_OUTPUTS",
     "MAX_OUTPUTS_BYTES",
     "MAX_OUTPUT_NAME_CHARS",
@@ -37,14 +36,17 @@ __all__ = [
 KiB = 1 << 10
 MiB = 1 << 20
 
-# One log event. A longer line is stored as several consecutive events of this size
-# (as a command's output is read: 64 KiB at a time), so nothing is lost and the
+# Caps that the server enforces too are the server's own numbers (rivet.limits), never
+# a copy: a job may then send whatever it was allowed to make. One log event is at
+# most rivet.limits.MAX_LOG_MESSAGE characters, the server's cap on a log line (64 Ki;
+# rivet.engine.events.log_lines cuts longer lines into consecutive events of that
+# size, as a command's output is read: 64 KiB at a time), so nothing is lost and the
 # server, the shipper's buffer and a terminal only ever see bounded lines.
-MAX_LOG_LINE_CHARS = 64 * KiB
 
 # A stage's or job's error as stored on the job (and sent with the stage update and
 # the completion). The whole message is always in the job's log; the stored copy is
-# cut with a note saying so.
+# cut with a note saying so (clip: the note comes on top), well within the server's
+# cap on an error, limits.MAX_ERROR (64 Ki characters).
 MAX_ERROR_CHARS = 16 * KiB
 
 # output.set: values shared between stages and reported with the job (like CI

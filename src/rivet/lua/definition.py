@@ -43,7 +43,9 @@ __all__ = [
 KNOWN_PLUGINS: frozenset[str] = frozenset()
 
 API_CALL = re.compile(r"\bpipeline\s*\.\s*(define|builder)\b")
-LOCATION = re.compile(r"^(?P<file>[^\n:]+):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
+LOCATION = re.compile(r"(?P<file>[^\n:]+):(?P<line>\d+): (?P<message>.*)", re.DOTALL)
+# A line break as Lua counts lines: "\n", "\r", and "\r\n" or "\n\r" as one.
+LUA_LINE_BREAK = re.compile(r"\r\n|\n\r|\r|\n")
 
 
 @dataclass
@@ -56,7 +58,7 @@ class LoadedPipeline:
 
 def split_location(message: str, filename: str) -> tuple[int | None, str]:
     """``"file.lua:12: boom"`` → ``(12, "boom")`` when the message is about ``filename``."""
-    match = LOCATION.match(message)
+    match = LOCATION.fullmatch(message)
     if match and match.group("file") == filename:
         return int(match.group("line")), match.group("message")
     return None, message
@@ -90,6 +92,7 @@ def load_pipeline(
     *,
     sandbox: Sandbox | None = None,
     limits: Limits | None = None,
+    stored: bool = False,
 ) -> LoadedPipeline:
     """Evaluate ``source`` in ``sandbox`` and return the validated definition plus its
     stage functions, to be run in that sandbox.
@@ -97,20 +100,23 @@ def load_pipeline(
     Without a sandbox (``rivet check``, the server) the file is evaluated in a fresh one
     with placeholder runtime modules, which is closed — its Lua state freed — before
     this returns: such callers get the definition and warnings, and no stage
-    functions (``stages`` is empty)."""
+    functions (``stages`` is empty).
+
+    ``stored``: ``source`` is a version that was accepted before (the executor runs
+    it); names are not held to rules added since (see ``Validator``)."""
     if sandbox is not None:
-        return _load(source, filename, sandbox)
+        return _load(source, filename, sandbox, stored)
     own = Sandbox(limits or Limits.from_env())
     try:
         install_definition_placeholders(own)
-        return replace(_load(source, filename, own), stages=[])
+        return replace(_load(source, filename, own, stored), stages=[])
     finally:
         own.close()
 
 
-def _load(source: str, filename: str, sandbox: Sandbox) -> LoadedPipeline:
+def _load(source: str, filename: str, sandbox: Sandbox, stored: bool) -> LoadedPipeline:
     records: list[Record] = []
-    validator = Validator(sandbox)
+    validator = Validator(sandbox, stored=stored)
 
     def record(spec: Any, line: Any, order: Any = None, lines: Any = None) -> int:
         marks = raw(lines) if is_table(lines) else None
@@ -195,4 +201,6 @@ def _api_line(source: str) -> int | None:
     """Line of the first pipeline.define/builder call: the best line Lua cannot give
     when the definition is built in a tail call (``return pipeline.define{...}``)."""
     match = API_CALL.search(source)
-    return source.count("\n", 0, match.start()) + 1 if match else None
+    if match is None:
+        return None
+    return len(LUA_LINE_BREAK.findall(source, 0, match.start())) + 1

@@ -25,7 +25,9 @@ from rivet.limits import (
     MAX_INPUTS,
     MAX_NAME,
     MAX_VALUE,
+    name_problem,
     number_problem,
+    pipeline_name_problem,
     text_problems,
 )
 from rivet.lua.lua_values import (
@@ -56,8 +58,9 @@ PIPELINE_FIELDS = ("name", "description", "inputs", "runner", "plugins", "stages
 STAGE_FIELDS = ("name", "script", "condition", "container", "readonly", "network")
 NETWORK_MODES = ("none", "bridge")
 INPUT_FIELDS = ("type", "description", "default", "options", "required", "name")
-STAGE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# Whole names only (fullmatch): "$" would also match before a final "\n".
+STAGE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,22 @@ class Record:
 
 class Validator:
     """Turns a :class:`Record` into a definition, or a ``DefinitionError`` listing every
-    problem; ``input_problems`` and ``stage`` also serve ``pipeline.input/stage``."""
+    problem; ``input_problems`` and ``stage`` also serve ``pipeline.input/stage``.
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    ``stored``: the file is a version the server (or ``rivet run``) already accepted,
+    about to run. Its names are then held to the rules that accepted it rather than
+    to the name rules added since (the pipeline-name rule, whole-name matches, no
+    control characters in tags and plugins), so that a stored version keeps running.
+    """
+
+    def __init__(self, sandbox: Sandbox, *, stored: bool = False) -> None:
         self.sandbox = sandbox
+        self.stored = stored
+
+    def _matches(self, rule: re.Pattern[str], name: str) -> bool:
+        if self.stored:  # what the rules once accepted: "$" allowed one final "\n"
+            return rule.fullmatch(name.removesuffix("\n")) is not None
+        return rule.fullmatch(name) is not None
 
     def pipeline(self, rec: Record, filename: str) -> tuple[PipelineDefinition, list[StageCode]]:
         problems: list[Problem] = []
@@ -107,6 +122,8 @@ class Validator:
             problems.append(Problem("name", _expected("a non-empty string", name), line))
         elif not name.strip():
             problems.append(Problem("name", "must not be empty", line))
+        elif not self.stored and (why := pipeline_name_problem(name)) is not None:
+            problems.append(Problem("name", why, line))
         description = spec["description"]
         if description is not None and not isinstance(description, str):
             problems.append(Problem("description", _expected("a string", description), line))
@@ -165,7 +182,7 @@ class Validator:
         seen: set[str] = set()
         for name, spec, line in entries:
             path = f"inputs.{key_text(name)}"
-            if not isinstance(name, str) or not INPUT_NAME.match(name):
+            if not isinstance(name, str) or not self._matches(INPUT_NAME, name):
                 problems.append(
                     Problem(path, "input names must match [A-Za-z_][A-Za-z0-9_-]*", line)
                 )
@@ -276,9 +293,16 @@ class Validator:
                         Problem(f"{path}.{fname}", _expected("a non-empty string", fval), line)
                     )
                     ok = False
+                elif (why := self._name_problem(fval)) is not None:
+                    problems.append(Problem(f"{path}.{fname}", why, line))
+                    ok = False
             if ok and not extra:
                 result.append(RunnerTag(key, val))
         return result
+
+    def _name_problem(self, name: str) -> str | None:
+        """A tag's or plugin's: runners register theirs under the same rule."""
+        return None if self.stored else name_problem(name)
 
     def plugins(self, value: Any, problems: list[Problem], line: int | None) -> list[str]:
         if value is None:
@@ -292,6 +316,8 @@ class Validator:
                 problems.append(
                     Problem(f"plugins[{position}]", _expected("a non-empty string", item), line)
                 )
+            elif (why := self._name_problem(item)) is not None:
+                problems.append(Problem(f"plugins[{position}]", why, line))
             elif item not in result:
                 result.append(item)
         return result
@@ -345,7 +371,7 @@ class Validator:
         name = spec["name"]
         if name is None:
             problems.append(Problem(f"{path}.name", "is required", line))
-        elif not isinstance(name, str) or not STAGE_NAME.match(name):
+        elif not isinstance(name, str) or not self._matches(STAGE_NAME, name):
             problems.append(
                 Problem(f"{path}.name", f"must match [A-Za-z0-9_.-]+, got {render(name)}", line)
             )

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rivet.domain.secret_rules import SecretRuleError
 from rivet.errors import (
     AmbiguousIdError,
     AuthenticationError,
@@ -41,6 +42,7 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
     DefinitionError: (422, "invalid_definition"),
     InputError: (422, "invalid_inputs"),
     InvalidRequest: (422, "invalid_request"),
+    SecretRuleError: (422, "invalid_request"),
     RequestTooLarge: (413, "request_too_large"),
     StorageUnavailable: (503, "storage_unavailable"),
     LuaError: (422, "lua_error"),
@@ -73,6 +75,8 @@ def _details(exc: RivetError) -> Any:
         return {"kind": exc.kind, "prefix": exc.prefix, "matches": exc.matches}
     if isinstance(exc, InvalidRequest):
         return [{"loc": field.split("."), "msg": why} for field, why in exc.problems]
+    if isinstance(exc, SecretRuleError):
+        return [{"loc": exc.field.split("."), "msg": str(exc)}]
     if isinstance(exc, RequestTooLarge):
         return {"limit": exc.limit, "setting": exc.setting}
     return None

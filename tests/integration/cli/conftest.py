@@ -11,6 +11,9 @@ Fixtures (no helper module: tests run in pytest's importlib mode):
 - ``cli(args, input=None)``: runs the app with RIVET_SERVER/RIVET_HOME pointing at it;
 - ``rivet_exe(args)``: runs the console script as a subprocess;
 - ``pipeline_file(text)``: writes a Lua file.
+- ``older_rivet``: an :class:`OlderRivet` writing rows straight into the server's
+  database, as a Rivet before today's name rules accepted them (``.pipeline(source)``,
+  ``.runner(lane, name, tags, plugins)``): rows that must stay readable.
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rivet.cli.main import app
+from rivet.home import RivetHome
+from rivet.lua.definition import load_pipeline
+from rivet.orchestrator.auth import hash_token, new_token
+from rivet.protocol import PipelineView
+from rivet.store import Database
+from rivet.store import pipelines as pipeline_store
+from rivet.store import runners as runner_store
 
 RIVET = Path(sys.executable).with_name("rivet")
 _names = itertools.count(1)
@@ -215,4 +225,52 @@ def played_runner(rivet_server: RivetServer) -> Iterator[Callable[..., PlayedRun
 
     yield make
     for runner in made:
+        runner.http.close()
+
+
+class OlderRivet:
+    """Writes rows into the database of a running ``rivet server`` as an older Rivet
+    would have: a pipeline version or a runner whose names today's rules refuse (a
+    ``/`` or control characters in a pipeline's name, control characters in a
+    runner's name, tags or plugins)."""
+
+    def __init__(self, server: RivetServer) -> None:
+        self.server = server
+        self.made: list[PlayedRunner] = []
+
+    def pipeline(self, source: str, filename: str = "legacy.lua") -> PipelineView:
+        # What the older Rivet validated: the rules a stored version is run under.
+        definition = load_pipeline(source, filename, stored=True).definition
+        db = Database(RivetHome(self.server.home).database_url)
+        try:
+            with db.write() as tx:
+                pipeline_id = pipeline_store.lock_pipeline(tx.conn, definition.name)
+                return pipeline_store.add_version(
+                    tx.conn, pipeline_id, definition, source, filename, created_by="anonymous"
+                )
+        finally:
+            db.close()
+
+    def runner(
+        self, lane: str, name: str, tags: dict[str, str], plugins: Sequence[str] = ()
+    ) -> PlayedRunner:
+        token = new_token("runner")
+        db = Database(RivetHome(self.server.home).database_url)
+        try:
+            with db.write() as tx:
+                runner_store.create_runner(
+                    tx.conn, name, hash_token(token), {"lane": lane, **tags}, plugins
+                )
+        finally:
+            db.close()
+        runner = PlayedRunner(self.server.url, {"Authorization": f"Bearer {token}"}, lane)
+        self.made.append(runner)
+        return runner
+
+
+@pytest.fixture
+def older_rivet(rivet_server: RivetServer) -> Iterator[OlderRivet]:
+    older = OlderRivet(rivet_server)
+    yield older
+    for runner in older.made:
         runner.http.close()

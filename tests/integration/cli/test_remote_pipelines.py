@@ -122,3 +122,44 @@ def test_missing_file_is_named(cli: Cli, tmp_path: Path) -> None:
     result = cli(["pipeline", "create", str(tmp_path / "nope.lua")])
     assert result.exit_code == 1
     assert result.stderr == f"error: {tmp_path / 'nope.lua'}: no such file\n"
+
+
+# Each is one line break to Lua; Python's universal newlines would turn "\n\r" into
+# two and a lone "\r" into "\n".
+LINE_ENDS = ["\r\n", "\r", "\n\r", "\n"]
+
+
+def test_create_sends_the_files_exact_text(cli: Cli, tmp_path: Path) -> None:
+    """``pipeline create`` stores the file's text as it is (``--source`` gives back its
+    bytes), and the server's error lines are ``rivet check``'s, counted as Lua does."""
+    name = unique("line-ends")
+    lines = [f"-- line {n}" for n in range(1, 9)]
+    head = "".join(line + LINE_ENDS[n % 4] for n, line in enumerate(lines))
+    good = tmp_path / "good.lua"
+    good.write_bytes(
+        (
+            head + f"return pipeline.define({{ name = '{name}', stages = {{\r"
+            "{ name = 's', script = function() end } } })\n\r\n"
+        ).encode()
+    )
+    created = cli(["pipeline", "create", str(good)])
+    assert created.exit_code == 0, created.output
+    # stdout_bytes: click's Result.stdout turns "\r\n" into "\n".
+    shown = cli(["pipeline", "show", name, "--source"]).stdout_bytes
+    assert shown == good.read_bytes()
+    stored = json.loads(cli(["pipeline", "show", name, "--json"]).stdout)
+    assert stored["definition"]["stages"][0]["line"] == 10  # Lua's count: 8 + 1 + the "\r"
+
+    bad = tmp_path / "bad.lua"
+    bad.write_bytes(
+        (
+            head + "return pipeline.define({ name = '', stages = {\n\r\n\r"
+            "{ name = 'a b', script = function() end } } })"
+        ).encode()
+    )
+    checked = cli(["check", str(bad)])
+    refused = cli(["pipeline", "create", str(bad)])
+    assert refused.exit_code == 1 and checked.exit_code == 1
+    assert refused.stderr.splitlines() == checked.stdout.splitlines()
+    assert f"{bad}:9: name: must not be empty" in refused.stderr
+    assert f"{bad}:11: stages[1].name: must match" in refused.stderr  # the script's line

@@ -1,9 +1,18 @@
 """Hostile text from jobs, pipeline files and the server never drives the user's
-terminal: a real ``rivet server``, a pipeline whose name, description, inputs,
-tags and plugins carry escape sequences, a runner (played through the runner API)
-whose name, tags, log lines, stage errors, outputs and job error carry them too, and
-every command that shows them, read as the user sees it: in-process (CliRunner), as
-the console script, and under a pseudo-terminal where rich writes colour.
+terminal: a real ``rivet server``, a pipeline whose description, inputs and image
+carry escape sequences (its name, tags and plugins rich markup), a runner (played
+through the runner API) whose name, tags, log lines, stage errors, outputs and job
+error carry them too, and every command that shows them, read as the user sees it:
+in-process (CliRunner), as the console script, and under a pseudo-terminal where
+rich writes colour.
+
+Names (pipelines, stages, runners, tags, plugins, grants) may not hold control,
+format or bidi characters, and pipeline names no '/': each is refused where a name
+is made (test_hostile_names_are_refused_where_names_are_made). Rows an older Rivet
+stored with such names must still show inert: that runner and the pipelines of
+test_pipelines_stored_before_the_name_rule_stay_readable_and_inert and
+test_rivet_runner_log_is_inert are written straight into the server's database
+(``older_rivet``).
 
 Hostile: OSC 0 (window title), OSC 52 (clipboard), ``ESC [ 2J`` (clear screen),
 ``ESC [ 1A ESC [ 2K`` (erase the line above), a bare CR, SGR 8 (conceal; rich never
@@ -31,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import Result
 
@@ -53,6 +63,9 @@ PARTS = {
 }
 FORGED = "ok\n12:00:00.000 deploy  info    forged"
 EVIL = "<" + " ".join(PARTS.values()) + ">"
+# What a name may still hold that a terminal would act on if printed raw: rich markup
+# (without '/', which pipeline names may not hold).
+NAME_MARKUP = "[bold red]markup"
 # How the user sees each part: escaped, markup printed literally.
 SHOWN = [visible(p) for p in PARTS.values()]
 BIDI_CHARS = {*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029}
@@ -105,9 +118,10 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def evil(cli: Cli, tmp_path: Path, wide: None) -> dict[str, str]:
-    """A stored pipeline full of hostile text: name, ref (id prefix), lane, path."""
+    """A pipeline full of hostile text, created with ``pipeline create``: name, ref (id
+    prefix), lane, path."""
     lane = uuid.uuid4().hex
-    name = f"evil-{lane[:8]}{EVIL}"
+    name = f"evil-{lane[:8]}{NAME_MARKUP}"
     path = tmp_path / "evil.lua"
     path.write_text(
         # The long comment carries the raw bytes, for `pipeline show --source`.
@@ -119,8 +133,8 @@ return pipeline.define({{
     target = {{ type = "string", description = {lua(EVIL)}, options = {{ {lua(EVIL)}, "plain" }} }},
     level = {{ type = "string", default = {lua(EVIL)} }},
   }},
-  runner = {{ {{ key = "lane", value = "{lane}" }}, {{ key = "where", value = {lua(EVIL)} }} }},
-  plugins = {{ {lua("plug" + EVIL)} }},
+  runner = {{ {{ key = "lane", value = "{lane}" }}, {{ key = "where", value = {lua(NAME_MARKUP)} }} }},
+  plugins = {{ {lua("plug" + NAME_MARKUP)} }},
   stages = {{
     {{ name = "build", script = function() end }},
     {{ name = "deploy", container = {lua("img" + EVIL)}, script = function() end }},
@@ -132,8 +146,7 @@ return pipeline.define({{
     created = cli(["pipeline", "create", str(path)])
     assert created.exit_code == 0, created.output
     assert_inert(created.output)
-    assert_shown(created.stdout)
-    # Looked up by id: a name with "/" in it (the markup) does not survive the URL path.
+    assert_shown(created.stdout, visible(name))
     match = re.search(r"\(id ([0-9a-f]{8})\)", created.stdout)
     assert match, created.stdout
     return {"name": name, "ref": match.group(1), "lane": lane, "path": str(path)}
@@ -153,9 +166,14 @@ def play(runner: Any) -> None:
     runner.complete("failed", f"job failed: {EVIL} {FORGED}", **{f"key{EVIL}": f"{EVIL} {FORGED}"})
 
 
-def hostile_runner(played_runner: Any, evil: dict[str, str]) -> Any:
-    return played_runner(
-        evil["lane"], tags={"where": EVIL}, name=f"runner{EVIL}", plugins=["plug" + EVIL]
+def hostile_runner(older_rivet: Any, evil: dict[str, str]) -> Any:
+    """A runner registered before the name rule: escapes in its name, a tag and a
+    plugin, which registration now refuses."""
+    return older_rivet.runner(
+        evil["lane"],
+        name=f"runner{EVIL}",
+        tags={"where": NAME_MARKUP, "hostile": EVIL},
+        plugins=["plug" + NAME_MARKUP, "plug" + EVIL],
     )
 
 
@@ -182,8 +200,8 @@ def test_pipeline_commands(cli: Cli, evil: dict[str, str]) -> None:
         assert_inert(result.output)
         assert_shown(result.stdout)
     shown = cli(["pipeline", "show", ref]).stdout
-    assert f"plug{visible(EVIL)}" in shown and f"img{visible(EVIL)}" in shown
-    assert f"where={visible(EVIL)}" in shown
+    assert f"plug{visible(NAME_MARKUP)}" in shown and f"img{visible(EVIL)}" in shown
+    assert f"where={visible(NAME_MARKUP)}" in shown and visible(name) in shown
     assert visible(FORGED) in shown  # the description's newline, escaped
 
     for args in (["pipeline", "list", "--json"], ["pipeline", "show", ref, "--json"]):
@@ -196,17 +214,17 @@ def test_pipeline_commands(cli: Cli, evil: dict[str, str]) -> None:
     inputs = {i["name"]: i for i in versions[0]["definition"]["inputs"]}
     assert inputs["target"]["description"] == EVIL and inputs["level"]["default"] == EVIL
 
-    # --source into a pipe (CliRunner): the stored source, exactly (as `pipeline create`
-    # read it: Python's universal newlines turn the lone CR into a line break).
+    # --source into a pipe (CliRunner): the stored source, exactly the file's bytes
+    # (`pipeline create` sends the lone CR as it is).
     source = cli(["pipeline", "show", ref, "--source"]).stdout
-    assert source == Path(evil["path"]).read_text(encoding="utf-8")
-    assert PARTS["title"] in source and PARTS["clear"] in source
+    assert source == read_exactly(evil["path"])
+    assert PARTS["title"] in source and PARTS["clear"] in source and PARTS["cr"] in source
 
 
 def test_job_commands_show_a_hostile_job_inert(
-    cli: Cli, evil: dict[str, str], played_runner: Any
+    cli: Cli, evil: dict[str, str], older_rivet: Any
 ) -> None:
-    runner = hostile_runner(played_runner, evil)
+    runner = hostile_runner(older_rivet, evil)
     launched = launch(cli, evil)
     job_id = job_id_of(launched)
     assert_inert(launched.output)
@@ -247,11 +265,11 @@ def test_job_commands_show_a_hostile_job_inert(
     assert runners.exit_code == 0
     assert_inert(runners.output)
     assert f"runner{visible(EVIL)}" in runners.stdout
-    assert f"where={visible(EVIL)}" in runners.stdout and f"plug{visible(EVIL)}" in runners.stdout
+    assert f"hostile={visible(EVIL)}" in runners.stdout and f"plug{visible(EVIL)}" in runners.stdout
 
 
-def test_launch_follow(cli: Cli, evil: dict[str, str], played_runner: Any) -> None:
-    runner = hostile_runner(played_runner, evil)
+def test_launch_follow(cli: Cli, evil: dict[str, str], older_rivet: Any) -> None:
+    runner = hostile_runner(older_rivet, evil)
     player = threading.Thread(target=play, args=(runner,))
     player.start()
     try:
@@ -304,25 +322,171 @@ def test_server_errors_and_definition_errors(
     assert created.exit_code == 1
     assert_inert(created.output)
     problems = created.stderr.splitlines()
-    assert len(problems) == 2, problems
-    assert f"stages[1].name: must match [A-Za-z0-9_.-]+, got 'bad{visible(EVIL)}'" in problems[0]
+    assert len(problems) == 3, problems
+    assert "broken.lua:1: name: contains '/'; a pipeline name has" in problems[0]
+    assert f"stages[1].name: must match [A-Za-z0-9_.-]+, got 'bad{visible(EVIL)}'" in problems[1]
 
 
 def test_secret_commands(cli: Cli, evil: dict[str, str]) -> None:
-    """The server refuses control characters in grant names (its error is shown inert);
-    a grant with bidi controls and markup, which it accepts, is shown escaped."""
+    """The server refuses control, format and bidi characters in grant names (its
+    error is shown inert); a grant with markup, which it accepts, is shown escaped."""
     name = f"S_{uuid.uuid4().hex[:8]}"
-    grant = f"g-{uuid.uuid4().hex[:6]}-\u202etxt.exe-\u2066[bold]x[/bold]\u2069"
+    grant = f"g-{uuid.uuid4().hex[:6]}-{NAME_MARKUP}"
     made = cli(["secret", "set", name, "--grant", grant], input="s3cret-value\n")
     assert made.exit_code == 0, made.output
+    granted = cli(["secret", "grant", name, evil["name"]])
+    assert granted.exit_code == 0, granted.output
     listed = cli(["secret", "list"])
-    for result in (made, listed):
+    for result in (made, granted, listed):
         assert_inert(result.output)
-        assert visible(grant) in result.stdout and "\\u202etxt.exe" in result.stdout
-    refused = cli(["secret", "grant", name, evil["name"]])
-    assert refused.exit_code == 1
-    assert_inert(refused.output)
-    assert refused.stderr.startswith("error: invalid pipeline name")
+        assert visible(grant) in result.stdout
+    assert visible(evil["name"]) in listed.stdout
+    for hostile in (EVIL, "\u202etxt.exe", "g\u2066x\u2069", "zero\u200bwidth", "bom\ufeff"):
+        refused = cli(["secret", "grant", name, hostile])
+        assert refused.exit_code == 2, refused.output  # the server: 422 invalid_request
+        assert_inert(refused.output)
+        assert refused.stderr.startswith("error: invalid pipeline name"), refused.stderr
+        assert "a pipeline name has 1 to 200 characters" in refused.stderr
+        with_grant = cli(["secret", "set", name, "--grant", hostile], input="s3cret-value\n")
+        assert with_grant.exit_code == 2 and "invalid pipeline name" in with_grant.stderr
+        assert_inert(with_grant.output)
+    assert cli(["secret", "list"]).stdout == listed.stdout  # nothing was stored
+
+
+# --- names: refused where they are made, shown inert where older rows hold them ----------
+
+
+def test_hostile_names_are_refused_where_names_are_made(
+    cli: Cli, rivet_server: Any, tmp_path: Path, wide: None
+) -> None:
+    """Escapes, bidi controls and '/' in a pipeline's name, control characters in a
+    stage's, a tag's or a plugin's: ``rivet check``, ``rivet run`` and ``pipeline
+    create`` refuse them, one inert line each naming the field and the rule, and
+    nothing is stored. A runner cannot register (or be given) such a name, tag or
+    plugin: 422 naming the field, the registration token left unused."""
+    path = tmp_path / "names.lua"
+    path.write_text(
+        f"""return pipeline.define({{
+  name = {lua("names" + EVIL)},
+  runner = {{ {{ key = {lua("k" + PARTS["bidi"])}, value = {lua("v" + PARTS["title"])} }} }},
+  plugins = {{ {lua("plug" + PARTS["c1"])} }},
+  stages = {{ {{ name = "build\\n", script = function() end }} }},
+}})
+""",
+        encoding="utf-8",
+    )
+    expected = [
+        f"{path}:1: name: contains '/'; a pipeline name has 1 to 200 characters, no '/', "
+        "no control, format or bidi characters",
+        "runner[1].key: contains U+202E (RIGHT-TO-LEFT OVERRIDE) at character 2: names may "
+        "not hold control, format or bidi characters",
+        "runner[1].value: contains U+001B (a control character) at character 2",
+        "plugins[1]: contains U+009B (a control character) at character 5",
+        "stages[1].name: must match [A-Za-z0-9_.-]+, got 'build\\n'",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVET_")}
+    env["RIVET_HOME"] = str(tmp_path / "run-home")
+    checked = rivet_check(str(path))
+    ran = run_piped([str(RIVET), "run", str(path)], env)
+    created = cli(["pipeline", "create", str(path)])
+    for name, code, output, lines in (
+        ("check", checked.returncode, checked.stdout + checked.stderr, checked.stdout),
+        ("run", ran.returncode, ran.stdout + ran.stderr, ran.stderr),
+        ("create", created.exit_code, created.output, created.stderr),
+    ):
+        assert code == 1, (name, output)
+        assert_inert(output)
+        problems = lines.splitlines()
+        assert len(problems) == len(expected), (name, problems)
+        for problem, fragment in zip(problems, expected, strict=True):
+            assert fragment in problem, (name, fragment, problem)
+    listed = json.loads(cli(["pipeline", "list", "--json"]).stdout)
+    assert not [p for p in listed if p["name"].startswith("names<")]
+
+    with httpx.Client(base_url=rivet_server.url, timeout=30) as http:
+        token = http.post("/api/runner-tokens", headers=rivet_server.admin, json={}).json()
+        for field, registration in (
+            ("name", {"name": f"runner{EVIL}"}),
+            ("tags", {"tags": {"os": "linux" + PARTS["bidi"]}}),
+            ("tags", {"tags": {"os" + PARTS["title"]: "linux"}}),
+            ("tags", {"tags": {"os": "zero\u200bwidth"}}),
+            ("plugins", {"plugins": ["git" + PARTS["c1"]]}),
+        ):
+            body = {"registration_token": token["token"], "name": "clean", **registration}
+            answer = http.post("/api/runners/register", json=body)
+            assert answer.status_code == 422, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "invalid_request"
+            assert error["details"][0]["loc"][:2] == ["body", field], error
+            assert "names may not hold control, format or bidi characters" in error["message"]
+        # Nothing was consumed: the same token registers a runner with clean names.
+        body = {"registration_token": token["token"], "name": f"runner{PARTS['markup']}"}
+        registered = http.post("/api/runners/register", json=body)
+        assert registered.status_code == 200, registered.text
+        runner_id = registered.json()["runner_id"]
+    set_tags = cli(["runner", "set-tags", runner_id, f"os=linux{PARTS['bidi']}"])
+    assert set_tags.exit_code == 2, set_tags.output
+    assert_inert(set_tags.output)
+    assert "contains U+202E (RIGHT-TO-LEFT OVERRIDE)" in set_tags.stderr
+    # `rivet runner` refuses its own settings (exit 2) before it contacts the server.
+    for flags, fragment in (
+        (["--name", f"runner{EVIL}"], "the runner name"),
+        (["--tag", f"os=linux{PARTS['bidi']}"], "tag 'os': the value contains U+202E"),
+    ):
+        argv = [str(RIVET), "runner", "--server", rivet_server.url, *flags]
+        started = run_piped([*argv, "--registration-token", "unused"], env)
+        assert started.returncode == 2, started.stdout + started.stderr
+        assert_inert(started.stdout + started.stderr)
+        assert fragment in started.stderr and "names may not hold" in started.stderr
+
+
+def test_pipelines_stored_before_the_name_rule_stay_readable_and_inert(
+    cli: Cli, older_rivet: Any, wide: None
+) -> None:
+    """Pipelines an older Rivet stored with escapes in their names, tags and plugins:
+    listed, shown and launched (by id, and by name when the name has no '/'), every
+    name shown escaped."""
+    lane = uuid.uuid4().hex
+    slashed = older_rivet.pipeline(
+        f"""return pipeline.define({{
+  name = {lua(f"legacy-{lane[:8]}{EVIL}")},
+  runner = {{ {{ key = "lane", value = "{lane}" }}, {{ key = "where", value = {lua(EVIL)} }} }},
+  plugins = {{ {lua("plug" + EVIL)} }},
+  stages = {{ {{ name = "build", script = function() end }} }},
+}})
+"""
+    )
+    plain_name = f"legacy-{lane[:8]}{PARTS['title']}{PARTS['bidi']}{PARTS['c1']}"
+    plain = older_rivet.pipeline(
+        f"return pipeline.define({{ name = {lua(plain_name)},"
+        f" runner = {{ {{ key = 'lane', value = '{lane}' }} }},"  # left queued: no runner
+        " stages = {{ name = 'build', script = function() end }} })\n"
+    )
+    assert (slashed.name, plain.name) == (f"legacy-{lane[:8]}{EVIL}", plain_name)
+    listed = cli(["pipeline", "list"])
+    assert listed.exit_code == 0, listed.output
+    shown = cli(["pipeline", "show", slashed.id[:8]])
+    versions = cli(["pipeline", "versions", slashed.id[:8]])
+    by_name = cli(["pipeline", "show", plain_name])
+    for result in (listed, shown, versions, by_name):
+        assert result.exit_code == 0, result.output
+        assert_inert(result.output)
+    assert visible(slashed.name) in listed.stdout and visible(plain_name) in listed.stdout
+    assert visible(slashed.name) in shown.stdout and f"where={visible(EVIL)}" in shown.stdout
+    assert f"plug{visible(EVIL)}" in shown.stdout and visible(plain_name) in by_name.stdout
+    data = json.loads(cli(["pipeline", "show", plain_name, "--json"]).stdout)
+    assert data["name"] == plain_name and data["id"] == plain.id
+
+    for ref, name in ((slashed.id[:8], slashed.name), (plain_name, plain_name)):
+        launched = cli(["job", "launch", ref])
+        job_id = job_id_of(launched)
+        assert_inert(launched.output)
+        for args in (["job", "show", job_id], ["job", "list", "--pipeline", name]):
+            result = cli(args)
+            assert result.exit_code == 0, result.output
+            assert_inert(result.output)
+            assert visible(name) in result.stdout, (args, result.stdout)
+        assert json.loads(cli(["job", "show", job_id, "--json"]).stdout)["pipeline"] == name
 
 
 # --- the console script, and under a pseudo-terminal ---------------------------------------
@@ -368,9 +532,9 @@ def run_in_pty(
 
 
 def test_console_script_under_a_pty_and_a_pipe(
-    cli: Cli, evil: dict[str, str], played_runner: Any, rivet_server: Any
+    cli: Cli, evil: dict[str, str], older_rivet: Any, rivet_server: Any
 ) -> None:
-    runner = hostile_runner(played_runner, evil)
+    runner = hostile_runner(older_rivet, evil)
     job_id = job_id_of(launch(cli, evil))
     play(runner)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVET_")}
@@ -435,7 +599,7 @@ def test_rivet_check_errors_and_warnings(tmp_path: Path) -> None:
     raising.write_text(f"error({lua(EVIL + ' ' + FORGED)})\n", encoding="utf-8")
     warned = tmp_path / "warned.lua"
     warned.write_text(
-        f"return pipeline.define({{ name = 'w', plugins = {{ {lua(EVIL + FORGED)} }},"
+        f"return pipeline.define({{ name = 'w', plugins = {{ {lua('plug' + NAME_MARKUP)} }},"
         " stages = {{ name = 'a', script = function() end }} })\n",
         encoding="utf-8",
     )
@@ -446,10 +610,11 @@ def test_rivet_check_errors_and_warnings(tmp_path: Path) -> None:
     assert len(lines) == 5, lines  # 2 problems, 1 error, ok, 1 warning: one line each
     assert_shown(proc.stdout)
     assert visible(FORGED) in lines[1] and visible(FORGED) in lines[2]
+    assert f"plugin 'plug{visible(NAME_MARKUP)}' is not known" in lines[4], lines[4]
     as_json = rivet_check("--json", str(raising), str(warned))
     assert_inert(as_json.stdout + as_json.stderr)
     documents = json.loads(as_json.stdout)
-    assert documents[1]["plugins"] == [EVIL + FORGED]
+    assert documents[1]["plugins"] == ["plug" + NAME_MARKUP]
 
 
 @pytest.mark.podman
@@ -460,7 +625,7 @@ def test_rivet_run_with_hostile_process_output(podman_available: str, tmp_path: 
     pipeline = tmp_path / "evil.lua"
     pipeline.write_text(
         f"""return pipeline.define({{
-  name = {lua("run" + EVIL)},
+  name = {lua("run" + NAME_MARKUP)},
   stages = {{
     {{ name = "deploy", script = function()
       log.info({lua(FORGED)})
@@ -504,24 +669,24 @@ def read_exactly(path: str) -> str:
     return Path(path).read_bytes().decode("utf-8")
 
 
-def test_rivet_runner_log_is_inert(cli: Cli, rivet_server: Any, tmp_path: Path, wide: None) -> None:
+def test_rivet_runner_log_is_inert(
+    cli: Cli, rivet_server: Any, older_rivet: Any, tmp_path: Path, wide: None
+) -> None:
     """``rivet runner`` logs the pipeline's name when it claims a job and the job's
-    error when it ends; both reach the operator's terminal escaped, one record a line."""
+    error when it ends; both reach the operator's terminal escaped, one record a line.
+    The pipeline was stored by an older Rivet, with escapes in its name: the runner
+    still runs that version (under the rules it was stored with)."""
     lane = uuid.uuid4().hex
-    path = tmp_path / "runner-job.lua"
-    path.write_text(
+    view = older_rivet.pipeline(
         f"""return pipeline.define({{
   name = {lua(f"runner-job-{lane[:8]}{EVIL}")},
   runner = {{ {{ key = "lane", value = "{lane}" }} }},
   stages = {{ {{ name = "fail", script = function() error({lua(EVIL + " " + FORGED)}) end }} }},
 }})
 """,
-        encoding="utf-8",
+        "runner-job.lua",
     )
-    created = cli(["pipeline", "create", str(path)])
-    match = re.search(r"\(id ([0-9a-f]{8})\)", created.stdout)
-    assert match, created.output
-    job_id = job_id_of(cli(["job", "launch", match.group(1)]))
+    job_id = job_id_of(cli(["job", "launch", view.id[:8]]))
     token = cli(["runner", "token", "create", "--quiet"]).stdout.strip()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVET_")}
     env.update(RIVET_HOME=str(tmp_path / "runner-home"), RIVET_POLL_INTERVAL="0.2")
@@ -554,3 +719,6 @@ def test_rivet_runner_log_is_inert(cli: Cli, rivet_server: Any, tmp_path: Path, 
     assert len(claimed) == 1 and f"runner-job-{lane[:8]}{visible(EVIL)}" in claimed[0], log
     finished = [line for line in log.splitlines() if f"job {job_id} finished: failed" in line]
     assert len(finished) == 1 and visible(FORGED) in finished[0], log
+    # The stage ran and failed with its own error (not a refused definition).
+    stage = json.loads(cli(["job", "show", job_id, "--json"]).stdout)["stages"][0]
+    assert stage["status"] == "failed" and EVIL in stage["error"], stage

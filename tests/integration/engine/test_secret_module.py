@@ -57,10 +57,13 @@ def run(podman_available: str, podman_image, tmp_path: Path):  # type: ignore[no
     secrets_root.mkdir()
 
     def go(
-        source: str, secrets: dict[str, str] | None = None, local: bool = False
+        source: str,
+        secrets: dict[str, str] | None = None,
+        local: bool = False,
+        exec_agent: bool = True,
     ) -> tuple[JobResult, EventLog]:
         executor = Executor(
-            PodmanBackend(),
+            PodmanBackend(exec_agent=exec_agent),
             ExecutorSettings(workspace_root=tmp_path / "ws", secrets_root=secrets_root),
         )
         events = EventLog()
@@ -137,11 +140,23 @@ def test_process_output_plain_encoded_and_split_is_redacted(run) -> None:  # typ
     assert "nothing secret here" in text  # masks the secret, not whole lines
 
 
-def test_secret_env_is_never_on_a_command_line(run) -> None:  # type: ignore[no-untyped-def]
-    """While the process runs, no host process has the value in its argv (podman gets
-    it through its environment: ``--env TOKEN`` without a value)."""
+def test_secret_env_is_never_on_a_command_line(run, exec_agent: bool) -> None:  # type: ignore[no-untyped-def]
+    """While the process runs, no host process has the value in its argv: podman gets
+    it through its environment (``--env TOKEN`` without a value), the exec agent over
+    its pipe."""
     seen: list[str] = []
+    on_a_command_line: list[str] = []
     stop = threading.Event()
+
+    def ours(pid: str, cmdline: str) -> bool:
+        if "RIVET_EXEC_ID" in cmdline and "sleep" in cmdline:
+            return True  # podman exec ... --env RIVET_EXEC_ID=... sleep 1.5
+        if cmdline != "sleep\x001.5\x00":
+            return False
+        try:  # the command itself, started by the agent
+            return b"RIVET_EXEC_ID=" in Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
 
     def scan() -> None:
         while not stop.is_set():
@@ -152,21 +167,26 @@ def test_secret_env_is_never_on_a_command_line(run) -> None:  # type: ignore[no-
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
                 except OSError:
                     continue
-                if "RIVET_EXEC_ID" in cmdline and "sleep" in cmdline:
+                if TOKEN in cmdline:
+                    on_a_command_line.append(cmdline)
+                if ours(pid, cmdline):
                     seen.append(cmdline.replace("\0", " "))
             time.sleep(0.05)
 
     scanner = threading.Thread(target=scan, daemon=True)
     scanner.start()
     try:
-        result, _ = run('process.run({ "sleep", "1.5", secrets = { TOKEN = "tok" } })')
+        result, _ = run(
+            'process.run({ "sleep", "1.5", secrets = { TOKEN = "tok" } })', exec_agent=exec_agent
+        )
     finally:
         stop.set()
         scanner.join()
     assert result.status == "succeeded", result.error
-    assert seen, "the podman exec process was never seen"
-    assert all(TOKEN not in cmdline for cmdline in seen)
-    assert any("--env TOKEN " in cmdline for cmdline in seen)
+    assert seen, "the command's process was never seen"
+    assert on_a_command_line == []
+    if not exec_agent:
+        assert any("--env TOKEN " in cmdline for cmdline in seen)
 
 
 def test_secret_files_are_private_read_only_outside_the_workspace(run) -> None:  # type: ignore[no-untyped-def]

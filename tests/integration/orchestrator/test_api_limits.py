@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -17,9 +18,10 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from rivet import limits
-from rivet.config import ServerSettings
+from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
+from rivet.settings import RivetSettings, ServerGroup, load_settings
 from rivet.store import tables
 from rivet.store.testing import empty_tables
 
@@ -55,11 +57,11 @@ def refused(response: httpx.Response, status: int, field: str, limit: int) -> di
 
 @pytest.fixture
 async def small_client(
-    settings: ServerSettings,
+    settings: RivetSettings,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     """The app with the smallest body limit the setting allows."""
     limit = limits.MAX_SOURCE_BYTES + 64 * 1024
-    application = create_app(settings.model_copy(update={"max_body_bytes": limit}))
+    application = create_app(settings.replace({ServerGroup.max_body_bytes: limit}))
     async with application.router.lifespan_context(application):
         await anyio.to_thread.run_sync(empty_tables, application.state.services.db)
         transport = httpx.ASGITransport(app=application)
@@ -133,12 +135,13 @@ async def test_a_declared_length_over_the_limit_is_refused_unread(
     refused(response, 413, "RIVET_MAX_BODY_BYTES", limit)
 
 
-def test_the_body_limit_setting_is_read_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("RIVET_MAX_BODY_BYTES", str(8 * 1024 * 1024))
-    assert ServerSettings().max_body_bytes == 8 * 1024 * 1024
-    assert ServerSettings.model_fields["max_body_bytes"].default == limits.DEFAULT_MAX_BODY_BYTES
+def test_the_body_limit_setting_is_read_from_the_environment(tmp_path: Path) -> None:
+    env = {"RIVET_HOME": str(tmp_path), "RIVET_MAX_BODY_BYTES": str(8 * 1024 * 1024)}
+    assert load_settings(env=env).server.max_body_bytes == 8 * 1024 * 1024
+    assert ServerGroup.max_body_bytes.default == limits.DEFAULT_MAX_BODY_BYTES
+    too_small = {**env, "RIVET_MAX_BODY_BYTES": str(limits.MAX_SOURCE_BYTES)}
+    with pytest.raises(ConfigError, match=r"^RIVET_MAX_BODY_BYTES: must be at least"):
+        _ = load_settings(env=too_small).server
 
 
 # --- the fields -----------------------------------------------------------------------
@@ -360,14 +363,20 @@ async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastA
     before = await row_counts(app)
     too_many = {"value": "abcdefgh", "grants": [*grants, "one-more"]}
     response = await client.put("/api/secrets/OTHER", headers=ADMIN, json=too_many)
-    assert response.status_code == 400 and str(limits.MAX_GRANTS) in response.text
+    error = refused(response, 422, "body.grants", limits.MAX_GRANTS)
+    assert error["code"] == "invalid_request" and error["details"][0]["loc"] == ["body", "grants"]
     long_name = "p" * (limits.MAX_NAME + 1)
-    for url, body in (
-        ("/api/secrets/OTHER", {"value": "abcdefgh", "grants": [long_name]}),
-        (f"/api/secrets/BIG/grants/{long_name}", None),
+    for url, body, loc in (
+        (
+            "/api/secrets/OTHER",
+            {"value": "abcdefgh", "grants": [long_name]},
+            ["body", "grants", "0"],
+        ),
+        (f"/api/secrets/BIG/grants/{long_name}", None, ["path", "pipeline"]),
     ):
         response = await client.put(url, headers=ADMIN, json=body)
-        assert response.status_code == 400 and str(limits.MAX_NAME) in response.text, url
+        assert response.status_code == 422 and str(limits.MAX_NAME) in response.text, url
+        assert response.json()["error"]["details"][0]["loc"] == loc, response.text
     assert await row_counts(app) == before
     granted = await client.put(f"/api/secrets/BIG/grants/{'p' * limits.MAX_NAME}", headers=ADMIN)
     assert granted.status_code == 200, granted.text
@@ -375,5 +384,6 @@ async def test_secret_value_and_grant_caps(client: httpx.AsyncClient, app: FastA
     too_big = await client.put(
         "/api/secrets/OTHER", headers=ADMIN, json={"value": "s" * (MAX_VALUE_BYTES + 1)}
     )
-    assert too_big.status_code == 400 and "larger than 64 KiB" in too_big.text
+    assert too_big.status_code == 422 and "larger than 64 KiB" in too_big.text
+    assert too_big.json()["error"]["details"][0]["loc"] == ["body", "value"]
     assert await row_counts(app) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 from api_helpers import create_pipeline, invalid_lua, lua_pipeline
@@ -11,7 +12,14 @@ pytestmark = pytest.mark.anyio
 
 async def test_health_ready_and_openapi(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/health")).json()["status"] == "ok"
-    ready = await client.get("/api/ready")
+    # Ready once the database answers and (PostgreSQL) the LISTEN connection for
+    # wake-ups is up: a thread that may connect after startup on a loaded machine.
+    # Until then the answer is a clean 503 not_ready; it must turn 200.
+    deadline = anyio.current_time() + 60
+    while (ready := await client.get("/api/ready")).status_code == 503:
+        assert ready.json()["error"]["code"] == "not_ready", ready.text
+        assert anyio.current_time() < deadline, ready.text
+        await anyio.sleep(0.1)
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     spec = (await client.get("/api/openapi.json")).json()
     for path in ("/api/pipelines", "/api/jobs/{ref}/logs/stream", "/api/runner/claim"):

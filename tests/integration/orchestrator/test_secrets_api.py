@@ -9,20 +9,23 @@ import logging
 import os
 import stat
 from pathlib import Path
+from urllib.parse import quote, unquote
 
+import anyio.to_thread
 import httpx
 import pytest
 from api_helpers import ADMIN, create_pipeline, launch, register_runner
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import select, text
 
-from rivet.config import ServerSettings
 from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
 from rivet.orchestrator.keyring import generate_key
 from rivet.orchestrator.services import Services
+from rivet.orchestrator.state import database_url
+from rivet.settings import CoreGroup, RivetSettings, ServerGroup
 from rivet.store.pipelines import get_version
+from rivet.store.sealed_secrets import add_grant
 from rivet.store.tables import secret_grants, secrets
 
 pytestmark = pytest.mark.anyio
@@ -133,17 +136,23 @@ async def test_every_secret_endpoint_needs_the_admin_token(client: httpx.AsyncCl
 
 
 async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> None:
+    """Every invalid field answers 422 ``invalid_request`` naming it, like every other
+    invalid field of the API, and the answer holds no part of the value."""
     cases = [
-        ("TOKEN", {"valu": VALUE}),  # a typo: FastAPI's default error would echo the body
-        ("TOKEN", {"value": VALUE, "grants": "not-a-list"}),
-        ("TOKEN", {"value": VALUE, "grants": [""]}),
-        ("bad-name!", {"value": VALUE}),
-        ("TOKEN", {"value": "ab "}),  # too short to redact safely
+        # a typo: FastAPI's default error would echo the body
+        ("TOKEN", {"valu": VALUE}, ["body", "value"]),
+        ("TOKEN", {"value": VALUE, "grants": "not-a-list"}, ["body", "grants"]),
+        ("TOKEN", {"value": VALUE, "grants": [""]}, ["body", "grants", "0"]),
+        ("TOKEN", {"value": VALUE, "grants": ["ok", "team/app"]}, ["body", "grants[1]"]),
+        ("bad-name!", {"value": VALUE}, ["path", "name"]),
+        ("TOKEN", {"value": "ab "}, ["body", "value"]),  # too short to redact safely
     ]
-    for name, body in cases:
+    for name, body, loc in cases:
         response = await client.put(f"/api/secrets/{name}", headers=ADMIN, json=body)
-        assert response.status_code == 400, (name, body, response.text)
-        assert response.json()["error"]["code"] == "bad_request"
+        assert response.status_code == 422, (name, body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert [d["loc"] for d in error["details"]] == [loc], (name, body, error)
         assert_absent(response.text, VALUE)
     # Text no database can store is refused at the edge (422 naming the field), and
     # the answer still holds no part of the value.
@@ -163,13 +172,30 @@ async def test_bad_requests_never_echo_the_value(client: httpx.AsyncClient) -> N
         headers={**ADMIN, "Content-Type": "application/json"},
         content=b'{"value": "' + VALUE.encode() + b'"',
     )
-    assert not_json.status_code == 400 and VALUE not in not_json.text
+    assert not_json.status_code == 422 and VALUE not in not_json.text
+    assert not_json.json()["error"]["details"][0]["loc"] == ["body"]
     assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
 
 
 @pytest.mark.parametrize(
     "name",
-    ["A*", "*", "FOO%2A", "-e", "A%3DB", "A%20B", "%20A", "1A", "%C3%A9", "A%00B", "A%0AB", "A.B"],
+    [
+        *[
+            "A*",
+            "*",
+            "FOO%2A",
+            "-e",
+            "A%3DB",
+            "A%20B",
+            "%20A",
+            "1A",
+            "%C3%A9",
+            "A%00B",
+            "A%0AB",
+            "A.B",
+        ],
+        *["TOKEN%0A", "TOKEN%0D", "TOKEN%00", "TOKEN%0D%0A", "%0ATOKEN"],  # whole names only
+    ],
 )
 async def test_secret_names_follow_the_environment_name_rule(
     client: httpx.AsyncClient, name: str
@@ -182,14 +208,16 @@ async def test_secret_names_follow_the_environment_name_rule(
         assert response.status_code == 422, (name, response.text)
         assert response.json()["error"]["details"][0]["loc"] == ["path", "name"]
     else:
-        assert response.status_code == 400, (name, response.text)
-        assert "invalid secret name" in response.json()["error"]["message"]
+        assert response.status_code == 422, (name, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and "invalid secret name" in error["message"]
+        assert error["details"][0]["loc"] == ["path", "name"]
     assert_absent(response.text, VALUE)
     assert (await client.get("/api/secrets", headers=ADMIN)).json() == []
 
 
 async def test_values_are_encrypted_at_rest(
-    app: FastAPI, client: httpx.AsyncClient, settings: ServerSettings
+    app: FastAPI, client: httpx.AsyncClient, settings: RivetSettings
 ) -> None:
     assert (await put(client, "TOKEN", VALUE, grants=["p"])).status_code == 201
     rows = raw_rows(app)
@@ -197,7 +225,7 @@ async def test_values_are_encrypted_at_rest(
     assert_absent(rows, VALUE)
     services: Services = app.state.services
     if services.db.dialect == "sqlite":
-        db_file = Path(settings.resolved_database_url.removeprefix("sqlite:///"))
+        db_file = Path(database_url(settings).removeprefix("sqlite:///"))
         for path in db_file.parent.glob(db_file.name + "*"):  # rivet.db, -wal, -shm
             assert_absent(path.read_bytes(), VALUE)
     else:
@@ -244,14 +272,97 @@ async def test_claims_carry_only_the_secrets_granted_to_the_jobs_pipeline(
     assert_absent(shown.text, VALUE, OTHER)
 
 
-async def test_grant_to_a_name_with_slashes_and_unknown_secret(client: httpx.AsyncClient) -> None:
+# Names no pipeline can have (the pipeline-name rule of rivet.limits), URL-encoded.
+UNGRANTABLE = {
+    "team/app": "contains '/'",
+    "team%2Fapp": "contains '/'",
+    "%20deploy": "starts or ends with whitespace",
+    "deploy%09": "starts or ends with whitespace",
+    "..": "is '..'",
+    "%2E": "is '.'",
+    "de%E2%80%AEploy": "U+202E (RIGHT-TO-LEFT OVERRIDE)",
+    "de%E2%81%A6ploy": "U+2066 (LEFT-TO-RIGHT ISOLATE)",
+    "de%E2%80%8Bploy": "U+200B (ZERO WIDTH SPACE)",
+    "de%E2%80%A8ploy": "U+2028 (LINE SEPARATOR)",
+    "de%EF%BB%BFploy": "U+FEFF (ZERO WIDTH NO-BREAK SPACE)",
+    "de%1B%5B2Jploy": "U+001B (a control character)",
+    "de%C2%9Bploy": "U+009B (a control character)",
+    "de%7Fploy": "U+007F (a control character)",
+    "de%0Aploy": "U+000A (a control character)",
+    "de%09ploy": "U+0009 (a control character)",
+    # Whole names: nothing may follow (or precede) a valid name.
+    "deploy%0A": "starts or ends with whitespace",
+    "deploy%0D": "starts or ends with whitespace",
+    "deploy%0D%0A": "starts or ends with whitespace",
+    "%0Adeploy": "starts or ends with whitespace",
+    "deploy%00": "a NUL character",  # refused at the edge, before the rule
+}
+
+
+@pytest.mark.parametrize("pipeline", list(UNGRANTABLE))
+async def test_grants_follow_the_pipeline_name_rule(
+    client: httpx.AsyncClient, app: FastAPI, pipeline: str
+) -> None:
+    """A grant to a name no pipeline can have could never cover a version: refused
+    (422 naming the field and the rule) in the path and in a body, nothing stored."""
     assert (await put(client, "TOKEN", VALUE)).status_code == 201
-    granted = await client.put("/api/secrets/TOKEN/grants/team/app", headers=ADMIN)
-    assert granted.status_code == 200 and granted.json()["grants"] == ["team/app"]
-    revoked = await client.delete("/api/secrets/TOKEN/grants/team/app", headers=ADMIN)
-    assert revoked.json()["grants"] == []
+    # '.' and '..' have no URL of their own: clients drop dot segments, so a grant to
+    # '..' in the path would be PUT /api/secrets/TOKEN. A newline never matches the
+    # route's path pattern (404), and a NUL in
+    # the path is refused before any rule (test_values). Only a body can carry those.
+    if pipeline not in ("..", "%2E") and "%0A" not in pipeline and "%00" not in pipeline:
+        response = await client.put(f"/api/secrets/TOKEN/grants/{pipeline}", headers=ADMIN)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert error["details"][0]["loc"] == ["path", "pipeline"]
+        assert UNGRANTABLE[pipeline] in error["message"] and "pipeline name" in error["message"]
+    name = unquote(pipeline)
+    in_body = await put(client, "TOKEN", VALUE, grants=["fine", name])
+    assert in_body.status_code == 422, in_body.text
+    error = in_body.json()["error"]
+    assert error["details"][0]["loc"] == ["body", "grants[1]"]
+    assert UNGRANTABLE[pipeline] in error["message"]
+    assert_absent(in_body.text, VALUE)
+    assert (await client.get("/api/secrets/TOKEN", headers=ADMIN)).json()["grants"] == []
+
+
+async def test_grants_to_ordinary_names_and_unknown_secrets(client: httpx.AsyncClient) -> None:
+    assert (await put(client, "TOKEN", VALUE)).status_code == 201
+    names = ["build-and-test", "déploiement", "构建 v2", "a.b", "[bold]x[/bold]".replace("/", "")]
+    for name in names:
+        granted = await client.put(f"/api/secrets/TOKEN/grants/{quote(name)}", headers=ADMIN)
+        assert granted.status_code == 200, (name, granted.text)
+    listed = (await client.get("/api/secrets/TOKEN", headers=ADMIN)).json()["grants"]
+    assert sorted(listed) == sorted(names)
     missing = await client.put("/api/secrets/NOPE/grants/p", headers=ADMIN)
     assert missing.status_code == 404 and "no secret named 'NOPE'" in missing.text
+
+
+async def test_grants_stored_before_the_rule_stay_listed_and_revocable(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Grants an older version accepted ('/' and bidi controls in the name) show in
+    listings and can still be revoked."""
+    assert (await put(client, "TOKEN", VALUE)).status_code == 201
+    services: Services = app.state.services
+    legacy = ["team/app", "de\u202eploy", "x\u2066y\u2069"]
+
+    def store_legacy() -> None:
+        with services.db.write() as tx:
+            for pipeline in legacy:
+                add_grant(tx.conn, "TOKEN", pipeline)
+
+    await anyio.to_thread.run_sync(store_legacy)
+    listed = (await client.get("/api/secrets", headers=ADMIN)).json()[0]["grants"]
+    assert sorted(listed) == sorted(legacy)
+    for pipeline in legacy:
+        revoked = await client.delete(
+            f"/api/secrets/TOKEN/grants/{quote(pipeline, safe='/')}", headers=ADMIN
+        )
+        assert revoked.status_code == 200, (pipeline, revoked.text)
+        assert pipeline not in revoked.json()["grants"]
+    assert (await client.get("/api/secrets/TOKEN", headers=ADMIN)).json()["grants"] == []
 
 
 async def test_server_logs_never_hold_the_value(
@@ -272,7 +383,7 @@ async def test_server_logs_never_hold_the_value(
 
 
 async def test_key_file_is_created_0600_and_reused_across_restarts(
-    settings: ServerSettings, client: httpx.AsyncClient
+    settings: RivetSettings, client: httpx.AsyncClient
 ) -> None:
     key_file = settings.home / "secret-key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -290,7 +401,7 @@ async def test_key_file_is_created_0600_and_reused_across_restarts(
             assert (await claim(other, runner))["secrets"] == {"TOKEN": VALUE}
 
 
-async def test_group_readable_key_file_is_refused(settings: ServerSettings) -> None:
+async def test_group_readable_key_file_is_refused(settings: RivetSettings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     key_file = settings.home / "secret-key"
     key_file.write_text(generate_key() + "\n")
@@ -302,12 +413,12 @@ async def test_group_readable_key_file_is_refused(settings: ServerSettings) -> N
 
 
 async def test_env_key_wins_and_rotation_reencrypts(
-    app: FastAPI, settings: ServerSettings, tmp_path: Path
+    app: FastAPI, settings: RivetSettings, tmp_path: Path
 ) -> None:
     del app  # only for its emptied tables
     old, new = generate_key(), generate_key()
     home = tmp_path / "env-home"
-    first = settings.model_copy(update={"home": home, "secret_key": SecretStr(old)})
+    first = settings.replace({CoreGroup.home: home, ServerGroup.secret_key: old})
     server = create_app(first)
     async with server.router.lifespan_context(server):
         transport = httpx.ASGITransport(app=server)
@@ -317,18 +428,18 @@ async def test_env_key_wins_and_rotation_reencrypts(
             before = raw_rows(server)
     assert not (home / "secret-key").exists()  # the env key is used, no file is written
 
-    rotated = first.model_copy(update={"secret_key": SecretStr(f"{new}, {old}")})
+    rotated = first.replace({ServerGroup.secret_key: f"{new}, {old}"})
     server = create_app(rotated)
     async with server.router.lifespan_context(server):  # start-up re-encrypts with `new`
         after = raw_rows(server)
     assert after != before
-    services = Services.build(rotated.model_copy(update={"secret_key": SecretStr(new)}))
+    services = Services.build(rotated.replace({ServerGroup.secret_key: new}))
     try:
         assert values_for(services, "deploy") == {"TOKEN": VALUE}  # old key not needed
     finally:
         services.db.close()
 
-    wrong = Services.build(rotated.model_copy(update={"secret_key": SecretStr(generate_key())}))
+    wrong = Services.build(rotated.replace({ServerGroup.secret_key: generate_key()}))
     try:
         assert values_for(wrong, "deploy") == {}  # unknown key: left out, logged
     finally:

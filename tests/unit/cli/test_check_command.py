@@ -163,3 +163,75 @@ def test_json_flag_from_environment(
     monkeypatch.setenv("RIVET_JSON", "1")
     result = invoke(["check", str(lua_file("good.lua", GOOD))])
     assert json.loads(result.stdout)["name"] == "good"
+
+
+# --- line ends: the file's own text, lines as Lua counts them ------------------------------
+
+# Each is one line break to Lua (which takes "\r\n" and "\n\r" as one); Python's
+# universal newlines would turn "\n\r" into two and every lone "\r" into "\n".
+LINE_ENDS = ["\r\n", "\r", "\n\r", "\n", "\r\n", "\n\r", "\r", "\n\r", "\r"]
+
+
+def mixed(*lines: str) -> str:
+    """``lines`` joined by the line ends above, in turn."""
+    out = lines[0]
+    for number, line in enumerate(lines[1:]):
+        out += LINE_ENDS[number % len(LINE_ENDS)] + line
+    return out
+
+
+def lua_error_line(source: str) -> int:
+    """The line that Lua itself (a bare lupa runtime, no Rivet) gives ``source``'s error."""
+    import lupa
+
+    runtime = lupa.LuaRuntime()
+    run = runtime.eval(
+        "function(s) local f = assert(load(s, '=f.lua')); local ok, e = pcall(f); return e end"
+    )
+    message = str(run(source))
+    assert message.startswith("f.lua:"), message
+    return int(message.split(":")[1])
+
+
+@pytest.fixture
+def short_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative file names: Lua cuts chunk names of 60 characters or more (LUA_IDSIZE)."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("short_paths")
+def test_error_lines_are_luas_whatever_the_line_ends(invoke: Invoke) -> None:
+    lines = [f"-- comment {n}" for n in range(1, 10)]
+    raising = mixed(*lines, 'error("boom here")', "return 1")
+    expected = lua_error_line(raising)
+    assert expected == 10  # one break per line end, as listed
+    path = Path("raising.lua")
+    path.write_bytes(raising.encode())
+    checked = invoke(["check", str(path)])
+    assert checked.exit_code == 1
+    assert checked.stdout == f"{path}:{expected}: boom here\n"
+    ran = invoke(["run", str(path)])  # fails at definition time: no container is started
+    assert ran.exit_code == 1
+    assert f"{path}:{expected}: boom here" in ran.stderr
+
+    # A validation problem on the line of the call: Lua's line for a call it keeps
+    # (a local), and the line Rivet finds itself for a tail call (return pipeline.define).
+    body = "{ name = '', stages = { { name = 's', script = function() end } } }"
+    for last in (f"local p = pipeline.define({body}) return p", f"return pipeline.define({body})"):
+        path.write_bytes(mixed(*lines, last).encode())
+        assert lua_error_line(mixed(*lines, "error('x')")) == 10
+        checked = invoke(["check", str(path)])
+        assert checked.stdout == f"{path}:10: name: must not be empty\n", last
+        as_json = json.loads(invoke(["check", "--json", str(path)]).stdout)
+        assert as_json["problems"][0]["line"] == 10
+
+
+@pytest.mark.usefixtures("short_paths")
+def test_a_line_end_inside_a_long_string_counts_once(invoke: Invoke) -> None:
+    """Line ends inside a long string or comment count too, the same way."""
+    source = mixed("local s = [[one", "two", "three]]", "--[[ a", "b ]]", "error('late')")
+    path = Path("long.lua")
+    path.write_bytes(source.encode())
+    expected = lua_error_line(source)
+    assert expected == 6
+    assert invoke(["check", str(path)]).stdout == f"{path}:{expected}: late\n"

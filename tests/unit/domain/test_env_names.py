@@ -28,6 +28,7 @@ HOSTILE = [
     "", "*", "FOO*", "*TOKEN", "AWS_*", "?", "[A]", "=", "A=B", "=A", "A B", " A", "A ", "\tA",
     "1A", "9", "-e", "--env", "--env=*", "-", "A-B", "A.B", "A/B", "A:B", "A;B", "$A", "A$",
     "é", "ÄWS", "A\u00a0", "\u212a", "ＡＷＳ", "A\u200b", "A\0B", "\0", "A\nB", "A\r", "\x1b[0m",
+    "A\n", "PATH\n", "PATH\r", "PATH\0", "PATH\r\n", "\nPATH",  # whole names only
 ]  # fmt: skip
 
 

@@ -13,13 +13,13 @@ import pytest
 from memory import MiB, PeakRss
 from recording import EventLog
 
+from rivet import limits
 from rivet.engine.backends.fake import FakeBackend, FakeCommand
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, log_lines
 from rivet.engine.limits import (
     MAX_ERROR_CHARS,
     MAX_JSON_ITEMS,
-    MAX_LOG_LINE_CHARS,
     MAX_OUTPUT_NAME_CHARS,
     MAX_OUTPUTS,
     MAX_OUTPUTS_BYTES,
@@ -29,6 +29,7 @@ from rivet.engine.modules import json_module, log_module, output_module, process
 from rivet.engine.redaction import Redactor
 from rivet.errors import LuaError
 from rivet.lua.sandbox import Sandbox
+from rivet.protocol import JobCompletion, LogBatch, LogLine, StageUpdate
 
 SECRET = "s3cr3t-T0ken/with+chars=="
 BREAKS = ["\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -111,9 +112,17 @@ def test_a_secret_split_by_a_line_break_in_one_message_is_masked_on_both_lines(
 def test_a_huge_log_message_becomes_bounded_consecutive_lines(lua: Lua) -> None:
     lua.run('log.info(string.rep("y", 1024 * 1024 + 5))')
     messages = lua.events.messages()
-    assert max(len(m) for m in messages) == MAX_LOG_LINE_CHARS
+    assert max(len(m) for m in messages) == limits.MAX_LOG_MESSAGE
     assert "".join(messages) == "y" * (1024 * 1024 + 5)  # nothing lost
     assert [e.seq for e in lua.events.lines] == list(range(1, len(messages) + 1))
+    # The runner's line cap is the server's own number, so every piece is a line the
+    # server accepts as it is (the shipper has nothing left to cut).
+    LogBatch(
+        lines=[
+            LogLine(seq=e.seq, ts=e.ts, stage=e.stage, level=e.level, message=e.message)
+            for e in lua.events.lines
+        ]
+    )
 
 
 # --- outputs --------------------------------------------------------------------------
@@ -236,6 +245,10 @@ def test_a_huge_stage_error_is_stored_cut_and_logged_whole(tmp_path: Path) -> No
     assert len(stage.error) < MAX_ERROR_CHARS + 200
     assert stage.error.endswith("more characters; the whole text is in the job's log]")
     assert result.error is not None and len(result.error) < MAX_ERROR_CHARS + 300
+    # The cut errors, note included, are within the server's cap on an error.
+    StageUpdate(name="s", status="failed", error=stage.error)
+    JobCompletion(status="failed", error=result.error)
+    assert MAX_ERROR_CHARS + 300 < limits.MAX_ERROR
     logged = "".join(events.messages())
     assert "e" * 300000 + " end" in logged
-    assert max(len(m) for m in events.messages()) <= MAX_LOG_LINE_CHARS
+    assert max(len(m) for m in events.messages()) <= limits.MAX_LOG_MESSAGE

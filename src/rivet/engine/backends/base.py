@@ -177,6 +177,10 @@ class ExecRequest:
     # Secret values for the command's environment: a backend must never put them on
     # a command line (visible in `ps`), and refuses names it could only pass that way.
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Called (on the calling thread, before the command runs) with a note for the
+    # job's log about how the backend runs commands, e.g. that it fell back to a
+    # slower way; each note once.
+    on_notice: LineCallback | None = None
 
 
 @dataclass(frozen=True)

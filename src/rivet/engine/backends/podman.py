@@ -1,9 +1,12 @@
 """The Podman implementation of :class:`~rivet.engine.backends.base.ContainerBackend`.
 
 One long-lived container per (job, image), kept alive by a bind-mounted static
-``catatonit -P`` so that images without a shell, or with their own entrypoint, work;
-every command is one ``podman exec``. Containers are labelled so that leftovers of a
-crashed runner can be found and removed.
+``catatonit -P`` so that images without a shell, or with their own entrypoint, work.
+Commands go through the container's exec agent (:mod:`.podman_agent`: one static
+process per container, started once by ``podman exec``, that forks each command), or
+are one ``podman exec`` each when the agent is off, unavailable or gave up.
+Containers are labelled so that leftovers of a crashed runner can be found and
+removed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from rivet.child_env import child_env, resolve_program
 from rivet.domain.env_names import HOST_TOOL_ENV, is_env_name, shown_name
@@ -35,7 +39,13 @@ from rivet.engine.backends.base import (
 )
 from rivet.engine.backends.catatonit import find_static_catatonit
 from rivet.engine.backends.marked_processes import kill_marked_processes
-from rivet.engine.backends.podman_io import KILL_GRACE, StreamReader, Watchdog, give_back
+from rivet.engine.backends.podman_agent import AgentPool
+from rivet.engine.backends.podman_io import (
+    KILL_GRACE,
+    TIMEOUT_EXIT_CODE,
+    CommandStreams,
+    Watchdog,
+)
 from rivet.engine.backends.userns import (
     ID_MAP_FORMAT,
     hand_over,
@@ -46,10 +56,10 @@ from rivet.engine.backends.userns import (
 )
 from rivet.errors import ContainerError
 
-__all__ = ["EXEC_ID_VAR", "TIMEOUT_EXIT_CODE", "PodmanBackend"]
+__all__ = ["EXEC_AGENT_VAR", "EXEC_ID_VAR", "TIMEOUT_EXIT_CODE", "PodmanBackend"]
 
-TIMEOUT_EXIT_CODE = 124
 EXEC_ID_VAR = "RIVET_EXEC_ID"
+EXEC_AGENT_VAR = "RIVET_EXEC_AGENT"
 
 _INIT_IN_CONTAINER = "/.rivet/catatonit"
 # Generous because the default pull policy may download the image first.
@@ -59,7 +69,8 @@ _BUSY_RETRY = 0.5
 
 
 class PodmanBackend:
-    """Runs job containers with the ``podman`` CLI. Thread-safe: holds no mutable state.
+    """Runs job containers with the ``podman`` CLI. Thread-safe: its only state is the
+    exec agents of its containers (:class:`~.podman_agent.AgentPool`) and counters.
 
     podman never sees this process's environment: every call gets
     :func:`rivet.child_env.child_env` (a fixed PATH, HOME, LANG), plus, for a
@@ -67,9 +78,20 @@ class PodmanBackend:
     environment-name rule (no glob, ``=``, NUL or flag can reach podman), and a
     container gets no proxy variables from podman (``--http-proxy=false``) nor its
     environment (``--env-host=false``), whatever ``containers.conf`` says.
+
+    ``exec_agent``: True runs commands through the exec agent (built and cached on
+    first use), a path uses that prebuilt static agent binary, False always runs
+    ``podman exec``; None (the default) reads ``RIVET_EXEC_AGENT`` (``0`` or ``off``:
+    False; otherwise True).
     """
 
-    def __init__(self, podman: str = "podman", *, extra_run_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        podman: str = "podman",
+        *,
+        extra_run_args: Sequence[str] = (),
+        exec_agent: bool | Path | None = None,
+    ) -> None:
         self._podman = resolve_program(podman)
         self._env = child_env(where="podman")
         self._extra_run_args = tuple(extra_run_args)
@@ -78,6 +100,20 @@ class PodmanBackend:
         # when an exec'd process is OOM-killed; keep that out of the user's directory.
         self._cwd = os.path.join(tempfile.gettempdir(), "rivet-podman")
         os.makedirs(self._cwd, exist_ok=True)
+        self._count_lock = threading.Lock()
+        self._podman_execs = 0
+        if exec_agent is None:
+            exec_agent = os.environ.get(EXEC_AGENT_VAR, "").strip().lower() not in ("0", "off")
+        self._agents = (
+            AgentPool(
+                self._podman,
+                self._env,
+                self._cwd,
+                exec_agent if isinstance(exec_agent, Path) else None,
+            )
+            if exec_agent is not False
+            else None
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -142,6 +178,8 @@ class PodmanBackend:
         else:
             args += ["--entrypoint", "sleep"]
             idle_args = ["infinity"]
+        if self._agents is not None:
+            args += self._agents.mount_args()
         args += [*self._extra_run_args, spec.image, *idle_args]
 
         proc = self._podman_cmd(args, timeout=_START_TIMEOUT)
@@ -168,9 +206,12 @@ class PodmanBackend:
                 raise ContainerError(
                     f"container for image {spec.image!r} could not be given the workspace: {reason}"
                 ) from None
-        return RunningContainer(
+        running = RunningContainer(
             id=container_id, name=spec.name, image=spec.image, job_id=spec.job_id, id_map=id_map
         )
+        if self._agents is not None:
+            self._agents.started(running)
+        return running
 
     def _id_map(self, container_id: str) -> IdMap:
         out = self._checked(
@@ -179,19 +220,55 @@ class PodmanBackend:
         return parse_id_map(out)
 
     def remove(self, container: RunningContainer) -> None:
+        # The agent first: its commands end at once, as killed with the container.
+        if self._agents is not None:
+            self._agents.forget(container.id)
         self._rm([container.id])
 
     def remove_job(self, job_id: str) -> int:
+        if self._agents is not None:
+            self._agents.forget_where(lambda c: c.job_id == job_id)
         return self._remove_labelled(f"{LABEL_JOB}={job_id}")
 
     def list_leftovers(self) -> list[str]:
         """Names of every container this backend created (any job, any runner)."""
         return self._list(f"{LABEL_MANAGED}=true", "{{.Names}}")
 
+    @property
+    def agent_enabled(self) -> bool:
+        """Whether commands are meant to go through exec agents (``exec_agent`` and
+        ``RIVET_EXEC_AGENT``), whatever became of each container's agent."""
+        return self._agents is not None
+
+    def uses_agent(self, container: RunningContainer) -> bool:
+        """Whether the container's commands currently run through its exec agent."""
+        return self._agents is not None and self._agents.uses_agent(container)
+
+    def exec_counts(self) -> dict[str, int]:
+        """Commands run so far: through an agent (``agent``), with ``podman exec``
+        although their container had an agent (``fallback``), and with ``podman exec``
+        in all (``podman exec``)."""
+        counts = self._agents.counts() if self._agents is not None else {}
+        with self._count_lock:
+            return {"agent": 0, "fallback": 0, **counts, "podman exec": self._podman_execs}
+
     # -- exec ------------------------------------------------------------------------
 
     def exec(self, container: RunningContainer, request: ExecRequest) -> ExecResult:
         marker = f"{EXEC_ID_VAR}={uuid.uuid4().hex}"
+        # The same checks for both paths, so that a name is refused whichever runs it.
+        args, env = self._exec_args(container, request, marker)
+        if self._agents is not None:
+            result = self._agents.exec(container, request, marker)
+            if result is not None:
+                return result
+        return self._podman_exec(args, env, request, marker)
+
+    def _exec_args(
+        self, container: RunningContainer, request: ExecRequest, marker: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """``podman exec``'s argv and environment for the request, once its variable
+        names and values passed the checks."""
         args = [self._podman, "exec", "-i=false", "--workdir", request.cwd]
         env = dict(self._env)
         for name, value in request.env.items():
@@ -219,7 +296,13 @@ class PodmanBackend:
             env[name] = value
         # Last, so a user variable of the same name cannot hide the marker.
         args += ["--env", marker, container.id, *request.argv]
+        return args, env
 
+    def _podman_exec(
+        self, args: list[str], env: dict[str, str], request: ExecRequest, marker: str
+    ) -> ExecResult:
+        with self._count_lock:
+            self._podman_execs += 1
         try:
             proc = subprocess.Popen(
                 args,
@@ -255,12 +338,14 @@ class PodmanBackend:
         def overflow() -> None:
             threading.Thread(target=stop_command, daemon=True).start()
 
-        budget = request.capture_budget
-        out = StreamReader(proc.stdout, request.on_stdout, request.capture_stdout, budget, overflow)
-        err = StreamReader(proc.stderr, request.on_stderr, request.capture_stderr, budget, overflow)
+        streams = CommandStreams(proc.stdout, proc.stderr, request, overflow)
+
         # A watchdog thread enforces the timeout: Popen.wait(timeout=...) polls with
         # sleeps of up to 50 ms, which would add that much to every command.
-        watchdog = Watchdog(proc, marker, request.timeout)
+        def stop() -> None:
+            kill_marked_processes(marker)
+
+        watchdog = Watchdog(request.timeout, stop, proc.kill)
         try:
             exit_code = proc.wait()
             watchdog.finished()
@@ -272,30 +357,10 @@ class PodmanBackend:
             kill_marked_processes(marker)
             proc.kill()
             proc.wait()
-            out.join(KILL_GRACE, patient=False)
-            err.join(KILL_GRACE, patient=False)
-            give_back(budget, out, err)
+            streams.abandon()
             raise
-        # Every line is delivered before exec returns, also when delivery is slow
-        # (a full log buffer while the server is away): later lines of the job
-        # must not overtake this command's output.
-        out.join(KILL_GRACE)
-        err.join(KILL_GRACE)
-        try:
-            out.raise_callback_error()
-            err.raise_callback_error()
-        except BaseException:
-            give_back(budget, out, err)
-            raise
-        overflow_stream = "stdout" if out.overflowed else "stderr" if err.overflowed else None
-        return ExecResult(
-            exit_code=exit_code,
-            stdout=out.text(),
-            stderr=err.text(),
-            timed_out=watchdog.fired,
-            captured_bytes=out.taken + err.taken,
-            capture_overflow=overflow_stream,
-        )
+        streams.drain()
+        return streams.result(exit_code, watchdog.fired)
 
     # -- podman plumbing ---------------------------------------------------------------
 

@@ -1,5 +1,8 @@
-"""The I/O side of one ``podman exec``: a reader thread per pipe (streamed lines or a
-capture under the job's budget) and the watchdog that enforces a command's timeout.
+"""The I/O side of one command: a reader thread per stream (streamed lines or a
+capture under the job's budget) and the watchdog that enforces the timeout of a
+``podman exec``. The readers serve both exec paths: a ``podman exec`` pipe, or a
+stream of the exec agent (:mod:`rivet.engine.agent.client`), so that lines, capture
+and overflow behave the same whichever ran the command.
 
 Kept apart from :mod:`rivet.engine.backends.podman` so that the backend reads as the
 container lifecycle, and these threads can be reasoned about (and tested) alone.
@@ -8,44 +11,60 @@ container lifecycle, and these threads can be reasoned about (and tested) alone.
 from __future__ import annotations
 
 import codecs
+import io
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from typing import IO
 
-from rivet.engine.backends.base import MAX_LINE_BYTES, CaptureBudget, LineCallback
-from rivet.engine.backends.marked_processes import kill_marked_processes
+from rivet.engine.backends.base import (
+    MAX_LINE_BYTES,
+    CaptureBudget,
+    ExecRequest,
+    ExecResult,
+    LineCallback,
+)
+from rivet.engine.backends.workers import TimerHandle, call_later, run_in_thread
 
-__all__ = ["KILL_GRACE", "READ_CHUNK", "StreamReader", "Watchdog", "give_back"]
+__all__ = [
+    "KILL_GRACE",
+    "READ_CHUNK",
+    "TIMEOUT_EXIT_CODE",
+    "CommandStreams",
+    "StreamReader",
+    "Watchdog",
+]
 
+# The exit code of a command killed for its timeout (coreutils' timeout(1) uses it).
+TIMEOUT_EXIT_CODE = 124
 # How long a killed command's client gets to exit before it is killed too.
 KILL_GRACE = 5.0
 READ_CHUNK = 65536
 
 
 class Watchdog:
-    """Kills a command inside its container when its timeout expires (killing only the
-    ``podman exec`` client would leave it running), then the client after a grace."""
+    """Enforces a command's timeout on a timer thread: ``stop`` kills the command inside
+    its container (killing only a ``podman exec`` client would leave it running); if
+    the command has not ended KILL_GRACE later, ``give_up`` stops the wait for it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], marker: str, timeout: float | None) -> None:
+    def __init__(
+        self, timeout: float | None, stop: Callable[[], None], give_up: Callable[[], None]
+    ) -> None:
         self.fired = False
-        self._proc = proc
-        self._marker = marker
+        self._stop = stop
+        self._give_up = give_up
         self._done = threading.Event()
-        self._timer: threading.Timer | None = None
+        self._timer: TimerHandle | None = None
         if timeout is not None:
-            self._timer = threading.Timer(timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+            self._timer = call_later(timeout, self._expire)
 
     def _expire(self) -> None:
         if self._done.is_set():
             return
         self.fired = True
-        kill_marked_processes(self._marker)
+        self._stop()
         if not self._done.wait(KILL_GRACE):
-            self._proc.kill()
+            self._give_up()
 
     def finished(self) -> None:
         self._done.set()
@@ -54,8 +73,9 @@ class Watchdog:
 
 
 class StreamReader:
-    """Drains one pipe on its own thread, delivering decoded lines (at most
-    MAX_LINE_BYTES each) or collecting the text under a capture budget."""
+    """Drains one pipe on a thread of its own (pooled: see :mod:`.workers`), delivering
+    decoded lines (at most MAX_LINE_BYTES each) or collecting the text under a
+    capture budget."""
 
     def __init__(
         self,
@@ -78,8 +98,14 @@ class StreamReader:
         # For join(): reads so far, and whether a callback is running (it may block).
         self._reads = 0
         self._delivering = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._ended = threading.Event()
+        run_in_thread(self._drain)
+
+    def _drain(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._ended.set()
 
     def _run(self) -> None:
         # Incremental, so a multi-byte character split by the read limit survives.
@@ -100,8 +126,7 @@ class StreamReader:
         """Capture: store chunks while the budget grants room; after a refusal, drop
         what was stored, stop the command and read on to the end of the pipe (a pipe
         nobody reads would block the command before it can be stopped)."""
-        fd = self._pipe.fileno()
-        while chunk := os.read(fd, READ_CHUNK):
+        while chunk := self._read_chunk():
             self._reads += 1
             if self.overflowed:
                 continue
@@ -117,6 +142,12 @@ class StreamReader:
             self._chunks.append(decoder.decode(chunk))
         if not self.overflowed:
             self._chunks.append(decoder.decode(b"", final=True))
+
+    def _read_chunk(self) -> bytes:
+        # One read of what is there, never waiting for READ_CHUNK bytes to gather.
+        if isinstance(self._pipe, io.BufferedIOBase):
+            return self._pipe.read1(READ_CHUNK)
+        return os.read(self._pipe.fileno(), READ_CHUNK)
 
     def _deliver(self, callback: Callable[[str], None], line: str) -> None:
         if self._error is not None:
@@ -137,8 +168,7 @@ class StreamReader:
         buffer is full) is waited for as long as it takes, unless not ``patient``."""
         reads = -1
         while True:
-            self._thread.join(grace)
-            if not self._thread.is_alive() or not patient:
+            if self._ended.wait(grace) or not patient:
                 return
             if not self._delivering and self._reads == reads:
                 return
@@ -152,6 +182,55 @@ class StreamReader:
             raise self._error
 
 
-def give_back(budget: CaptureBudget | None, *readers: StreamReader) -> None:
-    if budget is not None:
-        budget.give_back(sum(r.taken for r in readers))
+class CommandStreams:
+    """The stdout and stderr readers of one command (either exec path), with the
+    request's callbacks, capture flags and budget; ``on_overflow`` stops the command."""
+
+    def __init__(
+        self,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        request: ExecRequest,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self._budget = request.capture_budget
+        self.out = StreamReader(
+            stdout, request.on_stdout, request.capture_stdout, self._budget, on_overflow
+        )
+        self.err = StreamReader(
+            stderr, request.on_stderr, request.capture_stderr, self._budget, on_overflow
+        )
+
+    def abandon(self) -> None:
+        """The caller was interrupted: wait only briefly, give the room back."""
+        self.out.join(KILL_GRACE, patient=False)
+        self.err.join(KILL_GRACE, patient=False)
+        self.give_back()
+
+    def drain(self) -> None:
+        """Wait until every line is delivered, also when delivery is slow (a full log
+        buffer while the server is away): later lines of the job must not overtake
+        this command's output. Then raise a callback's error (room given back)."""
+        self.out.join(KILL_GRACE)
+        self.err.join(KILL_GRACE)
+        try:
+            self.out.raise_callback_error()
+            self.err.raise_callback_error()
+        except BaseException:
+            self.give_back()
+            raise
+
+    def give_back(self) -> None:
+        if self._budget is not None:
+            self._budget.give_back(self.out.taken + self.err.taken)
+
+    def result(self, exit_code: int, timed_out: bool) -> ExecResult:
+        out, err = self.out, self.err
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            timed_out=timed_out,
+            captured_bytes=out.taken + err.taken,
+            capture_overflow="stdout" if out.overflowed else "stderr" if err.overflowed else None,
+        )

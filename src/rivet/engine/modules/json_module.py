@@ -46,7 +46,7 @@ FUNCTIONS = ("encode", "decode", "array", "object")
 # Deep enough for any real document; shallow enough for Python's recursion limit.
 MAX_DEPTH = 200
 _INT64 = (-(2**63), 2**63 - 1)
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _GLUE = """
 local encode_impl, decode_impl, phase = ...
@@ -130,7 +130,7 @@ def _fail(fn: str, message: str) -> LuaCallError:
 
 
 def _key_path(path: str, key: str) -> str:
-    return f"{path}.{key}" if _IDENT.match(key) else f"{path}[{json.dumps(key)}]"
+    return f"{path}.{key}" if _IDENT.fullmatch(key) else f"{path}[{json.dumps(key)}]"
 
 
 class _Budget:

@@ -2,6 +2,8 @@
 
 No answer carries a value. The ``PUT`` body is parsed here rather than by FastAPI:
 its validation errors would echo the submitted body (the value) back in ``details``.
+A bad body, name, value or grant answers 422 ``invalid_request`` naming the field,
+like every other invalid field.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from rivet.domain.secret_rules import SecretRuleError
+from rivet.errors import InvalidRequest
 from rivet.orchestrator.deps import AdminDep, ServicesDep
 from rivet.protocol import SecretSet, SecretView
 
@@ -31,12 +33,12 @@ async def _secret_body(request: Request) -> SecretSet:
     try:
         return SecretSet.model_validate_json(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        )
-        raise SecretRuleError(
-            'invalid request body (expected {"value": "...", "grants": [...]}): ' + problems
+        expected = ' (expected {"value": "...", "grants": [...]})'
+        raise InvalidRequest(
+            [
+                (".".join(["body", *(str(p) for p in err["loc"])]), err["msg"] + expected)
+                for err in exc.errors(include_input=False, include_url=False)
+            ]
         ) from None
 
 

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 
 from rivet.domain.actors import ADMIN, describe
-from rivet.domain.secret_rules import check_name, check_pipeline, check_value
+from rivet.domain.secret_rules import check_granted, check_name, check_pipeline, check_value
 from rivet.errors import RivetError
 from rivet.orchestrator.keyring import Keyring
 from rivet.protocol import SecretSet, SecretView
@@ -89,9 +89,9 @@ class SecretService:
 
     def set(self, name: str, body: SecretSet) -> tuple[SecretView, bool]:
         """Create or replace a secret (and add ``body.grants``); True when created."""
-        check_name(name)
-        value = check_value(name, body.value.get_secret_value())
-        pipelines = [check_pipeline(p) for p in body.grants]
+        check_name(name, "path.name")
+        value = check_value(name, body.value.get_secret_value(), "body.value")
+        pipelines = [check_pipeline(p, f"body.grants[{i}]") for i, p in enumerate(body.grants)]
         sealed = self.keyring.encrypt(name, value)
         with self.db.write() as tx:
             created = store.upsert_secret(tx.conn, name, sealed, self.keyring.current_id)
@@ -106,26 +106,27 @@ class SecretService:
             return [_view(r) for r in store.list_secrets(conn)]
 
     def show(self, name: str) -> SecretView:
-        check_name(name)
+        check_name(name, "path.name")
         with self.db.read() as conn:
             return _view(store.get_secret(conn, name))
 
     def delete(self, name: str) -> None:
-        check_name(name)
+        check_name(name, "path.name")
         with self.db.write() as tx:
             store.delete_secret(tx.conn, name)
         log.info("secret %s deleted", name)
 
     def grant(self, name: str, pipeline: str) -> SecretView:
-        check_name(name)
-        pipeline = check_pipeline(pipeline)
+        check_name(name, "path.name")
+        pipeline = check_pipeline(pipeline, "path.pipeline")
         with self.db.write() as tx:
             store.add_grant(tx.conn, name, pipeline)
             return _view(store.get_secret(tx.conn, name))
 
     def revoke(self, name: str, pipeline: str) -> SecretView:
-        check_name(name)
-        pipeline = check_pipeline(pipeline)
+        """Any name a grant is stored under, even one the grant rule now refuses."""
+        check_name(name, "path.name")
+        pipeline = check_granted(pipeline, "path.pipeline")
         with self.db.write() as tx:
             store.remove_grant(tx.conn, name, pipeline)
             return _view(store.get_secret(tx.conn, name))

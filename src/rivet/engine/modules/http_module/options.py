@@ -28,7 +28,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # and the body. Letting pipelines set Host would let them pick any virtual host on
 # an allowed address, and the others could desynchronise the message framing.
 RESERVED_HEADERS = ("host", "content-length", "transfer-encoding", "connection", "upgrade", "te")
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # whole names (fullmatch)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class _Parser:
             )
         found: list[tuple[str, str]] = []
         for name, value in given.items():
-            if not isinstance(name, str) or not _TOKEN.match(name):
+            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
                 raise self.fail(f"headers: invalid header name {name!r}")
             if name.lower() in RESERVED_HEADERS:
                 raise self.fail(f"headers: '{name}' is set by Rivet and cannot be given")

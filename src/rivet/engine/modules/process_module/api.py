@@ -250,6 +250,7 @@ class _Runner:
             capture_stderr=options.capture_stderr,
             capture_budget=self.capture,
             secret_env=prepared.secret_env,
+            on_notice=lambda note: ctx.log("warning", note, stage),
         )
         try:
             result = ctx.backend.exec(container, request)
