@@ -169,3 +169,46 @@ def test_ctrl_c_sigterm_and_sighup_cancel_remove_containers_and_exit_130(
     assert job, stderr
     assert leftovers(podman_available, job.group(1)) == []
     assert not list((tmp_path / "workspaces").iterdir())
+
+
+def test_a_command_missing_from_the_image_is_named_with_the_image(
+    podman_available: str, tmp_path: Path
+) -> None:
+    pipeline = tmp_path / "missing.lua"
+    pipeline.write_text(
+        """return pipeline.define({
+  name = "missing",
+  stages = {
+    { name = "soft", script = function()
+        local r = process.run({ "no-such-tool", "--version" })
+        log.info("exit " .. r.exit_code)
+        local shell = process.run({ "sh", "-c", "no-such-tool" })
+        log.info("shell exit " .. shell.exit_code)
+        process.run({ "/etc/passwd" })
+      end },
+    { name = "hard", script = function()
+        process.run({ "no-such-tool", "--version", check = true })
+      end },
+  },
+})
+"""
+    )
+    proc = rivet_run(tmp_path, str(pipeline))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = logged(proc.stdout)
+    assert (
+        "soft",
+        "warning",
+        f"command 'no-such-tool' not found in image {BUSYBOX} (exit code 127)",
+    ) in lines
+    assert ("soft", "info", "exit 127") in lines
+    # sh started: its own 127 is only an exit code, and its words are its own.
+    assert ("soft", "info", "shell exit 127") in lines
+    assert not any("'sh' not found" in message for _, _, message in lines)
+    assert (
+        "soft",
+        "warning",
+        f"command '/etc/passwd' not executable in image {BUSYBOX} (exit code 126)",
+    ) in lines
+    failure = f"process.run: command 'no-such-tool' not found in image {BUSYBOX} (exit code 127)"
+    assert failure in proc.stdout.splitlines()[-1]

@@ -35,7 +35,13 @@ from rivet.engine.backends.base import (
 )
 from rivet.engine.backends.catatonit import find_static_catatonit
 from rivet.engine.backends.marked_processes import kill_marked_processes
-from rivet.engine.backends.podman_io import KILL_GRACE, StreamReader, Watchdog, give_back
+from rivet.engine.backends.podman_io import (
+    KILL_GRACE,
+    StreamReader,
+    Watchdog,
+    give_back,
+    start_failure_of,
+)
 from rivet.engine.backends.userns import (
     ID_MAP_FORMAT,
     hand_over,
@@ -295,6 +301,7 @@ class PodmanBackend:
             timed_out=watchdog.fired,
             captured_bytes=out.taken + err.taken,
             capture_overflow=overflow_stream,
+            start_failure=start_failure_of(exit_code, request.argv[0], err.final_line()),
         )
 
     # -- podman plumbing ---------------------------------------------------------------

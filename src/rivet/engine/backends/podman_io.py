@@ -14,10 +14,22 @@ import threading
 from collections.abc import Callable
 from typing import IO
 
-from rivet.engine.backends.base import MAX_LINE_BYTES, CaptureBudget, LineCallback
+from rivet.engine.backends.base import (
+    MAX_LINE_BYTES,
+    CaptureBudget,
+    LineCallback,
+    StartFailure,
+)
 from rivet.engine.backends.marked_processes import kill_marked_processes
 
-__all__ = ["KILL_GRACE", "READ_CHUNK", "StreamReader", "Watchdog", "give_back"]
+__all__ = [
+    "KILL_GRACE",
+    "READ_CHUNK",
+    "StreamReader",
+    "Watchdog",
+    "give_back",
+    "start_failure_of",
+]
 
 # How long a killed command's client gets to exit before it is killed too.
 KILL_GRACE = 5.0
@@ -78,6 +90,8 @@ class StreamReader:
         # For join(): reads so far, and whether a callback is running (it may block).
         self._reads = 0
         self._delivering = False
+        # The last line seen, streamed or captured (start_failure_of reads it).
+        self.last_line = ""
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -91,10 +105,10 @@ class StreamReader:
             while chunk := self._pipe.readline(MAX_LINE_BYTES):
                 self._reads += 1
                 text = decoder.decode(chunk)
-                if self._callback is not None and text:
-                    self._deliver(self._callback, text.removesuffix("\n").removesuffix("\r"))
-            if (tail := decoder.decode(b"", final=True)) and self._callback is not None:
-                self._deliver(self._callback, tail)
+                if text:
+                    self._deliver(text.removesuffix("\n").removesuffix("\r"))
+            if tail := decoder.decode(b"", final=True):
+                self._deliver(tail)
 
     def _collect(self, decoder: codecs.IncrementalDecoder) -> None:
         """Capture: store chunks while the budget grants room; after a refusal, drop
@@ -118,8 +132,10 @@ class StreamReader:
         if not self.overflowed:
             self._chunks.append(decoder.decode(b"", final=True))
 
-    def _deliver(self, callback: Callable[[str], None], line: str) -> None:
-        if self._error is not None:
+    def _deliver(self, line: str) -> None:
+        self.last_line = line
+        callback = self._callback
+        if callback is None or self._error is not None:
             return
         self._delivering = True
         try:
@@ -147,6 +163,12 @@ class StreamReader:
     def text(self) -> str:
         return "".join(self._chunks)
 
+    def final_line(self) -> str:
+        """The stream's last line: the last one delivered, or of the captured text."""
+        if self._capture:
+            return self.text().rstrip("\r\n").rpartition("\n")[2]
+        return self.last_line
+
     def raise_callback_error(self) -> None:
         if self._error is not None:
             raise self._error
@@ -155,3 +177,26 @@ class StreamReader:
 def give_back(budget: CaptureBudget | None, *readers: StreamReader) -> None:
     if budget is not None:
         budget.give_back(sum(r.taken for r in readers))
+
+
+# Podman's own last words when the runtime could not start an exec'd program (its
+# errors ErrOCIRuntimeNotFound and ErrOCIRuntimePermissionDenied end the message
+# whatever the runtime, runc or crun), with exit 127 and 126.
+_START_FAILURES: dict[int, tuple[str, StartFailure]] = {
+    127: ("OCI runtime attempted to invoke a command that was not found", "not found"),
+    126: ("OCI permission denied", "not executable"),
+}
+
+
+def start_failure_of(exit_code: int, program: str, stderr_tail: str) -> StartFailure | None:
+    """Whether ``podman exec`` failed to start ``program``: exit 127 or 126 with
+    Podman's error naming the program as the last line of stderr. A command that
+    ran and exited 127 itself (``sh -c nope``) leaves no such line."""
+    known = _START_FAILURES.get(exit_code)
+    if known is None:
+        return None
+    suffix, failure = known
+    tail = stderr_tail.strip()
+    if tail.startswith("Error: ") and tail.endswith(suffix) and program in tail:
+        return failure
+    return None

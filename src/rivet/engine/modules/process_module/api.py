@@ -251,14 +251,14 @@ class _Runner:
         except ContainerError as exc:
             raise LuaCallError(f"process.run: {exc}") from None
         try:
-            self._check_result(options, display, result, stage)
+            self._check_result(options, display, result, stage, image)
         except BaseException:
             self.capture.give_back(result.captured_bytes)
             raise
         return result
 
     def _check_result(
-        self, options: RunOptions, display: str, result: ExecResult, stage: str | None
+        self, options: RunOptions, display: str, result: ExecResult, stage: str | None, image: str
     ) -> None:
         ctx = self.ctx
         if result.capture_overflow is not None:
@@ -274,6 +274,16 @@ class _Runner:
             ctx.log("warning", f"'{display}' timed out after {options.timeout:g} s", stage)
         if ctx.cancel.cancelled:
             raise LuaCallError(f"process.run: {ctx.cancel.reason}")
+        if result.start_failure is not None:
+            program = ctx.redactor.redact(options.argv[0])
+            why = (
+                f"command '{program}' {result.start_failure} in image {image} "
+                f"(exit code {result.exit_code})"
+            )
+            if options.check:
+                raise LuaCallError(f"process.run: {why}")
+            ctx.log("warning", why, stage)
+            return
         if options.check and result.exit_code != 0:
             raise LuaCallError(
                 f"process.run: '{display}' exited with code {result.exit_code}"
