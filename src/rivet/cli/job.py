@@ -17,13 +17,12 @@ from rich.text import Text
 
 from rivet.cli import common
 from rivet.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     err_console,
     out_console,
     short_id,
 )
+from rivet.cli.follow import follow_job
 from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
 from rivet.cli.options import InputsOption
 from rivet.cli.pipeline import definition_of
@@ -31,21 +30,18 @@ from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (
     LogPrinter,
     StageRow,
-    finished_text,
     format_duration,
     print_outputs,
     stage_table,
     status_text,
 )
-from rivet.cli.run import exit_code_for_status, print_job_summary
 from rivet.cli.terminal import echo, echo_json, safe, visible
-from rivet.domain.status import JobStatus, StageStatus
+from rivet.domain.status import JobStatus
 
 if TYPE_CHECKING:
-    from rivet.client import RivetClient
     from rivet.protocol import JobView, Scalar
 
-__all__ = ["app", "follow_job"]
+__all__ = ["app", "print_job"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -121,7 +117,7 @@ def launch(
                     safe(f"follow it with: rivet job logs {short_id(job.id)} --follow", "dim")
                 )
         if follow:
-            raise typer.Exit(follow_job(client, job.id, out_console()))
+            raise typer.Exit(follow_job(client, job, out_console()))
 
 
 @app.command("list")
@@ -237,73 +233,11 @@ def logs(
     with client_for(server) as client:
         view = client.get_job(job)
         if follow:
-            raise typer.Exit(follow_job(client, view.id, out, after))
+            raise typer.Exit(follow_job(client, view, out, after))
         printer = LogPrinter(out, [s.name for s in view.stages])
         for line in client.iter_logs(view.id, after):
             printer.log_line(line)
     raise typer.Exit(EXIT_OK)
-
-
-def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -> int:
-    """Stream a job's log and stage changes until it ends; the exit code for its status."""
-    from rivet.protocol import LogLine  # pydantic models load on use
-
-    printer: LogPrinter | None = None
-    seen: dict[str, StageStatus] = {}
-    try:
-        for item in client.stream_logs(job_id, after):
-            if printer is None:
-                printer = LogPrinter(out)
-            if isinstance(item, LogLine):
-                printer.log_line(item)
-                continue
-            view = item.job
-            if not seen:
-                printer.width = max([printer.width, *(len(visible(s.name)) for s in view.stages)])
-            _print_stage_changes(printer, view, seen)
-            if item.final:
-                _summary(out, view)
-                return exit_code_for_status(view.status)
-    except KeyboardInterrupt:
-        err_console().print()
-        err_console().print(
-            safe(
-                "stopped following; the job keeps running (cancel it with: "
-                f"rivet job cancel {short_id(job_id)})",
-                "yellow",
-            )
-        )
-        return EXIT_INTERRUPTED
-    common.print_error("the log stream ended before the job did")
-    return EXIT_FAILED
-
-
-def _print_stage_changes(printer: LogPrinter, view: JobView, seen: dict[str, StageStatus]) -> None:
-    for stage in view.stages:
-        status = StageStatus(stage.status)
-        before = seen.get(stage.name, StageStatus.PENDING)
-        seen[stage.name] = status
-        if status is before:
-            continue
-        if status is StageStatus.RUNNING:
-            printer.marker(stage.started_at, stage.name, Text("started", style="dim"))
-        elif status.finished:
-            what = finished_text(stage.status, stage.duration, stage.error)
-            printer.marker(stage.finished_at, stage.name, what)
-
-
-def _summary(out: Console, view: JobView) -> None:
-    duration = None
-    if view.started_at and view.finished_at:
-        duration = (view.finished_at - view.started_at).total_seconds()
-    print_job_summary(
-        out,
-        view.status,
-        [StageRow.of(s) for s in view.stages],
-        dict(view.outputs),
-        view.error,
-        duration,
-    )
 
 
 def print_job(out: Console, view: JobView) -> None:

@@ -217,6 +217,48 @@ def test_follow_streams_lines_and_exits_with_the_job_status(
     assert re.search(rf"{job_id[:8]}\s+│ {name} v1\s+│ failed", cli(["job", "list"]).stdout)
 
 
+def _log_body(stdout: str) -> list[str]:
+    """The lines and markers a follow printed: everything before the summary."""
+    return stdout.split("\n\n", 1)[0].splitlines()
+
+
+def test_follow_of_a_finished_job_prints_in_stored_order_with_one_column_width(
+    cli: Cli, played_runner: Any, pipeline: tuple[str, str]
+) -> None:
+    name, lane = pipeline
+    runner = played_runner(lane)
+    job_id = launched_id(cli(["job", "launch", name, "-i", "image=alpine"]))
+    runner.claim()
+    runner.stage("build", "running")
+    runner.log(1, "build", "compiling")
+    runner.stage("build", "succeeded")
+    runner.stage("unit-tests", "running")
+    runner.log(2, "unit-tests", "1 test failed", "error")
+    runner.stage("unit-tests", "failed", "1 test failed")
+    runner.log(3, None, "cleaning up")
+    runner.complete("failed", "stage 'unit-tests' failed: 1 test failed")
+
+    followed = cli(["job", "logs", job_id, "--follow"])
+    assert followed.exit_code == 1, followed.output
+    body = _log_body(followed.stdout)
+    # without the time, and durations that depend on the machine
+    shown = [re.sub(r"^\S+ | in \d+\.\d\ds", "", line) for line in body]
+    assert shown == [
+        "build      -- started",
+        "build      info    compiling",
+        "build      -- succeeded",
+        "unit-tests -- started",
+        "unit-tests error   1 test failed",
+        "unit-tests -- failed: 1 test failed",
+        "job        info    cleaning up",
+    ], followed.stdout
+    # every line has its time: markers too, and in the same column
+    assert all(re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line) for line in body)
+    # following again prints the same, byte for byte
+    again = cli(["job", "logs", job_id[:8], "--follow"])
+    assert _log_body(again.stdout) == body
+
+
 def test_launch_follow_exits_0_on_success_and_cancel_of_running_job(
     cli: Cli, played_runner: Any, pipeline: tuple[str, str]
 ) -> None:
