@@ -24,14 +24,14 @@ from rivet.cli import common
 from rivet.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, err_console, short_id
 from rivet.cli.render import LogPrinter, StageRow, finished_text
 from rivet.cli.run import exit_code_for_status, print_job_summary
-from rivet.cli.terminal import safe, visible
+from rivet.cli.terminal import echo_json_line, safe, visible
 from rivet.domain.status import JobStatus, StageStatus
 
 if TYPE_CHECKING:
     from rivet.client import RivetClient
     from rivet.protocol import JobView, LogLine
 
-__all__ = ["StoredOrder", "follow_job"]
+__all__ = ["StoredOrder", "follow_job", "follow_json"]
 
 _STARTED, _FINISHED = 0, 1
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -147,6 +147,23 @@ def follow_job(client: RivetClient, view: JobView, out: Console, after: int = 0)
                 "yellow",
             )
         )
+        return EXIT_INTERRUPTED
+    common.print_error("the log stream ended before the job did")
+    return EXIT_FAILED
+
+
+def follow_json(client: RivetClient, view: JobView, after: int = 0) -> int:
+    """``--follow --json``: each log line as one JSON object per line as it arrives
+    (the API's shape); the exit code for the job's status."""
+    from rivet.protocol import LogLine
+
+    try:
+        for item in client.stream_logs(view.id, after):
+            if isinstance(item, LogLine):
+                echo_json_line(item.model_dump(mode="json"))
+            elif item.final:
+                return exit_code_for_status(item.job.status)
+    except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     common.print_error("the log stream ended before the job did")
     return EXIT_FAILED

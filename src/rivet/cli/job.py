@@ -22,9 +22,9 @@ from rivet.cli.common import (
     out_console,
     short_id,
 )
-from rivet.cli.follow import follow_job
+from rivet.cli.follow import follow_job, follow_json
 from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
-from rivet.cli.options import InputsOption
+from rivet.cli.options import InputsOption, JsonOption
 from rivet.cli.pipeline import definition_of
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (
@@ -35,7 +35,7 @@ from rivet.cli.render import (
     stage_table,
     status_text,
 )
-from rivet.cli.terminal import echo, echo_json, safe, visible
+from rivet.cli.terminal import echo, echo_json, echo_json_line, safe, visible
 from rivet.domain.status import JobStatus
 
 if TYPE_CHECKING:
@@ -51,9 +51,6 @@ app = typer.Typer(
 
 JobArgument = Annotated[
     str, typer.Argument(help="job id or a unique prefix of it (4+ characters)", show_default=False)
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", envvar="RIVET_JSON", help="print the server's JSON answer")
 ]
 FollowOption = Annotated[
     bool,
@@ -219,21 +216,36 @@ def logs(
         typer.Option(envvar="RIVET_LOG_AFTER", min=0, help="start after this sequence number"),
     ] = 0,
     server: ServerOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            envvar="RIVET_JSON",
+            help="one JSON object per line, each a log line as the API gives it",
+        ),
+    ] = False,
 ) -> None:
     """Print a job's log; with --follow, stream it live until the job ends.
 
-    Lines look like `TIME STAGE LEVEL MESSAGE`. Without --follow the command prints
-    the lines stored so far and exits 0. With --follow it reconnects after a dropped
-    connection (no line lost or repeated) and exits 0 if the job succeeded, 1 if it
-    failed, 130 if it was cancelled.
+    Lines look like `TIME STAGE LEVEL MESSAGE`; with --json each line is one JSON
+    object (`seq`, `ts`, `stage`, `level`, `message`, as in the API's log pages).
+    Without --follow the command prints the lines stored so far and exits 0. With
+    --follow it reconnects after a dropped connection (no line lost or repeated) and
+    exits 0 if the job succeeded, 1 if it failed, 130 if it was cancelled.
 
     Example: rivet job logs 3f2a9c --follow
     """
     out = out_console()
     with client_for(server) as client:
         view = client.get_job(job)
+        if follow and as_json:
+            raise typer.Exit(follow_json(client, view, after))
         if follow:
             raise typer.Exit(follow_job(client, view, out, after))
+        if as_json:
+            for line in client.iter_logs(view.id, after):
+                echo_json_line(line.model_dump(mode="json"))
+            raise typer.Exit(EXIT_OK)
         printer = LogPrinter(out, [s.name for s in view.stages])
         for line in client.iter_logs(view.id, after):
             printer.log_line(line)

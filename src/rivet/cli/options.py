@@ -1,5 +1,6 @@
-"""Options shared by several commands (``rivet run``, ``rivet runner``, ``rivet job launch``),
-declared once so their flags, variables and help stay the same everywhere."""
+"""Options shared by several commands (``rivet run``, ``rivet runner``, ``rivet job launch``,
+``--json`` of the commands that print what a server answered), declared once so their
+flags, variables and help stay the same everywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +9,22 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["DefaultImageOption", "InputsOption", "PolicyOption", "WorkspaceRootOption"]
+__all__ = [
+    "DefaultImageOption",
+    "InputsOption",
+    "JsonOption",
+    "PolicyOption",
+    "WorkspaceRootOption",
+]
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        envvar="RIVET_JSON",
+        help="print the server's answer as JSON, in the API's shape",
+    ),
+]
 
 InputsOption = Annotated[
     list[str] | None,

@@ -19,6 +19,7 @@ from rivet.cli.common import (
     short_id,
 )
 from rivet.cli.inputs import render_value
+from rivet.cli.options import JsonOption
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.terminal import echo_json, echo_source, safe, visible
 from rivet.domain.definition import PipelineDefinition
@@ -34,10 +35,6 @@ app = typer.Typer(
     help="Pipelines on a Rivet server: create (a new version per create), list, show.",
     no_args_is_help=True,
 )
-
-JsonOption = Annotated[
-    bool, typer.Option("--json", envvar="RIVET_JSON", help="print the server's JSON answer")
-]
 
 
 def definition_of(view: PipelineView) -> PipelineDefinition:

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.common import UsageProblem, err_console, out_console, short_id
-from rivet.cli.options import DefaultImageOption, PolicyOption, WorkspaceRootOption
+from rivet.cli.options import DefaultImageOption, JsonOption, PolicyOption, WorkspaceRootOption
 from rivet.cli.remote import (
     AdminTokenOption,
     ServerOption,
@@ -30,7 +30,7 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
-from rivet.cli.terminal import SafeFormatter, echo, safe
+from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe
 from rivet.errors import ConfigError, RivetError
 
 if TYPE_CHECKING:
@@ -169,13 +169,16 @@ def _log_to_stderr() -> None:
 
 
 @app.command("list")
-def list_runners(server: ServerOption = None) -> None:
+def list_runners(server: ServerOption = None, as_json: JsonOption = False) -> None:
     """List registered runners: tags, plugins, last contact and current jobs.
 
     Example: rivet runner list
     """
     with client_for(server) as client:
         views = client.list_runners()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
     out = out_console()
     if not views:
         out.print(
@@ -311,13 +314,18 @@ def create_token(
 
 
 @token_app.command("list")
-def list_tokens(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
+def list_tokens(
+    server: ServerOption = None, admin_token: AdminTokenOption = None, as_json: JsonOption = False
+) -> None:
     """List registration tokens (never their secrets) and whether they were used (admin).
 
     Example: rivet runner token list
     """
     with admin_client_for(server, admin_token) as client:
         views = client.list_runner_tokens()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
     out = out_console()
     if not views:
         out.print("no registration tokens; create one with 'rivet runner token create'")

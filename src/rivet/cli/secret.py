@@ -16,8 +16,9 @@ from rich.table import Table
 
 from rivet.cli import common
 from rivet.cli.common import UsageProblem, out_console, resolve_admin_token, resolve_server
+from rivet.cli.options import JsonOption
 from rivet.cli.remote import AdminTokenOption, ServerOption, format_ts, maybe
-from rivet.cli.terminal import safe
+from rivet.cli.terminal import echo_json, safe
 from rivet.domain.secret_rules import SECRET_NAME, check_value
 
 if TYPE_CHECKING:
@@ -114,7 +115,9 @@ def set_secret(
 
 
 @app.command("list")
-def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
+def list_secrets(
+    server: ServerOption = None, admin_token: AdminTokenOption = None, as_json: JsonOption = False
+) -> None:
     """List secrets: names, grants and timestamps (never values).
 
     Each grant shows the first version it covers ("deploy (v3+)"): versions the admin
@@ -124,6 +127,9 @@ def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = No
     """
     with _client(server, admin_token) as client:
         views = client.list_secrets()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
     out = out_console()
     if not views:
         out.print("no secrets; create one with 'rivet secret set NAME'")
