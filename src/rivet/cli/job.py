@@ -227,8 +227,9 @@ def logs(
 ) -> None:
     """Print a job's log; with --follow, stream it live until the job ends.
 
-    Lines look like `TIME STAGE LEVEL MESSAGE`; with --json each line is one JSON
-    object (`seq`, `ts`, `stage`, `level`, `message`, as in the API's log pages).
+    Lines look like `TIME STAGE LEVEL STREAM MESSAGE` (STREAM is `err` for a
+    command's stderr); with --json each line is one JSON object (`seq`, `ts`,
+    `stage`, `level`, `message`, `stream`, as in the API's log pages).
     Without --follow the command prints the lines stored so far and exits 0. With
     --follow it reconnects after a dropped connection (no line lost or repeated) and
     exits 0 if the job succeeded, 1 if it failed, 130 if it was cancelled.

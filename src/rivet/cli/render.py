@@ -1,8 +1,11 @@
 """How jobs look in a terminal: log lines, stage markers, the final stage table.
 
-A log line is ``HH:MM:SS.mmm STAGE LEVEL MESSAGE`` (local time, stage padded to the
-longest stage name, level padded to 7), coloured by level on a terminal. The same
-format is used for ``rivet run`` and ``rivet job logs``.
+A log line is ``HH:MM:SS.mmm STAGE LEVEL STREAM MESSAGE`` (local time, stage padded to
+the longest stage name, level padded to 7), coloured by level on a terminal. STREAM
+is ``err`` for a line a command wrote to its stderr and blank otherwise (its stdout,
+and what Rivet or the pipeline's Lua logged): stderr is logged at the normal level,
+since tools write progress there, but stays told apart. The same format is used for
+``rivet run`` and ``rivet job logs``.
 
 Every field here came from a job (or the server that stored it), so each one is
 shown through :func:`rivet.cli.terminal.visible`: one message is one line, with a
@@ -53,6 +56,8 @@ STATUS_STYLES: dict[str, str] = {
     JobStatus.QUEUED: "dim",
 }
 LEVEL_WIDTH = 7
+STREAM_MARKS = {"stderr": "err"}
+STREAM_WIDTH = 3
 JOB_LABEL = "job"
 
 
@@ -86,7 +91,9 @@ class LogPrinter:
         self.width = max([len(JOB_LABEL), *(len(visible(n)) for n in stage_names)])
         self._lock = threading.Lock()
 
-    def line(self, ts: datetime, stage: str | None, level: str, message: str) -> None:
+    def line(
+        self, ts: datetime, stage: str | None, level: str, message: str, stream: str | None = None
+    ) -> None:
         label = visible(stage or JOB_LABEL)
         self.width = max(self.width, len(label))
         style = LEVEL_STYLES.get(level, "")
@@ -96,6 +103,8 @@ class LogPrinter:
         text.append(label.ljust(self.width), style="bold")
         text.append(" ")
         text.append(visible(level).ljust(LEVEL_WIDTH), style=style or "")
+        text.append(" ")
+        text.append(STREAM_MARKS.get(stream or "", "").ljust(STREAM_WIDTH), style="dim")
         text.append(" ")
         text.append(visible(message), style=style if level != "info" else "")
         with self._lock:
@@ -117,7 +126,7 @@ class LogPrinter:
     # --- JobEvents ----------------------------------------------------------------
 
     def log(self, event: LogEvent) -> None:
-        self.line(event.ts, event.stage, event.level, event.message)
+        self.line(event.ts, event.stage, event.level, event.message, event.stream)
 
     def stage_started(self, stage: StageResult) -> None:
         self.marker(stage.started_at, stage.name, Text("started", style="dim"))
@@ -129,7 +138,7 @@ class LogPrinter:
     # --- server log lines ---------------------------------------------------------
 
     def log_line(self, line: LogLine) -> None:
-        self.line(line.ts, line.stage, line.level, line.message)
+        self.line(line.ts, line.stage, line.level, line.message, line.stream)
 
 
 def finished_text(status: str, duration: float | None, error: str | None) -> Text:

@@ -101,10 +101,10 @@ def run(
     """Run a pipeline locally: stages in order, every command in a Podman container.
 
     Inputs come from --input NAME=VALUE; missing required ones are asked for when
-    stdin is a terminal. Prints each log line as `TIME STAGE LEVEL MESSAGE`, then a
-    table of stages. Exits 0 if the job succeeded, 1 if it failed, 130 after Ctrl-C,
-    SIGTERM or SIGHUP (the first one cancels the job and removes its containers; a
-    second one quits at once).
+    stdin is a terminal. Prints each log line as `TIME STAGE LEVEL STREAM MESSAGE`
+    (STREAM is `err` for a command's stderr), then a table of stages. Exits 0 if
+    the job succeeded, 1 if it failed, 130 after Ctrl-C, SIGTERM or SIGHUP (the first
+    one cancels the job and removes its containers; a second one quits at once).
 
     Secrets for `secret.get` and `process.run{ secrets = ... }` come from
     RIVET_SECRET_<NAME> variables and --secret-file; their values show as *** in

@@ -230,12 +230,13 @@ def test_follow_of_a_finished_job_prints_in_stored_order_with_one_column_width(
     job_id = launched_id(cli(["job", "launch", name, "-i", "image=alpine"]))
     runner.claim()
     runner.stage("build", "running")
-    runner.log(1, "build", "compiling")
+    runner.log(1, "build", "compiling", stream="stdout")
+    runner.log(2, "build", "progress 50%", stream="stderr")
     runner.stage("build", "succeeded")
     runner.stage("unit-tests", "running")
-    runner.log(2, "unit-tests", "1 test failed", "error")
+    runner.log(3, "unit-tests", "1 test failed", "error")
     runner.stage("unit-tests", "failed", "1 test failed")
-    runner.log(3, None, "cleaning up")
+    runner.log(4, None, "cleaning up")
     runner.complete("failed", "stage 'unit-tests' failed: 1 test failed")
 
     followed = cli(["job", "logs", job_id, "--follow"])
@@ -245,18 +246,22 @@ def test_follow_of_a_finished_job_prints_in_stored_order_with_one_column_width(
     shown = [re.sub(r"^\S+ | in \d+\.\d\ds", "", line) for line in body]
     assert shown == [
         "build      -- started",
-        "build      info    compiling",
+        "build      info        compiling",
+        "build      info    err progress 50%",
         "build      -- succeeded",
         "unit-tests -- started",
-        "unit-tests error   1 test failed",
+        "unit-tests error       1 test failed",
         "unit-tests -- failed: 1 test failed",
-        "job        info    cleaning up",
+        "job        info        cleaning up",
     ], followed.stdout
     # every line has its time: markers too, and in the same column
     assert all(re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line) for line in body)
     # following again prints the same, byte for byte
     again = cli(["job", "logs", job_id[:8], "--follow"])
     assert _log_body(again.stdout) == body
+    # and without --follow the same lines (no markers)
+    stored = cli(["job", "logs", job_id])
+    assert stored.stdout.splitlines() == [line for line in body if " -- " not in line]
 
 
 def test_launch_follow_exits_0_on_success_and_cancel_of_running_job(

@@ -219,7 +219,7 @@ def test_job_commands_show_a_hostile_job_inert(
     # Every line is a real log line: the newline of a message never starts one.
     lines = logs.stdout.splitlines()
     assert all(LOG_LINE.match(line) for line in lines), lines
-    assert re.search(r"^\S+ build\s+info    " + re.escape(visible(FORGED)) + "$", logs.stdout, re.M)
+    assert re.search(r"^\S+ build\s+info\s+" + re.escape(visible(FORGED)) + "$", logs.stdout, re.M)
 
     for args in (["job", "logs", job_id, "--follow"], ["job", "show", job_id], ["job", "list"]):
         result = cli(args)

@@ -127,7 +127,7 @@ def test_colour_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdout", io.StringIO())
     plain = printed(common.out_console(), "error", "boom")
     assert "\x1b[" not in plain
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} build error   boom\n", plain)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} build error       boom\n", plain)
 
 
 def test_no_color_disables_colour_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,13 +56,13 @@ def test_markers_go_between_the_lines_they_came_between() -> None:
     ]
     assert rendered(job, lines) == [
         "a           -- started",
-        "a           info    one",
+        "a           info        one",
         "a           -- succeeded in 2.00s",
         "longer-name -- started",
-        "longer-name info    two",
+        "longer-name info        two",
         "longer-name -- failed",
         "never       -- skipped",
-        "job         info    after",
+        "job         info        after",
     ]
 
 
@@ -79,6 +79,6 @@ def test_a_marker_learnt_later_is_not_printed_twice() -> None:
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert [row[13:] for row in out.splitlines()] == [
         "a   -- started",
-        "a   info    one",
+        "a   info        one",
         "a   -- succeeded",
     ]

@@ -229,7 +229,11 @@ def test_end_of_input_while_prompting_is_an_input_error(
 
 # --- output and exit codes ---------------------------------------------------------------
 
-LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+ *) (?P<level>\S+ *) (?P<message>.*)$")
+# TIME STAGE LEVEL STREAM MESSAGE (the stream "err" or blank, 3 wide)
+LINE = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+ *) (?P<level>\S+ *) (?P<stream>err|   ) "
+    r"(?P<message>.*)$"
+)
 
 
 def test_log_lines_stage_markers_and_summary(

@@ -132,6 +132,18 @@ def test_log_lines_are_idempotent_and_ordered(db: Database) -> None:
         assert log_store.last_seq(conn, job_id) == 5
 
 
+def test_log_lines_keep_the_stream_they_came_from(db: Database) -> None:
+    version = store_version(db, definition())
+    with db.write() as tx:
+        job_id = job_store.create_job(tx.conn, version, {})
+        streams = ["stdout", "stderr", None]
+        lines = [_line(i + 1).model_copy(update={"stream": s}) for i, s in enumerate(streams)]
+        log_store.append_lines(tx.conn, job_id, lines)
+    with db.read() as conn:
+        read = log_store.read_lines(conn, job_id, 0, 10, contiguous=True)
+    assert [ln.stream for ln in read] == streams
+
+
 def test_contiguous_reads_stop_at_a_gap(db: Database) -> None:
     version = store_version(db, definition())
     with db.write() as tx:

@@ -30,6 +30,7 @@ from rivet.engine.backends.base import (
     ExecResult,
 )
 from rivet.engine.context import JobContext
+from rivet.engine.events import Stream
 from rivet.engine.limits import MAX_ARG_BYTES, MAX_COMMAND_BYTES, MAX_PARALLEL
 from rivet.engine.modules.process_module.options import (
     DEPRECATED,
@@ -228,19 +229,19 @@ class _Runner:
         display = ctx.redactor.shell_join(options.argv)
         ctx.log("debug", f"$ {display}", stage)
 
-        def line_logger(level: Any) -> Any:
+        def line_logger(level: Any, pipe: Stream) -> Any:
             # One stream redactor per pipe: it sees consecutive lines, so a secret
             # split over two lines of output is masked on both.
             stream = ctx.redactor.stream()
-            return lambda line: ctx.log(level, stream.line(line), stage)
+            return lambda line: ctx.log(level, stream.line(line), stage, pipe)
 
         request = ExecRequest(
             argv=options.argv,
             env={**base_env(ctx.job_id, stage), **options.env},
             cwd=options.cwd,
             timeout=options.timeout,
-            on_stdout=line_logger(options.stdout_level),
-            on_stderr=line_logger(options.stderr_level),
+            on_stdout=line_logger(options.stdout_level, "stdout"),
+            on_stderr=line_logger(options.stderr_level, "stderr"),
             capture_stdout=options.capture_stdout,
             capture_stderr=options.capture_stderr,
             capture_budget=self.capture,
