@@ -25,6 +25,7 @@ from rivet.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, err_console, short_i
 from rivet.cli.render import LogPrinter, StageRow, finished_text
 from rivet.cli.run import exit_code_for_status, print_job_summary
 from rivet.cli.terminal import echo_json_line, safe, visible
+from rivet.cli.times import LogClock, spans_days
 from rivet.domain.status import JobStatus, StageStatus
 
 if TYPE_CHECKING:
@@ -116,14 +117,17 @@ class StoredOrder:
         self.printer.marker(shown, marker.stage, marker.what)
 
 
-def follow_job(client: RivetClient, view: JobView, out: Console, after: int = 0) -> int:
+def follow_job(
+    client: RivetClient, view: JobView, out: Console, after: int = 0, *, utc: bool = False
+) -> int:
     """Stream a job's log and stage changes until it ends; the exit code for its status.
 
     ``view`` is the job as it was before following: its stage names fix the stage
     column, and its markers are placed among the lines already stored."""
     from rivet.protocol import LogLine  # pydantic models load on use
 
-    order = StoredOrder(LogPrinter(out), view)
+    clock = LogClock(utc=utc, dated=spans_days(view.created_at, view.finished_at, utc=utc))
+    order = StoredOrder(LogPrinter(out, clock=clock), view)
     try:
         for item in client.stream_logs(view.id, after):
             if isinstance(item, LogLine):

@@ -24,7 +24,7 @@ from rivet.cli.common import (
 )
 from rivet.cli.follow import follow_job, follow_json
 from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
-from rivet.cli.options import InputsOption, JsonOption
+from rivet.cli.options import InputsOption, JsonOption, UtcOption
 from rivet.cli.pipeline import definition_of
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (
@@ -36,6 +36,7 @@ from rivet.cli.render import (
     status_text,
 )
 from rivet.cli.terminal import echo, echo_json, echo_json_line, safe, visible
+from rivet.cli.times import LogClock, spans_days
 from rivet.domain.status import JobStatus
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def launch(
         bool, typer.Option("--quiet", "-q", envvar="RIVET_QUIET", help="print only the job id")
     ] = False,
     server: ServerOption = None,
+    utc: UtcOption = False,
 ) -> None:
     """Launch a job of a pipeline with inputs.
 
@@ -114,7 +116,7 @@ def launch(
                     safe(f"follow it with: rivet job logs {short_id(job.id)} --follow", "dim")
                 )
         if follow:
-            raise typer.Exit(follow_job(client, job, out_console()))
+            raise typer.Exit(follow_job(client, job, out_console(), utc=utc))
 
 
 @app.command("list")
@@ -140,6 +142,7 @@ def list_jobs(
     ] = 0,
     server: ServerOption = None,
     as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
     """List jobs, newest first.
 
@@ -163,7 +166,7 @@ def list_jobs(
             safe(short_id(job.id), "bold"),
             safe(f"{job.pipeline} v{job.version}"),
             _status(job),
-            format_ts(job.created_at),
+            format_ts(job.created_at, utc),
             _duration(job, now),
             maybe(job.runner),
             maybe(_first_line(job.error), "red"),
@@ -177,7 +180,12 @@ def list_jobs(
 
 
 @app.command("show")
-def show(job: JobArgument, server: ServerOption = None, as_json: JsonOption = False) -> None:
+def show(
+    job: JobArgument,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
     """Show a job: status, inputs, stages with timings, outputs and error.
 
     Example: rivet job show 3f2a9c
@@ -187,7 +195,7 @@ def show(job: JobArgument, server: ServerOption = None, as_json: JsonOption = Fa
     if as_json:
         echo_json(view.model_dump(mode="json"))
         return
-    print_job(out_console(), view)
+    print_job(out_console(), view, utc)
 
 
 @app.command("cancel")
@@ -224,6 +232,7 @@ def logs(
             help="one JSON object per line, each a log line as the API gives it",
         ),
     ] = False,
+    utc: UtcOption = False,
 ) -> None:
     """Print a job's log; with --follow, stream it live until the job ends.
 
@@ -242,18 +251,19 @@ def logs(
         if follow and as_json:
             raise typer.Exit(follow_json(client, view, after))
         if follow:
-            raise typer.Exit(follow_job(client, view, out, after))
+            raise typer.Exit(follow_job(client, view, out, after, utc=utc))
         if as_json:
             for line in client.iter_logs(view.id, after):
                 echo_json_line(line.model_dump(mode="json"))
             raise typer.Exit(EXIT_OK)
-        printer = LogPrinter(out, [s.name for s in view.stages])
+        clock = LogClock(utc=utc, dated=spans_days(view.created_at, view.finished_at, utc=utc))
+        printer = LogPrinter(out, [s.name for s in view.stages], clock)
         for line in client.iter_logs(view.id, after):
             printer.log_line(line)
     raise typer.Exit(EXIT_OK)
 
 
-def print_job(out: Console, view: JobView) -> None:
+def print_job(out: Console, view: JobView, utc: bool = False) -> None:
     head = Text("job ")
     head.append(visible(view.id), style="bold")
     head.append("  ")
@@ -262,9 +272,9 @@ def print_job(out: Console, view: JobView) -> None:
     rows: list[tuple[str, Text]] = [
         ("pipeline", safe(f"{view.pipeline} version {view.version}")),
         ("runner", maybe(view.runner)),
-        ("created", Text(format_ts(view.created_at))),
-        ("started", Text(format_ts(view.started_at))),
-        ("finished", Text(format_ts(view.finished_at))),
+        ("created", Text(format_ts(view.created_at, utc))),
+        ("started", Text(format_ts(view.started_at, utc))),
+        ("finished", Text(format_ts(view.finished_at, utc))),
         ("duration", Text(_duration(view, datetime.now(UTC)))),
     ]
     facts = Table.grid(padding=(0, 2))

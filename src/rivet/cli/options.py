@@ -14,6 +14,7 @@ __all__ = [
     "InputsOption",
     "JsonOption",
     "PolicyOption",
+    "UtcOption",
     "WorkspaceRootOption",
 ]
 
@@ -34,6 +35,15 @@ InputsOption = Annotated[
         envvar="RIVET_INPUT",
         help="an input value NAME=VALUE (repeatable; RIVET_INPUT splits on spaces)",
         show_default=False,
+    ),
+]
+
+UtcOption = Annotated[
+    bool,
+    typer.Option(
+        "--utc",
+        envvar="RIVET_UTC",
+        help="show times in UTC (with a Z) instead of the local zone",
     ),
 ]
 

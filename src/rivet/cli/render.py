@@ -1,6 +1,7 @@
 """How jobs look in a terminal: log lines, stage markers, the final stage table.
 
-A log line is ``HH:MM:SS.mmm STAGE LEVEL STREAM MESSAGE`` (local time, stage padded to
+A log line is ``HH:MM:SS.mmm STAGE LEVEL STREAM MESSAGE`` (local time, or UTC with a
+``Z``; dated when the log is not all of today: :mod:`rivet.cli.times`; stage padded to
 the longest stage name, level padded to 7), coloured by level on a terminal. STREAM
 is ``err`` for a line a command wrote to its stderr and blank otherwise (its stdout,
 and what Rivet or the pipeline's Lua logged): stderr is logged at the normal level,
@@ -25,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.terminal import safe, visible
+from rivet.cli.times import LogClock
 from rivet.domain.status import JobStatus, StageStatus
 from rivet.engine.events import LogEvent, StageResult
 
@@ -38,7 +40,6 @@ __all__ = [
     "StageRow",
     "finished_text",
     "format_duration",
-    "format_time",
     "print_outputs",
     "stage_table",
     "status_text",
@@ -61,12 +62,6 @@ STREAM_WIDTH = 3
 JOB_LABEL = "job"
 
 
-def format_time(ts: datetime) -> str:
-    """``HH:MM:SS.mmm`` in local time."""
-    local = ts.astimezone()
-    return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
-
-
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -86,8 +81,11 @@ def status_text(status: str) -> Text:
 class LogPrinter:
     """Prints a job's events; a :class:`rivet.engine.events.JobEvents` sink (thread-safe)."""
 
-    def __init__(self, console: Console, stage_names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, console: Console, stage_names: Iterable[str] = (), clock: LogClock | None = None
+    ) -> None:
         self.console = console
+        self.clock = clock or LogClock()
         self.width = max([len(JOB_LABEL), *(len(visible(n)) for n in stage_names)])
         self._lock = threading.Lock()
 
@@ -98,7 +96,7 @@ class LogPrinter:
         self.width = max(self.width, len(label))
         style = LEVEL_STYLES.get(level, "")
         text = Text()
-        text.append(format_time(ts), style="dim")
+        text.append(self.clock(ts), style="dim")
         text.append(" ")
         text.append(label.ljust(self.width), style="bold")
         text.append(" ")
@@ -115,7 +113,7 @@ class LogPrinter:
         label = visible(stage)
         self.width = max(self.width, len(label))
         text = Text()
-        text.append(format_time(ts) if ts else " " * 12, style="dim")
+        text.append(self.clock(ts) if ts else " " * self.clock.width, style="dim")
         text.append(" ")
         text.append(label.ljust(self.width), style="bold")
         text.append(" -- ", style="dim")

@@ -31,10 +31,12 @@ from rivet.cli.options import (
     DefaultImageOption,
     InputsOption,
     PolicyOption,
+    UtcOption,
     WorkspaceRootOption,
 )
 from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
 from rivet.cli.terminal import safe, visible
+from rivet.cli.times import LogClock
 from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
@@ -97,6 +99,7 @@ def run(
             show_default=False,
         ),
     ] = None,
+    utc: UtcOption = False,
 ) -> None:
     """Run a pipeline locally: stages in order, every command in a Podman container.
 
@@ -166,7 +169,7 @@ def run(
             workspace_root=root, default_image=default_image or DEFAULT_IMAGE, policy=policy
         ),
     )
-    printer = LogPrinter(out, [s.name for s in definition.stages])
+    printer = LogPrinter(out, [s.name for s in definition.stages], LogClock(utc=utc))
     cancel = CancelToken()
     err.print(safe(f"running pipeline {definition.name} as job {job.job_id}", "dim"))
     result = _run_with_ctrl_c(lambda: executor.run(job, printer, cancel), cancel, err, job.job_id)

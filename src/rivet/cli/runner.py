@@ -20,7 +20,13 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.common import UsageProblem, err_console, out_console, short_id
-from rivet.cli.options import DefaultImageOption, JsonOption, PolicyOption, WorkspaceRootOption
+from rivet.cli.options import (
+    DefaultImageOption,
+    JsonOption,
+    PolicyOption,
+    UtcOption,
+    WorkspaceRootOption,
+)
 from rivet.cli.remote import (
     AdminTokenOption,
     ServerOption,
@@ -315,7 +321,10 @@ def create_token(
 
 @token_app.command("list")
 def list_tokens(
-    server: ServerOption = None, admin_token: AdminTokenOption = None, as_json: JsonOption = False
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
     """List registration tokens (never their secrets) and whether they were used (admin).
 
@@ -337,7 +346,7 @@ def list_tokens(
         table.add_row(
             safe(short_id(view.id), "bold"),
             maybe(view.description),
-            format_ts(view.created_at),
+            format_ts(view.created_at, utc),
             Text("yes", style="dim") if view.used else Text("no", style="green"),
         )
     out.print(table)

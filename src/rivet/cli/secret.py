@@ -16,7 +16,7 @@ from rich.table import Table
 
 from rivet.cli import common
 from rivet.cli.common import UsageProblem, out_console, resolve_admin_token, resolve_server
-from rivet.cli.options import JsonOption
+from rivet.cli.options import JsonOption, UtcOption
 from rivet.cli.remote import AdminTokenOption, ServerOption, format_ts, maybe
 from rivet.cli.terminal import echo_json, safe
 from rivet.domain.secret_rules import SECRET_NAME, check_value
@@ -116,7 +116,10 @@ def set_secret(
 
 @app.command("list")
 def list_secrets(
-    server: ServerOption = None, admin_token: AdminTokenOption = None, as_json: JsonOption = False
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
     """List secrets: names, grants and timestamps (never values).
 
@@ -141,8 +144,8 @@ def list_secrets(
         table.add_row(
             safe(view.name, "bold"),
             maybe(", ".join(f"{p} (v{view.covers.get(p, 1)}+)" for p in view.grants)),
-            format_ts(view.created_at),
-            format_ts(view.updated_at),
+            format_ts(view.created_at, utc),
+            format_ts(view.updated_at, utc),
         )
     out.print(table)
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 BUSYBOX = "localhost/rivet/busybox:latest"
 # TIME STAGE LEVEL STREAM MESSAGE: the level padded to 7, the stream "err" or blank.
 LINE = re.compile(
-    r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+) +(?P<level>\S+) {1,4}(?P<stream>err|   ) "
+    r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+) +(?P<level>\S+) {1,4}(?P<stream>err|   ) "
     r"(?P<message>.*)$"
 )
 
@@ -251,5 +251,5 @@ def test_stderr_is_logged_at_the_normal_level_and_marked_as_stderr(
     assert ("clone", "error", "still an error") in lines
     assert ("clone", "info", "err is only a word here") in lines
     assert from_stderr(proc.stdout) == ["Cloning into repo...", "still an error"]
-    assert re.search(r"^\S+ clone info    err Cloning into repo\.\.\.$", proc.stdout, re.M)
-    assert re.search(r"^\S+ clone info        cloned$", proc.stdout, re.M)
+    assert re.search(r"^(\S+ )?\S+ clone info    err Cloning into repo\.\.\.$", proc.stdout, re.M)
+    assert re.search(r"^(\S+ )?\S+ clone info        cloned$", proc.stdout, re.M)

@@ -57,7 +57,9 @@ EVIL = "<" + " ".join(PARTS.values()) + ">"
 SHOWN = [visible(p) for p in PARTS.values()]
 BIDI_CHARS = {*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029}
 SGR = re.compile(r"\x1b\[[0-9;]*m")
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (build|deploy|job)\s+(info|warning|error)\s+\S")
+LOG_LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (build|deploy|job)\s+(info|warning|error)\s+\S"
+)
 
 
 def lua(text: str) -> str:

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from rivet.cli.follow import StoredOrder
 from rivet.cli.render import LogPrinter
+from rivet.cli.times import LogClock
 from rivet.protocol import JobView, LogLine, StageView
 
 T0 = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
@@ -33,12 +34,12 @@ def view(*stages: StageView, status: str = "failed") -> JobView:
 
 def rendered(job: JobView, lines: list[LogLine]) -> list[str]:
     console = Console(file=io.StringIO(), width=200, color_system=None)
-    order = StoredOrder(LogPrinter(console), job)
+    order = StoredOrder(LogPrinter(console, clock=LogClock(dated=True)), job)
     for line in lines:
         order.line(line)
     order.flush()
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    return [row[13:] for row in out.splitlines()]  # after the time (or its blank)
+    return [row[24:] for row in out.splitlines()]  # after the dated time (or its blank)
 
 
 def test_markers_go_between_the_lines_they_came_between() -> None:
@@ -70,14 +71,14 @@ def test_a_marker_learnt_later_is_not_printed_twice() -> None:
     running = StageView(name="a", status="running", started_at=at(0))
     order_view = view(running, status="running")
     console = Console(file=io.StringIO(), width=200, color_system=None)
-    order = StoredOrder(LogPrinter(console), order_view)
+    order = StoredOrder(LogPrinter(console, clock=LogClock(dated=True)), order_view)
     order.line(LogLine(seq=1, ts=at(1), stage="a", message="one"))
     done = StageView(name="a", status="succeeded", started_at=at(0), finished_at=at(2))
     order.update(view(done))
     order.update(view(done))
     order.flush()
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert [row[13:] for row in out.splitlines()] == [
+    assert [row[24:] for row in out.splitlines()] == [
         "a   -- started",
         "a   info        one",
         "a   -- succeeded",
