@@ -16,6 +16,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     │   └── ResourceLimitError   a Lua memory cap or CPU budget was exceeded
     ├── ContainerError           a container could not be started or used
     ├── ConfigError              a settings value or config file is invalid
+    │   └── SettingError         [settings.spec] one setting's value, named by its source
     ├── NotFoundError            a named object (pipeline, job, runner…) does not exist
     ├── ConflictError            the request contradicts current state (a finished job…)
     │   └── AmbiguousIdError     an id prefix matches more than one object
@@ -38,7 +39,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     │   └── RequestRejected      the request itself is wrong
     │       └── BodyTooLarge     over the server's size limit: a smaller one may pass
     ├── UsageProblem             [cli.common] the command line is wrong (exit 2)
-    └── _Crashed                 [cli.up] a process of ``rivet up`` ended
+    └── Crashed                  [supervisor.process] a supervised process ended
 
 Not RivetErrors, because none reaches a user as itself (each becomes a
 ``LuaError`` at the pipeline's line, with its message):

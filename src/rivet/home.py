@@ -6,7 +6,8 @@ Layout and modes::
       rivet.db  (-wal -shm -journal)  0600  the embedded SQLite database
       admin-token                0600  written by a server without RIVET_ADMIN_TOKEN
       secret-key                 0600  written by a server without RIVET_SECRET_KEY
-      config                           the CLI's settings; written by you, only read by Rivet
+      config                     0600  settings of every Rivet process (rivet.settings); written
+                                       by you, only read by Rivet (it may hold the admin token)
       runner.toml                0600  a runner's settings and its token (saved at registration)
       logs/                      0700  ``rivet up``: server.log, runner.log (0600)
       workspaces/                0700  job workspaces (runner and ``rivet run`` default)
@@ -39,7 +40,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,8 @@ SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def default_home() -> Path:
-    """``~/.rivet``: the home when ``RIVET_HOME`` is not set."""
+    """``~/.rivet``: the home when neither ``--home`` nor ``RIVET_HOME`` says another
+    (that choice is the ``home`` setting's, :mod:`rivet.settings`)."""
     return Path("~/.rivet").expanduser()
 
 
@@ -76,13 +77,6 @@ class RivetHome:
     """The home directory and the paths Rivet uses in it (nothing is created here)."""
 
     root: Path
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RivetHome:
-        """``$RIVET_HOME`` (``~`` expanded), else ``~/.rivet``."""
-        env = os.environ if env is None else env
-        value = env.get("RIVET_HOME")
-        return cls(Path(value).expanduser() if value else default_home())
 
     @property
     def database(self) -> Path:

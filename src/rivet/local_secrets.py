@@ -21,13 +21,16 @@ from pathlib import Path
 from rivet.domain.env_names import ENV_NAME_PATTERN
 from rivet.domain.secret_rules import check_name, check_value
 from rivet.errors import ConfigError, RivetError
+from rivet.settings import GROUPS
 
 __all__ = ["ENV_PREFIX", "NOT_SECRETS", "local_secrets", "read_secret_file", "secrets_from_env"]
 
 ENV_PREFIX = "RIVET_SECRET_"
 # Variables under the prefix that are settings, not secrets: the server's encryption
-# key (a secret named KEY can still be given in a file).
-NOT_SECRETS = frozenset({"RIVET_SECRET_KEY"})
+# key, RIVET_SECRET_KEY (a secret named KEY can still be given in a file).
+NOT_SECRETS = frozenset(
+    s.env for group in GROUPS for s in group.settings() if s.env and s.env.startswith(ENV_PREFIX)
+)
 _ENV_LINE = re.compile(rf"\s*(?:export\s+)?({ENV_NAME_PATTERN})\s*=\s*(.*?)\s*")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 

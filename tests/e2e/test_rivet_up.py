@@ -79,3 +79,26 @@ def _up_runs_a_job_and_stops_cleanly(processes: Processes, tmp_path: Path) -> No
 def _admin(home: Path) -> dict[str, str]:
     token = (home / "admin-token").read_text().strip()  # written by the server `up` started
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_rivet_up_hands_its_policy_to_the_runner(
+    podman_available: str, processes: Processes, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[process]\ndenied_binaries = ["echo"]\n')
+    up = processes.start(
+        ["up", "--port", str(port), "--policy", str(policy)], rivet_env(home), "up-policy"
+    )
+    up.wait_for_output("Press Ctrl-C to stop.", timeout=90)
+    try:
+        cli_env = rivet_env(home, RIVET_SERVER=url)
+        created = run_cli(["pipeline", "create", str(REPO / "examples" / "hello.lua")], cli_env)
+        assert created.returncode == 0, created.stderr
+        launched = run_cli(["job", "launch", "hello", "--follow"], cli_env)
+        assert launched.returncode == 1, launched.stdout + launched.stderr
+        assert "policy process.denied_binaries forbids 'echo'" in launched.stdout
+    finally:
+        stop_up(processes, home)

@@ -23,10 +23,9 @@ from typing import Any
 
 import httpx
 import uvicorn
-from pydantic import SecretStr
 
-from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
+from rivet.settings import CoreGroup, RivetSettings, ServerGroup, load_settings
 
 ADMIN_TOKEN = "rivet_admin_runner-tests"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -52,17 +51,24 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condi
         time.sleep(0.02)
 
 
-def server_settings(home: Path, database_url: str | None = None, **extra: Any) -> ServerSettings:
-    return ServerSettings(
-        home=home,
+def rivet_settings(home: Path, **server: object) -> RivetSettings:
+    """Settings for a test's server: ``home``, then ``server.<name>`` for each keyword
+    (given like flags), and nothing from the test process's environment."""
+    flags = {CoreGroup.home: home, **{getattr(ServerGroup, k): v for k, v in server.items()}}
+    return load_settings(flags, env={})
+
+
+def server_settings(home: Path, database_url: str | None = None, **extra: Any) -> RivetSettings:
+    return rivet_settings(
+        home,
         database_url=database_url or f"sqlite:///{home / 'rivet.db'}",
-        admin_token=SecretStr(ADMIN_TOKEN),
+        admin_token=ADMIN_TOKEN,
         **extra,
     )
 
 
 @contextmanager
-def live_server(settings: ServerSettings, port: int = 0) -> Iterator[str]:
+def live_server(settings: RivetSettings, port: int = 0) -> Iterator[str]:
     """The real app under uvicorn in a thread, on a loopback port; yields its URL."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from rivet.child_env import SAFE_PATH, child_env, resolve_program
-from rivet.cli.up import RUNNER_PASSED_ENV, runner_env, server_env
-from rivet.config import ServerSettings
-from rivet.defaults import LUA_LIMIT_VARIABLES
 from rivet.errors import RivetError
+from rivet.settings import LuaGroup, ServerGroup
+from rivet.supervisor.local import RUNNER_PASSED_ENV, runner_env, server_env
+
+LUA_LIMIT_VARIABLES = [s.env for s in LuaGroup.settings()]
 
 SERVER_CREDENTIALS = ["RIVET_ADMIN_TOKEN", "RIVET_SECRET_KEY", "RIVET_DATABASE_URL"]
 RUNNER_CREDENTIALS = ["RIVET_RUNNER_TOKEN", "RIVET_REGISTRATION_TOKEN", "RIVET_SERVER"]
@@ -95,15 +96,16 @@ def test_the_server_of_rivet_up_gets_its_settings_and_no_runner_credential(
     assert env["RIVET_SECRET_KEY"] == canaries["RIVET_SECRET_KEY"]
     for name in [*RUNNER_CREDENTIALS, "RIVET_DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "PATH"]:
         assert canaries[name] not in env.values(), name
-    settings = {f"RIVET_{f.upper()}" for f in ServerSettings.model_fields}
+    settings = {s.env for s in ServerGroup.settings()}
     passed = {n for n in canaries if canaries[n] in env.values()}
     assert passed <= settings | set(LUA_LIMIT_VARIABLES)
 
 
-def test_the_lua_limit_names_are_the_ones_the_sandbox_reads() -> None:
+def test_the_lua_limit_names_are_the_ones_the_sandbox_reads(tmp_path: Path) -> None:
     from rivet.errors import ConfigError
     from rivet.lua.sandbox import Limits
 
     for name in LUA_LIMIT_VARIABLES:
+        assert name is not None
         with pytest.raises(ConfigError, match=name):
-            Limits.from_env({name: "not a number"})
+            Limits.from_env({"RIVET_HOME": str(tmp_path), name: "not a number"})

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from rivet.home import (
     RivetHome,
+    default_home,
     make_private_dir,
     open_private_append,
     prepare_sqlite_file,
@@ -38,13 +39,13 @@ def open_umask() -> Iterator[None]:
 
 
 def test_paths_are_named_once_under_the_home(tmp_path: Path) -> None:
-    home = RivetHome.from_env({"RIVET_HOME": str(tmp_path / "h")})
+    home = RivetHome(tmp_path / "h")
     assert home.root == tmp_path / "h"
     assert home.database_url == f"sqlite:///{tmp_path / 'h' / 'rivet.db'}"
     names = [home.admin_token, home.secret_key, home.config, home.runner_config]
     assert [p.name for p in names] == ["admin-token", "secret-key", "config", "runner.toml"]
     assert (home.logs.name, home.workspaces.name) == ("logs", "workspaces")
-    assert RivetHome.from_env({}).root == Path("~/.rivet").expanduser()
+    assert default_home() == Path("~/.rivet").expanduser()
 
 
 def test_directories_are_created_0700_with_their_parents(tmp_path: Path, open_umask: None) -> None:

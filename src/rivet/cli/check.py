@@ -10,22 +10,9 @@ import typer
 from rivet.cli.common import EXIT_FAILED, EXIT_OK, err_console, out_console, print_problem_lines
 from rivet.cli.terminal import echo_json, safe
 from rivet.errors import DefinitionError, RivetError
+from rivet.local.source import read_pipeline_file
 
-__all__ = ["check", "read_pipeline_file"]
-
-
-def read_pipeline_file(path: Path) -> str:
-    """The file's text, or a ``RivetError`` naming it (missing, a directory, unreadable)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RivetError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RivetError(f"{path}: is a directory, not a pipeline file") from None
-    except UnicodeDecodeError:
-        raise RivetError(f"{path}: is not UTF-8 text") from None
-    except OSError as exc:
-        raise RivetError(f"{path}: cannot read: {exc.strerror or exc}") from None
+__all__ = ["check", "strip_file_prefix"]
 
 
 def strip_file_prefix(message: str, name: str) -> str:

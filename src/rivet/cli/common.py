@@ -1,5 +1,5 @@
-"""Helpers shared by the command modules: consoles, exit codes, error lines, settings
-lookup (server URL, admin token, home directory) and id display.
+"""Helpers shared by the command modules: consoles, exit codes, error lines, the
+server URL and admin token (from :mod:`rivet.settings`) and id display.
 
 Output conventions: results go to stdout, errors and prompts to stderr. Colour only
 on a terminal and never with ``NO_COLOR`` set (rich honours both). Text from a job,
@@ -11,20 +11,16 @@ from __future__ import annotations
 import os
 import re
 import sys
-from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
 from rivet.cli.terminal import SafeConsole, visible
-from rivet.defaults import DEFAULT_PORT
-from rivet.errors import ApiError, ConfigError, DefinitionError, InputError, RivetError
-from rivet.home import RivetHome, tighten
-from rivet.tomlfile import read_optional_toml
+from rivet.errors import ApiError, DefinitionError, InputError, RivetError
+from rivet.home import tighten
+from rivet.settings import ClientGroup, SettingError, load_settings
 
 __all__ = [
-    "DEFAULT_SERVER",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -37,10 +33,8 @@ __all__ = [
     "print_definition_error",
     "print_error",
     "print_problem_lines",
-    "read_config",
     "resolve_admin_token",
     "resolve_server",
-    "rivet_home",
     "short_id",
 ]
 
@@ -49,7 +43,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
 SHORT_ID = 8
 
 
@@ -89,8 +82,9 @@ def is_interactive() -> bool:
 
 
 def exit_code_for(error: BaseException) -> int:
-    """2 for mistakes in what the user typed (inputs, flags), 1 for everything else."""
-    if isinstance(error, InputError | UsageProblem | ValueError):
+    """2 for mistakes in what the user typed or set (inputs, flags, a setting's value),
+    1 for everything else."""
+    if isinstance(error, InputError | UsageProblem | SettingError | ValueError):
         return EXIT_USAGE
     if isinstance(error, ApiError):
         code = getattr(error.detail, "code", None)
@@ -124,50 +118,21 @@ def print_problem_lines(lines: list[str], console: Console) -> None:
         console.print(Text(visible(line), style="red"))
 
 
-def rivet_home() -> Path:
-    """``$RIVET_HOME``, else ``~/.rivet``."""
-    return RivetHome.from_env().root
-
-
-def read_config(home: Path | None = None) -> dict[str, Any]:
-    """The TOML file ``$RIVET_HOME/config`` (``server = "..."``, ``admin_token = "..."``),
-    or an empty dict when it does not exist. It may hold the admin token, so a copy
-    that others can read is tightened (see :mod:`rivet.home`)."""
-    path = RivetHome(home or rivet_home()).config
-    tighten(path)
-    return read_optional_toml(path)
-
-
 def resolve_server(flag: str | None) -> str:
-    """``--server`` / ``RIVET_SERVER``, else ``server`` in the config file, else
-    ``http://127.0.0.1:8420`` (the port ``rivet server`` listens on by default)."""
-    value = flag
-    source = "--server"
-    if not value:
-        config = read_config()
-        configured = config.get("server")
-        if configured is not None and not isinstance(configured, str):
-            raise ConfigError(f"{RivetHome.from_env().config}: server must be a string URL")
-        value, source = configured, f"{RivetHome.from_env().config}"
-    if not value:
-        return DEFAULT_SERVER
-    value = value.strip().rstrip("/")
-    if "://" not in value:
-        value = f"http://{value}"
-    if not value.startswith(("http://", "https://")):
-        raise UsageProblem(f"{source}: server URL must start with http:// or https://: {value}")
-    return value
+    """The server URL: ``--server``, ``RIVET_SERVER``, ``server`` in the config file,
+    else ``http://127.0.0.1:8420`` (the ``client.server`` setting)."""
+    return load_settings({ClientGroup.server: flag}).client.server
 
 
 def resolve_admin_token(flag: str | None) -> str | None:
-    """``--admin-token`` / ``RIVET_ADMIN_TOKEN``, else ``admin_token`` in the config
-    file, else ``$RIVET_HOME/admin-token`` (written by a local ``rivet server``)."""
-    if flag:
-        return flag.strip()
-    configured = read_config().get("admin_token")
-    if isinstance(configured, str) and configured.strip():
-        return configured.strip()
-    path = RivetHome.from_env().admin_token
+    """``--admin-token``, ``RIVET_ADMIN_TOKEN``, ``admin_token`` in the config file
+    (the ``client.admin_token`` setting), else ``$RIVET_HOME/admin-token`` (written by
+    a local ``rivet server``)."""
+    settings = load_settings({ClientGroup.admin_token: flag})
+    configured = settings.client.admin_token
+    if configured is not None and configured.get_secret_value():
+        return configured.get_secret_value()
+    path = settings.paths.admin_token
     tighten(path)  # the admin token: never for other users' eyes
     try:
         token = path.read_text(encoding="utf-8").strip()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +19,7 @@ from typer.exceptions import TyperException
 
 from rivet import __version__
 from rivet.cli import check as check_cmd
+from rivet.cli import config as config_cmd
 from rivet.cli import init as init_cmd
 from rivet.cli import job as job_cmd
 from rivet.cli import pipeline as pipeline_cmd
@@ -35,9 +35,11 @@ from rivet.cli.common import (
     print_definition_error,
     print_error,
 )
+from rivet.cli.flags import with_setting_flags
 from rivet.cli.terminal import echo
-from rivet.defaults import DEFAULT_PORT
 from rivet.errors import DefinitionError, RivetError
+from rivet.settings import Flags
+from rivet.settings.flags import SERVER_FLAGS
 
 __all__ = ["app", "main"]
 
@@ -124,44 +126,25 @@ app.add_typer(job_cmd.app, name="job", rich_help_panel=REMOTE)
 app.add_typer(runner_cmd.app, name="runner", rich_help_panel=REMOTE)
 app.add_typer(secret_cmd.app, name="secret", rich_help_panel=REMOTE)
 app.command("up", rich_help_panel=REMOTE)(up_cmd.up)
+app.add_typer(config_cmd.app, name="config")
 
 
 @app.command("server", rich_help_panel=REMOTE)
-def server(
-    host: Annotated[
-        str, typer.Option(envvar="RIVET_HOST", help="address to listen on")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(envvar="RIVET_PORT", min=0, max=65535, help="port to listen on")
-    ] = DEFAULT_PORT,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="RIVET_DATABASE_URL",
-            help="SQLAlchemy URL, e.g. postgresql+psycopg://... (default: SQLite in RIVET_HOME)",
-            show_default=False,
-        ),
-    ] = None,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="RIVET_HOME",
-            help="state directory: database, admin token (default: ~/.rivet)",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
+@with_setting_flags(*SERVER_FLAGS)
+def server(flags: Flags) -> None:
     """Run the Rivet orchestrator: the HTTP API that the CLI and runners talk to.
 
     Migrates the database first. On first start it writes an admin token to
     $RIVET_HOME/admin-token (used by `rivet runner token create` on this machine).
-    RIVET_MAX_BODY_BYTES sets the largest request body accepted (default 4 MiB).
+    Its other settings (RIVET_MAX_BODY_BYTES, the largest request body accepted,
+    default 4 MiB; RIVET_LOG_LEVEL; …) come from their variables or [server] in
+    $RIVET_HOME/config; `rivet config show` lists them.
 
     Example: rivet server --host 0.0.0.0 --port 8420
     """
     from rivet.cli.server import serve
 
-    serve(host, port, database_url, home)
+    serve(flags)
 
 
 def main() -> None:

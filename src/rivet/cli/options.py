@@ -1,22 +1,16 @@
-"""Options shared by several commands (``rivet run``, ``rivet runner``, ``rivet job launch``,
-``--json`` of the commands that print what a server answered), declared once so their
-flags, variables and help stay the same everywhere."""
+"""Options shared by several commands (``rivet run``, ``rivet job launch``, ``--json``
+and ``--utc`` of the commands that print what a server answered), declared once so
+their flags, variables and help stay the same everywhere. Options that are settings
+(``--server``, ``--policy``, ``--workspace-root`` …) are declared with the settings
+instead (:mod:`rivet.settings.model`, typer options from :mod:`rivet.cli.flags`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = [
-    "DefaultImageOption",
-    "InputsOption",
-    "JsonOption",
-    "PolicyOption",
-    "UtcOption",
-    "WorkspaceRootOption",
-]
+__all__ = ["InputsOption", "JsonOption", "UtcOption"]
 
 JsonOption = Annotated[
     bool,
@@ -44,34 +38,5 @@ UtcOption = Annotated[
         "--utc",
         envvar="RIVET_UTC",
         help="show times in UTC (with a Z) instead of the local zone",
-    ),
-]
-
-WorkspaceRootOption = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="RIVET_WORKSPACE_ROOT",
-        help="where job workspaces are created (default: $RIVET_HOME/workspaces)",
-        show_default=False,
-    ),
-]
-
-DefaultImageOption = Annotated[
-    str | None,
-    typer.Option(
-        envvar="RIVET_DEFAULT_IMAGE",
-        help="image for commands outside containers (default: alpine:latest)",
-        show_default=False,
-    ),
-]
-
-PolicyOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--policy",
-        envvar="RIVET_POLICY",
-        help="runner policy file: allowed binaries, images, limits (docs/runner-policy.md; "
-        "default: the built-in policy)",
-        show_default=False,
     ),
 ]

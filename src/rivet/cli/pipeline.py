@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from rivet.cli.check import read_pipeline_file
 from rivet.cli.common import (
     EXIT_FAILED,
     err_console,
@@ -24,6 +23,7 @@ from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.terminal import echo_json, echo_source, safe, visible
 from rivet.domain.definition import PipelineDefinition
 from rivet.errors import ApiError
+from rivet.local.source import read_pipeline_file
 
 if TYPE_CHECKING:
     from rivet.protocol import PipelineView

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
-import typer
 from rich.text import Text
 
 from rivet.cli.common import resolve_admin_token, resolve_server
+from rivet.cli.flags import setting_option
 from rivet.cli.terminal import safe
 from rivet.cli.times import format_timestamp
+from rivet.settings import ClientGroup
 
 if TYPE_CHECKING:
     from rivet.client import RivetClient
@@ -26,26 +27,8 @@ __all__ = [
     "maybe",
 ]
 
-ServerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        "-s",
-        envvar="RIVET_SERVER",
-        help="server URL (default: `server` in $RIVET_HOME/config, else http://127.0.0.1:8420)",
-        show_default=False,
-    ),
-]
-
-AdminTokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--admin-token",
-        envvar="RIVET_ADMIN_TOKEN",
-        help="the server's admin token (default: $RIVET_HOME/admin-token of a local server)",
-        show_default=False,
-    ),
-]
+ServerOption = Annotated[str | None, setting_option(ClientGroup.server)]
+AdminTokenOption = Annotated[str | None, setting_option(ClientGroup.admin_token)]
 
 
 def client_for(server: str | None, admin_token: str | None = None) -> RivetClient:

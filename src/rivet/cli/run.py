@@ -1,4 +1,7 @@
-"""``rivet run FILE``: run a pipeline locally, every command in a Podman container."""
+"""``rivet run FILE``: run a pipeline locally, every command in a Podman container.
+
+The command parses flags, asks for missing inputs on a terminal and prints; the run
+itself is :mod:`rivet.local.run`."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import contextlib
 import os
 import signal
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -17,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from rivet.cli import common
-from rivet.cli.check import read_pipeline_file, strip_file_prefix
+from rivet.cli.check import strip_file_prefix
 from rivet.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,25 +28,17 @@ from rivet.cli.common import (
     out_console,
     print_definition_error,
 )
+from rivet.cli.flags import with_setting_flags
 from rivet.cli.inputs import collect_inputs, parse_input_args
-from rivet.cli.options import (
-    DefaultImageOption,
-    InputsOption,
-    PolicyOption,
-    UtcOption,
-    WorkspaceRootOption,
-)
+from rivet.cli.options import InputsOption, UtcOption
 from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
 from rivet.cli.terminal import safe, visible
 from rivet.cli.times import LogClock
-from rivet.defaults import DEFAULT_IMAGE
-from rivet.domain.inputs import resolve_inputs
 from rivet.domain.status import JobStatus
-from rivet.engine.backends.userns import check_subids
 from rivet.engine.events import CancelToken, JobResult
-from rivet.engine.workspaces import prepare_root
-from rivet.errors import DefinitionError, RivetError
-from rivet.home import RivetHome
+from rivet.errors import DefinitionError
+from rivet.settings import Flags, load_settings
+from rivet.settings.flags import RUN_FLAGS
 from rivet.stop_signals import handling_stop_signals, signal_name
 
 __all__ = ["exit_code_for_status", "print_job_summary", "run"]
@@ -83,12 +77,11 @@ def print_job_summary(
     console.print(line)
 
 
+@with_setting_flags(*RUN_FLAGS)
 def run(
     file: Annotated[Path, typer.Argument(help="the pipeline file", show_default=False)],
+    flags: Flags,
     inputs: InputsOption = None,
-    workspace_root: WorkspaceRootOption = None,
-    default_image: DefaultImageOption = None,
-    policy_file: PolicyOption = None,
     secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -115,64 +108,36 @@ def run(
 
     Example: rivet run build.lua --input branch=main --input jobs=4
     """
-    from rivet.engine.backends.podman import PodmanBackend
-    from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-    from rivet.engine.policy import Policy
+    # The engine (lupa, Podman backend) is loaded on use: it is heavy for other commands.
+    from rivet.local.run import LocalRun, LocalRunOptions
     from rivet.local_secrets import local_secrets
-    from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
 
-    # First, so a bad policy file is one error line before anything runs or prompts.
-    policy = Policy.load(policy_file) if policy_file is not None else Policy()
     out = out_console()
     err = err_console()
-    secrets = local_secrets(
-        os.environ, secret_file, lambda w: err.print(safe(f"warning: {w}", "yellow"))
-    )
-    name = str(file)
-    source = read_pipeline_file(file)
+
+    def warn(message: str) -> None:
+        err.print(safe(f"warning: {message}", "yellow"))
+
+    options = LocalRunOptions.from_settings(load_settings(flags))
+    secrets = local_secrets(os.environ, secret_file, warn)
     try:
-        loaded = load_pipeline(source, name)
+        local = LocalRun.load(file, options, secrets=secrets)
     except DefinitionError as exc:
         print_definition_error(exc, err)
         raise typer.Exit(EXIT_FAILED) from None
-    definition = loaded.definition
-    missing_plugins = [p for p in definition.plugins if p not in KNOWN_PLUGINS]
-    if missing_plugins:
-        raise RivetError(
-            f"{name}: plugins: {', '.join(missing_plugins)} not available in this Rivet; "
-            "run the pipeline on a runner that provides "
-            + ("it" if len(missing_plugins) == 1 else "them")
-        )
-    for warning in loaded.warnings:
+    name = local.filename
+    for warning in local.warnings:
         err.print(safe(f"{name}: warning: {strip_file_prefix(warning, name)}", "yellow"))
+    definition = local.definition
     given = parse_input_args(inputs or [])
     collected = collect_inputs(definition, given, interactive=common.is_interactive(), console=err)
-    resolved = resolve_inputs(definition, collected)
-
-    root = workspace_root or RivetHome(common.rivet_home()).workspaces
-    note = prepare_root(root)  # a ConfigError names the root and what is wrong with it
-    if policy.container.userns == "auto":
-        check_subids()
-    if note is not None:
-        err.print(Text(f"warning: {note}", style="yellow"))
-    job = JobSpec(
-        job_id=f"local-{uuid.uuid4().hex[:8]}",
-        source=source,
-        filename=name,
-        inputs=resolved,
-        secrets=secrets,
-        local_secrets=True,
-    )
-    executor = Executor(
-        PodmanBackend(),
-        ExecutorSettings(
-            workspace_root=root, default_image=default_image or DEFAULT_IMAGE, policy=policy
-        ),
+    prepared = local.prepare(
+        collected, warn=lambda note: err.print(Text(f"warning: {note}", style="yellow"))
     )
     printer = LogPrinter(out, [s.name for s in definition.stages], LogClock(utc=utc))
     cancel = CancelToken()
-    err.print(safe(f"running pipeline {definition.name} as job {job.job_id}", "dim"))
-    result = _run_with_ctrl_c(lambda: executor.run(job, printer, cancel), cancel, err, job.job_id)
+    err.print(safe(f"running pipeline {definition.name} as job {prepared.job_id}", "dim"))
+    result = _run_with_ctrl_c(lambda: prepared.run(printer, cancel), cancel, err, prepared.job_id)
     rows = [StageRow.of(s) for s in result.stages]
     started = [s.started_at for s in result.stages if s.started_at]
     finished = [s.finished_at for s in result.stages if s.finished_at]

@@ -12,21 +12,15 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.common import UsageProblem, err_console, out_console, short_id
-from rivet.cli.options import (
-    DefaultImageOption,
-    JsonOption,
-    PolicyOption,
-    UtcOption,
-    WorkspaceRootOption,
-)
+from rivet.cli.flags import with_setting_flags
+from rivet.cli.options import JsonOption, UtcOption
 from rivet.cli.remote import (
     AdminTokenOption,
     ServerOption,
@@ -38,6 +32,8 @@ from rivet.cli.remote import (
 )
 from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe
 from rivet.errors import ConfigError, RivetError
+from rivet.settings import Flags, parse_tags
+from rivet.settings.flags import RUNNER_FLAGS
 
 if TYPE_CHECKING:
     from rivet.protocol import RunnerView
@@ -54,107 +50,38 @@ app.add_typer(token_app, name="token")
 
 
 @app.callback(invoke_without_command=True)
-def runner(
-    ctx: typer.Context,
-    server: ServerOption = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            "-t",
-            envvar="RIVET_RUNNER_TOKEN",
-            help="this runner's own token (default: the one saved at registration)",
-            show_default=False,
-        ),
-    ] = None,
-    registration_token: Annotated[
-        str | None,
-        typer.Option(
-            "--registration-token",
-            envvar="RIVET_REGISTRATION_TOKEN",
-            help="a one-time token from 'rivet runner token create', to register",
-            show_default=False,
-        ),
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            envvar="RIVET_RUNNER_NAME", help="runner name (default: host name)", show_default=False
-        ),
-    ] = None,
-    tags: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--tag",
-            help="a tag KEY=VALUE jobs can require, sent when the runner registers; later the "
-            "server's tags apply (an admin changes them with 'rivet runner set-tags'); "
-            "repeatable; env RIVET_RUNNER_TAGS=k=v,k=v",
-            show_default=False,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            envvar="RIVET_RUNNER_CONCURRENCY",
-            min=1,
-            help="jobs run at once (default: 1)",
-            show_default=False,
-        ),
-    ] = None,
-    default_image: DefaultImageOption = None,
-    workspace_root: WorkspaceRootOption = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            envvar="RIVET_RUNNER_CONFIG",
-            help="runner config file (default: $RIVET_HOME/runner.toml)",
-            show_default=False,
-        ),
-    ] = None,
-    policy: PolicyOption = None,
-) -> None:
+@with_setting_flags(*RUNNER_FLAGS)
+def runner(ctx: typer.Context, flags: Flags) -> None:
     """Start a runner that takes jobs from a server, or manage runners (subcommands).
 
     Without a subcommand this process becomes a runner: on first start it registers
     with a one-time token from `rivet runner token create` and saves its own token,
     then long-polls the server for matching jobs and runs them in Podman. Ctrl-C
     (or SIGTERM, SIGHUP) once stops taking jobs and finishes the running ones; twice
-    cancels them and removes their containers.
+    cancels them and removes their containers. Settings not given as flags come from
+    their variables, the runner's config file, then $RIVET_HOME/config (see `rivet
+    config show --runner`).
 
     Example: rivet runner --server http://ci:8420 --registration-token rivet_reg_... --tag os=linux
     """
     if ctx.invoked_subcommand is not None:
         return
-    code = start_runner(
-        server=server,
-        token=token,
-        registration_token=registration_token,
-        name=name,
-        tags=tuple(tags or ()),
-        concurrency=concurrency,
-        workspace_root=workspace_root,
-        default_image=default_image,
-        config_file=config,
-        policy_file=policy,
-    )
-    raise typer.Exit(code)
+    raise typer.Exit(start_runner(flags))
 
 
-def start_runner(**options: Any) -> int:
-    """``rivet.runner.agent.run_runner(RunnerOptions(**options))``, imported on use (the
-    runner pulls in the executor and the Podman backend)."""
+def start_runner(flags: Flags) -> int:
+    """``rivet.runner.agent.run_runner(flags)``, imported on use (the runner pulls in
+    the executor and the Podman backend)."""
     try:
         agent = importlib.import_module("rivet.runner.agent")
-        config = importlib.import_module("rivet.runner.config")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("rivet.runner", "rivet.runner.agent", "rivet.runner.config"):
+        if exc.name not in ("rivet.runner", "rivet.runner.agent"):
             raise
         raise RivetError(
             "the runner is not available in this build of Rivet (rivet.runner is missing)"
         ) from None
     _log_to_stderr()
-    result = agent.run_runner(config.RunnerOptions(**options))
+    result = agent.run_runner(flags)
     return result if isinstance(result, int) else 0
 
 
@@ -235,8 +162,6 @@ def set_tags(
     """
     if clear == bool(tags):
         raise UsageProblem("give the runner's tags as KEY=VALUE, or --clear to remove them all")
-    from rivet.runner.config import parse_tags  # on use: it loads the runner's settings
-
     try:
         parsed = parse_tags(tags or [], "tag")
     except ConfigError as exc:

@@ -1,59 +1,47 @@
 """``rivet server``: run the orchestrator (migrate the database, then serve HTTP).
 
 The typer app wires :func:`serve` in as a command; ``python -m rivet.cli.server``
-runs it standalone with the same options.
+runs it standalone with the same flags (both built from
+:data:`rivet.settings.flags.SERVER_FLAGS`), so ``rivet up`` does not need the typer CLI.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
+import sys
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
-from rivet.config import ServerSettings
+from rivet.cli.common import print_error
+from rivet.errors import ConfigError
 from rivet.home import private_umask
 from rivet.orchestrator import create_app
+from rivet.orchestrator.state import database_url
+from rivet.settings import Flags, load_settings
+from rivet.settings.flags import SERVER_FLAGS, add_arguments, flags_from
 from rivet.store import Database, upgrade
 
-__all__ = ["build_settings", "serve"]
+__all__ = ["serve"]
 
 
-def build_settings(
-    host: str | None = None,
-    port: int | None = None,
-    database_url: str | None = None,
-    home: Path | None = None,
-) -> ServerSettings:
-    """Settings from ``RIVET_*`` variables, overridden by the flags that were given."""
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "host": host,
-            "port": port,
-            "database_url": database_url,
-            "home": home,
-        }.items()
-        if value is not None
-    }
-    return ServerSettings(**overrides)
-
-
-def serve(host: str, port: int, database_url: str | None, home: Path | None) -> None:
+def serve(flags: Flags) -> None:
     """Migrate the database to the current schema, then serve until interrupted.
 
-    Runs with umask 0o077: everything the server writes (database, tokens, keys) is
-    for its own user only (see :mod:`rivet.home`)."""
+    The server's settings are ``flags`` over the rest of the chain (``RIVET_*``
+    variables, ``[server]`` in ``$RIVET_HOME/config``, defaults). Runs with umask
+    0o077: everything the server writes (database, tokens, keys) is for its own user
+    only (see :mod:`rivet.home`)."""
     private_umask()
-    settings = build_settings(host, port, database_url, home)
+    settings = load_settings(flags)
+    server = settings.server
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Migrate before binding the port, so a bad URL fails fast with one clear error.
-    db = Database(settings.resolved_database_url)
+    db = Database(database_url(settings))
     try:
         upgrade(db)
     finally:
@@ -61,9 +49,9 @@ def serve(host: str, port: int, database_url: str | None, home: Path | None) -> 
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
         ws="none",
         lifespan="on",
         # A last resort: draining (below) ends long polls and log streams at once.
@@ -88,16 +76,17 @@ class _DrainingServer(uvicorn.Server):
             services.queue.drain()
 
 
-def main(argv: list[str] | None = None) -> None:
-    defaults = ServerSettings()
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rivet.cli.server``; a bad setting is one ``error:`` line, exit 2."""
     parser = argparse.ArgumentParser(prog="rivet server", description=__doc__)
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--database-url", default=None, help="default: $RIVET_DATABASE_URL")
-    parser.add_argument("--home", type=Path, default=None, help="default: $RIVET_HOME")
-    args = parser.parse_args(argv)
-    serve(args.host, args.port, args.database_url, args.home)
+    add_arguments(parser, SERVER_FLAGS)
+    try:
+        serve(flags_from(parser.parse_args(argv), SERVER_FLAGS))
+    except ConfigError as exc:
+        print_error(str(exc))
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -29,7 +29,6 @@ so no metamethod of the pipeline runs inside Rivet's Python in the first place.
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -40,8 +39,9 @@ from typing import Any
 
 from lupa import lua54
 
-from rivet.defaults import LUA_LIMIT_VARIABLES
-from rivet.errors import ConfigError, LuaError, ResourceLimitError
+from rivet.errors import LuaError, ResourceLimitError
+from rivet.settings import LuaGroup, load_settings
+from rivet.settings.model import LUA_DEFINITION_SECONDS, LUA_MEMORY_MIB, LUA_STAGE_SECONDS
 
 __all__ = ["JOB_ENDED", "Limits", "LuaCallError", "Sandbox", "clean_message"]
 
@@ -53,35 +53,28 @@ HOOK_INSTRUCTIONS = 10_000
 
 @dataclass(frozen=True)
 class Limits:
-    memory_bytes: int = 256 * MiB
-    definition_cpu_seconds: float = 5.0
-    stage_cpu_seconds: float = 60.0
+    """The sandbox's caps; the settings ``lua.*`` (:class:`rivet.settings.LuaGroup`)
+    declare them, their variables and their defaults."""
+
+    memory_bytes: int = int(LUA_MEMORY_MIB * MiB)
+    definition_cpu_seconds: float = LUA_DEFINITION_SECONDS
+    stage_cpu_seconds: float = LUA_STAGE_SECONDS
+
+    @classmethod
+    def from_settings(cls, lua: LuaGroup) -> Limits:
+        return cls(
+            memory_bytes=int(lua.memory_mib * MiB),
+            definition_cpu_seconds=lua.definition_seconds,
+            stage_cpu_seconds=lua.stage_seconds,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """Limits from ``RIVET_LUA_MEMORY_MIB``, ``RIVET_LUA_DEFINITION_SECONDS`` and
-        ``RIVET_LUA_STAGE_SECONDS``; unset variables keep the defaults."""
-        env = os.environ if environ is None else environ
-        default = cls()
-
-        def number(name: str, fallback: float) -> float:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return fallback
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-            if not value > 0:
-                raise ConfigError(f"{name}: must be greater than 0, got {raw!r}")
-            return value
-
-        memory, definition, stage = LUA_LIMIT_VARIABLES
-        return cls(
-            memory_bytes=int(number(memory, default.memory_bytes / MiB) * MiB),
-            definition_cpu_seconds=number(definition, default.definition_cpu_seconds),
-            stage_cpu_seconds=number(stage, default.stage_cpu_seconds),
-        )
+        """The limits through the settings chain, for a caller that has no settings of
+        its own: ``RIVET_LUA_MEMORY_MIB``, ``RIVET_LUA_DEFINITION_SECONDS`` and
+        ``RIVET_LUA_STAGE_SECONDS`` in ``environ`` (default: this process's), else
+        ``[lua]`` in ``$RIVET_HOME/config``, else the defaults."""
+        return cls.from_settings(load_settings(env=environ).lua)
 
 
 JOB_ENDED = "job has ended"

@@ -20,7 +20,6 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 
 from rivet import __version__
-from rivet.config import ServerSettings
 from rivet.orchestrator.auth import hash_token, load_admin_token
 from rivet.orchestrator.guard import BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
@@ -34,6 +33,7 @@ from rivet.orchestrator.routes import (
     stream,
 )
 from rivet.orchestrator.services import Services
+from rivet.settings import RivetSettings, load_settings
 from rivet.store import upgrade
 
 __all__ = ["create_app"]
@@ -41,8 +41,10 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    settings = settings if settings is not None else ServerSettings()
+def create_app(settings: RivetSettings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: :func:`rivet.settings.load_settings` of this
+    process)."""
+    settings = settings if settings is not None else load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +76,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         dependencies=[Depends(check_request_text)],
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
     for module in (health, pipelines, jobs, stream, runners, runner_api, secret_admin):
         app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     return app

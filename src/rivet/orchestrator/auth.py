@@ -23,9 +23,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from rivet.config import ServerSettings
 from rivet.errors import AuthenticationError, RivetError
 from rivet.home import make_private_dir, tighten
+from rivet.settings import RivetSettings
 
 __all__ = [
     "bearer_token",
@@ -48,11 +48,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load_admin_token(settings: ServerSettings) -> str:
-    """``RIVET_ADMIN_TOKEN``, else ``$RIVET_HOME/admin-token``, created (mode 0600) if absent."""
-    if settings.admin_token is not None:
-        return settings.admin_token.get_secret_value()
-    path: Path = settings.admin_token_file
+def load_admin_token(settings: RivetSettings) -> str:
+    """``server.admin_token`` (``RIVET_ADMIN_TOKEN``), else ``$RIVET_HOME/admin-token``,
+    created (mode 0600) if absent."""
+    configured = settings.server.admin_token
+    if configured is not None:
+        return configured.get_secret_value()
+    path: Path = settings.paths.admin_token
     try:
         return _read_token(path)
     except FileNotFoundError:

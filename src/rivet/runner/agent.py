@@ -38,10 +38,11 @@ from rivet.runner.client import (
     ServerUnavailable,
     TokenRejected,
 )
-from rivet.runner.config import RunnerOptions, RunnerSettings, resolve_settings
+from rivet.runner.config import RunnerSettings, resolve_settings
 from rivet.runner.job import JobRun
 from rivet.runner.registration import RegistrationFailed, register_runner
 from rivet.runner.retry import Backoff
+from rivet.settings import Flags
 from rivet.stop_signals import handling_stop_signals, signal_name
 
 __all__ = ["Agent", "run_runner"]
@@ -62,7 +63,10 @@ class Agent:
         self.executor = executor or Executor(
             PodmanBackend(),
             ExecutorSettings(
-                settings.workspace_root, settings.default_image, policy=settings.policy
+                settings.workspace_root,
+                settings.default_image,
+                limits=settings.limits,
+                policy=settings.policy,
             ),
         )
         self.runner_id = settings.runner_id
@@ -292,8 +296,10 @@ def _secure_files(settings: RunnerSettings) -> None:
     make_private_dir(settings.workspace_root)
 
 
-def run_runner(options: RunnerOptions) -> int:
-    """``rivet runner``: run an agent until signalled; returns the exit status.
+def run_runner(flags: Flags | None = None) -> int:
+    """``rivet runner``: run an agent with the settings ``flags`` (by setting) and the
+    rest of the chain give (:func:`rivet.runner.config.resolve_settings`) until
+    signalled; returns the exit status (2 for a bad setting).
 
     SIGINT, SIGTERM or SIGHUP (:data:`rivet.stop_signals.STOP_SIGNALS`, any mix) once:
     stop claiming, finish running jobs. Twice: cancel them (their containers are
@@ -309,7 +315,7 @@ def run_runner(options: RunnerOptions) -> int:
         # One line per HTTP request would drown the runner's own messages.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        settings = resolve_settings(options)
+        settings = resolve_settings(flags)
         _secure_files(settings)
         # Refuse an unsafe workspace root before claiming anything, not job by job.
         note = prepare_root(settings.workspace_root)

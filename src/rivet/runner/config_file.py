@@ -1,19 +1,14 @@
-"""The runner's config file (default ``$RIVET_HOME/runner.toml``): read it, and save the
-permanent token a registration returned.
+"""The runner's config file (default ``$RIVET_HOME/runner.toml``): the registration
+saved in it, and saving the permanent token a registration returned.
 
-Keys (all optional)::
+Its settings (``server``, ``name``, ``concurrency``, ``default_image``,
+``workspace_root``, ``policy``, ``[tags]``) are read through the settings chain (see
+:mod:`rivet.settings.files`); this module handles what registration writes::
 
     server = "http://rivet.example:8420"
-    token = "rivet_runner_..."        # written by registration
-    runner_id = "..."                 # written by registration
+    token = "rivet_runner_..."
+    runner_id = "..."
     name = "build-box-1"
-    concurrency = 2
-    default_image = "alpine:latest"
-    workspace_root = "/var/lib/rivet/workspaces"
-    policy = "policy.toml"            # runner policy file, relative to this file
-
-    [tags]
-    os = "linux"
 
 The file holds a secret, so it is written with mode 0600, atomically (a crash leaves
 the old file or the new one, never half of one), keeping every other key as it was.
@@ -29,9 +24,10 @@ from typing import Any
 
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir
+from rivet.settings.kinds import ServerUrl
 from rivet.tomlfile import read_optional_toml
 
-__all__ = ["read_runner_file", "save_registration"]
+__all__ = ["read_runner_file", "save_registration", "saved_registration"]
 
 _SCALARS = (str, int, float, bool)
 
@@ -39,6 +35,26 @@ _SCALARS = (str, int, float, bool)
 def read_runner_file(path: Path) -> dict[str, Any]:
     """The file's table, or ``{}`` when it does not exist."""
     return read_optional_toml(path)
+
+
+def saved_registration(path: Path, server: str) -> tuple[str | None, str | None]:
+    """The token and runner id saved in ``path``, when they were issued by ``server``
+    (a saved server that does not even parse as a URL is another server); else
+    ``(None, None)``."""
+    saved = read_runner_file(path)
+    token = saved.get("token")
+    if not token or not isinstance(token, str):
+        return None, None
+    saved_server = saved.get("server")
+    if saved_server is not None:
+        try:
+            same = ServerUrl().convert(saved_server) == server
+        except ValueError:
+            same = False
+        if not same:
+            return None, None
+    runner_id = saved.get("runner_id")
+    return token, str(runner_id) if runner_id is not None else None
 
 
 def save_registration(path: Path, *, server: str, runner_id: str, token: str, name: str) -> None:

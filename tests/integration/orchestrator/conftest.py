@@ -20,11 +20,11 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from pydantic import SecretStr
+from live_rivet import rivet_settings
 
-from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
+from rivet.settings import RivetSettings
 from rivet.store.testing import empty_tables
 
 # Test modules import their plain helper module by name; that must also work under
@@ -39,19 +39,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> ServerSettings:
+def settings(database_url: str, tmp_path: Path) -> RivetSettings:
     from api_helpers import ADMIN_TOKEN
 
-    return ServerSettings(
-        home=tmp_path / "home",
-        database_url=database_url,
-        admin_token=SecretStr(ADMIN_TOKEN),
-        poll_interval=0.5,
+    return rivet_settings(
+        tmp_path / "home", database_url=database_url, admin_token=ADMIN_TOKEN, poll_interval=0.5
     )
 
 
 @pytest.fixture
-async def app(settings: ServerSettings) -> AsyncIterator[FastAPI]:
+async def app(settings: RivetSettings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         services: Services = application.state.services
@@ -91,7 +88,7 @@ def serving(application: FastAPI) -> Iterator[str]:
 
 
 @pytest.fixture
-def live_url(settings: ServerSettings) -> Iterator[str]:
+def live_url(settings: RivetSettings) -> Iterator[str]:
     """Base URL of a real server over the test database (emptied first)."""
     application = create_app(settings)
     with serving(application) as url:

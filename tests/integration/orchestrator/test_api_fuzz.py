@@ -35,7 +35,6 @@ import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -43,12 +42,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 from api_helpers import ADMIN, ADMIN_TOKEN, lua_pipeline
+from live_rivet import rivet_settings
 
 # Each operation: a few seeded requests, then this many generated ones per database.
 FUZZ_EXAMPLES = 15
@@ -416,10 +415,10 @@ _ORDER: dict[str, int] = {"get": 0, "post": 1, "put": 2, "delete": 3}
 
 
 def _fuzz(database_url: str, tmp_path: Path) -> Report:
-    server = ServerSettings(
-        home=tmp_path / "home",
+    server = rivet_settings(
+        tmp_path / "home",
         database_url=database_url,
-        admin_token=SecretStr(ADMIN_TOKEN),
+        admin_token=ADMIN_TOKEN,
         poll_interval=0.2,
         sse_keepalive=0.5,
     )

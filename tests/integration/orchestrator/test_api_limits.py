@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -17,9 +18,10 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from rivet import limits
-from rivet.config import ServerSettings
+from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
 from rivet.orchestrator.services import Services
+from rivet.settings import RivetSettings, ServerGroup, load_settings
 from rivet.store import tables
 from rivet.store.testing import empty_tables
 
@@ -55,11 +57,11 @@ def refused(response: httpx.Response, status: int, field: str, limit: int) -> di
 
 @pytest.fixture
 async def small_client(
-    settings: ServerSettings,
+    settings: RivetSettings,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     """The app with the smallest body limit the setting allows."""
     limit = limits.MAX_SOURCE_BYTES + 64 * 1024
-    application = create_app(settings.model_copy(update={"max_body_bytes": limit}))
+    application = create_app(settings.replace({ServerGroup.max_body_bytes: limit}))
     async with application.router.lifespan_context(application):
         await anyio.to_thread.run_sync(empty_tables, application.state.services.db)
         transport = httpx.ASGITransport(app=application)
@@ -133,12 +135,13 @@ async def test_a_declared_length_over_the_limit_is_refused_unread(
     refused(response, 413, "RIVET_MAX_BODY_BYTES", limit)
 
 
-def test_the_body_limit_setting_is_read_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("RIVET_MAX_BODY_BYTES", str(8 * 1024 * 1024))
-    assert ServerSettings().max_body_bytes == 8 * 1024 * 1024
-    assert ServerSettings.model_fields["max_body_bytes"].default == limits.DEFAULT_MAX_BODY_BYTES
+def test_the_body_limit_setting_is_read_from_the_environment(tmp_path: Path) -> None:
+    env = {"RIVET_HOME": str(tmp_path), "RIVET_MAX_BODY_BYTES": str(8 * 1024 * 1024)}
+    assert load_settings(env=env).server.max_body_bytes == 8 * 1024 * 1024
+    assert ServerGroup.max_body_bytes.default == limits.DEFAULT_MAX_BODY_BYTES
+    too_small = {**env, "RIVET_MAX_BODY_BYTES": str(limits.MAX_SOURCE_BYTES)}
+    with pytest.raises(ConfigError, match=r"^RIVET_MAX_BODY_BYTES: must be at least"):
+        _ = load_settings(env=too_small).server
 
 
 # --- the fields -----------------------------------------------------------------------

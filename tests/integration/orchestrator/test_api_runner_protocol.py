@@ -10,8 +10,8 @@ import httpx
 import pytest
 from api_helpers import ADMIN, create_pipeline, launch, log_lines, register_runner
 
-from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
+from rivet.settings import RivetSettings, ServerGroup
 from rivet.store.testing import empty_tables
 
 pytestmark = pytest.mark.anyio
@@ -215,11 +215,11 @@ async def test_stages_heartbeat_and_idempotent_completion(client: httpx.AsyncCli
 
 
 async def test_idle_runner_is_woken_by_a_launch_not_by_polling(
-    settings: ServerSettings,
+    settings: RivetSettings,
 ) -> None:
     # With a 30 s poll fallback, a claim answered within seconds can only have been
     # woken by the launch (the latency itself is measured by bench/dispatch.py).
-    app = create_app(settings.model_copy(update={"poll_interval": 30.0}))
+    app = create_app(settings.replace({ServerGroup.poll_interval: 30.0}))
     async with app.router.lifespan_context(app):
         await anyio.to_thread.run_sync(empty_tables, app.state.services.db)
         transport = httpx.ASGITransport(app=app)

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from api_helpers import ADMIN, log_lines, lua_pipeline, read_sse
 
-from rivet.config import ServerSettings
+from rivet.settings import RivetSettings, ServerGroup
 
 
 @pytest.fixture
-def settings(settings: ServerSettings) -> ServerSettings:
+def settings(settings: RivetSettings) -> RivetSettings:
     # A slow poll fallback: events arriving fast below prove the wake-up path works.
-    return settings.model_copy(update={"poll_interval": 5.0})
+    return settings.replace({ServerGroup.poll_interval: 5.0})
 
 
 @pytest.fixture

@@ -14,14 +14,14 @@ import httpx
 import pytest
 from api_helpers import ADMIN, create_pipeline, launch, register_runner
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import select, text
 
-from rivet.config import ServerSettings
 from rivet.errors import ConfigError
 from rivet.orchestrator import create_app
 from rivet.orchestrator.keyring import generate_key
 from rivet.orchestrator.services import Services
+from rivet.orchestrator.state import database_url
+from rivet.settings import CoreGroup, RivetSettings, ServerGroup
 from rivet.store.pipelines import get_version
 from rivet.store.tables import secret_grants, secrets
 
@@ -189,7 +189,7 @@ async def test_secret_names_follow_the_environment_name_rule(
 
 
 async def test_values_are_encrypted_at_rest(
-    app: FastAPI, client: httpx.AsyncClient, settings: ServerSettings
+    app: FastAPI, client: httpx.AsyncClient, settings: RivetSettings
 ) -> None:
     assert (await put(client, "TOKEN", VALUE, grants=["p"])).status_code == 201
     rows = raw_rows(app)
@@ -197,7 +197,7 @@ async def test_values_are_encrypted_at_rest(
     assert_absent(rows, VALUE)
     services: Services = app.state.services
     if services.db.dialect == "sqlite":
-        db_file = Path(settings.resolved_database_url.removeprefix("sqlite:///"))
+        db_file = Path(database_url(settings).removeprefix("sqlite:///"))
         for path in db_file.parent.glob(db_file.name + "*"):  # rivet.db, -wal, -shm
             assert_absent(path.read_bytes(), VALUE)
     else:
@@ -272,7 +272,7 @@ async def test_server_logs_never_hold_the_value(
 
 
 async def test_key_file_is_created_0600_and_reused_across_restarts(
-    settings: ServerSettings, client: httpx.AsyncClient
+    settings: RivetSettings, client: httpx.AsyncClient
 ) -> None:
     key_file = settings.home / "secret-key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -290,7 +290,7 @@ async def test_key_file_is_created_0600_and_reused_across_restarts(
             assert (await claim(other, runner))["secrets"] == {"TOKEN": VALUE}
 
 
-async def test_group_readable_key_file_is_refused(settings: ServerSettings) -> None:
+async def test_group_readable_key_file_is_refused(settings: RivetSettings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     key_file = settings.home / "secret-key"
     key_file.write_text(generate_key() + "\n")
@@ -302,12 +302,12 @@ async def test_group_readable_key_file_is_refused(settings: ServerSettings) -> N
 
 
 async def test_env_key_wins_and_rotation_reencrypts(
-    app: FastAPI, settings: ServerSettings, tmp_path: Path
+    app: FastAPI, settings: RivetSettings, tmp_path: Path
 ) -> None:
     del app  # only for its emptied tables
     old, new = generate_key(), generate_key()
     home = tmp_path / "env-home"
-    first = settings.model_copy(update={"home": home, "secret_key": SecretStr(old)})
+    first = settings.replace({CoreGroup.home: home, ServerGroup.secret_key: old})
     server = create_app(first)
     async with server.router.lifespan_context(server):
         transport = httpx.ASGITransport(app=server)
@@ -317,18 +317,18 @@ async def test_env_key_wins_and_rotation_reencrypts(
             before = raw_rows(server)
     assert not (home / "secret-key").exists()  # the env key is used, no file is written
 
-    rotated = first.model_copy(update={"secret_key": SecretStr(f"{new}, {old}")})
+    rotated = first.replace({ServerGroup.secret_key: f"{new}, {old}"})
     server = create_app(rotated)
     async with server.router.lifespan_context(server):  # start-up re-encrypts with `new`
         after = raw_rows(server)
     assert after != before
-    services = Services.build(rotated.model_copy(update={"secret_key": SecretStr(new)}))
+    services = Services.build(rotated.replace({ServerGroup.secret_key: new}))
     try:
         assert values_for(services, "deploy") == {"TOKEN": VALUE}  # old key not needed
     finally:
         services.db.close()
 
-    wrong = Services.build(rotated.model_copy(update={"secret_key": SecretStr(generate_key())}))
+    wrong = Services.build(rotated.replace({ServerGroup.secret_key: generate_key()}))
     try:
         assert values_for(wrong, "deploy") == {}  # unknown key: left out, logged
     finally:

@@ -20,18 +20,18 @@ import httpx
 import pytest
 from api_helpers import ADMIN, ADMIN_TOKEN, create_pipeline, register_runner
 from fastapi import FastAPI
+from live_rivet import rivet_settings
 from pg_cluster import own_cluster
-from pydantic import SecretStr
 
-from rivet.config import ServerSettings
 from rivet.orchestrator import create_app
 from rivet.orchestrator.http_errors import RETRY_AFTER
+from rivet.settings import RivetSettings
 
 pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def serve(settings: ServerSettings) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+async def serve(settings: RivetSettings) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -70,8 +70,8 @@ async def assert_serving(client: httpx.AsyncClient) -> None:
 @pytest.mark.postgres
 async def test_postgresql_outage_is_503_and_the_server_recovers(tmp_path: Path) -> None:
     with own_cluster() as cluster:
-        settings = ServerSettings(
-            home=tmp_path / "home", database_url=cluster.url, admin_token=SecretStr(ADMIN_TOKEN)
+        settings = rivet_settings(
+            tmp_path / "home", database_url=cluster.url, admin_token=ADMIN_TOKEN
         )
         async with serve(settings) as (client, _app):
             await create_pipeline(client, "p")
@@ -115,10 +115,10 @@ async def test_sqlite_file_that_cannot_be_opened_is_503_and_the_server_recovers(
     tmp_path: Path, breakage: Callable[[Path], Callable[[], None]]
 ) -> None:
     db_dir = tmp_path / "db"
-    settings = ServerSettings(
-        home=tmp_path / "home",
+    settings = rivet_settings(
+        tmp_path / "home",
         database_url=f"sqlite:///{db_dir / 'rivet.db'}",
-        admin_token=SecretStr(ADMIN_TOKEN),
+        admin_token=ADMIN_TOKEN,
     )
     async with serve(settings) as (client, app):
         await create_pipeline(client, "p")

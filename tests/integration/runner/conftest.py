@@ -19,8 +19,22 @@ import pytest
 from live_rivet import Api, live_server, remove_job_containers, server_settings
 
 from rivet.runner.agent import Agent
-from rivet.runner.config import RunnerOptions, resolve_settings
+from rivet.runner.config import resolve_settings
 from rivet.runner.logs import ShipperSettings
+from rivet.settings import ClientGroup, JobsGroup, RunnerGroup, Setting
+
+# start_agent(**options): the runner's flags by name.
+FLAGS: dict[str, Setting[Any]] = {
+    "server": ClientGroup.server,
+    "token": RunnerGroup.token,
+    "registration_token": RunnerGroup.registration_token,
+    "name": RunnerGroup.name,
+    "tags": RunnerGroup.tags,
+    "concurrency": RunnerGroup.concurrency,
+    "default_image": JobsGroup.default_image,
+    "workspace_root": JobsGroup.workspace_root,
+    "policy": JobsGroup.policy,
+}
 
 StartAgent = Callable[..., Agent]
 
@@ -55,7 +69,8 @@ def start_agent(api: Api, tmp_path: Path, tag: str) -> Iterator[StartAgent]:
         options.setdefault("server", api.url)
         if register:
             options.setdefault("registration_token", api.registration_token())
-        settings = resolve_settings(RunnerOptions(**options), {"RIVET_HOME": str(home)})
+        flags = {FLAGS[name]: value for name, value in options.items()}
+        settings = resolve_settings(flags, {"RIVET_HOME": str(home)})
         settings = replace(
             settings,
             heartbeat_interval=0.5,

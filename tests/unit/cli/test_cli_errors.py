@@ -20,14 +20,13 @@ from rivet import __version__
 from rivet.cli import check as check_module
 from rivet.cli.main import app
 from rivet.client import RivetClient
+from rivet.settings import GROUPS
 
 Invoke = Callable[..., Result]
 
-# Flags whose environment variable is read by the code they hand over to instead of
-# by typer: RIVET_RUNNER_TAGS is a comma-separated list parsed by the runner itself
-# (`rivet up` passes its environment on to the runner it starts).
-ENV_HANDLED_ELSEWHERE = {("rivet runner", "tags"), ("rivet up", "tags")}
 NO_ENV = {"help", "version", "install_completion", "show_completion"}
+# Flags that are settings: their variable is read by the settings chain, not by typer.
+SETTINGS = {s.flags[0]: s for group in GROUPS for s in group.settings() if s.flags}
 
 
 def walk(command: object, path: str = "rivet") -> Iterator[tuple[str, object]]:
@@ -74,7 +73,10 @@ def test_every_flag_has_a_rivet_env_var() -> None:
         for param in getattr(command, "params", []):
             if param.param_type_name != "option" or param.name in NO_ENV:
                 continue
-            if (path, param.name) in ENV_HANDLED_ELSEWHERE:
+            if param.envvar is None and param.opts[0] in SETTINGS:
+                setting = SETTINGS[param.opts[0]]
+                assert setting.env and setting.env.startswith("RIVET_"), (path, setting)
+                assert f"[env var: {setting.env}]" in param.help, (path, param.help)
                 continue
             envvar = param.envvar
             assert isinstance(envvar, str) and envvar.startswith("RIVET_"), (
@@ -244,42 +246,31 @@ def test_runner_without_subcommand_starts_the_runner(
     invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import types
-    from dataclasses import dataclass
 
-    @dataclass(frozen=True)
-    class Options:
-        server: str | None = None
-        token: str | None = None
-        registration_token: str | None = None
-        name: str | None = None
-        tags: tuple[str, ...] = ()
-        concurrency: int | None = None
-        workspace_root: Path | None = None
-        default_image: str | None = None
-        config_file: Path | None = None
-        policy_file: Path | None = None
+    from rivet.settings import ClientGroup, RunnerGroup, load_settings
 
-    calls: list[Options] = []
+    calls: list[dict[object, object]] = []
     agent = types.ModuleType("rivet.runner.agent")
-    agent.run_runner = lambda options: calls.append(options) or 3  # type: ignore[attr-defined]
-    config = types.ModuleType("rivet.runner.config")
-    config.RunnerOptions = Options  # type: ignore[attr-defined]
+    agent.run_runner = lambda flags: calls.append(dict(flags)) or 3  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "rivet.runner.agent", agent)
-    monkeypatch.setitem(sys.modules, "rivet.runner.config", config)
     monkeypatch.setenv("RIVET_RUNNER_CONCURRENCY", "4")
 
     args = ["runner", "--server", "http://ci:8420", "--registration-token", "rivet_reg_x"]
     result = invoke([*args, "--tag", "os=linux", "--tag", "arch=arm64", "--name", "r1"])
     assert result.exit_code == 3
+    # The flags given, by setting; the variable is the settings chain's to read.
     assert calls == [
-        Options(
-            server="http://ci:8420",
-            registration_token="rivet_reg_x",
-            name="r1",
-            tags=("os=linux", "arch=arm64"),
-            concurrency=4,
-        )
+        {
+            ClientGroup.server: "http://ci:8420",
+            RunnerGroup.registration_token: "rivet_reg_x",
+            RunnerGroup.name: "r1",
+            RunnerGroup.tags: ["os=linux", "arch=arm64"],
+        }
     ]
+    settings = load_settings(calls[0], runner=True)  # type: ignore[arg-type]
+    assert settings.runner.concurrency == 4
+    assert settings.runner.tags == {"os": "linux", "arch": "arm64"}
+    assert settings.client.server == "http://ci:8420"
     # subcommands do not start it
     monkeypatch.setattr("rivet.client.RivetClient", _empty_client)
     assert invoke(["runner", "list"]).exit_code == 0
@@ -288,3 +279,18 @@ def test_runner_without_subcommand_starts_the_runner(
 
 def _empty_client(url: str, **kwargs: object) -> RivetClient:
     return RivetClient(url, transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])))
+
+
+def test_rivet_up_refuses_a_bad_policy_or_port_before_starting_anything(
+    invoke: Invoke, isolated_env: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[container]\ndefault_pids = 'many'\n")
+    result = invoke(["up", "--policy", str(bad)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {bad}: container.default_pids: must be a valid")
+    assert result.stderr.count("\n") == 1
+    zero = invoke(["up", "--port", "0"])
+    assert zero.exit_code == 2
+    assert zero.stderr == "error: --port: rivet up needs a port between 1 and 65535, got 0\n"
+    assert not isolated_env.exists()  # no home, no log, no child

@@ -13,7 +13,6 @@ from rich.console import Console
 
 from rivet.cli import common
 from rivet.cli.common import (
-    DEFAULT_SERVER,
     UsageProblem,
     exit_code_for,
     resolve_admin_token,
@@ -24,9 +23,10 @@ from rivet.cli.inputs import parse_input_args
 from rivet.cli.remote import ago
 from rivet.cli.render import LogPrinter, format_duration
 from rivet.cli.times import LogClock, format_log_time, format_timestamp, spans_days
-from rivet.config import DEFAULT_PORT
-from rivet.errors import ApiError, ConfigError, InputError, NotFoundError, RivetError
+from rivet.defaults import DEFAULT_PORT
+from rivet.errors import ApiError, InputError, NotFoundError, RivetError
 from rivet.protocol import ErrorBody
+from rivet.settings import DEFAULT_SERVER, SettingError
 
 
 def test_default_server_is_the_default_port_of_rivet_server() -> None:
@@ -38,14 +38,15 @@ def test_server_precedence_flag_then_config(isolated_env: Path) -> None:
     (isolated_env / "config").write_text('server = "https://ci.example.com/"\n')
     assert resolve_server(None) == "https://ci.example.com"
     assert resolve_server("localhost:9000") == "http://localhost:9000"
-    with pytest.raises(UsageProblem, match="must start with http"):
+    with pytest.raises(SettingError, match=r"^--server: server URL must start with http"):
         resolve_server("ftp://x")
+    assert exit_code_for(SettingError("--server", "x")) == 2
 
 
 def test_config_with_a_non_string_server(isolated_env: Path) -> None:
     isolated_env.mkdir(parents=True)
     (isolated_env / "config").write_text("server = 8420\n")
-    with pytest.raises(ConfigError, match="server must be a string URL"):
+    with pytest.raises(SettingError, match="config: server: expected a server URL, got 8420"):
         resolve_server(None)
 
 

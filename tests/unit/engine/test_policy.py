@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,8 @@ from rivet.engine.policy.process_policy import binary_matches
 from rivet.engine.policy.sizes import memory_bytes
 from rivet.engine.policy.violation import PolicyViolation
 from rivet.errors import ConfigError
-from rivet.runner.config import RunnerOptions, resolve_settings
+from rivet.runner.config import resolve_settings
+from rivet.settings import JobsGroup
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "runner-policy.toml"
 
@@ -427,7 +429,7 @@ def test_policy_may_sit_under_a_policy_table(tmp_path: Path) -> None:
 
 def test_runner_reads_the_policy_from_flag_env_or_config_file(tmp_path: Path) -> None:
     env = {"RIVET_HOME": str(tmp_path)}
-    assert resolve_settings(RunnerOptions(), env).policy == Policy()
+    assert resolve_settings({}, env).policy == Policy()
     flag_file = tmp_path / "flag.toml"
     flag_file.write_text('[process]\ndenied_binaries = ["flag"]\n')
     env_file = tmp_path / "env.toml"
@@ -437,26 +439,27 @@ def test_runner_reads_the_policy_from_flag_env_or_config_file(tmp_path: Path) ->
     (tmp_path / "conf" / "runner.toml").write_text('policy = "p.toml"\n')
     conf = {**env, "RIVET_RUNNER_CONFIG": str(tmp_path / "conf" / "runner.toml")}
 
-    def denied(options: RunnerOptions, environ: dict[str, str]) -> tuple[str, ...]:
-        return resolve_settings(options, environ).policy.process.denied_binaries
+    def denied(flags: dict[Any, object], environ: dict[str, str]) -> tuple[str, ...]:
+        return resolve_settings(flags, environ).policy.process.denied_binaries
 
-    assert denied(RunnerOptions(), conf) == ("file",)  # relative to runner.toml
-    assert denied(RunnerOptions(), {**conf, "RIVET_POLICY": str(env_file)}) == ("env",)
+    assert denied({}, conf) == ("file",)  # relative to runner.toml
+    assert denied({}, {**conf, "RIVET_POLICY": str(env_file)}) == ("env",)
     both = {**conf, "RIVET_POLICY": str(env_file)}
-    assert denied(RunnerOptions(policy_file=flag_file), both) == ("flag",)
+    assert denied({JobsGroup.policy: flag_file}, both) == ("flag",)
 
 
 def test_hostile_bad_policy_stops_the_runner_at_start_up(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[container]\ndefault_pids = 'many'\n")
     with pytest.raises(ConfigError) as info:
-        resolve_settings(RunnerOptions(policy_file=bad), {"RIVET_HOME": str(tmp_path)})
+        resolve_settings({JobsGroup.policy: bad}, {"RIVET_HOME": str(tmp_path)})
     assert str(info.value).startswith(f"{bad}: container.default_pids: must be a valid integer")
     (tmp_path / "runner.toml").write_text("[policy]\nprocess = {}\n")
     with pytest.raises(
-        ConfigError, match=re.escape("runner.toml: policy must be the path of a policy file")
+        ConfigError,
+        match=re.escape("runner.toml: policy: expected the path of a policy file, got a table"),
     ):
-        resolve_settings(RunnerOptions(), {"RIVET_HOME": str(tmp_path)})
+        resolve_settings({}, {"RIVET_HOME": str(tmp_path)})
 
 
 def test_hostile_rivet_runner_with_a_bad_policy_file_exits_before_contacting_a_server(

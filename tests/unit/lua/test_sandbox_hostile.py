@@ -304,22 +304,34 @@ def test_module_functions_follow_lua_argument_rules(tmp_path: Path) -> None:
     assert result.outputs == {"trimmed": "x"}
 
 
-def test_limits_are_configurable_from_the_environment() -> None:
+def test_limits_are_configurable_from_the_environment_and_the_config_file(
+    tmp_path: Path,
+) -> None:
     from rivet.errors import ConfigError
 
+    home = {"RIVET_HOME": str(tmp_path)}
     limits = Limits.from_env(
         {
+            **home,
             "RIVET_LUA_MEMORY_MIB": "32",
             "RIVET_LUA_DEFINITION_SECONDS": "1.5",
             "RIVET_LUA_STAGE_SECONDS": "7",
         }
     )
     assert limits == Limits(memory_bytes=32 * MiB, definition_cpu_seconds=1.5, stage_cpu_seconds=7)
-    assert Limits.from_env({}) == Limits()
+    assert Limits.from_env(home) == Limits()
     with pytest.raises(ConfigError, match="RIVET_LUA_STAGE_SECONDS: expected a number, got 'lots'"):
-        Limits.from_env({"RIVET_LUA_STAGE_SECONDS": "lots"})
+        Limits.from_env({**home, "RIVET_LUA_STAGE_SECONDS": "lots"})
     with pytest.raises(ConfigError, match="must be greater than 0"):
-        Limits.from_env({"RIVET_LUA_MEMORY_MIB": "0"})
+        Limits.from_env({**home, "RIVET_LUA_MEMORY_MIB": "0"})
+    # The same settings through $RIVET_HOME/config, below the variables.
+    (tmp_path / "config").write_text("[lua]\nmemory_mib = 64\nstage_seconds = 2\n")
+    from_file = Limits.from_env(home)
+    assert from_file == Limits(memory_bytes=64 * MiB, stage_cpu_seconds=2)
+    assert Limits.from_env({**home, "RIVET_LUA_MEMORY_MIB": "32"}).memory_bytes == 32 * MiB
+    (tmp_path / "config").write_text("[lua]\nstage_seconds = -1\n")
+    with pytest.raises(ConfigError, match=r"config: \[lua\] stage_seconds: must be greater than 0"):
+        Limits.from_env(home)
 
 
 def test_binary_strings_never_escape_as_python_errors(tmp_path: Path) -> None:

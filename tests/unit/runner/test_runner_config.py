@@ -1,4 +1,5 @@
-"""Runner settings: flag > environment > config file > default; the saved token file."""
+"""Runner settings: flag > environment > runner.toml > $RIVET_HOME/config > default;
+the saved token file."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 
 from rivet.errors import ConfigError
 from rivet.limits import MAX_NAME, MAX_TAGS
-from rivet.runner.config import RunnerOptions, parse_tags, resolve_settings
+from rivet.runner.config import resolve_settings
 from rivet.runner.config_file import read_runner_file, save_registration
 from rivet.runner.retry import Backoff
+from rivet.settings import ClientGroup, RunnerGroup, parse_tags
 
 
 def write(path: Path, text: str) -> Path:
@@ -22,7 +24,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_defaults_come_from_rivet_home(tmp_path: Path) -> None:
-    settings = resolve_settings(RunnerOptions(), {"RIVET_HOME": str(tmp_path)})
+    settings = resolve_settings({}, {"RIVET_HOME": str(tmp_path)})
     assert settings.server == "http://127.0.0.1:8420"
     assert settings.token is None and settings.concurrency == 1
     assert settings.config_file == tmp_path / "runner.toml"
@@ -43,20 +45,25 @@ def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
         "RIVET_RUNNER_TAGS": "os=env,arch=x86",
         "RIVET_DEFAULT_IMAGE": "env:img",
     }
-    from_file = resolve_settings(RunnerOptions(), {"RIVET_HOME": str(tmp_path)})
+    from_file = resolve_settings({}, {"RIVET_HOME": str(tmp_path)})
     assert (from_file.server, from_file.name, from_file.concurrency) == (
         "http://file:1",
         "from-file",
         3,
     )
     assert from_file.tags == {"os": "file"} and from_file.default_image == "file:img"
-    from_env = resolve_settings(RunnerOptions(), env)
+    from_env = resolve_settings({}, env)
     assert (from_env.name, from_env.tags, from_env.default_image) == (
         "from-env",
         {"os": "env", "arch": "x86"},
         "env:img",
     )
-    flags = RunnerOptions(name="flag", tags=("os=flag",), concurrency=2, server="flag:9")
+    flags = {
+        RunnerGroup.name: "flag",
+        RunnerGroup.tags: ["os=flag"],
+        RunnerGroup.concurrency: 2,
+        ClientGroup.server: "flag:9",
+    }
     from_flags = resolve_settings(flags, env)
     assert (from_flags.name, from_flags.tags, from_flags.concurrency) == ("flag", {"os": "flag"}, 2)
     assert from_flags.server == "http://flag:9"
@@ -66,11 +73,11 @@ def test_saved_token_is_used_only_for_its_own_server(tmp_path: Path) -> None:
     config = tmp_path / "runner.toml"
     save_registration(config, server="http://a:1", runner_id="r1", token="tok-a", name="n")
     env = {"RIVET_HOME": str(tmp_path)}
-    same = resolve_settings(RunnerOptions(), env)
+    same = resolve_settings({}, env)
     assert (same.server, same.token, same.runner_id) == ("http://a:1", "tok-a", "r1")
-    other = resolve_settings(RunnerOptions(server="http://b:2"), env)
+    other = resolve_settings({ClientGroup.server: "http://b:2"}, env)
     assert other.token is None
-    explicit = resolve_settings(RunnerOptions(server="http://b:2", token="tok-b"), env)
+    explicit = resolve_settings({ClientGroup.server: "http://b:2", RunnerGroup.token: "tok-b"}, env)
     assert explicit.token == "tok-b"
 
 
@@ -95,21 +102,20 @@ def test_bad_values_are_config_errors(tmp_path: Path) -> None:
     env = {"RIVET_HOME": str(tmp_path)}
     with pytest.raises(ConfigError, match="key=value"):
         parse_tags(["novalue"], "--tag")
-    with pytest.raises(ConfigError, match="at least 1"):
-        resolve_settings(RunnerOptions(concurrency=0), env)
-    with pytest.raises(ConfigError, match="http"):
-        resolve_settings(RunnerOptions(server="ftp://x"), env)
+    with pytest.raises(ConfigError, match=r"^--concurrency: must be at least 1, got 0$"):
+        resolve_settings({RunnerGroup.concurrency: 0}, env)
+    with pytest.raises(ConfigError, match=r"^RIVET_RUNNER_CONCURRENCY: expected a whole number"):
+        resolve_settings({}, {**env, "RIVET_RUNNER_CONCURRENCY": "two"})
+    with pytest.raises(ConfigError, match=r"^--server: server URL must start with http"):
+        resolve_settings({ClientGroup.server: "ftp://x"}, env)
     write(tmp_path / "runner.toml", "server = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        resolve_settings(RunnerOptions(), env)
+        resolve_settings({}, env)
 
 
 def test_cli_config_server_is_the_fallback(tmp_path: Path) -> None:
     write(tmp_path / "config", 'server = "cli-host:7"\n')
-    assert (
-        resolve_settings(RunnerOptions(), {"RIVET_HOME": str(tmp_path)}).server
-        == "http://cli-host:7"
-    )
+    assert resolve_settings({}, {"RIVET_HOME": str(tmp_path)}).server == "http://cli-host:7"
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:
@@ -125,12 +131,12 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
 
 def test_tags_and_name_over_the_server_caps_are_config_errors(tmp_path: Path) -> None:
     env = {"RIVET_HOME": str(tmp_path)}
-    many = tuple(f"t{n}=v" for n in range(MAX_TAGS + 1))
-    with pytest.raises(ConfigError, match=f"at most {MAX_TAGS} tags"):
-        resolve_settings(RunnerOptions(tags=many), env)
+    many = [f"t{n}=v" for n in range(MAX_TAGS + 1)]
+    with pytest.raises(ConfigError, match=f"^--tag: a runner may offer at most {MAX_TAGS} tags"):
+        resolve_settings({RunnerGroup.tags: many}, env)
     with pytest.raises(ConfigError, match=f"at most {MAX_NAME} characters"):
-        resolve_settings(RunnerOptions(tags=("os=" + "l" * (MAX_NAME + 1),)), env)
-    with pytest.raises(ConfigError, match=f"name may have at most {MAX_NAME}"):
-        resolve_settings(RunnerOptions(name="n" * (MAX_NAME + 1)), env)
-    ok = resolve_settings(RunnerOptions(tags=("empty=",), name="n" * MAX_NAME), env)
+        resolve_settings({RunnerGroup.tags: ["os=" + "l" * (MAX_NAME + 1)]}, env)
+    with pytest.raises(ConfigError, match=f"^--name: may have at most {MAX_NAME}"):
+        resolve_settings({RunnerGroup.name: "n" * (MAX_NAME + 1)}, env)
+    ok = resolve_settings({RunnerGroup.tags: ["empty="], RunnerGroup.name: "n" * MAX_NAME}, env)
     assert ok.tags == {"empty": ""}

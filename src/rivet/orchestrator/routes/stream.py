@@ -70,7 +70,7 @@ def _state(snapshot: JobSnapshot) -> tuple[object, ...]:
 
 
 async def _events(services: Services, job_id: str, after: int) -> AsyncIterator[str]:
-    settings = services.settings
+    settings = services.settings.server
     keepalive = settings.sse_keepalive
     last_state: tuple[object, ...] | None = None
     last_sent = time.monotonic()

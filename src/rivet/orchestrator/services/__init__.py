@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rivet.config import ServerSettings
 from rivet.jobqueue import JobQueue, Signals, make_queue
 from rivet.orchestrator.keyring import load_keyring
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
@@ -17,6 +16,8 @@ from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
+from rivet.orchestrator.state import database_url, uses_home
+from rivet.settings import RivetSettings
 from rivet.store import Database
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
 
 @dataclass
 class Services:
-    settings: ServerSettings
+    settings: RivetSettings
     db: Database
     queue: JobQueue
     pipelines: PipelineService
@@ -42,18 +43,19 @@ class Services:
     secrets: SecretService
 
     @classmethod
-    def build(cls, settings: ServerSettings) -> Services:
-        if settings.uses_home:
-            settings.rivet_home.ensure()  # 0700, or tightened (see rivet.home)
-        db = Database(settings.resolved_database_url)
-        queue = make_queue(db, Signals(), settings.poll_interval)
-        env_key = settings.secret_key.get_secret_value() if settings.secret_key else None
-        secrets = SecretService(db, load_keyring(env_key, settings.secret_key_file))
+    def build(cls, settings: RivetSettings) -> Services:
+        server = settings.server
+        if uses_home(settings):
+            settings.paths.ensure()  # 0700, or tightened (see rivet.home)
+        db = Database(database_url(settings))
+        queue = make_queue(db, Signals(), server.poll_interval)
+        env_key = server.secret_key.get_secret_value() if server.secret_key else None
+        secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
         return cls(
             settings=settings,
             db=db,
             queue=queue,
-            pipelines=PipelineService(db),
+            pipelines=PipelineService(db, settings.lua),
             jobs=JobService(db, queue, secrets),
             runners=RunnerService(db),
             work=WorkService(db, queue, secrets),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rivet.domain.actors import ADMIN, ANONYMOUS
 from rivet.errors import PermissionDeniedError
 from rivet.protocol import PipelineCreate, PipelineView
+from rivet.settings import LuaGroup
 from rivet.store import Database
 from rivet.store import pipelines as store
 from rivet.store import sealed_secrets as secret_store
@@ -15,8 +16,9 @@ __all__ = ["PipelineService"]
 class PipelineService:
     """Blocking; called from worker threads."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lua: LuaGroup) -> None:
         self.db = db
+        self.lua = lua  # the sandbox limits pipelines are evaluated under
 
     def create(self, request: PipelineCreate, *, actor: str = ANONYMOUS) -> PipelineView:
         """Validate exactly as ``rivet check`` does, then store a new version created by
@@ -30,8 +32,10 @@ class PipelineService:
         """
         # Imported here: the Lua runtime (lupa) is heavy and only this use case needs it.
         from rivet.lua.definition import load_definition
+        from rivet.lua.sandbox import Limits
 
-        definition = load_definition(request.source, request.filename)
+        limits = Limits.from_settings(self.lua)
+        definition = load_definition(request.source, request.filename, limits=limits)
         with self.db.write() as tx:
             # Locked before the grants are read: a grant made meanwhile waits for us.
             pipeline_id = store.lock_pipeline(tx.conn, definition.name)
