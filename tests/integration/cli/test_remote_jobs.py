@@ -330,3 +330,16 @@ def test_times_carry_their_zone_and_old_log_lines_their_date(
     assert logs[1].endswith(" new")
     followed = cli(["job", "logs", job_id, "--follow", "--utc"]).stdout
     assert followed.startswith(f"{old:%Y-%m-%d} {old:%H:%M:%S}.")
+
+
+def test_a_dashed_uuid_or_its_start_names_a_job(cli: Cli, pipeline: tuple[str, str]) -> None:
+    name, _ = pipeline
+    job_id = launched_id(cli(["job", "launch", name, "-i", "image=alpine"]))
+    dashed = str(uuid.UUID(hex=job_id))
+    for ref in (dashed, dashed[:13]):
+        shown = cli(["job", "show", ref])
+        assert shown.exit_code == 0, shown.output
+        assert shown.stdout.startswith(f"job {job_id}")
+    wrong = cli(["job", "show", f"{job_id[:4]}-{job_id[4:8]}"])
+    assert wrong.exit_code == 1
+    assert "ids are hex" in wrong.stderr

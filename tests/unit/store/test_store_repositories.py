@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -60,6 +61,19 @@ def test_id_prefixes_resolve_unique_ambiguous_unknown(db: Database) -> None:
         for bad in ("abc", "abcz", "ab%d", "a_cd"):
             with pytest.raises(NotFoundError, match="at least 4"):
                 resolve_prefix(conn, pipelines, bad, "pipeline")
+
+
+def test_dashed_uuids_and_their_starts_resolve_like_prefixes(db: Database) -> None:
+    version = store_version(db, definition())
+    with db.write() as tx:
+        job_id = job_store.create_job(tx.conn, version, {})
+    dashed = str(uuid.UUID(hex=job_id))
+    with db.read() as conn:
+        for ref in (dashed, dashed.upper(), dashed[:13], dashed[:9], dashed[:8]):
+            assert job_store.resolve_job(conn, ref) == job_id, ref
+        for wrong in (f"{job_id[:4]}-{job_id[4:8]}", f"-{job_id[:8]}", dashed + "-"):
+            with pytest.raises(NotFoundError, match="ids are hex"):
+                job_store.resolve_job(conn, wrong)
 
 
 def test_job_rows_pin_version_and_track_stages(db: Database) -> None:
