@@ -63,6 +63,7 @@ __all__ = [
 API_VERSION = "1"
 
 Level = Literal["debug", "info", "warning", "error"]
+Stream = Literal["stdout", "stderr"]
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 StageStatusName = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
 Scalar = str | int | float | bool
@@ -232,6 +233,11 @@ class LogLine(BaseModel):
     stage: str | None = None
     level: Level = "info"
     message: str
+    stream: Stream | None = Field(
+        default=None,
+        description="the command's pipe the line came from; null for lines Rivet or the "
+        "pipeline's Lua logged",
+    )
 
 
 class LogPage(BaseModel):

@@ -32,7 +32,7 @@ from rivet_processes import RIVET, Processes, Rivet, processes_mentioning, run_c
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
 BUSYBOX = "localhost/rivet/busybox:latest"
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \S+\s+\S+\s+(?P<message>.*)$")
+LOG_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} \S+\s+\S+\s+(?P<message>.*)$")
 TRICK_SECRET = "TRICK"
 TRICK_VALUE = "trick-secret-value-0042"  # a real secret of the job, not a canary
 

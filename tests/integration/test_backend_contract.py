@@ -133,6 +133,36 @@ def test_a_line_longer_than_the_cap_arrives_in_pieces_and_a_last_line_without_ne
     assert lines[3:] == ["end", "no newline"]
 
 
+@pytest.mark.parametrize("capture", [False, True])
+def test_a_program_missing_from_the_image_is_not_found_with_exit_127(
+    subject: Subject, capture: bool
+) -> None:
+    result = subject.backend.exec(
+        subject.start(), ExecRequest(argv=["no-such-program", "x"], capture_stderr=capture)
+    )
+    assert (result.exit_code, result.start_failure) == (127, "not found")
+
+
+def test_a_program_that_cannot_be_executed_is_not_executable_with_exit_126(
+    subject: Subject,
+) -> None:
+    argv = subject.program(["/etc/passwd"], FakeCommand(start_failure="not executable"))
+    result = subject.backend.exec(subject.start(), ExecRequest(argv=argv))
+    assert (result.exit_code, result.start_failure) == (126, "not executable")
+
+
+def test_a_command_that_exits_127_itself_did_start(subject: Subject) -> None:
+    # The shell starts; the program it cannot find is its own affair (and it says so).
+    argv = subject.program(
+        ["sh", "-c", "no-such-program"],
+        FakeCommand(exit_code=127, stderr="sh: no-such-program: not found\n"),
+    )
+    err: list[str] = []
+    result = subject.backend.exec(subject.start(), ExecRequest(argv=argv, on_stderr=err.append))
+    assert (result.exit_code, result.start_failure) == (127, None)
+    assert err == ["sh: no-such-program: not found"]
+
+
 def test_a_command_past_its_timeout_is_killed_with_exit_124(subject: Subject) -> None:
     result = subject.backend.exec(subject.start(), ExecRequest(argv=["sleep", "60"], timeout=0.5))
     assert (result.exit_code, result.timed_out) == (124, True)

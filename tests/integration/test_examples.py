@@ -15,7 +15,9 @@ pytestmark = pytest.mark.podman
 
 RIVET = Path(sys.executable).with_name("rivet")
 ROOT = Path(__file__).resolve().parents[2]
-LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+)\s+(?P<level>\S+)\s+(?P<message>.*)$")
+LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+)\s+(?P<level>\S+)\s+(?P<message>.*)$"
+)
 
 EXAMPLES: dict[str, tuple[list[str], list[tuple[str, str, str]]]] = {
     "hello.lua": (

@@ -17,35 +17,32 @@ from rich.text import Text
 
 from rivet.cli import common
 from rivet.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     err_console,
     out_console,
     short_id,
 )
+from rivet.cli.follow import follow_job, follow_json
 from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
-from rivet.cli.options import InputsOption
+from rivet.cli.options import InputsOption, JsonOption, UtcOption
 from rivet.cli.pipeline import definition_of
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.render import (
     LogPrinter,
     StageRow,
-    finished_text,
     format_duration,
     print_outputs,
     stage_table,
     status_text,
 )
-from rivet.cli.run import exit_code_for_status, print_job_summary
-from rivet.cli.terminal import echo, echo_json, safe, visible
-from rivet.domain.status import JobStatus, StageStatus
+from rivet.cli.terminal import echo, echo_json, echo_json_line, safe, visible
+from rivet.cli.times import LogClock, spans_days
+from rivet.domain.status import JobStatus
 
 if TYPE_CHECKING:
-    from rivet.client import RivetClient
     from rivet.protocol import JobView, Scalar
 
-__all__ = ["app", "follow_job"]
+__all__ = ["app", "print_job"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -55,9 +52,6 @@ app = typer.Typer(
 
 JobArgument = Annotated[
     str, typer.Argument(help="job id or a unique prefix of it (4+ characters)", show_default=False)
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", envvar="RIVET_JSON", help="print the server's JSON answer")
 ]
 FollowOption = Annotated[
     bool,
@@ -85,6 +79,7 @@ def launch(
         bool, typer.Option("--quiet", "-q", envvar="RIVET_QUIET", help="print only the job id")
     ] = False,
     server: ServerOption = None,
+    utc: UtcOption = False,
 ) -> None:
     """Launch a job of a pipeline with inputs.
 
@@ -121,7 +116,7 @@ def launch(
                     safe(f"follow it with: rivet job logs {short_id(job.id)} --follow", "dim")
                 )
         if follow:
-            raise typer.Exit(follow_job(client, job.id, out_console()))
+            raise typer.Exit(follow_job(client, job, out_console(), utc=utc))
 
 
 @app.command("list")
@@ -147,6 +142,7 @@ def list_jobs(
     ] = 0,
     server: ServerOption = None,
     as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
     """List jobs, newest first.
 
@@ -170,7 +166,7 @@ def list_jobs(
             safe(short_id(job.id), "bold"),
             safe(f"{job.pipeline} v{job.version}"),
             _status(job),
-            format_ts(job.created_at),
+            format_ts(job.created_at, utc),
             _duration(job, now),
             maybe(job.runner),
             maybe(_first_line(job.error), "red"),
@@ -184,7 +180,12 @@ def list_jobs(
 
 
 @app.command("show")
-def show(job: JobArgument, server: ServerOption = None, as_json: JsonOption = False) -> None:
+def show(
+    job: JobArgument,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
     """Show a job: status, inputs, stages with timings, outputs and error.
 
     Example: rivet job show 3f2a9c
@@ -194,7 +195,7 @@ def show(job: JobArgument, server: ServerOption = None, as_json: JsonOption = Fa
     if as_json:
         echo_json(view.model_dump(mode="json"))
         return
-    print_job(out_console(), view)
+    print_job(out_console(), view, utc)
 
 
 @app.command("cancel")
@@ -223,90 +224,46 @@ def logs(
         typer.Option(envvar="RIVET_LOG_AFTER", min=0, help="start after this sequence number"),
     ] = 0,
     server: ServerOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            envvar="RIVET_JSON",
+            help="one JSON object per line, each a log line as the API gives it",
+        ),
+    ] = False,
+    utc: UtcOption = False,
 ) -> None:
     """Print a job's log; with --follow, stream it live until the job ends.
 
-    Lines look like `TIME STAGE LEVEL MESSAGE`. Without --follow the command prints
-    the lines stored so far and exits 0. With --follow it reconnects after a dropped
-    connection (no line lost or repeated) and exits 0 if the job succeeded, 1 if it
-    failed, 130 if it was cancelled.
+    Lines look like `TIME STAGE LEVEL STREAM MESSAGE` (STREAM is `err` for a
+    command's stderr); with --json each line is one JSON object (`seq`, `ts`,
+    `stage`, `level`, `message`, `stream`, as in the API's log pages).
+    Without --follow the command prints the lines stored so far and exits 0. With
+    --follow it reconnects after a dropped connection (no line lost or repeated) and
+    exits 0 if the job succeeded, 1 if it failed, 130 if it was cancelled.
 
     Example: rivet job logs 3f2a9c --follow
     """
     out = out_console()
     with client_for(server) as client:
         view = client.get_job(job)
+        if follow and as_json:
+            raise typer.Exit(follow_json(client, view, after))
         if follow:
-            raise typer.Exit(follow_job(client, view.id, out, after))
-        printer = LogPrinter(out, [s.name for s in view.stages])
+            raise typer.Exit(follow_job(client, view, out, after, utc=utc))
+        if as_json:
+            for line in client.iter_logs(view.id, after):
+                echo_json_line(line.model_dump(mode="json"))
+            raise typer.Exit(EXIT_OK)
+        clock = LogClock(utc=utc, dated=spans_days(view.created_at, view.finished_at, utc=utc))
+        printer = LogPrinter(out, [s.name for s in view.stages], clock)
         for line in client.iter_logs(view.id, after):
             printer.log_line(line)
     raise typer.Exit(EXIT_OK)
 
 
-def follow_job(client: RivetClient, job_id: str, out: Console, after: int = 0) -> int:
-    """Stream a job's log and stage changes until it ends; the exit code for its status."""
-    from rivet.protocol import LogLine  # pydantic models load on use
-
-    printer: LogPrinter | None = None
-    seen: dict[str, StageStatus] = {}
-    try:
-        for item in client.stream_logs(job_id, after):
-            if printer is None:
-                printer = LogPrinter(out)
-            if isinstance(item, LogLine):
-                printer.log_line(item)
-                continue
-            view = item.job
-            if not seen:
-                printer.width = max([printer.width, *(len(visible(s.name)) for s in view.stages)])
-            _print_stage_changes(printer, view, seen)
-            if item.final:
-                _summary(out, view)
-                return exit_code_for_status(view.status)
-    except KeyboardInterrupt:
-        err_console().print()
-        err_console().print(
-            safe(
-                "stopped following; the job keeps running (cancel it with: "
-                f"rivet job cancel {short_id(job_id)})",
-                "yellow",
-            )
-        )
-        return EXIT_INTERRUPTED
-    common.print_error("the log stream ended before the job did")
-    return EXIT_FAILED
-
-
-def _print_stage_changes(printer: LogPrinter, view: JobView, seen: dict[str, StageStatus]) -> None:
-    for stage in view.stages:
-        status = StageStatus(stage.status)
-        before = seen.get(stage.name, StageStatus.PENDING)
-        seen[stage.name] = status
-        if status is before:
-            continue
-        if status is StageStatus.RUNNING:
-            printer.marker(stage.started_at, stage.name, Text("started", style="dim"))
-        elif status.finished:
-            what = finished_text(stage.status, stage.duration, stage.error)
-            printer.marker(stage.finished_at, stage.name, what)
-
-
-def _summary(out: Console, view: JobView) -> None:
-    duration = None
-    if view.started_at and view.finished_at:
-        duration = (view.finished_at - view.started_at).total_seconds()
-    print_job_summary(
-        out,
-        view.status,
-        [StageRow.of(s) for s in view.stages],
-        dict(view.outputs),
-        view.error,
-        duration,
-    )
-
-
-def print_job(out: Console, view: JobView) -> None:
+def print_job(out: Console, view: JobView, utc: bool = False) -> None:
     head = Text("job ")
     head.append(visible(view.id), style="bold")
     head.append("  ")
@@ -315,9 +272,9 @@ def print_job(out: Console, view: JobView) -> None:
     rows: list[tuple[str, Text]] = [
         ("pipeline", safe(f"{view.pipeline} version {view.version}")),
         ("runner", maybe(view.runner)),
-        ("created", Text(format_ts(view.created_at))),
-        ("started", Text(format_ts(view.started_at))),
-        ("finished", Text(format_ts(view.finished_at))),
+        ("created", Text(format_ts(view.created_at, utc))),
+        ("started", Text(format_ts(view.started_at, utc))),
+        ("finished", Text(format_ts(view.finished_at, utc))),
         ("duration", Text(_duration(view, datetime.now(UTC)))),
     ]
     facts = Table.grid(padding=(0, 2))

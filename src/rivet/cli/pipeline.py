@@ -18,6 +18,7 @@ from rivet.cli.common import (
     short_id,
 )
 from rivet.cli.inputs import render_value
+from rivet.cli.options import JsonOption, UtcOption
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.terminal import echo_json, echo_source, safe, visible
 from rivet.domain.definition import PipelineDefinition
@@ -34,10 +35,6 @@ app = typer.Typer(
     help="Pipelines on a Rivet server: create (a new version per create), list, show.",
     no_args_is_help=True,
 )
-
-JsonOption = Annotated[
-    bool, typer.Option("--json", envvar="RIVET_JSON", help="print the server's JSON answer")
-]
 
 
 def definition_of(view: PipelineView) -> PipelineDefinition:
@@ -90,7 +87,9 @@ def create(
 
 
 @app.command("list")
-def list_pipelines(server: ServerOption = None, as_json: JsonOption = False) -> None:
+def list_pipelines(
+    server: ServerOption = None, as_json: JsonOption = False, utc: UtcOption = False
+) -> None:
     """List pipelines (their latest versions).
 
     Example: rivet pipeline list
@@ -114,7 +113,7 @@ def list_pipelines(server: ServerOption = None, as_json: JsonOption = False) -> 
             f"{view.version}" + (f"/{view.versions}" if view.versions > 1 else ""),
             str(len(definition.get("stages", []))),
             maybe(_input_names(definition)),
-            format_ts(view.created_at),
+            format_ts(view.created_at, utc),
             safe(short_id(view.id), "dim"),
             maybe(view.description),
         )
@@ -141,6 +140,7 @@ def show(
     ] = False,
     server: ServerOption = None,
     as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
     """Show a pipeline's definition: inputs, runner tags, plugins and stages.
 
@@ -154,10 +154,10 @@ def show(
     if as_json:
         echo_json(view.model_dump(mode="json"))
         return
-    print_pipeline(view)
+    print_pipeline(view, utc)
 
 
-def print_pipeline(view: PipelineView) -> None:
+def print_pipeline(view: PipelineView, utc: bool = False) -> None:
     out = out_console()
     definition = view.definition
     head = Text("pipeline ")
@@ -165,7 +165,7 @@ def print_pipeline(view: PipelineView) -> None:
     head.append(f"  version {view.version} of {view.versions}", style="green")
     head.append(f"  id {visible(view.id)}", style="dim")
     out.print(head)
-    out.print(Text(f"created {format_ts(view.created_at)}", style="dim"))
+    out.print(Text(f"created {format_ts(view.created_at, utc)}", style="dim"))
     if view.description:
         out.print(safe(view.description))
     inputs: list[dict[str, Any]] = definition.get("inputs", [])
@@ -209,6 +209,7 @@ def versions(
     pipeline: Annotated[str, typer.Argument(help="pipeline name or id prefix", show_default=False)],
     server: ServerOption = None,
     as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
     """List every version of a pipeline, oldest first, with who pushed it.
 
@@ -227,7 +228,7 @@ def versions(
     for view in views:
         table.add_row(
             str(view.version),
-            format_ts(view.created_at),
+            format_ts(view.created_at, utc),
             maybe(view.created_by),
             str(len(view.definition.get("stages", []))),
             maybe(_input_names(view.definition)),

@@ -11,6 +11,7 @@ from rich.text import Text
 from rivet.cli.common import resolve_admin_token, resolve_server
 from rivet.cli.flags import setting_option
 from rivet.cli.terminal import safe
+from rivet.cli.times import format_timestamp
 from rivet.settings import ClientGroup
 
 if TYPE_CHECKING:
@@ -40,11 +41,9 @@ def admin_client_for(server: str | None, admin_token: str | None) -> RivetClient
     return client_for(server, resolve_admin_token(admin_token))
 
 
-def format_ts(ts: datetime | None) -> str:
-    """Local ``YYYY-MM-DD HH:MM:SS``, or ``-``."""
-    if ts is None:
-        return "-"
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def format_ts(ts: datetime | None, utc: bool = False) -> str:
+    """A table's time with its zone (:func:`rivet.cli.times.format_timestamp`), or ``-``."""
+    return format_timestamp(ts, utc=utc)
 
 
 def ago(ts: datetime | None, now: datetime | None = None) -> str:

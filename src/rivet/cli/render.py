@@ -1,8 +1,12 @@
 """How jobs look in a terminal: log lines, stage markers, the final stage table.
 
-A log line is ``HH:MM:SS.mmm STAGE LEVEL MESSAGE`` (local time, stage padded to the
-longest stage name, level padded to 7), coloured by level on a terminal. The same
-format is used for ``rivet run`` and ``rivet job logs``.
+A log line is ``HH:MM:SS.mmm STAGE LEVEL STREAM MESSAGE`` (local time, or UTC with a
+``Z``; dated when the log is not all of today: :mod:`rivet.cli.times`; stage padded to
+the longest stage name, level padded to 7), coloured by level on a terminal. STREAM
+is ``err`` for a line a command wrote to its stderr and blank otherwise (its stdout,
+and what Rivet or the pipeline's Lua logged): stderr is logged at the normal level,
+since tools write progress there, but stays told apart. The same format is used for
+``rivet run`` and ``rivet job logs``.
 
 Every field here came from a job (or the server that stored it), so each one is
 shown through :func:`rivet.cli.terminal.visible`: one message is one line, with a
@@ -22,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli.terminal import safe, visible
+from rivet.cli.times import LogClock
 from rivet.domain.status import JobStatus, StageStatus
 from rivet.engine.events import LogEvent, StageResult
 
@@ -35,7 +40,6 @@ __all__ = [
     "StageRow",
     "finished_text",
     "format_duration",
-    "format_time",
     "print_outputs",
     "stage_table",
     "status_text",
@@ -53,13 +57,9 @@ STATUS_STYLES: dict[str, str] = {
     JobStatus.QUEUED: "dim",
 }
 LEVEL_WIDTH = 7
+STREAM_MARKS = {"stderr": "err"}
+STREAM_WIDTH = 3
 JOB_LABEL = "job"
-
-
-def format_time(ts: datetime) -> str:
-    """``HH:MM:SS.mmm`` in local time."""
-    local = ts.astimezone()
-    return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -81,21 +81,28 @@ def status_text(status: str) -> Text:
 class LogPrinter:
     """Prints a job's events; a :class:`rivet.engine.events.JobEvents` sink (thread-safe)."""
 
-    def __init__(self, console: Console, stage_names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, console: Console, stage_names: Iterable[str] = (), clock: LogClock | None = None
+    ) -> None:
         self.console = console
+        self.clock = clock or LogClock()
         self.width = max([len(JOB_LABEL), *(len(visible(n)) for n in stage_names)])
         self._lock = threading.Lock()
 
-    def line(self, ts: datetime, stage: str | None, level: str, message: str) -> None:
+    def line(
+        self, ts: datetime, stage: str | None, level: str, message: str, stream: str | None = None
+    ) -> None:
         label = visible(stage or JOB_LABEL)
         self.width = max(self.width, len(label))
         style = LEVEL_STYLES.get(level, "")
         text = Text()
-        text.append(format_time(ts), style="dim")
+        text.append(self.clock(ts), style="dim")
         text.append(" ")
         text.append(label.ljust(self.width), style="bold")
         text.append(" ")
         text.append(visible(level).ljust(LEVEL_WIDTH), style=style or "")
+        text.append(" ")
+        text.append(STREAM_MARKS.get(stream or "", "").ljust(STREAM_WIDTH), style="dim")
         text.append(" ")
         text.append(visible(message), style=style if level != "info" else "")
         with self._lock:
@@ -106,7 +113,7 @@ class LogPrinter:
         label = visible(stage)
         self.width = max(self.width, len(label))
         text = Text()
-        text.append(format_time(ts) if ts else " " * 12, style="dim")
+        text.append(self.clock(ts) if ts else " " * self.clock.width, style="dim")
         text.append(" ")
         text.append(label.ljust(self.width), style="bold")
         text.append(" -- ", style="dim")
@@ -117,7 +124,7 @@ class LogPrinter:
     # --- JobEvents ----------------------------------------------------------------
 
     def log(self, event: LogEvent) -> None:
-        self.line(event.ts, event.stage, event.level, event.message)
+        self.line(event.ts, event.stage, event.level, event.message, event.stream)
 
     def stage_started(self, stage: StageResult) -> None:
         self.marker(stage.started_at, stage.name, Text("started", style="dim"))
@@ -129,7 +136,7 @@ class LogPrinter:
     # --- server log lines ---------------------------------------------------------
 
     def log_line(self, line: LogLine) -> None:
-        self.line(line.ts, line.stage, line.level, line.message)
+        self.line(line.ts, line.stage, line.level, line.message, line.stream)
 
 
 def finished_text(status: str, duration: float | None, error: str | None) -> Text:

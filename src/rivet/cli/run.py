@@ -30,9 +30,10 @@ from rivet.cli.common import (
 )
 from rivet.cli.flags import with_setting_flags
 from rivet.cli.inputs import collect_inputs, parse_input_args
-from rivet.cli.options import InputsOption
+from rivet.cli.options import InputsOption, UtcOption
 from rivet.cli.render import LogPrinter, StageRow, format_duration, print_outputs, stage_table
 from rivet.cli.terminal import safe, visible
+from rivet.cli.times import LogClock
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError
@@ -91,14 +92,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    utc: UtcOption = False,
 ) -> None:
     """Run a pipeline locally: stages in order, every command in a Podman container.
 
     Inputs come from --input NAME=VALUE; missing required ones are asked for when
-    stdin is a terminal. Prints each log line as `TIME STAGE LEVEL MESSAGE`, then a
-    table of stages. Exits 0 if the job succeeded, 1 if it failed, 130 after Ctrl-C,
-    SIGTERM or SIGHUP (the first one cancels the job and removes its containers; a
-    second one quits at once).
+    stdin is a terminal. Prints each log line as `TIME STAGE LEVEL STREAM MESSAGE`
+    (STREAM is `err` for a command's stderr), then a table of stages. Exits 0 if
+    the job succeeded, 1 if it failed, 130 after Ctrl-C, SIGTERM or SIGHUP (the first
+    one cancels the job and removes its containers; a second one quits at once).
 
     Secrets for `secret.get` and `process.run{ secrets = ... }` come from
     RIVET_SECRET_<NAME> variables and --secret-file; their values show as *** in
@@ -132,7 +134,7 @@ def run(
     prepared = local.prepare(
         collected, warn=lambda note: err.print(Text(f"warning: {note}", style="yellow"))
     )
-    printer = LogPrinter(out, [s.name for s in definition.stages])
+    printer = LogPrinter(out, [s.name for s in definition.stages], LogClock(utc=utc))
     cancel = CancelToken()
     err.print(safe(f"running pipeline {definition.name} as job {prepared.job_id}", "dim"))
     result = _run_with_ctrl_c(lambda: prepared.run(printer, cancel), cancel, err, prepared.job_id)

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from rivet.cli.common import UsageProblem, err_console, out_console, short_id
 from rivet.cli.flags import with_setting_flags
+from rivet.cli.options import JsonOption, UtcOption
 from rivet.cli.remote import (
     AdminTokenOption,
     ServerOption,
@@ -29,7 +30,7 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
-from rivet.cli.terminal import SafeFormatter, echo, safe
+from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe
 from rivet.errors import ConfigError, RivetError
 from rivet.settings import Flags, parse_tags
 from rivet.settings.flags import RUNNER_FLAGS
@@ -101,13 +102,16 @@ def _log_to_stderr() -> None:
 
 
 @app.command("list")
-def list_runners(server: ServerOption = None) -> None:
+def list_runners(server: ServerOption = None, as_json: JsonOption = False) -> None:
     """List registered runners: tags, plugins, last contact and current jobs.
 
     Example: rivet runner list
     """
     with client_for(server) as client:
         views = client.list_runners()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
     out = out_console()
     if not views:
         out.print(
@@ -241,13 +245,21 @@ def create_token(
 
 
 @token_app.command("list")
-def list_tokens(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
+def list_tokens(
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
     """List registration tokens (never their secrets) and whether they were used (admin).
 
     Example: rivet runner token list
     """
     with admin_client_for(server, admin_token) as client:
         views = client.list_runner_tokens()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
     out = out_console()
     if not views:
         out.print("no registration tokens; create one with 'rivet runner token create'")
@@ -259,7 +271,7 @@ def list_tokens(server: ServerOption = None, admin_token: AdminTokenOption = Non
         table.add_row(
             safe(short_id(view.id), "bold"),
             maybe(view.description),
-            format_ts(view.created_at),
+            format_ts(view.created_at, utc),
             Text("yes", style="dim") if view.used else Text("no", style="green"),
         )
     out.print(table)

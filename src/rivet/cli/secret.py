@@ -16,8 +16,9 @@ from rich.table import Table
 
 from rivet.cli import common
 from rivet.cli.common import UsageProblem, out_console, resolve_admin_token, resolve_server
+from rivet.cli.options import JsonOption, UtcOption
 from rivet.cli.remote import AdminTokenOption, ServerOption, format_ts, maybe
-from rivet.cli.terminal import safe
+from rivet.cli.terminal import echo_json, safe
 from rivet.domain.secret_rules import SECRET_NAME, check_value
 
 if TYPE_CHECKING:
@@ -114,7 +115,12 @@ def set_secret(
 
 
 @app.command("list")
-def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = None) -> None:
+def list_secrets(
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
     """List secrets: names, grants and timestamps (never values).
 
     Each grant shows the first version it covers ("deploy (v3+)"): versions the admin
@@ -124,6 +130,9 @@ def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = No
     """
     with _client(server, admin_token) as client:
         views = client.list_secrets()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
     out = out_console()
     if not views:
         out.print("no secrets; create one with 'rivet secret set NAME'")
@@ -135,8 +144,8 @@ def list_secrets(server: ServerOption = None, admin_token: AdminTokenOption = No
         table.add_row(
             safe(view.name, "bold"),
             maybe(", ".join(f"{p} (v{view.covers.get(p, 1)}+)" for p in view.grants)),
-            format_ts(view.created_at),
-            format_ts(view.updated_at),
+            format_ts(view.created_at, utc),
+            format_ts(view.updated_at, utc),
         )
     out.print(table)
 

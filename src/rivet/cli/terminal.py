@@ -23,9 +23,9 @@ markup or emoji codes in a string (``[bold]`` prints as ``[bold]``), and whateve
 text segment reaches their output still has its control characters made visible,
 so a forgotten call can at worst misalign a table, never drive the terminal. Only
 rich's own styles (colours on a terminal) are written as escape sequences. Plain
-output that bypasses rich goes through :func:`echo`, :func:`echo_json` or
-:func:`echo_source`; nothing else in ``rivet.cli`` writes to stdout or stderr
-(``tests/unit/cli/test_terminal.py`` checks that).
+output that bypasses rich goes through :func:`echo`, :func:`echo_json`,
+:func:`echo_json_line` or :func:`echo_source`; nothing else in ``rivet.cli`` writes
+to stdout or stderr (``tests/unit/cli/test_terminal.py`` checks that).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ __all__ = [
     "SafeFormatter",
     "echo",
     "echo_json",
+    "echo_json_line",
     "echo_source",
     "safe",
     "visible",
@@ -133,8 +134,18 @@ def echo_json(data: object) -> None:
     """``data`` as indented JSON, exactly equivalent to the original, with DEL, C1,
     bidi controls, LS/PS and lone surrogates written as ``\\uXXXX`` escapes (JSON
     itself escapes the other controls) and all other unicode as it is."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    typer.echo(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    typer.echo(_json_text(data, indent=2))
+
+
+def echo_json_line(data: object) -> None:
+    """``data`` as JSON on one line (JSON Lines: one object per line), escaped like
+    :func:`echo_json`; a newline inside a string is written as ``\\n``."""
+    typer.echo(_json_text(data, indent=None))
+
+
+def _json_text(data: object, indent: int | None) -> str:
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def echo_source(text: str) -> None:

@@ -18,7 +18,15 @@ from rivet.engine.backends.base import (
     RunningContainer,
     container_name,
 )
-from rivet.engine.events import CancelToken, JobEvents, Level, LogEvent, log_lines, utcnow
+from rivet.engine.events import (
+    CancelToken,
+    JobEvents,
+    Level,
+    LogEvent,
+    Stream,
+    log_lines,
+    utcnow,
+)
 from rivet.engine.job_secrets import JobSecrets
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
@@ -70,7 +78,9 @@ class JobContext:
 
     # --- logging ----------------------------------------------------------------------
 
-    def log(self, level: Level, message: str, stage: str | None = None) -> None:
+    def log(
+        self, level: Level, message: str, stage: str | None = None, stream: Stream | None = None
+    ) -> None:
         """Log ``message``, redacted, as one event per line (see
         :func:`~rivet.engine.events.log_lines`): a message with line breaks becomes
         consecutive events of the same stage and level, so it cannot forge a line.
@@ -85,7 +95,7 @@ class JobContext:
             now = utcnow()
             for line in lines:
                 self._seq += 1
-                self.events.log(LogEvent(self._seq, now, where, level, line))
+                self.events.log(LogEvent(self._seq, now, where, level, line, stream))
 
     # --- phases -----------------------------------------------------------------------
 

@@ -32,11 +32,15 @@ __all__ = [
     "Level",
     "LogEvent",
     "StageResult",
+    "Stream",
     "log_lines",
     "utcnow",
 ]
 
 Level = Literal["debug", "info", "warning", "error"]
+# Which pipe of a command a line came from; None for what Rivet or the pipeline's Lua
+# logged. Shown beside the level: a tool's stderr is not an error by itself.
+Stream = Literal["stdout", "stderr"]
 
 # The level names pipeline code may use (``log.warn``, ``stdout_level = "warn"``…).
 LEVEL_NAMES: dict[str, Level] = {
@@ -73,6 +77,7 @@ class LogEvent:
     stage: str | None
     level: Level
     message: str
+    stream: Stream | None = None
 
 
 @dataclass

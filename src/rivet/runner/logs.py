@@ -107,7 +107,12 @@ class LogShipper:
     def log(self, event: LogEvent) -> None:
         message = truncate(event.message, MAX_LOG_MESSAGE)
         line = LogLine(
-            seq=event.seq, ts=event.ts, stage=event.stage, level=event.level, message=message
+            seq=event.seq,
+            ts=event.ts,
+            stage=event.stage,
+            level=event.level,
+            message=message,
+            stream=event.stream,
         )
         size = len(message) + _LINE_OVERHEAD
         limit = self.settings.max_buffer_bytes

@@ -34,6 +34,7 @@ def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine]) -> int
                 "stage": line.stage,
                 "level": line.level,
                 "message": line.message,
+                "stream": line.stream,
             }
             for line in lines[start : start + _CHUNK]
         ]
@@ -80,7 +81,14 @@ def read_lines(
         if contiguous and row.seq != expected:
             break
         result.append(
-            LogLine(seq=row.seq, ts=row.ts, stage=row.stage, level=row.level, message=row.message)
+            LogLine(
+                seq=row.seq,
+                ts=row.ts,
+                stage=row.stage,
+                level=row.level,
+                message=row.message,
+                stream=row.stream,
+            )
         )
         expected = row.seq + 1
     return result

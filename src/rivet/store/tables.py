@@ -155,6 +155,8 @@ log_lines = Table(
     Column("stage", String(200), nullable=True),
     Column("level", String(8), nullable=False),
     Column("message", Text, nullable=False),
+    # "stdout" / "stderr" for a command's output, NULL for Rivet's and Lua's own lines.
+    Column("stream", String(6), nullable=True),
     # (job_id, seq) is the idempotency key: a retried batch inserts nothing twice.
     PrimaryKeyConstraint("job_id", "seq"),
 )

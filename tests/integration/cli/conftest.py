@@ -188,13 +188,21 @@ class PlayedRunner:
         body["started_at" if status == "running" else "finished_at"] = now
         self.post("stages", body)
 
-    def log(self, seq: int, stage: str | None, message: str, level: str = "info") -> None:
+    def log(
+        self,
+        seq: int,
+        stage: str | None,
+        message: str,
+        level: str = "info",
+        stream: str | None = None,
+    ) -> None:
         line = {
             "seq": seq,
             "ts": datetime.now(UTC).isoformat(),
             "stage": stage,
             "level": level,
             "message": message,
+            "stream": stream,
         }
         self.post("logs", {"lines": [line]})
 

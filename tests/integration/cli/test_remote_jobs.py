@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ def test_unknown_job_ids(cli: Cli) -> None:
 # --- with a played runner (conftest.PlayedRunner) --------------------------------------
 
 
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (\S+)\s+(\S+)\s+(.*)$")
+LOG_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (\S+)\s+(\S+)\s+(.*)$")
 
 
 def logged(text: str) -> list[tuple[str, str, str]]:
@@ -217,6 +218,53 @@ def test_follow_streams_lines_and_exits_with_the_job_status(
     assert re.search(rf"{job_id[:8]}\s+│ {name} v1\s+│ failed", cli(["job", "list"]).stdout)
 
 
+def _log_body(stdout: str) -> list[str]:
+    """The lines and markers a follow printed: everything before the summary."""
+    return stdout.split("\n\n", 1)[0].splitlines()
+
+
+def test_follow_of_a_finished_job_prints_in_stored_order_with_one_column_width(
+    cli: Cli, played_runner: Any, pipeline: tuple[str, str]
+) -> None:
+    name, lane = pipeline
+    runner = played_runner(lane)
+    job_id = launched_id(cli(["job", "launch", name, "-i", "image=alpine"]))
+    runner.claim()
+    runner.stage("build", "running")
+    runner.log(1, "build", "compiling", stream="stdout")
+    runner.log(2, "build", "progress 50%", stream="stderr")
+    runner.stage("build", "succeeded")
+    runner.stage("unit-tests", "running")
+    runner.log(3, "unit-tests", "1 test failed", "error")
+    runner.stage("unit-tests", "failed", "1 test failed")
+    runner.log(4, None, "cleaning up")
+    runner.complete("failed", "stage 'unit-tests' failed: 1 test failed")
+
+    followed = cli(["job", "logs", job_id, "--follow"])
+    assert followed.exit_code == 1, followed.output
+    body = _log_body(followed.stdout)
+    # without the time, and durations that depend on the machine
+    shown = [re.sub(r"^(\d{4}-\d\d-\d\d )?\S+ | in \d+\.\d\ds", "", line) for line in body]
+    assert shown == [
+        "build      -- started",
+        "build      info        compiling",
+        "build      info    err progress 50%",
+        "build      -- succeeded",
+        "unit-tests -- started",
+        "unit-tests error       1 test failed",
+        "unit-tests -- failed: 1 test failed",
+        "job        info        cleaning up",
+    ], followed.stdout
+    # every line has its time: markers too, and in the same column
+    assert all(re.match(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} ", line) for line in body)
+    # following again prints the same, byte for byte
+    again = cli(["job", "logs", job_id[:8], "--follow"])
+    assert _log_body(again.stdout) == body
+    # and without --follow the same lines (no markers)
+    stored = cli(["job", "logs", job_id])
+    assert stored.stdout.splitlines() == [line for line in body if " -- " not in line]
+
+
 def test_launch_follow_exits_0_on_success_and_cancel_of_running_job(
     cli: Cli, played_runner: Any, pipeline: tuple[str, str]
 ) -> None:
@@ -253,3 +301,45 @@ def test_launch_follow_exits_0_on_success_and_cancel_of_running_job(
     runner.stage("build", "cancelled")
     runner.complete("cancelled", "cancelled by a user")
     assert cli(["job", "logs", job_id, "--follow"]).exit_code == 130
+
+
+def test_times_carry_their_zone_and_old_log_lines_their_date(
+    cli: Cli, played_runner: Any, pipeline: tuple[str, str]
+) -> None:
+    name, lane = pipeline
+    runner = played_runner(lane)
+    job_id = launched_id(cli(["job", "launch", name, "-i", "image=alpine"]))
+    runner.claim()
+    old = datetime.now(UTC) - timedelta(days=2)
+    line = {"seq": 1, "ts": old.isoformat(), "stage": "build", "level": "info", "message": "old"}
+    runner.post("logs", {"lines": [line]})
+    runner.log(2, "build", "new")
+    runner.complete("succeeded")
+
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    listed = cli(["job", "list", "--utc"]).stdout
+    assert re.search(rf"{job_id[:8]}\s+│ {name} v1\s+│ succeeded │ {stamp}Z ", listed)
+    shown = cli(["job", "show", job_id]).stdout
+    assert re.search(rf"created\s+{stamp}[+-]\d\d:\d\d\s*$", shown, re.M)  # local, with its offset
+    assert re.search(rf"created\s+{stamp}Z\s*$", cli(["job", "show", job_id, "--utc"]).stdout, re.M)
+
+    # a log that began two days ago: every line says its date (one column width)
+    logs = cli(["job", "logs", job_id, "--utc"]).stdout.splitlines()
+    assert logs[0].startswith(f"{old:%Y-%m-%d} {old:%H:%M:%S}.")
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z build", logs[1])
+    assert logs[1].endswith(" new")
+    followed = cli(["job", "logs", job_id, "--follow", "--utc"]).stdout
+    assert followed.startswith(f"{old:%Y-%m-%d} {old:%H:%M:%S}.")
+
+
+def test_a_dashed_uuid_or_its_start_names_a_job(cli: Cli, pipeline: tuple[str, str]) -> None:
+    name, _ = pipeline
+    job_id = launched_id(cli(["job", "launch", name, "-i", "image=alpine"]))
+    dashed = str(uuid.UUID(hex=job_id))
+    for ref in (dashed, dashed[:13]):
+        shown = cli(["job", "show", ref])
+        assert shown.exit_code == 0, shown.output
+        assert shown.stdout.startswith(f"job {job_id}")
+    wrong = cli(["job", "show", f"{job_id[:4]}-{job_id[4:8]}"])
+    assert wrong.exit_code == 1
+    assert "ids are hex" in wrong.stderr

@@ -17,7 +17,11 @@ pytestmark = pytest.mark.podman
 RIVET = Path(sys.executable).with_name("rivet")
 ROOT = Path(__file__).resolve().parents[3]
 BUSYBOX = "localhost/rivet/busybox:latest"
-LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+)\s+(?P<level>\S+)\s+(?P<message>.*)$")
+# TIME STAGE LEVEL STREAM MESSAGE: the level padded to 7, the stream "err" or blank.
+LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+) +(?P<level>\S+) {1,4}(?P<stream>err|   ) "
+    r"(?P<message>.*)$"
+)
 
 
 def env(home: Path) -> dict[str, str]:
@@ -42,6 +46,13 @@ def logged(stdout: str) -> list[tuple[str, str, str]]:
         (m["stage"], m["level"], m["message"])
         for m in map(LINE.match, stdout.splitlines())
         if m and m["level"] != "--"
+    ]
+
+
+def from_stderr(stdout: str) -> list[str]:
+    """The messages of the lines marked as a command's stderr."""
+    return [
+        m["message"] for m in map(LINE.match, stdout.splitlines()) if m and m["stream"] == "err"
     ]
 
 
@@ -88,7 +99,8 @@ def test_failing_stage_exits_1_and_stops_the_job(podman_available: str, tmp_path
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = logged(proc.stdout)
     assert ("ok", "info", "fine") in lines
-    assert ("boom", "error", "bad") in lines
+    assert ("boom", "info", "bad") in lines
+    assert from_stderr(proc.stdout) == ["bad"]
     assert not any(stage == "never" for stage, _, _ in lines)
     assert re.search(r"boom\s+│ failed", proc.stdout)
     assert re.search(r"never\s+│ pending", proc.stdout)
@@ -169,3 +181,75 @@ def test_ctrl_c_sigterm_and_sighup_cancel_remove_containers_and_exit_130(
     assert job, stderr
     assert leftovers(podman_available, job.group(1)) == []
     assert not list((tmp_path / "workspaces").iterdir())
+
+
+def test_a_command_missing_from_the_image_is_named_with_the_image(
+    podman_available: str, tmp_path: Path
+) -> None:
+    pipeline = tmp_path / "missing.lua"
+    pipeline.write_text(
+        """return pipeline.define({
+  name = "missing",
+  stages = {
+    { name = "soft", script = function()
+        local r = process.run({ "no-such-tool", "--version" })
+        log.info("exit " .. r.exit_code)
+        local shell = process.run({ "sh", "-c", "no-such-tool" })
+        log.info("shell exit " .. shell.exit_code)
+        process.run({ "/etc/passwd" })
+      end },
+    { name = "hard", script = function()
+        process.run({ "no-such-tool", "--version", check = true })
+      end },
+  },
+})
+"""
+    )
+    proc = rivet_run(tmp_path, str(pipeline))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = logged(proc.stdout)
+    assert (
+        "soft",
+        "warning",
+        f"command 'no-such-tool' not found in image {BUSYBOX} (exit code 127)",
+    ) in lines
+    assert ("soft", "info", "exit 127") in lines
+    # sh started: its own 127 is only an exit code, and its words are its own.
+    assert ("soft", "info", "shell exit 127") in lines
+    assert not any("'sh' not found" in message for _, _, message in lines)
+    assert (
+        "soft",
+        "warning",
+        f"command '/etc/passwd' not executable in image {BUSYBOX} (exit code 126)",
+    ) in lines
+    failure = f"process.run: command 'no-such-tool' not found in image {BUSYBOX} (exit code 127)"
+    assert failure in proc.stdout.splitlines()[-1]
+
+
+def test_stderr_is_logged_at_the_normal_level_and_marked_as_stderr(
+    podman_available: str, tmp_path: Path
+) -> None:
+    pipeline = tmp_path / "stderr.lua"
+    pipeline.write_text(
+        """return pipeline.define({
+  name = "progress",
+  stages = {
+    { name = "clone", script = function()
+        process.run({ "sh", "-c", "echo Cloning into repo... >&2; echo cloned" })
+        process.run({ "sh", "-c", "echo still an error >&2", stderr_level = "error" })
+        log.info("err is only a word here")
+      end },
+  },
+})
+"""
+    )
+    proc = rivet_run(tmp_path, str(pipeline))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = logged(proc.stdout)
+    assert ("clone", "info", "Cloning into repo...") in lines
+    assert ("clone", "info", "cloned") in lines
+    assert ("clone", "error", "still an error") in lines
+    assert ("clone", "info", "err is only a word here") in lines
+    assert from_stderr(proc.stdout) == ["Cloning into repo...", "still an error"]
+    assert re.search(r"^(\S+ )?\S+ clone info    err Cloning into repo\.\.\.$", proc.stdout, re.M)
+    assert re.search(r"^(\S+ )?\S+ clone info        cloned$", proc.stdout, re.M)

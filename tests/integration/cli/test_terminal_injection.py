@@ -70,7 +70,9 @@ NAME_MARKUP = "[bold red]markup"
 SHOWN = [visible(p) for p in PARTS.values()]
 BIDI_CHARS = {*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029}
 SGR = re.compile(r"\x1b\[[0-9;]*m")
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (build|deploy|job)\s+(info|warning|error)\s+\S")
+LOG_LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (build|deploy|job)\s+(info|warning|error)\s+\S"
+)
 
 
 def lua(text: str) -> str:
@@ -237,7 +239,7 @@ def test_job_commands_show_a_hostile_job_inert(
     # Every line is a real log line: the newline of a message never starts one.
     lines = logs.stdout.splitlines()
     assert all(LOG_LINE.match(line) for line in lines), lines
-    assert re.search(r"^\S+ build\s+info    " + re.escape(visible(FORGED)) + "$", logs.stdout, re.M)
+    assert re.search(r"^\S+ build\s+info\s+" + re.escape(visible(FORGED)) + "$", logs.stdout, re.M)
 
     for args in (["job", "logs", job_id, "--follow"], ["job", "show", job_id], ["job", "list"]):
         result = cli(args)

@@ -90,7 +90,10 @@ def test_both_call_forms_capture_levels_env(run) -> None:  # type: ignore[no-unt
     assert result.outputs == {"captured": "out\n", "codes": "000", "env": "hi-s-true\n", "exit": 7}
     assert "positional" in events.messages("info")
     assert "named 42" in events.messages("info")
-    assert "err" in events.messages("error")
+    # stderr at the normal level, each line tagged with its pipe
+    assert ("info", "stderr") in [(e.level, e.stream) for e in events.lines if e.message == "err"]
+    assert [e.stream for e in events.lines if e.message == "positional"] == ["stdout"]
+    assert "err" not in events.messages("error")
     assert "out" not in events.messages("info")  # captured, not logged
     assert "quiet" in events.messages("debug")
     assert "loud" in events.messages("warning")

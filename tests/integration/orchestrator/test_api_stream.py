@@ -81,12 +81,15 @@ def test_stream_replays_follows_and_ends(http: httpx.Client) -> None:
     statuses = [json.loads(e["data"]) for _, e in events if e["event"] == "status"]
     assert statuses[0]["status"] == "running"
     assert statuses[-1]["status"] == "succeeded"
-    assert any(s["stages"][0]["status"] == "running" for s in statuses)
+    # Status events are snapshots: "running" then "succeeded" posted back to back may
+    # reach a reader as one; what must hold is that the stage ends as it was left.
+    assert statuses[-1]["stages"][0]["status"] == "succeeded"
     assert "id" not in next(e for _, e in events if e["event"] == "status")
     kind, last = events[-1][1]["event"], json.loads(events[-1][1]["data"])
     assert (kind, last["status"], last["id"]) == ("end", "succeeded", job_id)
     late_line = next(t for t, e in events if e.get("id") == "4")
-    assert late_line - posted["late"] < 1.0  # woken, not polled (poll fallback is 5 s)
+    # Woken, not polled: the poll fallback is 5 s (the bound is loose for a loaded machine).
+    assert late_line - posted["late"] < 4.0
 
 
 def test_stream_resumes_from_last_event_id(http: httpx.Client) -> None:

@@ -61,7 +61,14 @@ def test_job_runs_in_podman_with_logs_stages_and_outputs(
     positions = [next(i for i, ln in enumerate(lines) if ln["message"] == m) for m in expected]
     assert positions == sorted(positions)
     assert by_message["hello rivet"]["stage"] == "build"
-    assert by_message["warn"]["level"] == "error"
+    # stderr at the normal level, and the pipe each line came from kept (stored on
+    # both databases and given back by the API)
+    assert (by_message["warn"]["level"], by_message["warn"]["stream"]) == ("info", "stderr")
+    assert (by_message["hello rivet"]["level"], by_message["hello rivet"]["stream"]) == (
+        "info",
+        "stdout",
+    )
+    assert by_message["preparing for rivet"]["stream"] is None
     assert podman_containers(job_id) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from rivet.cli.common import (
 )
 from rivet.cli.inputs import parse_input_args
 from rivet.cli.remote import ago
-from rivet.cli.render import LogPrinter, format_duration, format_time
+from rivet.cli.render import LogPrinter, format_duration
+from rivet.cli.times import LogClock, format_log_time, format_timestamp, spans_days
 from rivet.defaults import DEFAULT_PORT
 from rivet.errors import ApiError, InputError, NotFoundError, RivetError
 from rivet.protocol import ErrorBody
@@ -94,9 +96,37 @@ def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
 
 
-def test_format_time_is_local_with_milliseconds() -> None:
-    ts = datetime(2024, 1, 2, 3, 4, 5, 678_900, tzinfo=UTC)
-    assert format_time(ts) == ts.astimezone().strftime("%H:%M:%S.678")
+def test_log_times_are_local_with_milliseconds_or_utc_with_z() -> None:
+    ts = datetime(2026, 3, 4, 5, 6, 7, 678901, tzinfo=UTC)
+    assert format_log_time(ts) == ts.astimezone().strftime("%H:%M:%S.678")
+    assert format_log_time(ts, utc=True) == "05:06:07.678Z"
+    assert format_log_time(ts, utc=True, dated=True) == "2026-03-04 05:06:07.678Z"
+
+
+def test_table_times_carry_their_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    ts = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert format_timestamp(ts, utc=True) == "2026-03-04 05:06:07Z"
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        assert format_timestamp(ts) == "2026-03-04 06:06:07+01:00"
+        assert format_log_time(ts) == "06:06:07.000"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert format_timestamp(None) == "-"
+
+
+def test_a_log_is_dated_unless_it_is_all_of_today() -> None:
+    now = datetime.now(UTC)
+    assert not spans_days(now, now, utc=True)
+    assert spans_days(now - timedelta(days=1), now - timedelta(days=1), utc=True)
+    assert spans_days(now - timedelta(days=3), None, utc=True)
+    clock = LogClock(utc=True)
+    assert clock(now) == format_log_time(now, utc=True)  # today: time only
+    old = clock(now - timedelta(days=2))
+    assert old.startswith(f"{now - timedelta(days=2):%Y-%m-%d} ")
+    assert clock(now).startswith(f"{now:%Y-%m-%d} ")  # dated from then on: one width
 
 
 def test_ago() -> None:
@@ -128,7 +158,7 @@ def test_colour_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdout", io.StringIO())
     plain = printed(common.out_console(), "error", "boom")
     assert "\x1b[" not in plain
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} build error   boom\n", plain)
+    assert re.fullmatch(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} build error       boom\n", plain)
 
 
 def test_no_color_disables_colour_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -229,7 +229,11 @@ def test_end_of_input_while_prompting_is_an_input_error(
 
 # --- output and exit codes ---------------------------------------------------------------
 
-LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+ *) (?P<level>\S+ *) (?P<message>.*)$")
+# TIME STAGE LEVEL STREAM MESSAGE (the stream "err" or blank, 3 wide)
+LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3} (?P<stage>\S+ *) (?P<level>\S+ *) (?P<stream>err|   ) "
+    r"(?P<message>.*)$"
+)
 
 
 def test_log_lines_stage_markers_and_summary(
@@ -244,9 +248,12 @@ def test_log_lines_stage_markers_and_summary(
         ("build     ", "info   ", "compiling [1/2]"),
         ("build     ", "error  ", "oops"),
     ]
-    assert any(re.match(r"^\S+ build      -- started$", line) for line in lines)
-    assert any(re.match(r"^\S+ build      -- succeeded in 0\.25s$", line) for line in lines)
-    assert any(re.match(r"^\S+ test-suite -- skipped in 0\.25s$", line) for line in lines)
+    # the job's lines are of another day than today: each says its date
+    day = f"{T0.astimezone():%Y-%m-%d} "
+    assert all(line.startswith(day) for line in lines if LINE.match(line))
+    assert any(re.match(r"^\S+ \S+ build      -- started$", line) for line in lines)
+    assert any(re.match(r"^\S+ \S+ build      -- succeeded in 0\.25s$", line) for line in lines)
+    assert any(re.match(r"^\S+ \S+ test-suite -- skipped in 0\.25s$", line) for line in lines)
     table = "\n".join(lines)
     assert re.search(r"build\s+│ succeeded │\s+0\.25s", table)
     assert re.search(r"test-suite │ skipped\s+│\s+0\.25s", table)

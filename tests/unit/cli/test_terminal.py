@@ -25,6 +25,7 @@ from rivet.cli.terminal import (
     SafeConsole,
     SafeFormatter,
     echo_json,
+    echo_json_line,
     echo_source,
     visible,
     visible_lines,
@@ -161,6 +162,15 @@ def test_json_is_exact_and_inert(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out) == data
     assert_inert(out)
     assert "naïve 日本" in out  # ordinary unicode is not \u-escaped
+
+
+def test_json_lines_are_one_exact_inert_object_each(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"message": HOSTILE, "seq": 1}, {"message": "two\nlines", "seq": 2}]
+    for row in rows:
+        echo_json_line(row)
+    out = capsys.readouterr().out
+    assert [json.loads(line) for line in out.splitlines()] == rows
+    assert_inert(out)
 
 
 def test_source_is_exact_into_a_pipe_and_visible_on_a_terminal(

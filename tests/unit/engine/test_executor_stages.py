@@ -101,7 +101,10 @@ def test_a_failing_command_returns_its_code_and_with_check_fails_the_stage(
     )
     assert job.result.outputs == {"code": 2}
     assert "'make' exited with code 2" in (job.result.stages[0].error or "")
-    assert job.events.messages("error")[0] == "make: *** no rule"
+    # a command's stderr: the normal level, marked as stderr (error is Rivet's own)
+    stderr = [(e.level, e.message) for e in job.events.lines if e.stream == "stderr"]
+    assert stderr[0] == ("info", "make: *** no rule")
+    assert "make: *** no rule" not in job.events.messages("error")
 
 
 def test_log_lines_are_numbered_from_the_first_sequence_number_without_gaps(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -60,6 +61,19 @@ def test_id_prefixes_resolve_unique_ambiguous_unknown(db: Database) -> None:
         for bad in ("abc", "abcz", "ab%d", "a_cd"):
             with pytest.raises(NotFoundError, match="at least 4"):
                 resolve_prefix(conn, pipelines, bad, "pipeline")
+
+
+def test_dashed_uuids_and_their_starts_resolve_like_prefixes(db: Database) -> None:
+    version = store_version(db, definition())
+    with db.write() as tx:
+        job_id = job_store.create_job(tx.conn, version, {})
+    dashed = str(uuid.UUID(hex=job_id))
+    with db.read() as conn:
+        for ref in (dashed, dashed.upper(), dashed[:13], dashed[:9], dashed[:8]):
+            assert job_store.resolve_job(conn, ref) == job_id, ref
+        for wrong in (f"{job_id[:4]}-{job_id[4:8]}", f"-{job_id[:8]}", dashed + "-"):
+            with pytest.raises(NotFoundError, match="ids are hex"):
+                job_store.resolve_job(conn, wrong)
 
 
 def test_job_rows_pin_version_and_track_stages(db: Database) -> None:
@@ -130,6 +144,18 @@ def test_log_lines_are_idempotent_and_ordered(db: Database) -> None:
             4,
         ]
         assert log_store.last_seq(conn, job_id) == 5
+
+
+def test_log_lines_keep_the_stream_they_came_from(db: Database) -> None:
+    version = store_version(db, definition())
+    with db.write() as tx:
+        job_id = job_store.create_job(tx.conn, version, {})
+        streams = ["stdout", "stderr", None]
+        lines = [_line(i + 1).model_copy(update={"stream": s}) for i, s in enumerate(streams)]
+        log_store.append_lines(tx.conn, job_id, lines)
+    with db.read() as conn:
+        read = log_store.read_lines(conn, job_id, 0, 10, contiguous=True)
+    assert [ln.stream for ln in read] == streams
 
 
 def test_contiguous_reads_stop_at_a_gap(db: Database) -> None:

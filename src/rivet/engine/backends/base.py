@@ -32,6 +32,9 @@ Lifecycle, per job:
    A captured stream is stored only while the request's :class:`CaptureBudget`
    grants room: once it refuses, the backend stops storing, kills the command,
    drains the pipe to its end and names the stream in ``capture_overflow``.
+   A program that is not in the container, or cannot be executed, gives exit 127
+   or 126 with ``start_failure`` saying which; a command that started and exited
+   127 itself (``sh -c nope``) has no ``start_failure``.
 3. ``remove(container)`` stops and deletes it; idempotent, never raises for a
    container that is already gone. ``remove_job(job_id)`` removes every container
    labelled with that job (used on cancel, Ctrl-C and crash recovery).
@@ -45,7 +48,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 __all__ = [
     "LABEL_IMAGE",
@@ -62,6 +65,7 @@ __all__ = [
     "ExecResult",
     "IdMap",
     "RunningContainer",
+    "StartFailure",
     "container_name",
 ]
 
@@ -183,6 +187,12 @@ class ExecRequest:
     on_notice: LineCallback | None = None
 
 
+# Why a command never started: its program is not in the container, or is there but
+# cannot be executed (Podman exits 127 and 126 then; so can a command that did start,
+# like ``sh -c nope``, which is why the backend says which case it was).
+StartFailure = Literal["not found", "not executable"]
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -195,6 +205,8 @@ class ExecResult:
     # "stdout" or "stderr" when that captured stream passed the budget: the command
     # was killed and the stream's text is empty (its room already given back).
     capture_overflow: str | None = None
+    # Set when the program could not be started at all (see StartFailure).
+    start_failure: StartFailure | None = None
 
 
 def container_name(job_id: str, image: str, options: ContainerOptions | None = None) -> str:

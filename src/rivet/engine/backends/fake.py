@@ -16,7 +16,9 @@ What it does instead of Podman:
   exit 124 at once) or a :class:`threading.Event` it waits for in real time (until
   it is set, the command's container is removed, or its timeout passes). ``true``,
   ``false``, ``echo`` and ``sleep SECONDS`` are scripted from the start; any other
-  program exits 127 with a line saying that nothing was scripted for it.
+  program is not found, like a program missing from an image: exit 127 with
+  ``start_failure = "not found"`` and a line saying that nothing was scripted for
+  it. ``FakeCommand(start_failure="not executable")`` gives exit 126.
 - **Output goes through the contract's rules**: written text is cut into lines as
   Podman's reader cuts it (at most :data:`MAX_LINE_BYTES` a piece, ``\\n`` and a
   trailing ``\\r`` removed), stdout's lines are delivered before stderr's, a capture
@@ -53,11 +55,13 @@ from rivet.engine.backends.base import (
     IdMap,
     LineCallback,
     RunningContainer,
+    StartFailure,
 )
 from rivet.errors import ContainerError
 
 __all__ = [
     "KILLED_EXIT_CODE",
+    "NOT_EXECUTABLE_EXIT_CODE",
     "NOT_FOUND_EXIT_CODE",
     "NO_CONTAINER_EXIT_CODE",
     "TIMEOUT_EXIT_CODE",
@@ -69,6 +73,7 @@ __all__ = [
 # The exit codes Podman gives in the same situations.
 TIMEOUT_EXIT_CODE = 124
 NOT_FOUND_EXIT_CODE = 127
+NOT_EXECUTABLE_EXIT_CODE = 126
 KILLED_EXIT_CODE = 137
 NO_CONTAINER_EXIT_CODE = 125
 _ID_RANGE = 65536
@@ -90,6 +95,8 @@ class FakeCommand:
     stderr: str = ""
     duration: float = 0.0
     gate: threading.Event | None = None
+    # The program never starts: exit 127 or 126 (the exit_code given is ignored).
+    start_failure: StartFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,7 @@ class FakeBackend:
             )
         elif does is None:
             command = FakeCommand(
-                exit_code=NOT_FOUND_EXIT_CODE,
+                start_failure="not found",
                 stderr=f"fake backend: nothing is scripted for {(request.argv or [''])[0]!r} "
                 "(FakeBackend.script)\n",
             )
@@ -340,6 +347,8 @@ def _check_env(request: ExecRequest) -> None:
 
 
 def _run(command: FakeCommand, request: ExecRequest, removed: threading.Event) -> ExecResult:
+    if command.start_failure is not None:
+        return _not_started(command, request)
     budget = request.capture_budget
     out = _Stream(request.on_stdout, request.capture_stdout, budget)
     err = _Stream(request.on_stderr, request.capture_stderr, budget)
@@ -371,6 +380,20 @@ def _run(command: FakeCommand, request: ExecRequest, removed: threading.Event) -
         timed_out=timed_out,
         captured_bytes=out.taken + err.taken,
         capture_overflow=overflow,
+    )
+
+
+def _not_started(command: FakeCommand, request: ExecRequest) -> ExecResult:
+    """What Podman answers for a program it could not start: one error line on
+    stderr, exit 127 (not found) or 126 (not executable)."""
+    failure = command.start_failure
+    assert failure is not None
+    code = NOT_FOUND_EXIT_CODE if failure == "not found" else NOT_EXECUTABLE_EXIT_CODE
+    err = _Stream(request.on_stderr, request.capture_stderr, request.capture_budget)
+    err.write(command.stderr)
+    err.raise_callback_error()
+    return ExecResult(
+        exit_code=code, stderr=err.text(), captured_bytes=err.taken, start_failure=failure
     )
 
 

@@ -360,7 +360,7 @@ class PodmanBackend:
             streams.abandon()
             raise
         streams.drain()
-        return streams.result(exit_code, watchdog.fired)
+        return streams.result(exit_code, watchdog.fired, request.argv[0])
 
     # -- podman plumbing ---------------------------------------------------------------
 

@@ -319,7 +319,7 @@ def _run(
     else:
         assert command.exit_code is not None
         exit_code = command.exit_code
-    return streams.result(exit_code, deadline.fired)
+    return streams.result(exit_code, deadline.fired, request.argv[0])
 
 
 def _buffered(stream: io.RawIOBase) -> io.BufferedReader:

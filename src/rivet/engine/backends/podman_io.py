@@ -23,6 +23,7 @@ from rivet.engine.backends.base import (
     ExecRequest,
     ExecResult,
     LineCallback,
+    StartFailure,
 )
 from rivet.engine.backends.workers import TimerHandle, call_later, run_in_thread
 
@@ -33,6 +34,7 @@ __all__ = [
     "CommandStreams",
     "StreamReader",
     "Watchdog",
+    "start_failure_of",
 ]
 
 # The exit code of a command killed for its timeout (coreutils' timeout(1) uses it).
@@ -98,6 +100,8 @@ class StreamReader:
         # For join(): reads so far, and whether a callback is running (it may block).
         self._reads = 0
         self._delivering = False
+        # The last line seen, streamed or captured (start_failure_of reads it).
+        self.last_line = ""
         self._ended = threading.Event()
         run_in_thread(self._drain)
 
@@ -117,10 +121,14 @@ class StreamReader:
             while chunk := self._pipe.readline(MAX_LINE_BYTES):
                 self._reads += 1
                 text = decoder.decode(chunk)
-                if self._callback is not None and text:
-                    self._deliver(self._callback, text.removesuffix("\n").removesuffix("\r"))
-            if (tail := decoder.decode(b"", final=True)) and self._callback is not None:
-                self._deliver(self._callback, tail)
+                if text:
+                    self.last_line = text.removesuffix("\n").removesuffix("\r")
+                    if self._callback is not None:
+                        self._deliver(self._callback, self.last_line)
+            if tail := decoder.decode(b"", final=True):
+                self.last_line = tail
+                if self._callback is not None:
+                    self._deliver(self._callback, tail)
 
     def _collect(self, decoder: codecs.IncrementalDecoder) -> None:
         """Capture: store chunks while the budget grants room; after a refusal, drop
@@ -177,6 +185,12 @@ class StreamReader:
     def text(self) -> str:
         return "".join(self._chunks)
 
+    def final_line(self) -> str:
+        """The stream's last line: the last one delivered, or of the captured text."""
+        if self._capture:
+            return self.text().rstrip("\r\n").rpartition("\n")[2]
+        return self.last_line
+
     def raise_callback_error(self) -> None:
         if self._error is not None:
             raise self._error
@@ -224,7 +238,7 @@ class CommandStreams:
         if self._budget is not None:
             self._budget.give_back(self.out.taken + self.err.taken)
 
-    def result(self, exit_code: int, timed_out: bool) -> ExecResult:
+    def result(self, exit_code: int, timed_out: bool, program: str) -> ExecResult:
         out, err = self.out, self.err
         return ExecResult(
             exit_code=exit_code,
@@ -233,4 +247,32 @@ class CommandStreams:
             timed_out=timed_out,
             captured_bytes=out.taken + err.taken,
             capture_overflow="stdout" if out.overflowed else "stderr" if err.overflowed else None,
+            start_failure=start_failure_of(exit_code, program, err.final_line()),
         )
+
+
+# The last words of whoever could not start an exec'd program, with exit 127 and 126:
+# Podman's errors ErrOCIRuntimeNotFound and ErrOCIRuntimePermissionDenied (whatever
+# the runtime, runc or crun) on the podman-exec path, and the exec agent's own
+# (rivet-agent.c, exec_search) on the agent path.
+_PODMAN_START_FAILURES: dict[int, tuple[str, StartFailure]] = {
+    127: ("OCI runtime attempted to invoke a command that was not found", "not found"),
+    126: ("OCI permission denied", "not executable"),
+}
+_AGENT_PREFIX = "rivet-agent: exec: "
+
+
+def start_failure_of(exit_code: int, program: str, stderr_tail: str) -> StartFailure | None:
+    """Whether ``program`` could not be started: exit 127 or 126 with the error of
+    Podman or of the exec agent naming the program as the last line of stderr. A
+    command that ran and exited 127 itself (``sh -c nope``) leaves no such line."""
+    known = _PODMAN_START_FAILURES.get(exit_code)
+    if known is None:
+        return None
+    suffix, failure = known
+    tail = stderr_tail.strip()
+    if tail.startswith("Error: ") and tail.endswith(suffix) and program in tail:
+        return failure
+    if tail.startswith(f'{_AGENT_PREFIX}"{program}": '):
+        return failure
+    return None

@@ -11,7 +11,7 @@
 ---@field capture_stdout? boolean Return stdout in the result instead of logging it (default false). Capped by the runner policy `process.max_capture_bytes` (default 64 MiB for all of the job's captures at once): past it the command is stopped and the call fails.
 ---@field capture_stderr? boolean Return stderr in the result instead of logging it (default false); capped like `capture_stdout`.
 ---@field stdout_level? rivet.LogLevel Log level for streamed stdout lines (default "info").
----@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "error").
+---@field stderr_level? rivet.LogLevel Log level for streamed stderr lines (default "info"; the lines are still marked as stderr).
 ---@field timeout? number Seconds; on expiry the process is killed and `exit_code` is 124. Default and maximum: the runner policy (3600 and 21600 unless changed).
 ---@field check? boolean Raise an error on a non-zero exit (default false).
 ---@field secrets? table<string, string> Environment variable ([A-Za-z_][A-Za-z0-9_]*, not reserved) -> secret name: sets each variable to that secret's value, which Lua never sees (default `{}`).

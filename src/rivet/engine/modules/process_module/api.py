@@ -30,6 +30,7 @@ from rivet.engine.backends.base import (
     ExecResult,
 )
 from rivet.engine.context import JobContext
+from rivet.engine.events import Stream
 from rivet.engine.limits import MAX_ARG_BYTES, MAX_COMMAND_BYTES, MAX_PARALLEL
 from rivet.engine.modules.process_module.options import (
     DEPRECATED,
@@ -233,19 +234,19 @@ class _Runner:
         display = ctx.redactor.shell_join(options.argv)
         ctx.log("debug", f"$ {display}", stage)
 
-        def line_logger(level: Any) -> Any:
+        def line_logger(level: Any, pipe: Stream) -> Any:
             # One stream redactor per pipe: it sees consecutive lines, so a secret
             # split over two lines of output is masked on both.
             stream = ctx.redactor.stream()
-            return lambda line: ctx.log(level, stream.line(line), stage)
+            return lambda line: ctx.log(level, stream.line(line), stage, pipe)
 
         request = ExecRequest(
             argv=options.argv,
             env={**base_env(ctx.job_id, stage), **options.env},
             cwd=options.cwd,
             timeout=options.timeout,
-            on_stdout=line_logger(options.stdout_level),
-            on_stderr=line_logger(options.stderr_level),
+            on_stdout=line_logger(options.stdout_level, "stdout"),
+            on_stderr=line_logger(options.stderr_level, "stderr"),
             capture_stdout=options.capture_stdout,
             capture_stderr=options.capture_stderr,
             capture_budget=self.capture,
@@ -257,14 +258,14 @@ class _Runner:
         except ContainerError as exc:
             raise LuaCallError(f"process.run: {exc}") from None
         try:
-            self._check_result(options, display, result, stage)
+            self._check_result(options, display, result, stage, image)
         except BaseException:
             self.capture.give_back(result.captured_bytes)
             raise
         return result
 
     def _check_result(
-        self, options: RunOptions, display: str, result: ExecResult, stage: str | None
+        self, options: RunOptions, display: str, result: ExecResult, stage: str | None, image: str
     ) -> None:
         ctx = self.ctx
         if result.capture_overflow is not None:
@@ -280,6 +281,16 @@ class _Runner:
             ctx.log("warning", f"'{display}' timed out after {options.timeout:g} s", stage)
         if ctx.cancel.cancelled:
             raise LuaCallError(f"process.run: {ctx.cancel.reason}")
+        if result.start_failure is not None:
+            program = ctx.redactor.redact(options.argv[0])
+            why = (
+                f"command '{program}' {result.start_failure} in image {image} "
+                f"(exit code {result.exit_code})"
+            )
+            if options.check:
+                raise LuaCallError(f"process.run: {why}")
+            ctx.log("warning", why, stage)
+            return
         if options.check and result.exit_code != 0:
             raise LuaCallError(
                 f"process.run: '{display}' exited with code {result.exit_code}"

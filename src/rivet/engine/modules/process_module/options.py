@@ -63,7 +63,7 @@ class RunOptions:
     capture_stdout: bool = False
     capture_stderr: bool = False
     stdout_level: Level = "info"
-    stderr_level: Level = "error"
+    stderr_level: Level = "info"
     timeout: float | None = None
     check: bool = False
     # Environment variable -> secret name, and file name -> secret name: names only;
@@ -206,7 +206,7 @@ def parse_options(opts: Any, workspace: Path) -> RunOptions:
         capture_stdout=_flag(opts, "capture_stdout"),
         capture_stderr=_flag(opts, "capture_stderr"),
         stdout_level=_level(opts, "stdout_level", "info"),
-        stderr_level=_level(opts, "stderr_level", "error"),
+        stderr_level=_level(opts, "stderr_level", "info"),
         timeout=float(timeout) if timeout is not None else None,
         check=_flag(opts, "check"),
         secret_env=secret_env,
