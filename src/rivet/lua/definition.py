@@ -143,12 +143,13 @@ def _load(source: str, filename: str, sandbox: Sandbox, stored: bool) -> LoadedP
             raise LuaCallError(f"pipeline.stage: {problems[0].path}: {problems[0].message}")
 
     api_source = resources.files("rivet.lua").joinpath("pipeline_api.lua").read_text("utf-8")
-    api_fn = sandbox.load(api_source, "rivet/pipeline_api.lua")
-    pipeline_table, resolve = api_fn(
+    pipeline_table, resolve = sandbox.eval_lua(
+        api_source,
         sandbox.expose(record, "pipeline.define"),
         sandbox.expose(check_input, "pipeline.input", raw=True),
         sandbox.expose(check_stage, "pipeline.stage", raw=True),
         sandbox.caller_line_function,
+        chunkname="=rivet/pipeline_api.lua",
     )
     sandbox.env["pipeline"] = pipeline_table
 
@@ -158,10 +159,10 @@ def _load(source: str, filename: str, sandbox: Sandbox, stored: bool) -> LoadedP
         # One budget for the file and for resolving what it returned (a builder is
         # recorded then): everything that runs pipeline code at definition time.
         with sandbox.budget(budget, f"{filename}: definition"):
-            returned = chunk()
+            returned = sandbox.invoke(chunk)
             if isinstance(returned, tuple):
                 returned = returned[0] if returned else None
-            index = resolve(returned)
+            index = sandbox.invoke(resolve, returned)
     except LuaError as exc:
         line, message = split_location(str(exc), filename)
         raise DefinitionError(filename, [Problem("", message, line)]) from None

@@ -7,7 +7,10 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
   pipeline chunks see (built by ``bootstrap.lua``); Python objects never reach Lua
   directly — callables are wrapped in Lua closures, values are converted to plain
   Lua values, and attribute access on any Python object is refused;
-- a memory cap for the whole state (lupa's allocator limit);
+- a memory cap for the whole state (lupa's allocator limit), which holds for Lua
+  code and is lifted while Python has control, so that lupa's own allocations from
+  Python can never fail; what Rivet hands to Lua is measured against the cap instead
+  (see :mod:`rivet.lua.memory` for why: a failed allocation there froze the process);
 - a CPU budget per :meth:`Sandbox.call` (or :meth:`Sandbox.budget` window), counted in
   thread CPU time: time blocked in a callback (waiting for a process) does not count,
   and neither does the CPU time of Rivet's Python in a callback — unless Lua ran
@@ -23,12 +26,17 @@ One :class:`Sandbox` is one Lua state, used by one thread at a time: one per
   that is running the job's Lua, while it runs it.
 
 Reading tables that come from pipeline code is done raw (:mod:`rivet.lua.lua_values`),
-so no metamethod of the pipeline runs inside Rivet's Python in the first place.
+so no metamethod of the pipeline runs inside Rivet's Python in the first place, and
+Python calls Lua only through :meth:`Sandbox.invoke` (or :meth:`call`,
+:meth:`eval_lua`, :meth:`load`), which puts the memory cap on for the Lua it runs.
+Rivet's Lua glue (``bootstrap.lua``, ``pipeline_api.lua``, the modules' glue) takes
+every standard function it uses as a local when it is installed, before any pipeline
+code runs, and is then sealed: a global looked up at run time, which the pipeline
+could have replaced, is an internal error instead.
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -40,6 +48,8 @@ from typing import Any
 from lupa import lua54
 
 from rivet.errors import LuaError, ResourceLimitError
+from rivet.lua.bridges import Bridges, hook_functions, positional_arity
+from rivet.lua.memory import MemoryCap, lua_size, pushes_freely
 from rivet.settings import LuaGroup, load_settings
 from rivet.settings.model import LUA_DEFINITION_SECONDS, LUA_MEMORY_MIB, LUA_STAGE_SECONDS
 
@@ -94,57 +104,6 @@ def clean_message(raw: str) -> str:
     return head or "error raised without a message (error object is not a string)"
 
 
-def _positional_arity(fn: Callable[..., Any]) -> int | None:
-    """How many positional arguments ``fn`` takes, or None when it takes ``*args``."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except ValueError:  # some builtins have no signature: pass arguments as they come
-        return None
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return None
-    return sum(
-        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        for p in params
-    )
-
-
-class _Bridges:
-    """Everything the Python callables held by Lua reach, and nothing else.
-
-    lupa keeps every Python object handed to Lua alive from the Lua state. Those
-    callables therefore hold only this object (and an index), never the sandbox or a
-    module directly: :meth:`Sandbox.close` empties it, which cuts every bridge at
-    once and breaks the reference cycle Lua state -> callable -> sandbox -> Lua state,
-    so the state is freed by reference counting, on the closing thread, and never
-    later by Python's cycle collector on whichever thread happens to collect.
-    """
-
-    __slots__ = ("functions", "sandbox")
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox: Sandbox | None = sandbox
-        self.functions: list[tuple[Callable[..., Any], str, int | None]] = []
-
-
-def _hook_functions(bridges: _Bridges) -> tuple[Callable[..., Any], ...]:
-    """The budget hook's callbacks, for bootstrap.lua; after close they only say so."""
-
-    def check_budget() -> str | None:
-        sandbox = bridges.sandbox
-        return JOB_ENDED if sandbox is None else sandbox._check_budget()
-
-    def is_killed(reason: str | None = None) -> str | None:
-        sandbox = bridges.sandbox
-        return JOB_ENDED if sandbox is None else sandbox._kill(reason)
-
-    def revoke_refund() -> None:
-        sandbox = bridges.sandbox
-        if sandbox is not None:
-            sandbox._revoke_refund()
-
-    return check_budget, is_killed, revoke_refund
-
-
 class Sandbox:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -155,7 +114,8 @@ class Sandbox:
             attribute_filter=_deny_attribute,
             max_memory=self.limits.memory_bytes,
         )
-        self._bridges = _Bridges(self)
+        self._memory = MemoryCap(self._lua, self.limits.memory_bytes)
+        self._bridges = Bridges(self, self._memory)
         self._closed = False
         self._killed: str | None = None
         self._cancelled: str | None = None
@@ -167,19 +127,25 @@ class Sandbox:
         self._callback_cpu = 0.0
         self._last_refund = 0.0
         self._depth = 0
+        self._calling = "Rivet"  # the Rivet function running (or last run), for messages
         self._owner: int | None = None
         source = resources.files("rivet.lua").joinpath("bootstrap.lua").read_text("utf-8")
-        boot = self._lua.execute(source, *_hook_functions(self._bridges))
+        chunk = self._lua.compile(source)
+        boot = chunk(*hook_functions(self._bridges), JOB_ENDED)
         self._env: Any = boot["env"]
         self._wrap: Any = boot["wrap"]
         self._bridge: Any = boot["bridge"]
+        self._run_lua: Any = boot["invoke"]
+        self._seal: Any = boot["seal"]
         self._compile: Any = boot["compile"]
         self._line_of: Any = boot["line_of"]
         self._caller_line: Any = boot["caller_line"]
         boot["set_hook"](HOOK_INSTRUCTIONS)
+        self._seal(chunk)
         # The real globals keep io, os, debug, python…; pipeline code never sees them,
         # but drop the python module anyway so a future leak of _G is less harmful.
         self._lua.globals()["python"] = None
+        self._memory.set_lifted(True)  # Python has control from here on
 
     # --- limits -------------------------------------------------------------------
 
@@ -224,6 +190,43 @@ class Sandbox:
         """Stop Lua code at its next budget check (safe to call from another thread)."""
         self._cancelled = reason
 
+    # --- memory -------------------------------------------------------------------
+
+    def reserve(self, size: int, what: str | None = None) -> None:
+        """Make sure ``size`` more bytes of Lua memory fit under the cap before Rivet
+        builds a value of that size in Lua (:func:`rivet.lua.memory.lua_size` measures
+        Python data); otherwise the state is killed and ``ResourceLimitError`` says
+        that ``what`` (by default the Rivet function running) did not fit."""
+        used = self._room(size)
+        if used is not None:
+            raise ResourceLimitError(self._kill_for_memory(what, size, used))
+
+    def _room(self, size: int) -> int | None:
+        """None when ``size`` more bytes fit; otherwise the bytes in use. A full
+        collection it needed is charged to the Lua CPU budget, not refunded."""
+        memory = self._memory
+        if memory.used() + size <= memory.limit:
+            return None
+        started = time.thread_time()
+        used = memory.shortfall(size)
+        self._callback_cpu -= time.thread_time() - started
+        return used
+
+    def _kill_for_memory(self, what: str | None, size: int, used: int) -> str:
+        if not self._killed:
+            self._killed = self._memory.exceeded(what or self._calling, size, used)
+        return self._killed
+
+    def _leave(self) -> str | None:
+        """A Rivet call's results are in Lua, pushed with the cap lifted: put the cap
+        back, or, if they took the state over it, kill it and answer why (the cap
+        stays lifted until the Lua side has the message, see ``bootstrap.lua``)."""
+        used = self._room(0)
+        if used is not None:
+            return self._kill_for_memory(None, 0, used)
+        self._memory.set_lifted(False)
+        return None
+
     # --- lifetime -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -235,7 +238,8 @@ class Sandbox:
         and :meth:`call` raises. The state itself is freed (``lua_close``) as soon as
         the last Lua object Python holds goes — here, unless the caller still holds
         stage functions or tables of it; nothing of the pipeline runs then, since it
-        cannot have finalizers and every bridge is cut.
+        cannot have finalizers and every bridge is cut. Whatever Lua still runs after
+        this runs with the memory cap on.
         """
         if self._closed:
             return
@@ -243,10 +247,10 @@ class Sandbox:
             raise RuntimeError("a Sandbox is closed by the thread that runs it")
         self._closed = True
         self._killed = self._killed or JOB_ENDED
-        self._bridges.sandbox = None
-        self._bridges.functions.clear()
-        self._env = self._wrap = self._bridge = self._compile = None
-        self._line_of = self._caller_line = None
+        self._memory.detach()
+        self._bridges.cut()
+        self._env = self._wrap = self._bridge = self._compile = self._run_lua = None
+        self._seal = self._line_of = self._caller_line = None
         self._lua = None  # the LuaRuntime goes with its last reference: lua_close
 
     # --- values -------------------------------------------------------------------
@@ -260,26 +264,37 @@ class Sandbox:
             raise RuntimeError("the sandbox is closed (its job has ended)")
         return self
 
-    def table(self, items: Mapping[str, Any] | Iterable[Any] | None = None) -> Any:
-        """A Lua table from a Python mapping or sequence, converted recursively."""
+    def table(
+        self, items: Mapping[str, Any] | Iterable[Any] | None = None, what: str | None = None
+    ) -> Any:
+        """A Lua table from a Python mapping or sequence, converted recursively
+        (measured against the memory cap first, see :meth:`to_lua`)."""
         if items is None:
             return self._open()._lua.table()
-        return self.to_lua(items)
+        return self.to_lua(items, what)
 
-    def to_lua(self, value: Any) -> Any:
-        if value is None or isinstance(value, bool | int | float | str):
+    def to_lua(self, value: Any, what: str | None = None) -> Any:
+        """``value`` as Lua data: tables for mappings and sequences, strings, bytes
+        (kept byte for byte) and scalars as they are. Refused with the memory-limit
+        error naming ``what`` (see :meth:`reserve`) when it would not fit under the
+        cap."""
+        self.reserve(lua_size(value), what)
+        return self._convert(value)
+
+    def _convert(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float | str | bytes):
             return value
         if lua54.lua_type(value) is not None:
             return value
         if isinstance(value, Mapping):
             table = self._open()._lua.table()
             for key, item in value.items():
-                table[key] = self.to_lua(item)
+                table[key] = self._convert(item)
             return table
         if isinstance(value, list | tuple):
             table = self._open()._lua.table()
             for index, item in enumerate(value, start=1):
-                table[index] = self.to_lua(item)
+                table[index] = self._convert(item)
             return table
         raise TypeError(f"cannot hand {type(value).__name__} to Lua")
 
@@ -292,29 +307,40 @@ class Sandbox:
 
         ``fn`` runs only while this sandbox runs the job's Lua (inside :meth:`call`),
         on that thread, and not once the state is killed or closed: otherwise the
-        call fails without running it."""
+        call fails without running it. What it returns is measured against the
+        memory cap before it is converted (see :meth:`reserve`)."""
         bridges = self._open()._bridges
         index = len(bridges.functions)
-        bridges.functions.append((fn, name, _positional_arity(fn)))
+        bridges.functions.append((fn, name, positional_arity(fn)))
 
         def call(*args: Any) -> tuple[Any, ...]:
             sandbox = bridges.sandbox
             if sandbox is None:
-                return (0, False, f"{name}: {JOB_ENDED}")
-            return sandbox._invoke(index, args)
+                return (0, True, False, None)  # Lua says "<name>: job has ended"
+            return sandbox._answer(index, args)
 
-        return self._bridge(call) if raw else self._wrap(call, name)
+        return self.invoke(self._bridge if raw else self._wrap, call, name)
+
+    def _answer(self, index: int, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One callback, for the bridge in bootstrap.lua: ``(depth, left, ok,
+        results...)``, depth being how many callbacks are still running. The memory
+        cap is lifted while it runs; ``left`` says it is already back on, which it can
+        be when nothing in the answer allocates as lupa pushes it (see bootstrap.lua)."""
+        memory = self._memory
+        if not memory.lifted:
+            memory.set_lifted(True)
+        answer = self._invoke(index, args)
+        if pushes_freely(answer) and memory.cap_if_under():
+            return (self._depth, True, *answer)
+        return (self._depth, False, *answer)
 
     def _invoke(self, index: int, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        """One callback, for the bridge in bootstrap.lua: ``(depth, ok, results...)``
-        where depth is how many callbacks are still running after this one."""
+        """Run the callback: ``(ok, results...)``, results converted for Lua."""
         fn, name, arity = self._bridges.functions[index]
         self._last_refund = 0.0
-        depth = self._depth  # what the answer reports: the count once this call is over
         if threading.get_ident() != self._owner:
             # No call() is running on this thread: a finalizer, another thread…
             return (
-                depth,
                 False,
                 f"{name}: not available here: Rivet functions "
                 "only run while the job's Lua runs, on its thread",
@@ -327,29 +353,37 @@ class Sandbox:
             or deadline is None
             or started - self._callback_cpu > deadline
         ):
-            refused = self._stop_reason(started) or f"{name}: no Lua call is running"
-            return (depth, False, refused)
+            return (False, self._stop_reason(started) or f"{name}: no Lua call is running")
         if arity is not None:
             # Lua semantics: extra arguments are dropped, missing ones are nil.
             args = args[:arity] + (None,) * (arity - len(args))
+        depth = self._depth
         self._depth = depth + 1
+        calling, self._calling = self._calling, name
         answer: tuple[Any, ...]
         try:
             result = fn(*args)
-            if isinstance(result, tuple):
-                answer = (depth, True, *[self.to_lua(v) for v in result])
-            else:
-                answer = (depth, True, self.to_lua(result))
+            results = result if isinstance(result, tuple) else (result,)
+            size = 0
+            for value in results:
+                if value is not None:
+                    size += lua_size(value)
+            if size:
+                self.reserve(size)
+            answer = (True, *[self._convert(v) for v in results])
         except LuaCallError as exc:
-            answer = (depth, False, str(exc))
+            answer = (False, str(exc))
         except (LuaError, ResourceLimitError) as exc:
-            answer = (depth, False, str(exc))
+            answer = (False, str(exc))
+        except lua54.LuaError as exc:  # Lua that Rivet called (see invoke) failed
+            answer = (False, self._killed or f"{name}: {clean_message(str(exc))}")
         except UnicodeDecodeError:  # a binary string inside a table argument
-            answer = (depth, False, f"{name}: text is not valid UTF-8")
+            answer = (False, f"{name}: text is not valid UTF-8")
         except Exception as exc:  # a bug in Rivet, not in the pipeline
-            answer = (depth, False, f"{name}: internal error: {type(exc).__name__}: {exc}")
+            answer = (False, f"{name}: internal error: {type(exc).__name__}: {exc}")
         finally:
             self._depth = depth
+            self._calling = calling
             self._last_refund = time.thread_time() - started
             self._callback_cpu += self._last_refund
         return answer
@@ -363,7 +397,7 @@ class Sandbox:
         return table
 
     def line_of(self, fn: Any) -> int | None:
-        line = self._open()._line_of(fn)
+        line = self.invoke(self._open()._line_of, fn)
         return int(line) if line is not None and line > 0 else None
 
     @property
@@ -371,19 +405,37 @@ class Sandbox:
         """The privileged Lua function ``caller_line(level)``, for trusted glue only."""
         return self._open()._caller_line
 
-    def eval_lua(self, code: str, *args: Any) -> Any:
+    # --- running Lua ------------------------------------------------------------------
+
+    def invoke(self, fn: Any, *args: Any) -> Any:
+        """Call the Lua function ``fn`` from Python — the only way Rivet's Python runs
+        Lua: the memory cap is on while it runs and lifted again before its results
+        (or its error, as ``lupa.LuaError``) come back. Pipeline code must be called
+        inside a :meth:`budget` window (:meth:`call` opens one)."""
+        run = self._open()._run_lua
+        try:
+            return run(fn, *args)
+        finally:
+            self._memory.set_lifted(True)
+
+    def eval_lua(self, code: str, *args: Any, chunkname: str = "=rivet") -> Any:
         """Run trusted Rivet Lua code (module glue) in the sandbox environment with
-        ``args`` as its ``...``; returns what the chunk returns."""
-        fn, err = self._open()._compile(code, "=rivet")
+        ``args`` as its ``...``; returns what the chunk returns. The chunk is sealed
+        once it has run: its functions may no longer look up globals (see module
+        docstring), so glue takes what it uses as locals at the top."""
+        fn, err = self.invoke(self._open()._compile, code, chunkname)
         if fn is False:
             raise RuntimeError(f"internal Lua glue failed to compile: {err}")
-        return fn(*args)
+        try:
+            return self.invoke(fn, *args)
+        finally:
+            self.invoke(self._seal, fn)
 
     # --- running pipeline code -------------------------------------------------------
 
     def load(self, source: str, filename: str) -> Any:
         """Compile a pipeline chunk; syntax errors become ``LuaError`` with file:line."""
-        fn, err = self._open()._compile(source, f"={filename}")
+        fn, err = self.invoke(self._open()._compile, source, f"={filename}")
         if fn is False:
             raise LuaError(clean_message(str(err)))
         return fn
@@ -427,4 +479,4 @@ class Sandbox:
     def call(self, fn: Any, *args: Any, budget: float, label: str) -> Any:
         """Call Lua ``fn`` under a CPU budget (see :meth:`budget`)."""
         with self.budget(budget, label):
-            return fn(*args)
+            return self.invoke(fn, *args)

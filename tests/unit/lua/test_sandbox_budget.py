@@ -25,7 +25,7 @@ def sandbox_with_callbacks(budget: float) -> Sandbox:
     sandbox = Sandbox(Limits(stage_cpu_seconds=budget))
 
     def nest(fn: Any) -> Any:
-        return fn()
+        return sandbox.invoke(fn)  # how Rivet's Python runs Lua
 
     def busy(seconds: float) -> None:
         started = time.thread_time()

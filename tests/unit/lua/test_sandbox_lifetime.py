@@ -157,12 +157,12 @@ def plant_real_finalizer(job: Job, body: str) -> None:
     """A finalizer made with Lua's own setmetatable and pcall (the sandbox's pcall
     re-raises once the job has ended), as if one had got past the guard."""
     real = job.sandbox._lua.globals()
-    make = job.sandbox.eval_lua(
+    planter = job.sandbox.load(
         "local setmetatable, pcall = ...\n"
         f"return function() KEEP = setmetatable({{}}, {{ __gc = function() {body} end }}) end",
-        real.setmetatable,
-        real.pcall,
+        "plant.lua",
     )
+    make = job.sandbox.invoke(planter, real.setmetatable, real.pcall)
     make()
 
 

@@ -37,6 +37,7 @@ from rivet.engine.context import JobContext
 from rivet.engine.limits import JSON_DECODE_SHARE, JSON_ENCODE_SHARE, MAX_JSON_ITEMS
 from rivet.engine.policy.fs_policy import format_size
 from rivet.lua.lua_values import is_table, raw, render, type_name
+from rivet.lua.memory import lua_size
 from rivet.lua.sandbox import LuaCallError, Sandbox
 
 __all__ = ["FUNCTIONS", "MAX_DEPTH", "install"]
@@ -49,8 +50,8 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _GLUE = """
 local encode_impl, decode_impl, phase = ...
-local type, error, setmetatable, format, utf8_len =
-  type, error, setmetatable, string.format, utf8.len
+local type, error, setmetatable, rawset, format, utf8_len =
+  type, error, setmetatable, rawset, string.format, utf8.len
 
 local marks = setmetatable({}, { __mode = "k" })
 
@@ -214,7 +215,7 @@ class _Json:
         if not is_table(value):
             kind = type_name(value)
             raise _fail("encode", f"{path} is a {kind}, which JSON cannot encode")
-        mark, address = self.inspect(value)
+        mark, address = self.sandbox.invoke(self.inspect, value)
         if mark == "null":
             return None
         if depth >= MAX_DEPTH:
@@ -272,6 +273,8 @@ class _Json:
             raise _fail("decode", f"nested more than {MAX_DEPTH} levels deep") from None
         except ValueError as exc:
             raise _fail("decode", str(exc)) from None
+        # Measured before a table is built: the tables go into Lua one store at a time.
+        self.sandbox.reserve(lua_size(data), "json.decode")
         arrays: list[Any] = []
         objects: list[Any] = []
         budget = _Budget("decode", self.max_decoded)
@@ -281,7 +284,7 @@ class _Json:
             raise _fail(
                 "decode", "the decoded value does not fit in the Lua memory limit"
             ) from None
-        self.set_marks(self.sandbox.table(arrays), self.sandbox.table(objects))
+        self.sandbox.invoke(self.set_marks, self.sandbox.table(arrays), self.sandbox.table(objects))
         # Boxed: strings are handed over as bytes, which only a table slot takes verbatim.
         box = self.sandbox.table()
         box[1] = result

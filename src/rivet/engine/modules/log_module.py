@@ -15,7 +15,7 @@ __all__ = ["install"]
 # them; the calls are tail calls so errors point at the pipeline's line.
 _GLUE = """
 local emit = ...
-local tostring, select, concat = tostring, select, table.concat
+local tostring, select, concat, ipairs = tostring, select, table.concat, ipairs
 local utf8_len, sub = utf8.len, string.sub
 
 -- Log lines are text: invalid UTF-8 bytes become U+FFFD instead of failing.

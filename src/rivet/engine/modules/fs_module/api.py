@@ -116,10 +116,7 @@ class _Fs:
             raise LuaCallError(f"fs.{fname}: {exc}") from None
 
     def bytes_table(self, values: list[bytes]) -> Any:
-        table = self.sandbox.table()
-        for index, value in enumerate(values, start=1):
-            table[index] = value
-        return table
+        return self.sandbox.table(values)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -177,17 +174,15 @@ class _Fs:
                     target = os.readlink(r.name, dir_fd=r.dir_fd) if link else None
         except MissingError:
             return None
-        table = self.sandbox.table(
-            {
-                "type": kind(info.st_mode),
-                "size": info.st_size,
-                "mtime": int(info.st_mtime),
-                "mode": stat.S_IMODE(info.st_mode),
-            }
-        )
+        fields: dict[str, Any] = {
+            "type": kind(info.st_mode),
+            "size": info.st_size,
+            "mtime": int(info.st_mtime),
+            "mode": stat.S_IMODE(info.st_mode),
+        }
         if target is not None:
-            table["target"] = os.fsencode(target)
-        return table
+            fields["target"] = os.fsencode(target)
+        return self.sandbox.table(fields)
 
     def glob(self, pattern: Any) -> Any:
         text = _path(pattern)

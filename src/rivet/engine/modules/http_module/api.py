@@ -45,7 +45,7 @@ USER_AGENT = "rivet-ci"
 _GLUE = """
 local impl, json_encode, json_decode = ...
 local type, error, pcall, tostring, gsub = type, error, pcall, tostring, string.gsub
-local rawget = rawget
+local rawget, ipairs = rawget, ipairs
 
 -- Errors are raised at level 3: the pipeline line that called http.*. Options are
 -- read raw, here as in Python (no __index).
@@ -148,7 +148,7 @@ class HttpModule:
         )
         if spec.check and not 200 <= outcome.status < 300:
             raise LuaCallError(f"{name}: {where} returned {_status_line(outcome)}")
-        return self._to_lua(outcome), _is_json(outcome.content_type)
+        return self._to_lua(outcome, name), _is_json(outcome.content_type)
 
     # --- the request --------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class HttpModule:
 
     # --- results ------------------------------------------------------------------
 
-    def _to_lua(self, outcome: _Outcome) -> Any:
+    def _to_lua(self, outcome: _Outcome, name: str) -> Any:
         return self.sandbox.table(
             {
                 "status": outcome.status,
@@ -262,7 +262,8 @@ class HttpModule:
                 "headers": outcome.headers,
                 "body": _decode(outcome.body, outcome.encoding),
                 "url": str(outcome.url.copy_with(username=None, password=None)),
-            }
+            },
+            name,
         )
 
 

@@ -48,12 +48,16 @@ __all__ = ["DEFAULT_PARALLEL", "install"]
 
 DEFAULT_PARALLEL = 8
 
+# Like all of Rivet's glue, it takes every standard function it uses as a local here,
+# when the job is set up and before any pipeline code runs: the pipeline may replace
+# the globals (table.remove, ipairs…) later, and must not change how this runs.
 _GLUE = """
 local run_sync, start, wait_any = ...
 local co_create, co_resume, co_status, co_yield, co_running =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.yield, coroutine.running
 local type, error, next, tostring, concat = type, error, next, tostring, table.concat
 local setmetatable, math_floor, rawget, rawlen = setmetatable, math.floor, rawget, rawlen
+local remove, sort = table.remove, table.sort
 
 local ours = setmetatable({}, { __mode = "k" })  -- coroutines made by process.parallel
 local PENDING = {}
@@ -136,7 +140,7 @@ function process.parallel(items, fn, opts)
       local entry = waiting[handle]
       waiting[handle] = nil
       for i = #handles, 1, -1 do
-        if handles[i] == handle then table.remove(handles, i) end
+        if handles[i] == handle then remove(handles, i) end
       end
       in_flight = in_flight - 1
       step(entry[1], entry[2], ok, result)
@@ -144,9 +148,10 @@ function process.parallel(items, fn, opts)
   end
 
   if #failures > 0 then
-    table.sort(failures, function(x, y) return x.index < y.index end)
+    sort(failures, function(x, y) return x.index < y.index end)
     local parts = {}
-    for i, f in ipairs(failures) do
+    for i = 1, #failures do
+      local f = failures[i]
       parts[i] = "[" .. f.index .. "] " .. f.message
     end
     error("process.parallel: " .. #failures .. " of " .. n .. " calls failed: "
