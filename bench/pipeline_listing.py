@@ -35,7 +35,7 @@ def _fill(db: Database, count: int, versions: int, size: int) -> None:
         padded = source + "-- " + "x" * (size - len(source) - 3)
         for _ in range(versions):
             with db.write() as tx:
-                store.create_version(tx.conn, definition, padded, "p.lua")
+                store.create_version(tx.conn, definition, padded, "p.lua", created_by="admin")
 
 
 def _with_source(db: Database) -> Any:
