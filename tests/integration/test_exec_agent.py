@@ -9,55 +9,28 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_containers import BUSYBOX, Start, sh, starter, workspace_root
 from exec_paths import agent_processes, assert_path
 from recording import EventLog
 
 from rivet.engine.backends.base import (
-    ContainerOptions,
-    ContainerSpec,
     ExecRequest,
     ExecResult,
     RunningContainer,
-    container_name,
 )
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-from rivet.engine.workspaces import make_workspace, prepare_root
 
 pytestmark = pytest.mark.podman
-
-BUSYBOX = "localhost/rivet/busybox:latest"
-Start = Callable[..., RunningContainer]
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    path = tmp_path / "workspaces"
-    prepare_root(path)
-    return path
-
-
-def starter(backend: PodmanBackend, root: Path, jobs: list[str]) -> Start:
-    def start(
-        image: str = BUSYBOX, userns: str = "host", job: str | None = None
-    ) -> RunningContainer:
-        job = job or f"agent-{uuid.uuid4().hex[:8]}"
-        jobs.append(job)
-        options = ContainerOptions(userns=userns)
-        spec = ContainerSpec(
-            job_id=job,
-            image=image,
-            workspace=make_workspace(root, job),
-            name=container_name(job, image, options),
-            options=options,
-        )
-        return backend.start(spec)
-
-    return start
+    return workspace_root(tmp_path)
 
 
 @pytest.fixture
@@ -71,18 +44,6 @@ def start(backend: PodmanBackend, root: Path) -> Iterator[Start]:
     yield starter(backend, root, jobs)
     for job in jobs:
         backend.remove_job(job)
-
-
-def sh(backend: PodmanBackend, ctr: RunningContainer, script: str, **request: object) -> ExecResult:
-    return backend.exec(
-        ctr,
-        ExecRequest(
-            argv=["sh", "-c", script],
-            capture_stdout=True,
-            capture_stderr=True,
-            **request,  # type: ignore[arg-type]
-        ),
-    )
 
 
 def leftovers(podman: str, ctr: RunningContainer, needle: str) -> list[str]:

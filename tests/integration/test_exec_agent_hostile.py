@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 import struct
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_containers import BUSYBOX, Start, container_processes, sh, starter, workspace_root
 from exec_paths import agent_processes
 from recording import EventLog
 
@@ -28,29 +28,19 @@ from rivet.engine.agent import client
 from rivet.engine.agent import protocol as p
 from rivet.engine.backends.base import (
     CaptureBudget,
-    ContainerOptions,
-    ContainerSpec,
     ExecRequest,
-    ExecResult,
     RunningContainer,
-    container_name,
 )
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
-from rivet.engine.workspaces import make_workspace, prepare_root
 from rivet.errors import ContainerError
 
 pytestmark = pytest.mark.podman
 
-BUSYBOX = "localhost/rivet/busybox:latest"
-Start = Callable[..., RunningContainer]
-
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    path = tmp_path / "workspaces"
-    prepare_root(path)
-    return path
+    return workspace_root(tmp_path)
 
 
 @pytest.fixture
@@ -61,42 +51,9 @@ def backend(podman_available: str) -> PodmanBackend:
 @pytest.fixture
 def start(backend: PodmanBackend, root: Path) -> Iterator[Start]:
     jobs: list[str] = []
-
-    def go(userns: str = "host") -> RunningContainer:
-        job = f"hostile-{uuid.uuid4().hex[:8]}"
-        jobs.append(job)
-        options = ContainerOptions(userns=userns)
-        spec = ContainerSpec(
-            job_id=job,
-            image=BUSYBOX,
-            workspace=make_workspace(root, job),
-            name=container_name(job, BUSYBOX, options),
-            options=options,
-        )
-        return backend.start(spec)
-
-    yield go
+    yield starter(backend, root, jobs, prefix="hostile")
     for job in jobs:
         backend.remove_job(job)
-
-
-def sh(backend: PodmanBackend, ctr: RunningContainer, script: str, **request: object) -> ExecResult:
-    return backend.exec(
-        ctr,
-        ExecRequest(
-            argv=["sh", "-c", script],
-            capture_stdout=True,
-            capture_stderr=True,
-            **request,  # type: ignore[arg-type]
-        ),
-    )
-
-
-def container_processes(podman: str, ctr: RunningContainer) -> list[str]:
-    out = subprocess.run(
-        [podman, "top", ctr.id, "args"], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    return out.splitlines()[1:]
 
 
 def agent_died(backend: PodmanBackend, ctr: RunningContainer, script: str, what: str) -> None:
@@ -176,7 +133,7 @@ def test_restarts_are_bounded_then_podman_exec_takes_over(
 def test_the_agent_cannot_be_replaced_nor_its_pipes_or_memory_reached(
     backend: PodmanBackend, start: Start, userns: str
 ) -> None:
-    ctr = start(userns)
+    ctr = start(userns=userns)
     attempts = {
         "replace": "cp /bin/busybox /.rivet-agent",
         "remove": "rm -f /.rivet-agent",

@@ -23,42 +23,32 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_containers import BUSYBOX, Start, container_processes, sh, starter, workspace_root
 from exec_paths import agent_processes
 from recording import EventLog
 
 from rivet.child_env import child_env
 from rivet.engine.agent import protocol as p
 from rivet.engine.backends.base import (
-    ContainerOptions,
-    ContainerSpec,
-    ExecRequest,
-    ExecResult,
     RunningContainer,
-    container_name,
 )
 from rivet.engine.backends.podman import PodmanBackend
 from rivet.engine.backends.podman_agent import AGENT_ID_VAR, AGENT_IN_CONTAINER
 from rivet.engine.events import JobResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 from rivet.engine.policy import Policy, ProcessPolicy
-from rivet.engine.workspaces import make_workspace, prepare_root
 from rivet.errors import ContainerError
 
 pytestmark = pytest.mark.podman
 
-BUSYBOX = "localhost/rivet/busybox:latest"
-Start = Callable[..., RunningContainer]
-
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    path = tmp_path / "workspaces"
-    prepare_root(path)
-    return path
+    return workspace_root(tmp_path)
 
 
 @pytest.fixture
@@ -69,36 +59,9 @@ def backend(podman_available: str) -> PodmanBackend:
 @pytest.fixture
 def start(backend: PodmanBackend, root: Path) -> Iterator[Start]:
     jobs: list[str] = []
-
-    def go(userns: str = "host") -> RunningContainer:
-        job = f"isolation-{uuid.uuid4().hex[:8]}"
-        jobs.append(job)
-        options = ContainerOptions(userns=userns)
-        spec = ContainerSpec(
-            job_id=job,
-            image=BUSYBOX,
-            workspace=make_workspace(root, job),
-            name=container_name(job, BUSYBOX, options),
-            options=options,
-        )
-        return backend.start(spec)
-
-    yield go
+    yield starter(backend, root, jobs, prefix="isolation")
     for job in jobs:
         backend.remove_job(job)
-
-
-def sh(backend: PodmanBackend, ctr: RunningContainer, script: str) -> ExecResult:
-    return backend.exec(
-        ctr, ExecRequest(argv=["sh", "-c", script], capture_stdout=True, capture_stderr=True)
-    )
-
-
-def processes(podman: str, ctr: RunningContainer) -> list[str]:
-    out = subprocess.run(
-        [podman, "top", ctr.id, "args"], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    return out.splitlines()[1:]
 
 
 # -- one job against another job's agent ---------------------------------------------------
@@ -108,7 +71,7 @@ def processes(podman: str, ctr: RunningContainer) -> list[str]:
 def test_a_job_cannot_reach_the_agent_of_another_jobs_container(
     backend: PodmanBackend, start: Start, podman_available: str, userns: str
 ) -> None:
-    mine, theirs = start(userns), start(userns)
+    mine, theirs = start(userns=userns), start(userns=userns)
     assert sh(backend, theirs, "echo up").stdout == "up\n"
     their_agent = agent_processes(podman_available, theirs.id)
     assert len(their_agent) == 1
@@ -215,8 +178,8 @@ def frames(data: bytes) -> list[tuple[int, int, bytes]]:
 
 def no_leftovers(podman: str, ctr: RunningContainer) -> None:
     deadline = time.monotonic() + 30
-    while any("sleep 30" in c for c in processes(podman, ctr)):
-        assert time.monotonic() < deadline, processes(podman, ctr)
+    while any("sleep 30" in c for c in container_processes(podman, ctr)):
+        assert time.monotonic() < deadline, container_processes(podman, ctr)
         time.sleep(0.2)
 
 
