@@ -20,91 +20,38 @@ import argparse
 import json
 import statistics
 import subprocess
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
+from lua_job import lua_job, pct
+
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, LogEvent, StageResult
-from rivet.engine.modules import install_all
-from rivet.lua.sandbox import Sandbox
 
 IMAGE = "localhost/rivet/busybox:latest"
 PARALLEL = 8
 SLEEP = 0.5
 
 
-class Quiet:
-    def log(self, event: LogEvent) -> None:
-        pass
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def measure(runs: int, parallel_runs: int, settle: float) -> dict[str, Any]:
     backend = PodmanBackend(exec_agent=True)
-    workspace = Path(tempfile.mkdtemp(prefix="rivet-bench-"))
-    job_id = f"bench-{uuid.uuid4().hex[:8]}"
-    ctx = JobContext(
-        job_id=job_id,
-        events=Quiet(),
-        backend=backend,
-        workspace=workspace,
-        default_image=IMAGE,
-        inputs={},
-        cancel=CancelToken(),
-    )
-    sandbox = Sandbox()
-    install_all(sandbox, ctx)
-    ctx.phase = Phase.RUN
-    clock = sandbox.expose(time.perf_counter, "clock")
-    one_run = sandbox.load(
-        "local clock = ...\nlocal t0 = clock()\nprocess.run({ 'true' })\nreturn clock() - t0",
-        "bench.lua",
-    )
-    parallel = sandbox.load(
-        "local clock = ...\nlocal t0 = clock()\n"
-        f"process.parallel({{ {', '.join(['1'] * PARALLEL)} }}, function()\n"
-        f"  process.run({{ 'sleep', '{SLEEP}' }})\nend)\nreturn clock() - t0",
-        "parallel.lua",
-    )
-    try:
-        sandbox.call(one_run, clock, budget=60, label="warm-up")  # starts container and agent
-        name = subprocess.run(
-            ["podman", "ps", "--filter", f"label=rivet.job={job_id}", "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+    with lua_job(backend, IMAGE) as job:
+        name = job.container
+        parallel = job.load(
+            "local clock = ...\nlocal t0 = clock()\n"
+            f"process.parallel({{ {', '.join(['1'] * PARALLEL)} }}, function()\n"
+            f"  process.run({{ 'sleep', '{SLEEP}' }})\nend)\nreturn clock() - t0"
+        )
         agent: list[float] = []
         bare: list[float] = []
         for _ in range(runs):
             time.sleep(settle)
-            agent.append(sandbox.call(one_run, clock, budget=60, label="bench"))
+            agent.append(job.time())
             time.sleep(settle)
             t0 = time.perf_counter()
             subprocess.run(["podman", "exec", name, "true"], check=True)
             bare.append(time.perf_counter() - t0)
-        walls = [
-            sandbox.call(parallel, clock, budget=60, label="parallel") for _ in range(parallel_runs)
-        ]
+        walls = [job.time(parallel, label="parallel") for _ in range(parallel_runs)]
         counts = backend.exec_counts()
-    finally:
-        ctx.remove_containers()
-        for close in ctx.closers:
-            close()
     return {
         "container": name,
         "runs": runs,

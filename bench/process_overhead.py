@@ -11,34 +11,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import tempfile
 import time
-import uuid
-from pathlib import Path
+
+from lua_job import lua_job, pct
 
 from rivet.engine.backends.podman import PodmanBackend
-from rivet.engine.context import JobContext, Phase
-from rivet.engine.events import CancelToken, LogEvent, StageResult
-from rivet.engine.modules import install_all
-from rivet.lua.sandbox import Sandbox
 
 IMAGE = "alpine:latest"
-
-
-class Quiet:
-    def log(self, event: LogEvent) -> None:
-        pass
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -46,46 +25,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
 
-    backend = PodmanBackend()
-    workspace = Path(tempfile.mkdtemp(prefix="rivet-bench-"))
-    job_id = f"bench-{uuid.uuid4().hex[:8]}"
-    ctx = JobContext(
-        job_id=job_id,
-        events=Quiet(),
-        backend=backend,
-        workspace=workspace,
-        default_image=IMAGE,
-        inputs={},
-        cancel=CancelToken(),
-    )
-    sandbox = Sandbox()
-    install_all(sandbox, ctx)
-    ctx.phase = Phase.RUN
-    clock = sandbox.expose(time.perf_counter, "clock")
-    one_run = sandbox.load(
-        "local clock = ...\nlocal t0 = clock()\nprocess.run({ 'true' })\nreturn clock() - t0",
-        "bench.lua",
-    )
-    try:
-        sandbox.call(one_run, clock, budget=60, label="warm-up")  # starts the container
-        # The executor's own container: its name includes the policy's default limits.
-        name = subprocess.run(
-            ["podman", "ps", "--filter", f"label=rivet.job={job_id}", "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        rivet: list[float] = []
-        bare: list[float] = []
+    rivet: list[float] = []
+    bare: list[float] = []
+    with lua_job(PodmanBackend(), IMAGE) as job:
+        name = job.container
         for _ in range(args.runs):
-            rivet.append(sandbox.call(one_run, clock, budget=60, label="bench"))
+            rivet.append(job.time())
             t0 = time.perf_counter()
             subprocess.run(["podman", "exec", name, "true"], check=True)
             bare.append(time.perf_counter() - t0)
-    finally:
-        ctx.remove_containers()
-        for close in ctx.closers:
-            close()
 
     med_r, med_b = statistics.median(rivet), statistics.median(bare)
     print(f"runs: {args.runs} each, interleaved, same container ({name})")
