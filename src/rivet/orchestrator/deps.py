@@ -7,14 +7,23 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from rivet.domain.actors import ADMIN, ANONYMOUS
+from rivet.domain.principals import ADMIN_TOKEN, ANONYMOUS_PRINCIPAL, Principal
 from rivet.errors import RivetError
 from rivet.orchestrator.auth import bearer_token, check_admin, is_admin
 from rivet.orchestrator.services import Services
 from rivet.protocol import API_VERSION
 from rivet.store.runners import RunnerRecord
 
-__all__ = ["ActorDep", "AdminDep", "RunnerDep", "ServicesDep", "current_actor", "get_services"]
+__all__ = [
+    "ActorDep",
+    "AdminDep",
+    "PrincipalDep",
+    "RunnerDep",
+    "ServicesDep",
+    "current_actor",
+    "current_principal",
+    "get_services",
+]
 
 
 def get_services(request: Request) -> Services:
@@ -44,10 +53,18 @@ RunnerDep = Annotated[RunnerRecord, Depends(current_runner)]
 AdminDep = Depends(check_admin)
 
 
-def current_actor(admin: Annotated[bool, Depends(is_admin)]) -> str:
-    """Who makes a request on the open user API (:mod:`rivet.domain.actors`): the admin
-    with the admin token, anonymous without a token, 401 with any other token."""
-    return ADMIN if admin else ANONYMOUS
+def current_principal(admin: Annotated[bool, Depends(is_admin)]) -> Principal:
+    """Who makes a request on the user API (:mod:`rivet.domain.principals`): the admin
+    token's principal, anonymous without a token, 401 with any other token."""
+    return ADMIN_TOKEN if admin else ANONYMOUS_PRINCIPAL
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def current_actor(principal: PrincipalDep) -> str:
+    """The request's actor string (:mod:`rivet.domain.actors`), for what it creates."""
+    return principal.actor
 
 
 ActorDep = Annotated[str, Depends(current_actor)]
