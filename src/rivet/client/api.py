@@ -15,6 +15,7 @@ sequence number it saw when the connection drops.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from rivet.protocol import (
     LogLine,
     LogPage,
     PipelineCreate,
+    PipelinePage,
     PipelineView,
     RegistrationTokenCreate,
     RegistrationTokenView,
@@ -151,8 +153,50 @@ class RivetClient:
         except httpx.TransportError as exc:
             raise ServerUnreachableError(self.base_url, _reason(exc)) from None
         if response.is_error:
-            raise api_error(response)
+            raise self._error(response)
+        if not _is_json(response):
+            raise self._not_rivet(response)
         return response
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        """Rivet's error answer, or, for an answer that is not Rivet's (no JSON error
+        envelope: another server's page, a URL ending in ``/api``), what was reached."""
+        status = response.status_code
+        if _is_envelope(response) or status in _PLAIN or status >= 500:
+            return api_error(response)
+        return self._not_rivet(response)
+
+    def _not_rivet(self, response: httpx.Response) -> ApiError:
+        """Ask ``/api/health``, which every Rivet server answers with JSON: if it does,
+        the server is Rivet and lacks this route (a version mismatch); if not, say
+        what answered instead of printing its page."""
+        asked = response.request.url.path
+        try:
+            probe = self._http.get("/api/health")
+        except httpx.TransportError:
+            probe = None
+        if probe is not None and probe.status_code == 200 and _is_rivet_health(probe):
+            return ApiError(
+                response.status_code,
+                f"the Rivet server at {self.base_url} answered HTTP {response.status_code} "
+                f"to {response.request.method} {asked} without a Rivet answer (client "
+                f"{__version__}, server {probe.json().get('version')}: versions may differ)",
+            )
+        if probe is None:
+            seen = f"answered HTTP {response.status_code} to {asked}"
+        else:
+            seen = f"answered HTTP {probe.status_code} to /api/health"
+            if probe.status_code == 200:
+                seen += f" with {_kind_of(probe)}, not Rivet's JSON"
+        title = _title(probe if probe is not None else response)
+        if title:
+            seen += f" ({title!r})"
+        return ApiError(
+            response.status_code,
+            f"{self.base_url} {seen}: is this a Rivet server? Check --server or "
+            "RIVET_SERVER: it is the server's root, e.g. http://127.0.0.1:8420, and "
+            "should not end in /api",
+        )
 
     def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
         return _parse(self._request("GET", path, **kwargs), model)
@@ -182,8 +226,20 @@ class RivetClient:
         response = self._request("POST", "/api/pipelines", json_body=body, headers=headers)
         return _parse(response, PipelineView)
 
-    def list_pipelines(self) -> list[PipelineView]:
-        return self._get_list("/api/pipelines", PipelineView)
+    def list_pipelines(
+        self, *, archived: str = "hide", limit: int = 50, offset: int = 0
+    ) -> PipelinePage:
+        """One page, by name; ``archived``: ``hide`` (default), ``include`` or ``only``."""
+        params = {"archived": archived, "limit": limit, "offset": offset}
+        return self._get("/api/pipelines", PipelinePage, params=params)
+
+    def archive_pipeline(self, ref: str) -> PipelineView:
+        """``rivet pipeline delete``: launches and new versions refused from now on."""
+        return _parse(self._request("DELETE", f"/api/pipelines/{_segment(ref)}"), PipelineView)
+
+    def restore_pipeline(self, ref: str) -> PipelineView:
+        path = f"/api/pipelines/{_segment(ref)}/restore"
+        return _parse(self._request("POST", path), PipelineView)
 
     def get_pipeline(self, ref: str, version: int | None = None) -> PipelineView:
         """By name or unique id prefix; with its source."""
@@ -216,6 +272,11 @@ class RivetClient:
             params.append(("pipeline", pipeline))
         params += [("limit", limit), ("offset", offset)]
         return self._get("/api/jobs", JobPage, params=params)
+
+    def rerun_job(self, ref: str) -> JobLaunched:
+        """A new job of the same pipeline version with the same inputs as ``ref``."""
+        response = self._request("POST", f"/api/jobs/{_segment(ref)}/rerun")
+        return _parse(response, JobLaunched)
 
     def get_job(self, ref: str) -> JobView:
         return self._get(f"/api/jobs/{_segment(ref)}", JobView)
@@ -280,7 +341,7 @@ class RivetClient:
         ) as response:
             if response.is_error:
                 response.read()
-                raise api_error(response)
+                raise self._error(response)
             for event in parse_sse(response.iter_lines()):
                 if event.event == "message":
                     yield LogLine.model_validate_json(event.data)
@@ -290,8 +351,18 @@ class RivetClient:
 
     # --- runners --------------------------------------------------------------------
 
-    def list_runners(self) -> list[RunnerView]:
-        return self._get_list("/api/runners", RunnerView)
+    def list_runners(self, *, removed: bool = False) -> list[RunnerView]:
+        """The runners; removed ones too with ``removed``."""
+        params = {"removed": "true"} if removed else None
+        return self._get_list("/api/runners", RunnerView, params=params)
+
+    def remove_runner(self, ref: str, *, force: bool = False) -> RunnerView:
+        """Admin: revoke the runner's token; ``force`` also fails the jobs it runs."""
+        params = {"force": "true"} if force else None
+        response = self._request(
+            "DELETE", f"/api/runners/{_segment(ref)}", params=params, headers=self._admin_headers()
+        )
+        return _parse(response, RunnerView)
 
     def get_runner(self, ref: str) -> RunnerView:
         return self._get(f"/api/runners/{_segment(ref)}", RunnerView)
@@ -348,13 +419,54 @@ def api_error(response: httpx.Response) -> ApiError:
     try:
         body = ErrorResponse.model_validate_json(response.content).error
     except (ValidationError, ValueError):
-        text = response.text.strip().replace("\n", " ")
         known = _PLAIN.get(status)
         message = f"{known} (HTTP {status})" if known else f"the server answered HTTP {status}"
-        if text:
-            message += f": {text[:200]}"
+        if "html" in response.headers.get("Content-Type", "").lower():
+            title = _title(response)  # a proxy's page: its title, never its markup
+            message += f": {_kind_of(response)}" + (f" ({title!r})" if title else "")
+        else:
+            text = response.text.strip().replace("\n", " ")
+            if text:
+                message += f": {text[:200]}"
         return ApiError(status, message + hint, None)
     return ApiError(status, body.message + hint, body)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    """A body Rivet could have sent: JSON, an event stream, or nothing (204)."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return response.status_code == 204 or kind in ("application/json", "text/event-stream")
+
+
+def _is_envelope(response: httpx.Response) -> bool:
+    try:
+        ErrorResponse.model_validate_json(response.content)
+    except (ValidationError, ValueError):
+        return False
+    return True
+
+
+def _is_rivet_health(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("status") == "ok" and "version" in body
+
+
+def _kind_of(response: httpx.Response) -> str:
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+    return "an HTML page" if kind == "text/html" else kind
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _title(response: httpx.Response) -> str:
+    """An HTML page's title (one line, at most 80 characters), else ``""``: enough to
+    recognise what answered, without printing the page."""
+    match = _TITLE.search(response.text[:4096])
+    return " ".join(match.group(1).split())[:80] if match else ""
 
 
 def error_body(error: ApiError) -> ErrorBody | None:
