@@ -217,11 +217,15 @@ def list_latest(
     )
 
 
-def archived_at(conn: Connection, pipeline_id: str) -> datetime | None:
-    """When the pipeline was archived, or None while it is active."""
-    found: datetime | None = conn.execute(
-        select(p.c.archived_at).where(p.c.id == pipeline_id)
-    ).scalar_one_or_none()
+def archived_at(conn: Connection, pipeline_id: str, *, share: bool = False) -> datetime | None:
+    """When the pipeline was archived, or None while it is active. ``share`` (in a
+    write transaction) holds a shared row lock on PostgreSQL, so an archive that
+    commits meanwhile waits for this transaction rather than slipping past the check;
+    concurrent launches do not wait for each other (SQLite serialises writers anyway)."""
+    query = select(p.c.archived_at).where(p.c.id == pipeline_id)
+    if share:
+        query = query.with_for_update(read=True)
+    found: datetime | None = conn.execute(query).scalar_one_or_none()
     return found
 
 

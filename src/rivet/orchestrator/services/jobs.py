@@ -75,6 +75,11 @@ class JobService:
             )
         inputs = resolve_inputs(version.definition, given)
         with self.db.write() as tx:
+            archived = pipeline_store.archived_at(tx.conn, version.pipeline_id, share=True)
+            if archived is not None:  # archived since the version was read
+                raise ConflictError(
+                    archived_message(version.name, archived, "it takes no new jobs")
+                )
             job_id = job_store.create_job(tx.conn, version, inputs, rerun_of=rerun_of)
             self.queue.announce(tx, JOBS_TOPIC)
             job = job_store.get_job(tx.conn, job_id)
