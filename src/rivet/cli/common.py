@@ -82,17 +82,16 @@ def is_interactive() -> bool:
         return False
 
 
-def confirm(question: str, *, yes: bool) -> None:
+def confirm(question: str, *, yes: bool, action: str) -> None:
     """Ask ``question`` (y/N) on stderr before a change that is not undone by accident;
     ``yes`` (``--yes``) skips it. Without a terminal on stdin nobody can answer, so the
-    command stops with a ``UsageProblem`` asking for ``--yes``; a "no" exits 1 with
-    nothing changed."""
+    command stops with a ``UsageProblem`` naming the ``action`` ("archiving pipeline
+    x") and asking for ``--yes``; a "no" exits 1 with nothing changed."""
     if yes:
         return
     if not is_interactive():
         raise UsageProblem(
-            f"{question.rstrip('?')}: this needs confirmation, and stdin is not a terminal; "
-            "pass --yes to confirm"
+            f"{action} needs confirmation and stdin is not a terminal: pass --yes to confirm"
         )
     import typer  # the CLI's own dependency; loaded with the command anyway
 

@@ -28,6 +28,7 @@ from rivet.errors import ApiError
 from rivet.local.source import read_pipeline_file
 
 if TYPE_CHECKING:
+    from rivet.client import RivetClient
     from rivet.protocol import PipelineView
 
 __all__ = ["app", "definition_of"]
@@ -145,7 +146,7 @@ def list_pipelines(
         elif only_archived:
             out.print("no archived pipelines")
         else:
-            out.print("no pipelines yet; create one with: rivet pipeline create FILE")
+            out.print(_nothing_active(client_for(server)))
         return
     table = Table(show_edge=False, pad_edge=False)
     columns = ["name", "version", "stages", "inputs", "updated", "id", "description"]
@@ -302,6 +303,15 @@ def versions(
     out_console().print(table)
 
 
+def _nothing_active(client: RivetClient) -> str:
+    """What an empty default listing says: whether archived pipelines exist."""
+    with client:
+        archived = client.list_pipelines(archived="only", limit=1).total
+    if archived:
+        return f"no active pipelines ({archived} archived: rivet pipeline list --archived)"
+    return "no pipelines yet; create one with: rivet pipeline create FILE"
+
+
 PipelineArgument = Annotated[
     str, typer.Argument(help="pipeline name or id prefix", show_default=False)
 ]
@@ -339,6 +349,7 @@ def delete(
             f"Archive pipeline {visible(view.name)} ({view.versions} version(s))? It will "
             "take no new jobs; its history stays readable",
             yes=yes,
+            action=f"archiving pipeline {visible(view.name)}",
         )
         archived = client.archive_pipeline(view.id)
     line = safe("archived pipeline ")

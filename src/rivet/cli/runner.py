@@ -257,6 +257,7 @@ def remove(
             f"Remove runner {visible(view.name)} ({short_id(view.id)})? Its token is revoked"
             + jobs,
             yes=yes,
+            action=f"removing runner {visible(view.name)}",
         )
         removed = client.remove_runner(view.id, force=force)
     line = safe("removed runner ")

@@ -68,7 +68,10 @@ def test_delete_archives_history_stays_launch_and_push_refused_restore_undoes(
     # No terminal: --yes is required, and nothing changes without it.
     refused = cli(["pipeline", "delete", name])
     assert refused.exit_code == 2
-    assert "needs confirmation, and stdin is not a terminal; pass --yes" in refused.stderr
+    assert refused.stderr == (
+        f"error: archiving pipeline {name} needs confirmation and stdin is not a terminal: "
+        "pass --yes to confirm\n"
+    )
     assert name in cli(["pipeline", "list"]).stdout
 
     deleted = cli(["pipeline", "delete", name, "--yes"])
@@ -209,7 +212,9 @@ def test_runner_remove_revokes_its_token_hides_it_and_keeps_its_history(
     me = runner.http.get("/api/runner/self").json()
     ref = me["id"][:8]
 
-    assert cli(["runner", "remove", ref]).exit_code == 2  # no terminal, no --yes
+    unconfirmed = cli(["runner", "remove", ref])  # no terminal, no --yes
+    assert unconfirmed.exit_code == 2
+    assert unconfirmed.stderr.startswith(f"error: removing runner {runner_name} needs confirm")
     refused = cli(["runner", "remove", ref, "--yes"])
     assert refused.exit_code == 1
     assert refused.stderr == (
