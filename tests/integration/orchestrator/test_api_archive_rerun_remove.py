@@ -141,6 +141,6 @@ async def test_a_queued_job_says_why_it_waits(client: httpx.AsyncClient) -> None
         "busy": 0,
     }
     launched = await launch(client, "linux-only")
-    assert launched["waiting"]["reason"] == "no_match"  # the launch answer says it too
+    assert launched["waiting"] is None  # launches stay cheap: GET /api/jobs/{ref} explains
     await client.post(f"/api/jobs/{offline}/cancel")
     assert (await client.get(f"/api/jobs/{offline}")).json()["waiting"] is None

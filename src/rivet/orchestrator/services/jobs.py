@@ -83,15 +83,13 @@ class JobService:
             job_id = job_store.create_job(tx.conn, version, inputs, rerun_of=rerun_of)
             self.queue.announce(tx, JOBS_TOPIC)
             job = job_store.get_job(tx.conn, job_id)
-            waiting = explain_wait(tx.conn, job_id)
         withheld = self.secrets.withheld(version.name, version.version, version.created_by)
         warnings = [
             f"secret '{name}' will not reach this job: {reason}; the job runs without it"
             for name, reason in withheld.items()
         ]
-        return JobLaunched(
-            **job.model_dump(exclude={"waiting"}), waiting=waiting, warnings=warnings
-        )
+        # No ``waiting`` here: launches stay as cheap as before; GET /api/jobs/{ref} says it.
+        return JobLaunched(**job.model_dump(), warnings=warnings)
 
     def list_all(
         self,
