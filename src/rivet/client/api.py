@@ -15,7 +15,6 @@ sequence number it saw when the connection drops.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,11 +26,17 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rivet import __version__
+from rivet.client.answers import (
+    PLAIN,
+    api_error,
+    error_body,
+    is_envelope,
+    is_json,
+    not_rivet,
+)
 from rivet.client.sse import parse_sse
 from rivet.errors import ApiError, ConfigError, RivetError
 from rivet.protocol import (
-    ErrorBody,
-    ErrorResponse,
     JobLaunch,
     JobLaunched,
     JobPage,
@@ -53,6 +58,8 @@ __all__ = [
     "RivetClient",
     "ServerUnreachableError",
     "StreamItem",
+    "api_error",
+    "error_body",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -154,7 +161,7 @@ class RivetClient:
             raise ServerUnreachableError(self.base_url, _reason(exc)) from None
         if response.is_error:
             raise self._error(response)
-        if not _is_json(response):
+        if not is_json(response):
             raise self._not_rivet(response)
         return response
 
@@ -162,41 +169,16 @@ class RivetClient:
         """Rivet's error answer, or, for an answer that is not Rivet's (no JSON error
         envelope: another server's page, a URL ending in ``/api``), what was reached."""
         status = response.status_code
-        if _is_envelope(response) or status in _PLAIN or status >= 500:
+        if is_envelope(response) or status in PLAIN or status >= 500:
             return api_error(response)
         return self._not_rivet(response)
 
     def _not_rivet(self, response: httpx.Response) -> ApiError:
-        """Ask ``/api/health``, which every Rivet server answers with JSON: if it does,
-        the server is Rivet and lacks this route (a version mismatch); if not, say
-        what answered instead of printing its page."""
-        asked = response.request.url.path
         try:
-            probe = self._http.get("/api/health")
+            probe: httpx.Response | None = self._http.get("/api/health")
         except httpx.TransportError:
             probe = None
-        if probe is not None and probe.status_code == 200 and _is_rivet_health(probe):
-            return ApiError(
-                response.status_code,
-                f"the Rivet server at {self.base_url} answered HTTP {response.status_code} "
-                f"to {response.request.method} {asked} without a Rivet answer (client "
-                f"{__version__}, server {probe.json().get('version')}: versions may differ)",
-            )
-        if probe is None:
-            seen = f"answered HTTP {response.status_code} to {asked}"
-        else:
-            seen = f"answered HTTP {probe.status_code} to /api/health"
-            if probe.status_code == 200:
-                seen += f" with {_kind_of(probe)}, not Rivet's JSON"
-        title = _title(probe if probe is not None else response)
-        if title:
-            seen += f" ({title!r})"
-        return ApiError(
-            response.status_code,
-            f"{self.base_url} {seen}: is this a Rivet server? Check --server or "
-            "RIVET_SERVER: it is the server's root, e.g. http://127.0.0.1:8420, and "
-            "should not end in /api",
-        )
+        return not_rivet(response, self.base_url, probe)
 
     def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
         return _parse(self._request("GET", path, **kwargs), model)
@@ -398,79 +380,6 @@ class RivetClient:
         self._request(
             "DELETE", f"/api/runner-tokens/{_segment(ref)}", headers=self._admin_headers()
         )
-
-
-# What a status means when the answer is not Rivet's JSON envelope (a proxy's page).
-_PLAIN = {
-    413: "the request is larger than the server (or a proxy in front of it) accepts",
-    422: "the server refused a field of the request",
-    503: "the server is temporarily unavailable",
-}
-
-
-def api_error(response: httpx.Response) -> ApiError:
-    """The server's ``{"error": {...}}`` answer as an ``ApiError`` (detail: ``ErrorBody``).
-
-    A 503 says when to try again (``Retry-After``); a 413 or 422 carries the server's
-    message, which names the limit or the field."""
-    status = response.status_code
-    retry = response.headers.get("Retry-After", "").strip()
-    hint = f" (retry in {retry} s)" if status == 503 and retry.isdecimal() else ""
-    try:
-        body = ErrorResponse.model_validate_json(response.content).error
-    except (ValidationError, ValueError):
-        known = _PLAIN.get(status)
-        message = f"{known} (HTTP {status})" if known else f"the server answered HTTP {status}"
-        if "html" in response.headers.get("Content-Type", "").lower():
-            title = _title(response)  # a proxy's page: its title, never its markup
-            message += f": {_kind_of(response)}" + (f" ({title!r})" if title else "")
-        else:
-            text = response.text.strip().replace("\n", " ")
-            if text:
-                message += f": {text[:200]}"
-        return ApiError(status, message + hint, None)
-    return ApiError(status, body.message + hint, body)
-
-
-def _is_json(response: httpx.Response) -> bool:
-    """A body Rivet could have sent: JSON, an event stream, or nothing (204)."""
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    return response.status_code == 204 or kind in ("application/json", "text/event-stream")
-
-
-def _is_envelope(response: httpx.Response) -> bool:
-    try:
-        ErrorResponse.model_validate_json(response.content)
-    except (ValidationError, ValueError):
-        return False
-    return True
-
-
-def _is_rivet_health(response: httpx.Response) -> bool:
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("status") == "ok" and "version" in body
-
-
-def _kind_of(response: httpx.Response) -> str:
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
-    return "an HTML page" if kind == "text/html" else kind
-
-
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
-def _title(response: httpx.Response) -> str:
-    """An HTML page's title (one line, at most 80 characters), else ``""``: enough to
-    recognise what answered, without printing the page."""
-    match = _TITLE.search(response.text[:4096])
-    return " ".join(match.group(1).split())[:80] if match else ""
-
-
-def error_body(error: ApiError) -> ErrorBody | None:
-    return error.detail if isinstance(error.detail, ErrorBody) else None
 
 
 def _parse(response: httpx.Response, model: type[M]) -> M:
