@@ -5,6 +5,7 @@ reads them: ``pipeline delete|restore`` (archive), ``pipeline list`` paging,
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -13,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import Result
+from live_rivet import live_server, server_settings
+from typer.testing import CliRunner, Result
 
 from rivet.cli import common
+from rivet.cli.main import app
 
 Cli = Callable[..., Result]
 
@@ -273,3 +276,24 @@ def test_job_show_says_why_a_queued_job_waits(
     assert expected in shown.stdout, shown.stdout
     listed = httpx.get(f"{rivet_server.url}/api/jobs", timeout=30).json()["jobs"]
     assert all(j["waiting"] is None for j in listed)  # only the job view explains
+
+
+def test_an_empty_listing_says_how_many_are_archived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline_file: Callable[..., Path]
+) -> None:
+    # A server of its own (the module's has other tests' pipelines): the real app.
+    with live_server(server_settings(tmp_path / "home")) as url:
+        for name in [n for n in os.environ if n.startswith("RIVET_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("RIVET_SERVER", url)
+        monkeypatch.setenv("RIVET_HOME", str(tmp_path / "cli-home"))
+        run = CliRunner()
+        assert run.invoke(app, ["pipeline", "list"]).stdout == (
+            "no pipelines yet; create one with: rivet pipeline create FILE\n"
+        )
+        path = pipeline_file(pipeline_source("lonely"))
+        assert run.invoke(app, ["pipeline", "create", str(path)]).exit_code == 0
+        assert run.invoke(app, ["pipeline", "delete", "lonely", "--yes"]).exit_code == 0
+        assert run.invoke(app, ["pipeline", "list"]).stdout == (
+            "no active pipelines (1 archived: rivet pipeline list --archived)\n"
+        )
