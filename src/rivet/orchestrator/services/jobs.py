@@ -46,7 +46,7 @@ class JobService:
         will not receive (an older version, or one the admin did not push): the job
         still runs, and ``secret.get`` of such a secret fails saying why.
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:  # a version pushed just now counts
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
         inputs = resolve_inputs(version.definition, request.inputs)
         with self.db.write() as tx:
