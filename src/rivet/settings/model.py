@@ -112,9 +112,9 @@ class ServerGroup(Group, section="server"):
         Optional(DatabaseUrl()),
         None,
         env="RIVET_DATABASE_READ_URL",
-        help="a read-only copy of the database (e.g. a streaming replica) for job, log, "
-        "pipeline and runner listings and views; writes, claims and authentication stay "
-        "on the database URL",
+        help="a read-only copy of the database (e.g. a streaming replica) for listings, "
+        "views and log pages; writes, claims, authentication and live log streams stay on "
+        "the database URL",
         default_text="the database URL",
     )
     database_notify_url = Setting(

@@ -1,12 +1,14 @@
 """``server.database_read_url`` (``RIVET_DATABASE_READ_URL``): listings and views read
-the read database, writes, claims, authentication and the launch check the writer.
+the read database; writes, claims, authentication, the launch check and live log
+streams the writer.
 
 The proof uses two real databases that hold different rows: the "reader" is a second
 database (on PostgreSQL a second database of the test cluster, on SQLite a second file)
 in which a pipeline named ``only-in-reader`` was created through the API of a server of
 its own. A server over writer + reader then lists ``only-in-reader`` — a row that
 exists only in the reader — and does not find a pipeline it has just written, while
-launching it, registering a runner and claiming the job (all on the writer) work.
+launching it, registering a runner, claiming the job (all on the writer) and following
+its log stream (live streams read the writer) work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import ADMIN_TOKEN, create_pipeline, register_runner
+from api_helpers import ADMIN_TOKEN, create_pipeline, log_lines, read_sse, register_runner
 from fastapi import FastAPI
 from live_rivet import rivet_settings
 
@@ -82,12 +84,28 @@ async def test_reads_go_to_the_read_database_and_the_rest_to_the_writer(
         claimed = await client.post("/api/runner/claim", headers=runner, json={"wait_seconds": 0})
         assert claimed.status_code == 200, claimed.text
         assert claimed.json()["job_id"] == job_id
+        logs = f"/api/runner/jobs/{job_id}/logs"
+        assert (await client.post(logs, headers=runner, json=log_lines(1, 2))).status_code == 200
+        done = {"status": "succeeded"}
+        completed = await client.post(
+            f"/api/runner/jobs/{job_id}/complete", headers=runner, json=done
+        )
+        assert completed.status_code == 200, completed.text
+
+        # A log page is a view (the read database); a live stream reads the writer, so
+        # following a job launched a moment ago works however far a replica lags.
+        assert (await client.get(f"/api/jobs/{job_id}/logs")).status_code == 404
+        streamed = await client.get(f"/api/jobs/{job_id}/logs/stream")
+        assert streamed.status_code == 200, streamed.text
+        events = list(read_sse(iter(streamed.text.splitlines())))
+        assert [e["id"] for e in events if e["event"] == "message"] == ["1", "2"]
+        assert events[-1]["event"] == "end"
 
     # Without a read URL the same server reads what it wrote.
     async with serve(settings_for(tmp_path / "w", database_url)) as plain:
         assert [p["name"] for p in (await plain.get("/api/pipelines")).json()] == ["written"]
         job = (await plain.get(f"/api/jobs/{job_id}")).json()
-        assert job["status"] == "running"
+        assert job["status"] == "succeeded"
 
 
 @pytest.mark.postgres

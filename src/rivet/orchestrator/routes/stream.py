@@ -15,6 +15,7 @@ Wire format (``text/event-stream``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -54,7 +55,11 @@ async def stream_logs(
     ] = 0,
     last_event_id: Annotated[str | None, Header(description="overrides ?after=")] = None,
 ) -> StreamingResponse:
-    job_id = await anyio.to_thread.run_sync(services.jobs.resolve, ref)  # 404 before streaming
+    # On the writer, like every read of a stream (see JobService.snapshot); 404 before
+    # streaming starts.
+    job_id = await anyio.to_thread.run_sync(
+        functools.partial(services.jobs.resolve, ref, primary=True)
+    )
     resume = (last_event_id or "").strip()
     # ASCII decimal only ("²" is a digit int() refuses); out of range: ignored.
     if resume.isascii() and resume.isdecimal() and len(resume) <= 10 and int(resume) <= MAX_INT32:
@@ -88,7 +93,7 @@ async def _events(services: Services, job_id: str, after: int) -> AsyncIterator[
         while True:
             try:
                 snapshot = await anyio.to_thread.run_sync(
-                    services.jobs.snapshot, job_id, after, _PAGE
+                    functools.partial(services.jobs.snapshot, job_id, after, _PAGE, primary=True)
                 )
             except StorageUnavailable as exc:
                 # The database is restarting: keep the stream (and its keep-alives) and
