@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from live_rivet import free_port, port_open, wait_for
 
 __all__ = ["NGINX", "SAMPLE_DOC", "Nginx", "rivet_conf", "sample"]
 
@@ -65,20 +65,13 @@ def rivet_conf(upstreams: list[str], listen: str) -> str:
     return conf
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Nginx:
     """nginx with :func:`rivet_conf` on a free loopback port; ``url`` is its address."""
 
     def __init__(self, upstreams: list[str]) -> None:
         if not NGINX.exists():
             raise RuntimeError(f"{NGINX} is missing: run scripts/setup.sh (Debian's nginx)")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix="rivet-nginx-"))
         # As root, nginx's workers run as "nobody" and must reach the temp directories.
@@ -109,7 +102,8 @@ http {{
     def _nginx(self, *args: str) -> list[str]:
         return [str(NGINX), "-p", str(self.dir), "-e", str(self.dir / "error.log"), *args]
 
-    def start(self) -> Nginx:
+    def check(self) -> None:
+        """``nginx -t``: the configuration is valid; AssertionError with nginx's words."""
         checked = subprocess.run(
             self._nginx("-t", "-c", str(self.conf)),
             capture_output=True,
@@ -119,23 +113,24 @@ http {{
         )
         if checked.returncode != 0:
             raise AssertionError(f"nginx -t refused {self.conf}: {checked.stderr}")
+
+    def start(self) -> Nginx:
+        self.check()
         self.proc = subprocess.Popen(
             self._nginx("-c", str(self.conf)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listening() -> bool:
+            assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"nginx exited: {self.error_log()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("nginx did not listen within 30 s") from None
-                time.sleep(0.05)
+            return port_open(self.port)
+
+        wait_for(listening, 30, f"nginx to listen on port {self.port}")
+        return self
 
     def error_log(self) -> str:
         path = self.dir / "error.log"

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from live_rivet import free_port, port_open, wait_for
 from sqlalchemy.engine import make_url
 
 __all__ = ["PGBOUNCER", "THROUGH_PGBOUNCER_ENV", "PgBouncer", "pgbouncer_in_front", "through"]
@@ -33,13 +32,6 @@ THROUGH_PGBOUNCER_ENV = "RIVET_TEST_THROUGH_PGBOUNCER"
 def through() -> bool:
     """Whether this test run sends the API tests' PostgreSQL traffic through pgbouncer."""
     return os.environ.get(THROUGH_PGBOUNCER_ENV) == "1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PgBouncer:
@@ -89,7 +81,7 @@ def pgbouncer_in_front(target_url: str) -> Iterator[PgBouncer]:
     target = make_url(target_url)
     user = target.username or "postgres"
     directory = Path(tempfile.mkdtemp(prefix="rivet-pgbouncer-"))
-    port = _free_port()
+    port = free_port()
     (directory / "users.txt").write_text(f'"{user}" ""\n')
     conf = directory / "pgbouncer.ini"
     conf.write_text(_config(directory, port, target.host or "127.0.0.1", target.port or 5432, user))
@@ -107,17 +99,13 @@ def pgbouncer_in_front(target_url: str) -> Iterator[PgBouncer]:
     )
     bouncer = PgBouncer(port, directory, proc)
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listening() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"pgbouncer exited: {bouncer.log()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("pgbouncer did not listen within 30 s") from None
-                time.sleep(0.05)
+            return port_open(port)
+
+        wait_for(listening, 30, f"pgbouncer to listen on port {port}")
         yield bouncer
     finally:
         if proc.poll() is None:
