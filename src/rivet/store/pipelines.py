@@ -9,9 +9,11 @@ from sqlalchemy import Row, and_, func, select
 from sqlalchemy.engine import Connection
 
 from rivet.domain import PipelineDefinition
+from rivet.domain.permissions import DEFAULT_PIPELINE_ACCESS
 from rivet.errors import NotFoundError
 from rivet.limits import scrub
 from rivet.protocol import PipelineView
+from rivet.store.access import add_entries
 from rivet.store.ids import looks_like_id, new_id, resolve_prefix
 from rivet.store.portable import insert_ignoring_duplicates, utcnow
 from rivet.store.tables import pipeline_versions as pv
@@ -43,22 +45,26 @@ class PipelineVersion:
     created_by: str
 
 
-def lock_pipeline(conn: Connection, name: str) -> str:
-    """The id of the pipeline ``name`` (created, without versions, if missing), locked
-    for the rest of the transaction.
+def lock_pipeline(conn: Connection, name: str, owner: str) -> tuple[str, bool]:
+    """The id of the pipeline ``name`` (created, without versions, owned by ``owner``
+    and with the default access list, if missing), locked for the rest of the
+    transaction; True when it was created now.
 
     FOR UPDATE serialises, on PostgreSQL, concurrent creates of one name (so version
     numbers never collide) and creates against grants, which lock the same row
     (SQLite writers are serialised anyway)."""
-    conn.execute(
+    inserted = conn.execute(
         insert_ignoring_duplicates(conn, p, "name").values(
-            id=new_id(), name=name, created_at=utcnow()
+            id=new_id(), name=name, created_at=utcnow(), owner=owner
         )
     )
     pipeline_id: str = conn.execute(
         select(p.c.id).where(p.c.name == name).with_for_update()
     ).scalar_one()
-    return pipeline_id
+    created = bool(inserted.rowcount)
+    if created:
+        add_entries(conn, pipeline_id, DEFAULT_PIPELINE_ACCESS)
+    return pipeline_id, created
 
 
 def create_version(
@@ -71,7 +77,7 @@ def create_version(
 ) -> PipelineView:
     """Store ``definition`` as the next version of the pipeline of that name (1, 2, 3 …),
     created by the actor ``created_by`` (:mod:`rivet.domain.actors`)."""
-    pipeline_id = lock_pipeline(conn, definition.name)
+    pipeline_id, _ = lock_pipeline(conn, definition.name, created_by)
     return add_version(conn, pipeline_id, definition, source, filename, created_by=created_by)
 
 
@@ -112,6 +118,7 @@ def add_version(
         created_at=now,
         created_by=created_by,
         versions=version,
+        owner=conn.execute(select(p.c.owner).where(p.c.id == pipeline_id)).scalar_one(),
     )
 
 
@@ -152,12 +159,21 @@ def _view(row: Row[Any]) -> PipelineView:
         created_at=row.created_at,
         created_by=row.created_by,
         versions=row.versions,
+        owner=row.owner,
     )
 
 
 def _select(counts: Any, *, with_source: bool) -> Any:
     # Listings never read the source: it can be a megabyte per version.
-    columns = [p.c.id, p.c.name, pv.c.version, pv.c.definition, pv.c.created_at, pv.c.created_by]
+    columns = [
+        p.c.id,
+        p.c.name,
+        p.c.owner,
+        pv.c.version,
+        pv.c.definition,
+        pv.c.created_at,
+        pv.c.created_by,
+    ]
     if with_source:
         columns.append(pv.c.source)
     return (

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from rivet.jobqueue import job_topic
 from rivet.limits import MAX_INT32
-from rivet.orchestrator.deps import ServicesDep
+from rivet.orchestrator.deps import PrincipalDep, ServicesDep
 from rivet.orchestrator.services import JobSnapshot, Services
 
 __all__ = ["router"]
@@ -43,12 +43,14 @@ _PAGE = 500
 async def stream_logs(
     ref: str,
     services: ServicesDep,
+    principal: PrincipalDep,
     after: Annotated[
         int, Query(ge=0, le=MAX_INT32, description="replay lines with seq > after")
     ] = 0,
     last_event_id: Annotated[str | None, Header(description="overrides ?after=")] = None,
 ) -> StreamingResponse:
-    job_id = await anyio.to_thread.run_sync(services.jobs.resolve, ref)  # 404 before streaming
+    # 404 (or 403) before streaming
+    job_id = await anyio.to_thread.run_sync(services.jobs.resolve, principal, ref)
     resume = (last_event_id or "").strip()
     # ASCII decimal only ("²" is a digit int() refuses); out of range: ignored.
     if resume.isascii() and resume.isdecimal() and len(resume) <= 10 and int(resume) <= MAX_INT32:

@@ -1,4 +1,8 @@
-"""Use cases seen by users: launch, list, show and cancel jobs; read their logs."""
+"""Use cases seen by users: launch, list, show and cancel jobs; read their logs.
+
+Each under the pipeline permissions (:mod:`.access`): viewing a job or its logs needs
+``view`` on its pipeline, launching and cancelling ``launch``; launching a pipeline
+that has secrets granted to it also needs a permission on every one of them."""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rivet.domain import JobStatus, resolve_inputs
-from rivet.errors import ConflictError
+from rivet.domain.permissions import PipelineLevel
+from rivet.domain.principals import Principal
+from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
-from rivet.orchestrator.services.secret_service import SecretService
+from rivet.orchestrator.services.access import AccessService, require_level
+from rivet.orchestrator.services.secret_service import SecretService, unusable_secrets
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
-from rivet.store import Database
+from rivet.store import Database, audit
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
 from rivet.store import pipelines as pipeline_store
+from rivet.store import sealed_secrets as secret_store
 
 __all__ = ["JobService", "JobSnapshot"]
 
@@ -33,12 +41,15 @@ class JobSnapshot:
 class JobService:
     """Blocking; called from worker threads."""
 
-    def __init__(self, db: Database, queue: JobQueue, secrets: SecretService) -> None:
+    def __init__(
+        self, db: Database, queue: JobQueue, secrets: SecretService, access: AccessService
+    ) -> None:
         self.db = db
         self.queue = queue
         self.secrets = secrets
+        self.access = access
 
-    def launch(self, request: JobLaunch) -> JobLaunched:
+    def launch(self, principal: Principal, request: JobLaunch) -> JobLaunched:
         """Check inputs against the pinned version, then queue the job and wake runners.
 
         ``InputError`` naming every bad input is raised before any row is written. The
@@ -47,10 +58,29 @@ class JobService:
         still runs, and ``secret.get`` of such a secret fails saying why.
         """
         with self.db.read() as conn:
+            pipeline_id = pipeline_store.resolve_pipeline(conn, request.pipeline)
+            require_level(conn, principal, pipeline_id, PipelineLevel.LAUNCH)
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
         inputs = resolve_inputs(version.definition, request.inputs)
         with self.db.write() as tx:
-            job_id = job_store.create_job(tx.conn, version, inputs)
+            # Checked again where the job is written: a grant committed since the read
+            # above must not let the job through.
+            granted = secret_store.granted_names(tx.conn, version.name)
+            refused = unusable_secrets(tx.conn, principal, granted)
+            if refused:
+                raise PermissionDeniedError(
+                    f"{principal.display} may not launch '{version.name}': it has secrets "
+                    f"granted to it and launching it needs a permission on "
+                    f"{', '.join(refused)}; ask an admin"
+                )
+            job_id = job_store.create_job(tx.conn, version, inputs, launched_by=principal.actor)
+            audit.record(
+                tx.conn,
+                principal.actor,
+                "job.launch",
+                job_id,
+                {"pipeline": version.name, "version": version.version},
+            )
             self.queue.announce(tx, JOBS_TOPIC)
             job = job_store.get_job(tx.conn, job_id)
         withheld = self.secrets.withheld(version.name, version.version, version.created_by)
@@ -62,26 +92,33 @@ class JobService:
 
     def list_all(
         self,
+        principal: Principal,
         statuses: Sequence[JobStatus] = (),
         pipeline: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> JobPage:
+        hidden = self.access.hidden(principal)
         with self.db.read() as conn:
             pipeline_id = None
             if pipeline is not None:
                 pipeline_id = pipeline_store.resolve_pipeline(conn, pipeline)
-            return job_store.list_jobs(conn, statuses, pipeline_id, limit, offset)
+                require_level(conn, principal, pipeline_id, PipelineLevel.VIEW)
+            return job_store.list_jobs(conn, statuses, pipeline_id, limit, offset, hidden)
 
-    def resolve(self, ref: str) -> str:
+    def resolve(self, principal: Principal, ref: str) -> str:
+        """The job's id, when ``principal`` may view its pipeline."""
         with self.db.read() as conn:
-            return job_store.resolve_job(conn, ref)
+            job_id = job_store.resolve_job(conn, ref)
+            require_level(conn, principal, job_store.pipeline_of(conn, job_id), PipelineLevel.VIEW)
+            return job_id
 
-    def show(self, ref: str) -> JobView:
+    def show(self, principal: Principal, ref: str) -> JobView:
+        job_id = self.resolve(principal, ref)
         with self.db.read() as conn:
-            return job_store.get_job(conn, job_store.resolve_job(conn, ref))
+            return job_store.get_job(conn, job_id)
 
-    def cancel(self, ref: str) -> JobView:
+    def cancel(self, principal: Principal, ref: str) -> JobView:
         """Queued: cancelled now. Running: flagged; the runner stops it and reports back.
 
         Cancelling a job that is already being cancelled is a no-op; a finished job
@@ -89,21 +126,26 @@ class JobService:
         """
         with self.db.write() as tx:
             job_id = job_store.resolve_job(tx.conn, ref)
+            pipeline_id = job_store.pipeline_of(tx.conn, job_id)
+            require_level(tx.conn, principal, pipeline_id, PipelineLevel.LAUNCH)
             record = job_store.job_record(tx.conn, job_id, for_update=True)
             if record.status.finished:
                 raise ConflictError(f"job {job_id} has already {record.status.value}")
             if record.status == JobStatus.QUEUED:
+                job_store.record_canceller(tx.conn, job_id, principal.actor)
                 job_store.finish_job(
                     tx.conn, job_id, JobStatus.CANCELLED, error="cancelled before it started"
                 )
             elif not record.cancel_requested:
-                job_store.request_cancel(tx.conn, job_id)
+                job_store.request_cancel(tx.conn, job_id, principal.actor)
+            else:
+                return job_store.get_job(tx.conn, job_id)  # already asked: nothing changes
+            audit.record(tx.conn, principal.actor, "job.cancel", job_id)
             self.queue.announce(tx, job_topic(job_id))
             return job_store.get_job(tx.conn, job_id)
 
-    def logs(self, ref: str, after: int = 0, limit: int = 1000) -> LogPage:
-        with self.db.read() as conn:
-            job_id = job_store.resolve_job(conn, ref)
+    def logs(self, principal: Principal, ref: str, after: int = 0, limit: int = 1000) -> LogPage:
+        job_id = self.resolve(principal, ref)
         snapshot = self.snapshot(job_id, after, limit)
         last = snapshot.lines[-1].seq if snapshot.lines else after
         return LogPage(
