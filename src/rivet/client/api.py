@@ -135,6 +135,13 @@ class RivetClient:
             )
         return {"Authorization": f"Bearer {self.admin_token}"}
 
+    def _credentials(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        """Every request carries the client's token when it has one: the server decides
+        what the request may do from who sends it (pipeline and secret permissions)."""
+        if not self.admin_token or (headers and "Authorization" in headers):
+            return headers
+        return {**(headers or {}), "Authorization": f"Bearer {self.admin_token}"}
+
     def _request(
         self,
         method: str,
@@ -144,6 +151,7 @@ class RivetClient:
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        headers = self._credentials(headers)
         try:
             response = self._http.request(
                 method, path, json=json_body, params=params, headers=headers
@@ -275,7 +283,7 @@ class RivetClient:
             "GET",
             f"/api/jobs/{_segment(ref)}/logs/stream",
             params={"after": after},
-            headers={"Accept": "text/event-stream", "Last-Event-ID": str(after)},
+            headers=self._credentials({"Accept": "text/event-stream", "Last-Event-ID": str(after)}),
             timeout=timeout,
         ) as response:
             if response.is_error:
