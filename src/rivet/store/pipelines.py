@@ -53,15 +53,16 @@ def lock_pipeline(conn: Connection, name: str, owner: str) -> tuple[str, bool]:
     FOR UPDATE serialises, on PostgreSQL, concurrent creates of one name (so version
     numbers never collide) and creates against grants, which lock the same row
     (SQLite writers are serialised anyway)."""
+    # RETURNING, not rowcount: the row is returned only when it was inserted now.
     inserted = conn.execute(
-        insert_ignoring_duplicates(conn, p, "name").values(
-            id=new_id(), name=name, created_at=utcnow(), owner=owner
-        )
-    )
+        insert_ignoring_duplicates(conn, p, "name")
+        .values(id=new_id(), name=name, created_at=utcnow(), owner=owner)
+        .returning(p.c.id)
+    ).scalar_one_or_none()
     pipeline_id: str = conn.execute(
         select(p.c.id).where(p.c.name == name).with_for_update()
     ).scalar_one()
-    created = bool(inserted.rowcount)
+    created = inserted is not None
     if created:
         add_entries(conn, pipeline_id, DEFAULT_PIPELINE_ACCESS)
     return pipeline_id, created

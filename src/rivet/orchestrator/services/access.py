@@ -170,7 +170,5 @@ def _level(name: str) -> PipelineLevel:
     except ValueError:
         level = PipelineLevel.NONE
     if level is PipelineLevel.NONE:
-        raise InvalidRequest(
-            [("body.level", f"{name!r} is not a pipeline level: use view, launch or push")]
-        )
+        raise InvalidRequest([("body.level", "not a pipeline level: use view, launch or push")])
     return level

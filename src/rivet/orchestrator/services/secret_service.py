@@ -214,7 +214,7 @@ class SecretService:
             level = SecretLevel(entry.level)
         except ValueError:
             raise InvalidRequest(
-                [("body.level", f"{entry.level!r} is not a secret level: use use, grant or write")]
+                [("body.level", "not a secret level: use use, grant or write")]
             ) from None
         with self.db.write() as tx:
             _admin_only(principal, name)
