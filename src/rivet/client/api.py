@@ -310,9 +310,10 @@ class RivetClient:
         *,
         tags: dict[str, str] | None = None,
         plugins: list[str] | None = None,
+        pool: str | None = None,
     ) -> RunnerView:
-        """Replace a runner's stored tags and/or plugins (admin); ``None`` keeps them."""
-        body = RunnerUpdate(tags=tags, plugins=plugins).model_dump(exclude_none=True)
+        """Replace a runner's stored tags, plugins and/or pool (admin); ``None`` keeps them."""
+        body = RunnerUpdate(tags=tags, plugins=plugins, pool=pool).model_dump(exclude_none=True)
         response = self._request(
             "PATCH", f"/api/runners/{_segment(ref)}", json_body=body, headers=self._admin_headers()
         )
