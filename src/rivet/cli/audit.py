@@ -24,7 +24,15 @@ app = typer.Typer(
 @app.command("list")
 def list_events(
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=1000, help="how many, newest first")
+        int,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            max=1000,
+            envvar="RIVET_AUDIT_LIMIT",
+            help="how many, newest first",
+        ),
     ] = 50,
     server: ServerOption = None,
     as_json: JsonOption = False,

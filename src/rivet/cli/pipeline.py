@@ -304,7 +304,11 @@ def grant(
     subject: SubjectArgument,
     can: Annotated[
         str,
-        typer.Option("--can", help="view, launch (and cancel) or push (new versions); cumulative"),
+        typer.Option(
+            "--can",
+            envvar="RIVET_ACCESS_LEVEL",
+            help="view, launch (and cancel) or push (new versions); cumulative",
+        ),
     ] = "launch",
     server: ServerOption = None,
 ) -> None:
@@ -341,7 +345,10 @@ def pools(
         typer.Argument(help="every runner pool its jobs may run in", show_default=False),
     ] = None,
     clear: Annotated[
-        bool, typer.Option("--clear", help="lift the restriction: any shared pool")
+        bool,
+        typer.Option(
+            "--clear", envvar="RIVET_POOLS_CLEAR", help="lift the restriction: any shared pool"
+        ),
     ] = False,
     server: ServerOption = None,
 ) -> None:

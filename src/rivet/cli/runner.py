@@ -249,6 +249,7 @@ def configure_pool(
         bool,
         typer.Option(
             "--exclusive/--shared",
+            envvar="RIVET_POOL_EXCLUSIVE",
             help="exclusive: its runners run only pipelines restricted to it "
             "(rivet pipeline pools); shared: also pipelines with no restriction",
         ),

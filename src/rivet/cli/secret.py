@@ -251,6 +251,7 @@ def allow_secret(
         str,
         typer.Option(
             "--can",
+            envvar="RIVET_ACCESS_LEVEL",
             help="use (launch pipelines granted it; versions they push receive it), "
             "grant (also grant/revoke it to pipelines they may push) or write (also set "
             "and delete it); cumulative",
