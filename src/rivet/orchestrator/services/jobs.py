@@ -57,7 +57,7 @@ class JobService:
         will not receive (an older version, or one the admin did not push): the job
         still runs, and ``secret.get`` of such a secret fails saying why.
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:  # a version pushed just now counts
             pipeline_id = pipeline_store.resolve_pipeline(conn, request.pipeline)
             require_level(conn, principal, pipeline_id, PipelineLevel.LAUNCH)
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
@@ -106,9 +106,9 @@ class JobService:
                 require_level(conn, principal, pipeline_id, PipelineLevel.VIEW)
             return job_store.list_jobs(conn, statuses, pipeline_id, limit, offset, hidden)
 
-    def resolve(self, principal: Principal, ref: str) -> str:
+    def resolve(self, principal: Principal, ref: str, *, primary: bool = False) -> str:
         """The job's id, when ``principal`` may view its pipeline."""
-        with self.db.read() as conn:
+        with self.db.read(primary=primary) as conn:
             job_id = job_store.resolve_job(conn, ref)
             require_level(conn, principal, job_store.pipeline_of(conn, job_id), PipelineLevel.VIEW)
             return job_id
@@ -152,14 +152,19 @@ class JobService:
             job_id=job_id, lines=snapshot.lines, next_after=last, finished=snapshot.finished
         )
 
-    def snapshot(self, job_id: str, after: int, limit: int) -> JobSnapshot:
+    def snapshot(
+        self, job_id: str, after: int, limit: int, *, primary: bool = False
+    ) -> JobSnapshot:
         """The job, then its lines after ``after``.
 
         The status is read *first*: runners send their last lines before completing,
         so when the job reads as finished every line is already visible and the page
         no longer has to stop at gaps (see :func:`rivet.store.logs.read_lines`).
+        ``primary``: on the writer even when there is a read database (live streams:
+        a stream woken by a commit must see it, and a job launched a moment ago must
+        be found).
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=primary) as conn:
             job = job_store.get_job(conn, job_id)
             finished = JobStatus(job.status).finished
             lines = log_store.read_lines(conn, job_id, after, limit, contiguous=not finished)
