@@ -33,7 +33,9 @@ from rivet import limits
 
 __all__ = [
     "API_VERSION",
+    "AccessEntry",
     "Ack",
+    "AuditEvent",
     "ClaimRequest",
     "ErrorBody",
     "ErrorResponse",
@@ -47,15 +49,20 @@ __all__ = [
     "LogBatch",
     "LogLine",
     "LogPage",
+    "PipelineAccessView",
     "PipelineCreate",
     "PipelinePage",
+    "PipelinePools",
     "PipelineView",
     "RegisterRequest",
     "RegisterResponse",
     "RegistrationTokenCreate",
     "RegistrationTokenView",
+    "RunnerPoolSet",
+    "RunnerPoolView",
     "RunnerUpdate",
     "RunnerView",
+    "SecretAccessView",
     "SecretSet",
     "SecretView",
     "StageUpdate",
@@ -171,6 +178,9 @@ class PipelineView(BaseModel):
         description="when `rivet pipeline delete` archived it: its versions and jobs stay "
         "readable, launches and new versions are refused until it is restored",
     )
+    owner: str | None = Field(
+        default=None, description="who created the pipeline; may push and change its access"
+    )
 
 
 class PipelinePage(BaseModel):
@@ -181,6 +191,49 @@ class PipelinePage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class AccessEntry(BaseModel):
+    """Body of ``PUT /api/pipelines/{ref}/access`` and ``PUT /api/secrets/{name}/access``:
+    give ``subject`` (``user:<name>``, ``api-key:<name>``, for pipelines also
+    ``role:<role>``) the ``level`` (pipelines: view, launch, push; secrets: use, grant,
+    write)."""
+
+    subject: Name
+    level: Name
+
+
+class PipelineAccessView(BaseModel):
+    """Who may do what with a pipeline (see docs/security.md, "Pipeline permissions")."""
+
+    pipeline: str
+    owner: str
+    entries: dict[str, str] = Field(description="subject -> view / launch / push")
+    pools: list[str] = Field(
+        default_factory=list, description="runner pools its jobs may run in (empty: any)"
+    )
+    you: str = Field(description="the level the requesting principal has")
+
+
+class PipelinePools(BaseModel):
+    """Body of ``PUT /api/pipelines/{ref}/pools`` (admin): all the pools, empty for none."""
+
+    pools: list[RunnerName] = Field(max_length=limits.MAX_TAGS)
+
+
+class SecretAccessView(BaseModel):
+    """Who besides the admins may use, grant or write a secret."""
+
+    secret: str
+    entries: dict[str, str] = Field(description="subject -> use / grant / write")
+
+
+class AuditEvent(BaseModel):
+    at: datetime
+    actor: str = Field(description="who: admin, anonymous, user:<name>, api-key:<name>…")
+    action: str = Field(description="what: pipeline.push, secret.grant, job.launch…")
+    target: str
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- jobs ----------------------------------------------------------------------------
@@ -237,6 +290,8 @@ class JobView(BaseModel):
     runner: str | None = Field(default=None, description="name of the runner that claimed it")
     runner_id: str | None = None
     cancel_requested: bool = False
+    launched_by: str | None = Field(default=None, description="who launched it (an actor)")
+    cancelled_by: str | None = Field(default=None, description="who asked to cancel it")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -310,6 +365,7 @@ class RegisterRequest(BaseModel):
     name: RunnerName
     tags: RunnerTags = Field(default_factory=dict)
     plugins: RunnerPlugins = Field(default_factory=list)
+    pool: RunnerName = Field(default="default", description="the runner pool it joins")
 
 
 class RegisterResponse(BaseModel):
@@ -330,6 +386,7 @@ class RunnerView(BaseModel):
         description="when `rivet runner remove` removed it: its token is refused, the "
         "jobs it ran still name it",
     )
+    pool: str = "default"
 
 
 class RunnerUpdate(BaseModel):
@@ -337,6 +394,21 @@ class RunnerUpdate(BaseModel):
 
     tags: RunnerTags | None = Field(default=None, description="the runner's tags, all")
     plugins: RunnerPlugins | None = Field(default=None, description="the runner's plugins, all")
+    pool: RunnerName | None = Field(default=None, description="the runner's pool")
+
+
+class RunnerPoolSet(BaseModel):
+    """Body of ``PUT /api/runner-pools/{name}`` (admin)."""
+
+    exclusive: bool = Field(
+        description="its runners claim only jobs of pipelines restricted to this pool"
+    )
+
+
+class RunnerPoolView(BaseModel):
+    name: str
+    exclusive: bool
+    runners: int = Field(description="runners registered in it")
 
 
 class ClaimRequest(BaseModel):
