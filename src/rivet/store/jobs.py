@@ -51,9 +51,9 @@ def create_job(
     conn: Connection,
     version: PipelineVersion,
     inputs: Mapping[str, InputValue],
+    launched_by: str = "unknown",
     *,
     rerun_of: str | None = None,
-    launched_by: str = "unknown",
 ) -> str:
     """Insert a queued job pinned to ``version``, launched by the actor ``launched_by``,
     with one pending row per stage; ``rerun_of``: the job it reruns (``rivet job rerun``)."""

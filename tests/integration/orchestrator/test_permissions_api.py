@@ -118,7 +118,9 @@ async def test_access_by_role_versus_by_name(http: httpx.AsyncClient) -> None:
     await http.delete("/api/pipelines/release/access/role:viewer", headers=ANN)
     await push(http, "public", BOB)
     listed = await http.get("/api/pipelines", headers=CARL)
-    assert [p["name"] for p in listed.json()] == ["public"]
+    page = listed.json()
+    assert [p["name"] for p in page["pipelines"]] == ["public"]
+    assert page["total"] == 1  # hidden pipelines are left out before paging
     for url in (
         "/api/pipelines/release",
         "/api/pipelines/release/versions",
@@ -157,7 +159,7 @@ async def test_an_api_key_narrowed_to_one_pipeline_touches_no_other(
         )
     ).status_code == 200  # even listed by name on b
     listed = await http.get("/api/pipelines", headers=key)
-    assert [p["name"] for p in listed.json()] == ["a"]
+    assert [p["name"] for p in listed.json()["pipelines"]] == ["a"]
     shown = await http.get("/api/pipelines/b", headers=key)
     assert shown.status_code == 403
     assert message(shown.json()) == (
