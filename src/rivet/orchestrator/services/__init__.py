@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from rivet.jobqueue import JobQueue, Signals, make_queue
 from rivet.orchestrator.keyring import load_keyring
+from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
@@ -41,6 +42,7 @@ class Services:
     runners: RunnerService
     work: WorkService
     secrets: SecretService
+    metrics: ServerMetrics
 
     @classmethod
     def build(cls, settings: RivetSettings) -> Services:
@@ -51,15 +53,17 @@ class Services:
         queue = make_queue(db, Signals(), server.poll_interval)
         env_key = server.secret_key.get_secret_value() if server.secret_key else None
         secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
+        metrics = ServerMetrics(db)
         return cls(
             settings=settings,
             db=db,
             queue=queue,
             pipelines=PipelineService(db, settings.lua),
-            jobs=JobService(db, queue, secrets),
+            jobs=JobService(db, queue, secrets, metrics),
             runners=RunnerService(db),
-            work=WorkService(db, queue, secrets),
+            work=WorkService(db, queue, secrets, metrics),
             secrets=secrets,
+            metrics=metrics,
         )
 
     @property

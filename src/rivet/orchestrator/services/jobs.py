@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from rivet.domain import JobStatus, resolve_inputs
 from rivet.errors import ConflictError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
+from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
 from rivet.store import Database
@@ -33,10 +34,13 @@ class JobSnapshot:
 class JobService:
     """Blocking; called from worker threads."""
 
-    def __init__(self, db: Database, queue: JobQueue, secrets: SecretService) -> None:
+    def __init__(
+        self, db: Database, queue: JobQueue, secrets: SecretService, metrics: ServerMetrics
+    ) -> None:
         self.db = db
         self.queue = queue
         self.secrets = secrets
+        self.metrics = metrics
 
     def launch(self, request: JobLaunch) -> JobLaunched:
         """Check inputs against the pinned version, then queue the job and wake runners.
@@ -96,6 +100,8 @@ class JobService:
                 job_store.finish_job(
                     tx.conn, job_id, JobStatus.CANCELLED, error="cancelled before it started"
                 )
+                cancelled = job_store.get_job(tx.conn, job_id)
+                tx.after_commit(lambda: self.metrics.job_finished(cancelled))
             elif not record.cancel_requested:
                 job_store.request_cancel(tx.conn, job_id)
             self.queue.announce(tx, job_topic(job_id))
