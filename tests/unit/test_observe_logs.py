@@ -176,3 +176,31 @@ def test_metrics_allow_setting_takes_networks() -> None:
     assert load_settings(env={}).server.metrics_allow == ("127.0.0.0/8", "::1/128")
     with pytest.raises(ConfigError, match=r"RIVET_METRICS_ALLOW: 'example\.com' is not an address"):
         load_settings(env={"RIVET_METRICS_ALLOW": "example.com"}).server.metrics_allow  # noqa: B018
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_hostile_text_never_reaches_the_stream_raw(log_format: str) -> None:
+    stream = io.StringIO()
+    handler = configure_logging(log_format, LogLevels(), stream)
+    hostile = "pipe\x1b[2J\x1b]0;owned\x07\u202eline\nfake INFO record\r\x9b\ud800"
+    try:
+        try:
+            raise ValueError(hostile)
+        except ValueError:
+            logging.getLogger("rivet.x").exception("job %s", hostile)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    written = stream.getvalue()
+    for char in ("\x1b", "\x07", "\u202e", "\r", "\x9b", "\ud800"):
+        assert char not in written
+    lines = written.removesuffix("\n").split("\n")
+    if log_format == "json":
+        (line,) = lines
+        record = json.loads(line)
+        assert record["message"].startswith("job pipe\x1b[2J")  # exact text, escaped in JSON
+        assert "ValueError" in record["exception"]
+    else:
+        assert lines[0].endswith(
+            "job pipe\\x1b[2J\\x1b]0;owned\\x07\\u202eline\\nfake INFO record\\r\\x9b\\ud800"
+        )
+        assert all(line.startswith("  ") for line in lines[1:])  # the traceback, indented

@@ -73,6 +73,27 @@ _SHAPES = re.compile(
 )
 
 
+# Characters that must not reach a terminal or a log viewer raw (the rule of
+# rivet.cli.terminal): C0 but tab, DEL, C1, bidi embeddings/overrides and isolates,
+# LS/PS, lone surrogates (which cannot even be encoded). Log lines carry pipeline
+# names, error messages and other text from jobs and clients.
+_DANGEROUS = "\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff"
+_UNSAFE = re.compile(f"[{_DANGEROUS}]")
+# json.dumps escapes C0 itself; these it would leave raw.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _visible(text: str) -> str:
+    return _UNSAFE.sub(_escape, text)
+
+
 def register_secret(value: str) -> None:
     """Mask ``value`` in every line logged from now on (counted: registering twice
     needs forgetting twice)."""
@@ -166,13 +187,16 @@ class StructuredFormatter(logging.Formatter):
         elif record.exc_text:
             fields["exception"] = record.exc_text
         if self.json_lines:
-            return redact(json.dumps(fields, ensure_ascii=False))
+            line = json.dumps(fields, ensure_ascii=False)
+            return redact(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", line))
         ids = " ".join(f"{k.removesuffix('_id')}={fields[k]}" for k in _IDS if k in fields)
         line = f"{fields['timestamp']} {fields['level'].upper()} {fields['component']}"
         line += f" [{ids}]: " if ids else ": "
-        line += fields["message"]
+        line = _visible(line + fields["message"])
         if "exception" in fields:
-            line += "\n" + fields["exception"]
+            # Indented: only a real record starts at the left margin.
+            trace = fields["exception"].removesuffix("\n").split("\n")
+            line += "".join(f"\n  {_visible(part)}" for part in trace)
         return redact(line)
 
 
