@@ -10,8 +10,6 @@ as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins`` (admin
 from __future__ import annotations
 
 import importlib
-import logging
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,7 +28,7 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
-from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe
+from rivet.cli.terminal import echo, echo_json, safe
 from rivet.errors import ConfigError, RivetError
 from rivet.settings import Flags, parse_tags
 from rivet.settings.flags import RUNNER_FLAGS
@@ -80,25 +78,8 @@ def start_runner(flags: Flags) -> int:
         raise RivetError(
             "the runner is not available in this build of Rivet (rivet.runner is missing)"
         ) from None
-    _log_to_stderr()
-    result = agent.run_runner(flags)
+    result = agent.run_runner(flags)  # it sets up its log (rivet.observe.logs)
     return result if isinstance(result, int) else 0
-
-
-def _log_to_stderr() -> None:
-    """The runner's log on stderr, in the agent's format, through a
-    :class:`~rivet.cli.terminal.SafeFormatter`: its lines carry pipeline names and
-    server messages, which must not drive the operator's terminal. (The agent sets
-    up logging itself only when nobody has.)"""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    # One line per HTTP request would drown the runner's own messages.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command("list")

@@ -54,6 +54,10 @@ class RunnerSettings:
     policy: Policy = field(default_factory=Policy)
     policy_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "auto"
+    log_level: str = "info"
 
 
 def resolve_settings(
@@ -86,4 +90,8 @@ def resolve_settings(
         policy=Policy.load(policy_file) if policy_file is not None else Policy(),
         policy_file=policy_file,
         limits=Limits.from_settings(settings.lua),
+        metrics_port=runner.metrics_port,
+        metrics_host=runner.metrics_host,
+        log_format=runner.log_format,
+        log_level=runner.log_level,
     )
