@@ -128,6 +128,35 @@ step_packages() {
     log "packages installed"
 }
 
+# Prometheus for the observability e2e test (tests/e2e/test_observability.py), which
+# starts its own instance on free loopback ports. The package's postinst would start
+# the packaged service (port 9090, /var/lib/prometheus): Debian's policy-rc.d hook
+# (exit 101: "action forbidden") stops invoke-rc.d from doing so during the install
+# (one already there is kept), and under systemd the unit is disabled and stopped.
+# No recommends: they bring node-exporter, another service.
+step_prometheus() {
+    if pkg_installed prometheus; then
+        log "prometheus ok"
+        return
+    fi
+    local policy_rc=/usr/sbin/policy-rc.d ours=0
+    if [ ! -e "$policy_rc" ]; then
+        printf '#!/bin/sh\n# rivet scripts/setup.sh: no service starts during this install\nexit 101\n' \
+            | as_root tee "$policy_rc" >/dev/null
+        as_root chmod 0755 "$policy_rc"
+        ours=1
+    fi
+    log "installing prometheus (its packaged service is not started)"
+    apt_install --no-install-recommends prometheus
+    if [ "$ours" -eq 1 ]; then
+        as_root rm -f "$policy_rc"
+    fi
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    log "prometheus installed"
+}
+
 # ------------------------------------------------------------------ images
 
 # A minimal rootfs: static busybox plus its applets, enough to run shell
@@ -422,6 +451,7 @@ main() {
     take_lock
 
     step_packages
+    step_prometheus
     step_busybox_image   # first: the podman trial run needs a local image
     step_podman
     step_subids
