@@ -58,7 +58,8 @@ def runner(ctx: typer.Context, flags: Flags) -> None:
     (or SIGTERM, SIGHUP) once stops taking jobs and finishes the running ones; twice
     cancels them and removes their containers. Settings not given as flags come from
     their variables, the runner's config file, then $RIVET_HOME/config (see `rivet
-    config show --runner`).
+    config show --runner`). --metrics-port serves Prometheus metrics on 127.0.0.1;
+    log lines are JSON unless stderr is a terminal (--log-format; docs/observability.md).
 
     Example: rivet runner --server http://ci:8420 --registration-token rivet_reg_... --tag os=linux
     """

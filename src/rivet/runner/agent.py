@@ -286,6 +286,8 @@ class Agent:
             return False
         if runner_id is None:
             return False
+        if self.client.token:
+            register_secret(self.client.token)  # the token just issued: masked in logs too
         self.runner_id = runner_id
         self._registered_now = True
         return True
