@@ -20,7 +20,7 @@ LEVEL_NAMES: dict[str, int] = {
     "debug": 10,
     "trace": TRACE,
 }
-_LOGGER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_LOGGER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def parse_levels(spec: str) -> LogLevels:
             continue
         name, _, level = part.partition("=")
         name = name.strip()
-        if not _LOGGER_NAME.match(name):
+        if not _LOGGER_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a logger name (like rivet.jobqueue)")
         loggers[name] = _level(level)
     if root is None and not loggers:
