@@ -20,6 +20,11 @@ PG_URL_FILE="$VENV/.rivet-pg-url"
 
 # gcc and libc6-dev (libc.a): the runner compiles its static exec agent with them.
 APT_PACKAGES=(podman runc catatonit busybox-static mmdebstrap postgresql lua-check gcc libc6-dev)
+# Servers the HA tests start themselves (own config, free loopback port, tmp dir):
+# nginx as the load balancer in front of several orchestrators, pgbouncer in
+# transaction mode in front of PostgreSQL; Prometheus scraping a server and a runner
+# (tests/e2e/test_observability.py). Their packaged services are not wanted.
+SERVER_PACKAGES=(nginx pgbouncer prometheus)
 
 BUSYBOX_IMAGE="localhost/rivet/busybox:latest"
 ALPINE_ALIAS="docker.io/library/alpine:latest"
@@ -70,6 +75,7 @@ quietly() {
 }
 
 cleanup() {
+    remove_policy_rc
     if [ -n "$WORK_DIR" ] && [ -d "$WORK_DIR" ]; then
         rm -rf "$WORK_DIR"
     fi
@@ -128,33 +134,44 @@ step_packages() {
     log "packages installed"
 }
 
-# Prometheus for the observability e2e test (tests/e2e/test_observability.py), which
-# starts its own instance on free loopback ports. The package's postinst would start
-# the packaged service (port 9090, /var/lib/prometheus): Debian's policy-rc.d hook
-# (exit 101: "action forbidden") stops invoke-rc.d from doing so during the install
-# (one already there is kept), and under systemd the unit is disabled and stopped.
-# No recommends: they bring node-exporter, another service.
-step_prometheus() {
-    if pkg_installed prometheus; then
-        log "prometheus ok"
+POLICY_RC="/usr/sbin/policy-rc.d"
+POLICY_RC_OURS=0
+
+remove_policy_rc() {
+    if [ "$POLICY_RC_OURS" -eq 1 ]; then
+        as_root rm -f "$POLICY_RC"
+        POLICY_RC_OURS=0
+    fi
+}
+
+# nginx, pgbouncer and prometheus would start their packaged services (ports 80, 6432
+# and 9090) from their postinst scripts; the tests run their own instances instead. Debian's
+# policy-rc.d hook (exit 101: "action forbidden") stops invoke-rc.d from starting
+# them during the install; one already there (container images ship one) is kept.
+step_server_packages() {
+    local missing=() p
+    for p in "${SERVER_PACKAGES[@]}"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "server packages ok"
         return
     fi
-    local policy_rc=/usr/sbin/policy-rc.d ours=0
-    if [ ! -e "$policy_rc" ]; then
+    if [ ! -e "$POLICY_RC" ]; then
         printf '#!/bin/sh\n# rivet scripts/setup.sh: no service starts during this install\nexit 101\n' \
-            | as_root tee "$policy_rc" >/dev/null
-        as_root chmod 0755 "$policy_rc"
-        ours=1
+            | as_root tee "$POLICY_RC" >/dev/null
+        as_root chmod 0755 "$POLICY_RC"
+        POLICY_RC_OURS=1
     fi
-    log "installing prometheus (its packaged service is not started)"
-    apt_install --no-install-recommends prometheus
-    if [ "$ours" -eq 1 ]; then
-        as_root rm -f "$policy_rc"
-    fi
+    log "installing ${missing[*]} (their packaged services are not started)"
+    # No recommends: Prometheus's would bring node-exporter, one more service.
+    apt_install --no-install-recommends "${missing[@]}"
+    remove_policy_rc
+    # Under systemd the units may still be enabled; keep them from starting at boot.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+        as_root systemctl disable --now nginx pgbouncer prometheus >/dev/null 2>&1 || true
     fi
-    log "prometheus installed"
+    log "server packages installed"
 }
 
 # ------------------------------------------------------------------ images
@@ -451,7 +468,7 @@ main() {
     take_lock
 
     step_packages
-    step_prometheus
+    step_server_packages
     step_busybox_image   # first: the podman trial run needs a local image
     step_podman
     step_subids

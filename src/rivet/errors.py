@@ -26,6 +26,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── RequestTooLarge          a request body is over the server's size limit
     ├── StorageUnavailable       the database cannot be reached or used right now (retry)
     ├── AuthenticationError      a request lacks a valid bearer token (HTTP 401)
+    │   └── RunnerRemoved        [orchestrator.services.runners] the runner was removed
     ├── PermissionDeniedError    the caller may not touch this object (HTTP 403)
     ├── ApiError                 the server answered with an error (client side)
     ├── EnvNameError             [domain.env_names] not an environment-variable name

@@ -62,9 +62,9 @@ def samples(setting: Setting[Any]) -> list[tuple[object, str, object]]:
         # A [tags] table in a file, k=v in a variable; as a flag, repeated --tag k=v.
         return [({f"k{i}": "v"}, f"k{i}=v", {f"k{i}": "v"}) for i in (1, 2, 3)]
     if isinstance(kind, Text):
-        # Not the default (the first choice) where there are enough others.
-        choices = kind.choices[1:4] if len(kind.choices) > 3 else kind.choices
-        words = list(choices) if kind.choices else ["one", "two", "three"]
+        # Choices other than the first (the default), repeated when there are fewer
+        # than three: each level is still told apart by its source.
+        words = (list(kind.choices[1:4]) * 3)[:3] if kind.choices else ["one", "two", "three"]
         return [(w, w, w) for w in words]
     if isinstance(kind, LogLevelSpec):
         return [(w, w, w) for w in ("debug", "warning", "info,rivet.runner=debug")]

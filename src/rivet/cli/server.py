@@ -21,11 +21,11 @@ from rivet.home import private_umask
 from rivet.observe.levels import parse_levels
 from rivet.observe.logs import configure_logging
 from rivet.orchestrator import create_app
-from rivet.orchestrator.state import database_url, register_settings_secrets
+from rivet.orchestrator.state import open_database, register_settings_secrets
 from rivet.settings import Flags, load_settings
 from rivet.settings.flags import SERVER_FLAGS, add_arguments, flags_from
 from rivet.stop_signals import handling_stop_signals
-from rivet.store import Database, upgrade
+from rivet.store import upgrade
 
 __all__ = ["serve"]
 
@@ -43,7 +43,7 @@ def serve(flags: Flags) -> None:
     configure_logging(server.log_format, parse_levels(server.log_level))
     register_settings_secrets(settings)
     # Migrate before binding the port, so a bad URL fails fast with one clear error.
-    db = Database(database_url(settings))
+    db = open_database(settings)
     try:
         upgrade(db)
     finally:

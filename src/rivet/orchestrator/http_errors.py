@@ -32,6 +32,7 @@ from rivet.errors import (
     RivetError,
     StorageUnavailable,
 )
+from rivet.orchestrator.services.runners import RunnerRemoved
 from rivet.protocol import ErrorBody, ErrorResponse
 
 __all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
@@ -49,6 +50,7 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
     NotFoundError: (404, "not_found"),
     AmbiguousIdError: (409, "ambiguous_id"),
     ConflictError: (409, "conflict"),
+    RunnerRemoved: (401, "runner_removed"),
     AuthenticationError: (401, "unauthorized"),
     PermissionDeniedError: (403, "forbidden"),
     ConfigError: (500, "server_misconfigured"),

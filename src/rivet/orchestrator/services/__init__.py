@@ -17,7 +17,7 @@ from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.runners import RunnerService
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
-from rivet.orchestrator.state import database_url, uses_home
+from rivet.orchestrator.state import open_database, uses_home
 from rivet.settings import RivetSettings
 from rivet.store import Database
 
@@ -49,7 +49,7 @@ class Services:
         server = settings.server
         if uses_home(settings):
             settings.paths.ensure()  # 0700, or tightened (see rivet.home)
-        db = Database(database_url(settings))
+        db = open_database(settings)
         queue = make_queue(db, Signals(), server.poll_interval)
         env_key = server.secret_key.get_secret_value() if server.secret_key else None
         secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
@@ -60,7 +60,7 @@ class Services:
             queue=queue,
             pipelines=PipelineService(db, settings.lua),
             jobs=JobService(db, queue, secrets, metrics),
-            runners=RunnerService(db),
+            runners=RunnerService(db, queue),
             work=WorkService(db, queue, secrets, metrics),
             secrets=secrets,
             metrics=metrics,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rivet.domain import JobStatus, resolve_inputs
 from rivet.errors import ConflictError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
 from rivet.orchestrator.metrics import ServerMetrics
+from rivet.orchestrator.services.pipelines import archived_message
 from rivet.orchestrator.services.secret_service import SecretService
-from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
+from rivet.orchestrator.services.waiting import explain_wait
+from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage, Scalar
 from rivet.store import Database
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
@@ -50,11 +52,39 @@ class JobService:
         will not receive (an older version, or one the admin did not push): the job
         still runs, and ``secret.get`` of such a secret fails saying why.
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:  # a version pushed just now counts
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
-        inputs = resolve_inputs(version.definition, request.inputs)
+        return self._launch(version, request.inputs)
+
+    def rerun(self, ref: str) -> JobLaunched:
+        """``rivet job rerun``: a new job of the same pipeline version with the same
+        inputs as job ``ref`` (whatever its state), recording ``rerun_of``. The inputs
+        are checked again like a launch's (the stored ones passed once, so they pass
+        again unless the job predates a rule); an archived pipeline refuses it."""
+        with self.db.read() as conn:
+            job_id = job_store.resolve_job(conn, ref)
+            original = job_store.get_job(conn, job_id)
+            version = pipeline_store.get_version(conn, original.pipeline_id, original.version)
+        return self._launch(version, original.inputs, rerun_of=job_id)
+
+    def _launch(
+        self,
+        version: pipeline_store.PipelineVersion,
+        given: Mapping[str, Scalar],
+        rerun_of: str | None = None,
+    ) -> JobLaunched:
+        if version.archived_at is not None:
+            raise ConflictError(
+                archived_message(version.name, version.archived_at, "it takes no new jobs")
+            )
+        inputs = resolve_inputs(version.definition, given)
         with self.db.write() as tx:
-            job_id = job_store.create_job(tx.conn, version, inputs)
+            archived = pipeline_store.archived_at(tx.conn, version.pipeline_id, share=True)
+            if archived is not None:  # archived since the version was read
+                raise ConflictError(
+                    archived_message(version.name, archived, "it takes no new jobs")
+                )
+            job_id = job_store.create_job(tx.conn, version, inputs, rerun_of=rerun_of)
             self.queue.announce(tx, JOBS_TOPIC)
             job = job_store.get_job(tx.conn, job_id)
         withheld = self.secrets.withheld(version.name, version.version, version.created_by)
@@ -62,6 +92,7 @@ class JobService:
             f"secret '{name}' will not reach this job: {reason}; the job runs without it"
             for name, reason in withheld.items()
         ]
+        # No ``waiting`` here: launches stay as cheap as before; GET /api/jobs/{ref} says it.
         return JobLaunched(**job.model_dump(), warnings=warnings)
 
     def list_all(
@@ -77,13 +108,17 @@ class JobService:
                 pipeline_id = pipeline_store.resolve_pipeline(conn, pipeline)
             return job_store.list_jobs(conn, statuses, pipeline_id, limit, offset)
 
-    def resolve(self, ref: str) -> str:
-        with self.db.read() as conn:
+    def resolve(self, ref: str, *, primary: bool = False) -> str:
+        with self.db.read(primary=primary) as conn:
             return job_store.resolve_job(conn, ref)
 
     def show(self, ref: str) -> JobView:
+        """The job; a queued one with ``waiting`` (:func:`.waiting.explain_wait`)."""
         with self.db.read() as conn:
-            return job_store.get_job(conn, job_store.resolve_job(conn, ref))
+            job = job_store.get_job(conn, job_store.resolve_job(conn, ref))
+            if job.status == JobStatus.QUEUED.value:
+                job = job.model_copy(update={"waiting": explain_wait(conn, job.id)})
+        return job
 
     def cancel(self, ref: str) -> JobView:
         """Queued: cancelled now. Running: flagged; the runner stops it and reports back.
@@ -116,14 +151,19 @@ class JobService:
             job_id=job_id, lines=snapshot.lines, next_after=last, finished=snapshot.finished
         )
 
-    def snapshot(self, job_id: str, after: int, limit: int) -> JobSnapshot:
+    def snapshot(
+        self, job_id: str, after: int, limit: int, *, primary: bool = False
+    ) -> JobSnapshot:
         """The job, then its lines after ``after``.
 
         The status is read *first*: runners send their last lines before completing,
         so when the job reads as finished every line is already visible and the page
         no longer has to stop at gaps (see :func:`rivet.store.logs.read_lines`).
+        ``primary``: on the writer even when there is a read database (live streams:
+        a stream woken by a commit must see it, and a job launched a moment ago must
+        be found).
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=primary) as conn:
             job = job_store.get_job(conn, job_id)
             finished = JobStatus(job.status).finished
             lines = log_store.read_lines(conn, job_id, after, limit, contiguous=not finished)
