@@ -22,8 +22,9 @@ PG_URL_FILE="$VENV/.rivet-pg-url"
 APT_PACKAGES=(podman runc catatonit busybox-static mmdebstrap postgresql lua-check gcc libc6-dev)
 # Servers the HA tests start themselves (own config, free loopback port, tmp dir):
 # nginx as the load balancer in front of several orchestrators, pgbouncer in
-# transaction mode in front of PostgreSQL. Their packaged services are not wanted.
-SERVER_PACKAGES=(nginx pgbouncer)
+# transaction mode in front of PostgreSQL; Prometheus scraping a server and a runner
+# (tests/e2e/test_observability.py). Their packaged services are not wanted.
+SERVER_PACKAGES=(nginx pgbouncer prometheus)
 
 BUSYBOX_IMAGE="localhost/rivet/busybox:latest"
 ALPINE_ALIAS="docker.io/library/alpine:latest"
@@ -143,8 +144,8 @@ remove_policy_rc() {
     fi
 }
 
-# nginx and pgbouncer would start their packaged services on ports 80 and 6432 from
-# their postinst scripts; the tests run their own instances instead. Debian's
+# nginx, pgbouncer and prometheus would start their packaged services (ports 80, 6432
+# and 9090) from their postinst scripts; the tests run their own instances instead. Debian's
 # policy-rc.d hook (exit 101: "action forbidden") stops invoke-rc.d from starting
 # them during the install; one already there (container images ship one) is kept.
 step_server_packages() {
@@ -163,11 +164,12 @@ step_server_packages() {
         POLICY_RC_OURS=1
     fi
     log "installing ${missing[*]} (their packaged services are not started)"
-    apt_install "${missing[@]}"
+    # No recommends: Prometheus's would bring node-exporter, one more service.
+    apt_install --no-install-recommends "${missing[@]}"
     remove_policy_rc
     # Under systemd the units may still be enabled; keep them from starting at boot.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        as_root systemctl disable --now nginx pgbouncer >/dev/null 2>&1 || true
+        as_root systemctl disable --now nginx pgbouncer prometheus >/dev/null 2>&1 || true
     fi
     log "server packages installed"
 }

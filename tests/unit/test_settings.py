@@ -201,9 +201,15 @@ def test_each_setting_is_declared_once_with_its_variable_and_help() -> None:
     paths = [s.path for s in settings]
     assert len(paths) == len(set(paths))
     variables = Counter(s.env for s in settings)
-    # The one variable two settings share: the server's admin token is also the one
-    # the CLI presents (each side has its own default: generated, or read from it).
-    assert {v: n for v, n in variables.items() if n > 1} == {"RIVET_ADMIN_TOKEN": 2}
+    # The variables two settings share: the server's admin token is also the one the
+    # CLI presents (each side has its own default: generated, or read from it); the
+    # log level and format are the same variables for the server and the runner,
+    # which are separate processes (rivet up hands each its own group's).
+    assert {v: n for v, n in variables.items() if n > 1} == {
+        "RIVET_ADMIN_TOKEN": 2,
+        "RIVET_LOG_LEVEL": 2,
+        "RIVET_LOG_FORMAT": 2,
+    }
     for setting in settings:
         assert setting.env and setting.env.startswith("RIVET_"), setting
         assert setting.help and f"[env var: {setting.env}]" in setting.help_text()
@@ -222,6 +228,7 @@ RUNNER_ARGV = [
     "--server", "ci:8420", "-t", "tok", "--registration-token", "reg", "--name", "n1",
     "--tag", "os=linux", "--tag", "arch=x", "--pool", "prod", "--concurrency", "3", "--default-image", "img",
     "--workspace-root", "/ws", "--config", "/etc/rivet/runner.toml", "--policy", "p.toml",
+    "--metrics-port", "9464", "--metrics-host", "::1", "--log-format", "JSON",
 ]  # fmt: skip
 
 
@@ -245,6 +252,8 @@ def test_the_runner_flags_are_the_same_for_typer_and_argparse(
     assert resolved.runner.tags == {"os": "linux", "arch": "x"}
     assert resolved.jobs.policy == Path("p.toml") and resolved.runner.concurrency == 3
     assert resolved.runner.pool == "prod"
+    assert (resolved.runner.metrics_port, resolved.runner.metrics_host) == (9464, "::1")
+    assert resolved.runner.log_format == "json"
 
 
 def test_the_server_flags_are_the_same_for_typer_and_argparse(
@@ -256,6 +265,7 @@ def test_the_server_flags_are_the_same_for_typer_and_argparse(
     from rivet.cli.main import app
 
     argv = ["--host", "::", "--port", "0", "--database-url", "sqlite://", "--home", str(tmp_path)]
+    argv += ["--log-format", "text"]
     calls: list[dict[Any, object]] = []
     monkeypatch.setattr(server_module, "serve", lambda flags: calls.append(dict(flags)))
     result = CliRunner().invoke(app, ["server", *argv], catch_exceptions=False)

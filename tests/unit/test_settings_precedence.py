@@ -19,6 +19,8 @@ from rivet.settings.kinds import (
     DatabaseUrl,
     FilePath,
     Kind,
+    LogLevelSpec,
+    Networks,
     Number,
     Optional,
     Secret,
@@ -64,6 +66,10 @@ def samples(setting: Setting[Any]) -> list[tuple[object, str, object]]:
         # than three: each level is still told apart by its source.
         words = (list(kind.choices[1:4]) * 3)[:3] if kind.choices else ["one", "two", "three"]
         return [(w, w, w) for w in words]
+    if isinstance(kind, LogLevelSpec):
+        return [(w, w, w) for w in ("debug", "warning", "info,rivet.runner=debug")]
+    if isinstance(kind, Networks):
+        return [(f"10.0.0.{i}", f"10.0.0.{i}", (f"10.0.0.{i}/32",)) for i in (1, 2, 3)]
     raise AssertionError(f"{setting}: no samples for {type(kind).__name__}; add them here")
 
 
@@ -79,6 +85,10 @@ def bad_text(setting: Setting[Any]) -> tuple[str, str] | None:
         return "ftp://x", "server URL must start with http:// or https://: ftp://x"
     if isinstance(kind, Tags):
         return "novalue", "expected a tag as key=value, got 'novalue'"
+    if isinstance(kind, LogLevelSpec):
+        return "loud", "expected one of "
+    if isinstance(kind, Networks):
+        return "example.com", "'example.com' is not an address"
     if isinstance(kind, Text) and kind.choices:
         return "loud", "expected one of "
     if isinstance(kind, Text) and kind.max_length is not None:

@@ -139,8 +139,10 @@ def server(flags: Flags) -> None:
     Migrates the database first. On first start it writes an admin token to
     $RIVET_HOME/admin-token (used by `rivet runner token create` on this machine).
     Its other settings (RIVET_MAX_BODY_BYTES, the largest request body accepted,
-    default 4 MiB; RIVET_LOG_LEVEL; …) come from their variables or [server] in
-    $RIVET_HOME/config; `rivet config show` lists them.
+    default 4 MiB; RIVET_LOG_LEVEL, e.g. info,rivet.jobqueue=debug; RIVET_METRICS_TOKEN
+    and RIVET_METRICS_ALLOW, who may read GET /metrics, loopback by default; …) come
+    from their variables or [server] in $RIVET_HOME/config; `rivet config show` lists
+    them. Metrics and log fields: docs/observability.md.
     Ctrl-C, SIGTERM or SIGHUP stop it cleanly (waiting claims answer at once).
 
     Example: rivet server --host 0.0.0.0 --port 8420

@@ -11,8 +11,6 @@ as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins|set-pool
 from __future__ import annotations
 
 import importlib
-import logging
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -39,7 +37,7 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
-from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe, visible
+from rivet.cli.terminal import echo, echo_json, safe, visible
 from rivet.errors import ConfigError, RivetError
 from rivet.settings import Flags, parse_tags
 from rivet.settings.flags import RUNNER_FLAGS
@@ -70,7 +68,8 @@ def runner(ctx: typer.Context, flags: Flags) -> None:
     (or SIGTERM, SIGHUP) once stops taking jobs and finishes the running ones; twice
     cancels them and removes their containers. Settings not given as flags come from
     their variables, the runner's config file, then $RIVET_HOME/config (see `rivet
-    config show --runner`).
+    config show --runner`). --metrics-port serves Prometheus metrics on 127.0.0.1;
+    log lines are JSON unless stderr is a terminal (--log-format; docs/observability.md).
 
     Example: rivet runner --server http://ci:8420 --registration-token rivet_reg_... --tag os=linux
     """
@@ -90,25 +89,8 @@ def start_runner(flags: Flags) -> int:
         raise RivetError(
             "the runner is not available in this build of Rivet (rivet.runner is missing)"
         ) from None
-    _log_to_stderr()
-    result = agent.run_runner(flags)
+    result = agent.run_runner(flags)  # it sets up its log (rivet.observe.logs)
     return result if isinstance(result, int) else 0
-
-
-def _log_to_stderr() -> None:
-    """The runner's log on stderr, in the agent's format, through a
-    :class:`~rivet.cli.terminal.SafeFormatter`: its lines carry pipeline names and
-    server messages, which must not drive the operator's terminal. (The agent sets
-    up logging itself only when nobody has.)"""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    # One line per HTTP request would drown the runner's own messages.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command("list")

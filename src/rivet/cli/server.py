@@ -8,7 +8,6 @@ runs it standalone with the same flags (both built from
 from __future__ import annotations
 
 import argparse
-import logging
 import socket
 import sys
 from types import FrameType
@@ -19,8 +18,10 @@ import uvicorn
 from rivet.cli.common import print_error
 from rivet.errors import ConfigError
 from rivet.home import private_umask
+from rivet.observe.levels import parse_levels
+from rivet.observe.logs import configure_logging
 from rivet.orchestrator import create_app
-from rivet.orchestrator.state import open_database
+from rivet.orchestrator.state import open_database, register_settings_secrets
 from rivet.settings import Flags, load_settings
 from rivet.settings.flags import SERVER_FLAGS, add_arguments, flags_from
 from rivet.stop_signals import handling_stop_signals
@@ -39,9 +40,8 @@ def serve(flags: Flags) -> None:
     private_umask()
     settings = load_settings(flags)
     server = settings.server
-    logging.basicConfig(
-        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(server.log_format, parse_levels(server.log_level))
+    register_settings_secrets(settings)
     # Migrate before binding the port, so a bad URL fails fast with one clear error.
     db = open_database(settings)
     try:
@@ -53,7 +53,9 @@ def serve(flags: Flags) -> None:
         app,
         host=server.host,
         port=server.port,
-        log_level=server.log_level,
+        # Our handler (configure_logging) formats uvicorn's records like the others.
+        log_config=None,
+        log_level=None,
         ws="none",
         lifespan="on",
         # A last resort: draining (below) ends long polls and log streams at once.

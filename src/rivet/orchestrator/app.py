@@ -20,13 +20,16 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 
 from rivet import __version__
+from rivet.observe.logs import register_secret
 from rivet.orchestrator.auth import hash_token, load_admin_token
 from rivet.orchestrator.guard import BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
+from rivet.orchestrator.request_context import RequestIds
 from rivet.orchestrator.routes import (
     audit,
     health,
     jobs,
+    metrics,
     pipelines,
     runner_api,
     runners,
@@ -38,6 +41,8 @@ from rivet.settings import RivetSettings, load_settings
 from rivet.store import upgrade
 
 __all__ = ["create_app"]
+
+API_PREFIX = "/api"  # one of metrics.ROUTE_PREFIXES, so requests are labelled by route
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +59,10 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(upgrade, services.db)
             admin_token = await anyio.to_thread.run_sync(load_admin_token, settings)
             app.state.admin_token_hash = hash_token(admin_token)
+            register_secret(admin_token)
             await anyio.to_thread.run_sync(services.secrets.rotate)
             app.state.services = services
+            app.state.http_metrics = services.metrics.http
             services.signals.bind(asyncio.get_running_loop())
             await services.queue.start()
             log.info("orchestrator ready on %s", services.db.dialect)
@@ -80,5 +87,8 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
     routers = (health, pipelines, jobs, stream, runners, runner_api, secret_admin, audit)
     for module in routers:
-        app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
+    # Outermost: every answer is counted and carries a request id, 413s included.
+    app.add_middleware(RequestIds)
     return app

@@ -3,11 +3,14 @@ the database (URLs and pool), and whether anything of it lives in ``$RIVET_HOME`
 
 from __future__ import annotations
 
+from sqlalchemy.engine import make_url
+
 from rivet.errors import ConfigError
+from rivet.observe.logs import register_secret
 from rivet.settings import RivetSettings
 from rivet.store import Database
 
-__all__ = ["database_url", "open_database", "uses_home"]
+__all__ = ["database_url", "open_database", "register_settings_secrets", "uses_home"]
 
 
 def database_url(settings: RivetSettings) -> str:
@@ -46,3 +49,17 @@ def open_database(settings: RivetSettings) -> Database:
         )
     except ValueError as exc:
         raise ConfigError(f"RIVET_DATABASE_URL / RIVET_DATABASE_READ_URL: {exc}") from None
+
+
+def register_settings_secrets(settings: RivetSettings) -> None:
+    """The server's own secrets masked in its logs (:mod:`rivet.observe.logs`): the
+    admin and metrics tokens, the secret keys and the databases' passwords."""
+    server = settings.server
+    for secret in (server.admin_token, server.metrics_token, server.secret_key):
+        if secret is not None:
+            for value in secret.get_secret_value().split(","):
+                register_secret(value)
+    for url in (server.database_url, server.database_read_url, server.database_notify_url):
+        password = make_url(url).password if url is not None else None
+        if password:
+            register_secret(str(password))

@@ -19,7 +19,6 @@ abandoned; the server notices the disconnect and does not hand it a job.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from types import FrameType
 
@@ -31,6 +30,8 @@ from rivet.engine.executor import Executor, ExecutorSettings
 from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir, tighten
+from rivet.observe.levels import parse_levels
+from rivet.observe.logs import bind, configure_logging, register_secret
 from rivet.protocol import ClaimRequest, JobAssignment
 from rivet.runner.client import (
     RequestRejected,
@@ -40,6 +41,7 @@ from rivet.runner.client import (
 )
 from rivet.runner.config import RunnerSettings, resolve_settings
 from rivet.runner.job import JobRun
+from rivet.runner.metrics import MeasuredBackend, MetricsServer, RunnerMetrics
 from rivet.runner.registration import RegistrationFailed, register_runner
 from rivet.runner.retry import Backoff
 from rivet.settings import Flags
@@ -60,8 +62,9 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.client = RunnerClient(settings.server, settings.token, transport=transport)
+        self.metrics = RunnerMetrics(self._slot_use)
         self.executor = executor or Executor(
-            PodmanBackend(),
+            MeasuredBackend(PodmanBackend(), self.metrics),
             ExecutorSettings(
                 settings.workspace_root,
                 settings.default_image,
@@ -87,6 +90,10 @@ class Agent:
 
     def start(self) -> None:
         self._poller.start()
+
+    def _slot_use(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._jobs), self.settings.concurrency
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once stopped with no job left running."""
@@ -237,6 +244,11 @@ class Agent:
             log.info("not offering plugins %s: this runtime lacks them", ",".join(missing))
 
     def _start_job(self, assignment: JobAssignment) -> None:
+        # The job's threads are made here and keep these ids in their log lines.
+        with bind(runner_id=self.runner_id, job_id=assignment.job_id):
+            self._start_run(assignment)
+
+    def _start_run(self, assignment: JobAssignment) -> None:
         run = JobRun(
             assignment,
             self.client,
@@ -256,6 +268,8 @@ class Agent:
             run.request_cancel(reason)
 
     def _job_done(self, run: JobRun) -> None:
+        status = run.result.status.value if run.result is not None else "failed"
+        self.metrics.job_finished(status)
         with self._lock:
             self._jobs.pop(run.job_id, None)
             if self._stopping.is_set() and not self._jobs:
@@ -275,6 +289,8 @@ class Agent:
             return False
         if runner_id is None:
             return False
+        if self.client.token:
+            register_secret(self.client.token)  # the token just issued: masked in logs too
         self.runner_id = runner_id
         self._registered_now = True
         return True
@@ -299,6 +315,19 @@ def _secure_files(settings: RunnerSettings) -> None:
     make_private_dir(settings.workspace_root)
 
 
+def _plain_logging() -> None:
+    """Text lines on stderr, for an error before the settings say otherwise."""
+    if not logging.getLogger().handlers:
+        configure_logging("text", parse_levels("info"))
+
+
+def _metrics_server(agent: Agent) -> MetricsServer | None:
+    port = agent.settings.metrics_port
+    if port is None:
+        return None
+    return MetricsServer(agent.metrics, agent.settings.metrics_host, port)
+
+
 def run_runner(flags: Flags | None = None) -> int:
     """``rivet runner``: run an agent with the settings ``flags`` (by setting) and the
     rest of the chain give (:func:`rivet.runner.config.resolve_settings`) until
@@ -309,16 +338,18 @@ def run_runner(flags: Flags | None = None) -> int:
     removed, they report ``cancelled``). Three times: exit at once, even with logs or
     completions undelivered.
     """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        # One line per HTTP request would drown the runner's own messages.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = resolve_settings(flags)
+    except ConfigError as exc:
+        _plain_logging()
+        log.error("%s", exc)
+        return 2
+    if not logging.getLogger().handlers:  # a test may have set up its own
+        configure_logging(settings.log_format, parse_levels(settings.log_level))
+    for secret in (settings.token, settings.registration_token):
+        if secret:
+            register_secret(secret)
+    try:
         _secure_files(settings)
         # Refuse an unsafe workspace root before claiming anything, not job by job.
         note = prepare_root(settings.workspace_root)
@@ -333,6 +364,17 @@ def run_runner(flags: Flags | None = None) -> int:
     if note is not None:
         log.warning("%s", note)
     agent = Agent(settings)
+    try:
+        metrics = _metrics_server(agent)
+    except OSError as exc:
+        log.error(
+            "cannot serve metrics on %s port %s: %s",
+            settings.metrics_host,
+            settings.metrics_port,
+            exc.strerror or exc,
+        )
+        agent.close()
+        return 2
     signals = 0
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -355,5 +397,7 @@ def run_runner(flags: Flags | None = None) -> int:
                 pass
     finally:
         agent.close()
+        if metrics is not None:
+            metrics.close()
     log.info("runner stopped")
     return agent.exit_code if not agent.aborted else 1

@@ -55,6 +55,10 @@ class RunnerSettings:
     policy_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
     pool: str = "default"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "auto"
+    log_level: str = "info"
 
 
 def resolve_settings(
@@ -88,4 +92,8 @@ def resolve_settings(
         policy_file=policy_file,
         limits=Limits.from_settings(settings.lua),
         pool=runner.pool,
+        metrics_port=runner.metrics_port,
+        metrics_host=runner.metrics_host,
+        log_format=runner.log_format,
+        log_level=runner.log_level,
     )

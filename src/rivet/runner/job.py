@@ -27,6 +27,7 @@ from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.engine.executor import Executor, JobSpec
 from rivet.limits import MAX_ERROR, truncate
+from rivet.observe.logs import bind, forget_secret, in_context, register_secret
 from rivet.protocol import Ack, JobAssignment, JobCompletion
 from rivet.runner.client import (
     JobGone,
@@ -72,7 +73,7 @@ class JobRun:
         self._cancel_lock = threading.Lock()
         self._cancel_sent = False
         self._thread = threading.Thread(
-            target=self._main, name=f"job-{self.job_id[:8]}", daemon=True
+            target=in_context(self._main), name=f"job-{self.job_id[:8]}", daemon=True
         )
 
     def start(self) -> None:
@@ -89,15 +90,27 @@ class JobRun:
                 return
             self._cancel_sent = True
         threading.Thread(
-            target=self.cancel.cancel, args=(reason,), name=f"cancel-{self.job_id[:8]}"
+            target=in_context(lambda: self.cancel.cancel(reason)), name=f"cancel-{self.job_id[:8]}"
         ).start()
 
     # --- the job thread -------------------------------------------------------------
 
     def _main(self) -> None:
+        # The job's secrets are masked in the runner's own log while it runs.
+        secrets = [value.get_secret_value() for value in self.assignment.secrets.values()]
+        for value in secrets:
+            register_secret(value)
+        try:
+            with bind(job_id=self.job_id):
+                self._run()
+        finally:
+            for value in secrets:
+                forget_secret(value)
+
+    def _run(self) -> None:
         started = time.monotonic()
         heartbeat = threading.Thread(
-            target=self._heartbeats, name=f"heartbeat-{self.job_id[:8]}", daemon=True
+            target=in_context(self._heartbeats), name=f"heartbeat-{self.job_id[:8]}", daemon=True
         )
         heartbeat.start()
         shipper = LogShipper(

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from rivet.engine.events import LogEvent, StageResult
 from rivet.limits import MAX_ERROR, MAX_LOG_LINES, MAX_LOG_MESSAGE, truncate
+from rivet.observe.logs import in_context
 from rivet.protocol import Ack, LogBatch, LogLine, StageUpdate
 from rivet.runner.client import (
     BodyTooLarge,
@@ -99,7 +100,9 @@ class LogShipper:
         self._abandoned = False
         self.delivered_lines = 0
         self.dropped_lines = 0
-        self._thread = threading.Thread(target=self._run, name=f"logs-{job_id[:8]}", daemon=True)
+        self._thread = threading.Thread(
+            target=in_context(self._run), name=f"logs-{job_id[:8]}", daemon=True
+        )
         self._thread.start()
 
     # --- JobEvents ------------------------------------------------------------------

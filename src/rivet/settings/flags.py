@@ -30,6 +30,7 @@ SERVER_FLAGS: tuple[Setting[Any], ...] = (
     ServerGroup.host,
     ServerGroup.port,
     ServerGroup.database_url,
+    ServerGroup.log_format,
     CoreGroup.home,
 )
 RUNNER_FLAGS: tuple[Setting[Any], ...] = (
@@ -44,6 +45,9 @@ RUNNER_FLAGS: tuple[Setting[Any], ...] = (
     JobsGroup.workspace_root,
     RunnerGroup.config,
     JobsGroup.policy,
+    RunnerGroup.metrics_port,
+    RunnerGroup.metrics_host,
+    RunnerGroup.log_format,
 )
 UP_FLAGS: tuple[Setting[Any], ...] = (
     ServerGroup.port,

@@ -16,11 +16,14 @@ from typing import ClassVar, Generic, TypeVar
 
 from rivet.errors import ConfigError
 from rivet.limits import MAX_NAME, MAX_TAGS, name_problem
+from rivet.observe.levels import parse_levels
 
 __all__ = [
     "DatabaseUrl",
     "FilePath",
     "Kind",
+    "LogLevelSpec",
+    "Networks",
     "Number",
     "Optional",
     "RunnerName",
@@ -112,6 +115,47 @@ class Text(Kind[str]):
         if self.max_length is not None and len(text) > self.max_length:
             raise ValueError(f"may have at most {self.max_length} characters")
         return text.lower() if self.choices else text
+
+
+class LogLevelSpec(Kind[str]):
+    """Log levels per component, ``info,rivet.jobqueue=debug`` (the rule is
+    :func:`rivet.observe.levels.parse_levels`); kept as its normalised text."""
+
+    def parse(self, text: str, base: Path | None) -> str:
+        return str(parse_levels(text))
+
+
+class Networks(Kind[tuple[str, ...]]):
+    """Client addresses as networks, ``127.0.0.0/8,::1`` (a bare address is one
+    host); ``none`` or an empty text for no address at all."""
+
+    expected = "a list of addresses or networks"
+
+    def parse(self, text: str, base: Path | None) -> tuple[str, ...]:
+        if text.strip().lower() in ("", "none"):
+            return ()
+        return self._networks([part for part in text.split(",") if part.strip()])
+
+    def coerce(self, value: object, base: Path | None) -> tuple[str, ...]:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return self._networks(value)
+        return super().coerce(value, base)
+
+    def _networks(self, parts: Sequence[str]) -> tuple[str, ...]:
+        import ipaddress  # on use: every command imports this module
+
+        found = []
+        for part in parts:
+            try:
+                found.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{part.strip()!r} is not an address or network (like 127.0.0.1 or 10.0.0.0/8)"
+                ) from None
+        return tuple(found)
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return ",".join(value) or "none"
 
 
 class RunnerName(Text):

@@ -15,6 +15,8 @@ from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_SOURCE_BYTES
 from rivet.settings.kinds import (
     DatabaseUrl,
     FilePath,
+    LogLevelSpec,
+    Networks,
     Number,
     Optional,
     RunnerName,
@@ -43,6 +45,7 @@ __all__ = [
     "UpGroup",
 ]
 
+LOG_FORMATS = ("auto", "json", "text")
 DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
 # The Lua defaults, also the defaults of rivet.lua.sandbox.Limits (declared here once).
 LUA_MEMORY_MIB = 256.0
@@ -187,10 +190,32 @@ class ServerGroup(Group, section="server"):
         "they are read whole",
     )
     log_level = Setting(
-        Text(choices=("critical", "error", "warning", "info", "debug", "trace")),
+        LogLevelSpec(),
         "info",
         env="RIVET_LOG_LEVEL",
-        help="log level of the server",
+        help="log level of the server, and per component: info,rivet.jobqueue=debug",
+    )
+    log_format = Setting(
+        Text(choices=LOG_FORMATS),
+        "auto",
+        env="RIVET_LOG_FORMAT",
+        flags=("--log-format",),
+        help="log lines as json or text; auto: text on a terminal, json otherwise",
+    )
+    metrics_token = Setting(
+        Optional(Secret()),
+        None,
+        env="RIVET_METRICS_TOKEN",
+        help="bearer token that may read GET /metrics from any address (docs/observability.md)",
+        default_text="none: only metrics_allow addresses",
+    )
+    metrics_allow = Setting(
+        Networks(),
+        ("127.0.0.0/8", "::1/128"),
+        env="RIVET_METRICS_ALLOW",
+        help="client addresses or networks that may read GET /metrics without the token; "
+        "none for no address",
+        default_text="loopback: 127.0.0.0/8,::1",
     )
 
 
@@ -246,6 +271,34 @@ class RunnerGroup(Group, section="runner"):
         env="RIVET_RUNNER_CONCURRENCY",
         flags=("--concurrency",),
         help="jobs run at once",
+    )
+    metrics_port = Setting(
+        Optional(Whole(0, 65535)),
+        None,
+        env="RIVET_RUNNER_METRICS_PORT",
+        flags=("--metrics-port",),
+        help="serve Prometheus metrics on this port (GET /metrics); 0: any free port",
+        default_text="no metrics endpoint",
+    )
+    metrics_host = Setting(
+        Text(),
+        "127.0.0.1",
+        env="RIVET_RUNNER_METRICS_HOST",
+        flags=("--metrics-host",),
+        help="address the metrics endpoint listens on",
+    )
+    log_level = Setting(
+        LogLevelSpec(),
+        "info",
+        env="RIVET_LOG_LEVEL",
+        help="log level of the runner, and per component: info,rivet.runner=debug",
+    )
+    log_format = Setting(
+        Text(choices=LOG_FORMATS),
+        "auto",
+        env="RIVET_LOG_FORMAT",
+        flags=("--log-format",),
+        help="log lines as json or text; auto: text on a terminal, json otherwise",
     )
     config = Setting(
         FilePath(),

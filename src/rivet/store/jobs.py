@@ -21,12 +21,14 @@ from rivet.store.tables import job_stages, jobs, pipeline_versions, pipelines, r
 
 __all__ = [
     "JobRecord",
+    "claim_times",
     "create_job",
     "finish_job",
     "get_job",
     "job_record",
     "list_jobs",
     "pipeline_of",
+    "queue_summary",
     "queued_requirements",
     "record_canceller",
     "request_cancel",
@@ -304,3 +306,22 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
+
+
+def queue_summary(conn: Connection) -> tuple[int, datetime | None]:
+    """How many jobs are queued and when the oldest was launched: one aggregate over
+    the partial index on ``status = 'queued'``, cheap however long the history."""
+    row = conn.execute(
+        select(func.count(), func.min(jobs.c.created_at)).where(
+            jobs.c.status == JobStatus.QUEUED.value
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+def claim_times(conn: Connection, job_id: str) -> tuple[datetime, datetime | None]:
+    """When a job was launched and when it was claimed."""
+    row = conn.execute(
+        select(jobs.c.created_at, jobs.c.started_at).where(jobs.c.id == job_id)
+    ).one()
+    return row[0], row[1]

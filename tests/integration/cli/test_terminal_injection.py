@@ -694,6 +694,8 @@ def test_rivet_runner_log_is_inert(
     env.update(RIVET_HOME=str(tmp_path / "runner-home"), RIVET_POLL_INTERVAL="0.2")
     argv = [str(RIVET), "runner", "--server", rivet_server.url, "--registration-token", token]
     argv += ["--tag", f"lane={lane}", "--workspace-root", str(tmp_path / "ws")]
+    # The text lines a terminal gets (stderr is a file here, which would mean JSON).
+    argv += ["--log-format", "text"]
     with (tmp_path / "runner.err").open("wb") as err:
         runner = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import ADMIN, log_lines, lua_pipeline, read_sse
+from live_rivet import wait_for
 
 from rivet.settings import RivetSettings, ServerGroup
 
@@ -125,3 +126,23 @@ def test_stream_of_unknown_job_is_404(http: httpx.Client) -> None:
     response = http.get("/api/jobs/" + "a" * 32 + "/logs/stream")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def sse_streams(http: httpx.Client) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("rivet_sse_streams_active "):
+            return float(line.split()[1])
+    raise AssertionError("rivet_sse_streams_active missing")
+
+
+def test_the_open_streams_gauge_counts_a_stream_until_its_client_goes(
+    http: httpx.Client, live_url: str
+) -> None:
+    job_id, _runner = running_job(http)
+    with httpx.Client(base_url=live_url, timeout=15) as other:
+        with other.stream("GET", f"/api/jobs/{job_id}/logs/stream") as response:
+            events = read_sse(response.iter_lines())  # kept: closing it hangs up
+            assert next(events)["event"] == "status"
+            assert sse_streams(http) == 1
+        # The client hung up mid-stream; the server notices at its next write or poll.
+        wait_for(lambda: sse_streams(http) == 0, 30, "the stream counted as closed")

@@ -82,6 +82,16 @@ def _state(snapshot: JobSnapshot) -> tuple[object, ...]:
 
 
 async def _events(services: Services, job_id: str, after: int) -> AsyncIterator[str]:
+    streams = services.metrics.sse_streams
+    streams.inc()
+    try:
+        async for chunk in _follow(services, job_id, after):
+            yield chunk
+    finally:
+        streams.dec()
+
+
+async def _follow(services: Services, job_id: str, after: int) -> AsyncIterator[str]:
     settings = services.settings.server
     keepalive = settings.sse_keepalive
     last_state: tuple[object, ...] | None = None

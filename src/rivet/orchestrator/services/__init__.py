@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from rivet.jobqueue import JobQueue, Signals, make_queue
 from rivet.orchestrator.keyring import load_keyring
+from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService
 from rivet.orchestrator.services.audit import AuditService
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
@@ -47,6 +48,7 @@ class Services:
     secrets: SecretService
     access: AccessService
     audit: AuditService
+    metrics: ServerMetrics
 
     @classmethod
     def build(cls, settings: RivetSettings) -> Services:
@@ -58,17 +60,19 @@ class Services:
         env_key = server.secret_key.get_secret_value() if server.secret_key else None
         secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
         access = AccessService(db)
+        metrics = ServerMetrics(db)
         return cls(
             settings=settings,
             db=db,
             queue=queue,
             pipelines=PipelineService(db, settings.lua, access),
-            jobs=JobService(db, queue, secrets, access),
+            jobs=JobService(db, queue, secrets, access, metrics),
             runners=RunnerService(db, queue),
-            work=WorkService(db, queue, secrets),
+            work=WorkService(db, queue, secrets, metrics),
             secrets=secrets,
             access=access,
             audit=AuditService(db),
+            metrics=metrics,
         )
 
     @property

@@ -14,6 +14,7 @@ from rivet.domain.permissions import PipelineLevel
 from rivet.domain.principals import Principal
 from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
+from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService, require_level
 from rivet.orchestrator.services.pipelines import archived_message
 from rivet.orchestrator.services.secret_service import SecretService, unusable_secrets
@@ -44,12 +45,18 @@ class JobService:
     """Blocking; called from worker threads."""
 
     def __init__(
-        self, db: Database, queue: JobQueue, secrets: SecretService, access: AccessService
+        self,
+        db: Database,
+        queue: JobQueue,
+        secrets: SecretService,
+        access: AccessService,
+        metrics: ServerMetrics,
     ) -> None:
         self.db = db
         self.queue = queue
         self.secrets = secrets
         self.access = access
+        self.metrics = metrics
 
     def launch(self, principal: Principal, request: JobLaunch) -> JobLaunched:
         """Check inputs against the pinned version, then queue the job and wake runners.
@@ -173,6 +180,8 @@ class JobService:
                 job_store.finish_job(
                     tx.conn, job_id, JobStatus.CANCELLED, error="cancelled before it started"
                 )
+                cancelled = job_store.get_job(tx.conn, job_id)
+                tx.after_commit(lambda: self.metrics.job_finished(cancelled))
             elif not record.cancel_requested:
                 job_store.request_cancel(tx.conn, job_id, principal.actor)
             else:

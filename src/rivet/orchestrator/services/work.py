@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from rivet.domain import JobStatus, StageStatus
 from rivet.errors import PermissionDeniedError
 from rivet.jobqueue import JobQueue, Offer, job_topic
+from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import (
     Ack,
@@ -42,10 +43,13 @@ CHECK_IN_EVERY = timedelta(seconds=2)
 
 
 class WorkService:
-    def __init__(self, db: Database, queue: JobQueue, secrets: SecretService) -> None:
+    def __init__(
+        self, db: Database, queue: JobQueue, secrets: SecretService, metrics: ServerMetrics
+    ) -> None:
         self.db = db
         self.queue = queue
         self.secrets = secrets
+        self.metrics = metrics
 
     async def claim(
         self,
@@ -64,6 +68,7 @@ class WorkService:
         job = await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
         if job is None:
             return None
+        await anyio.to_thread.run_sync(self._claimed, job.job_id)
         # Only the secrets whose grant covers this job's pinned version, decrypted for
         # this runner; the others are named with the reason.
         granted = await anyio.to_thread.run_sync(
@@ -73,6 +78,10 @@ class WorkService:
             return job
         secrets = {k: SecretStr(v) for k, v in granted.values.items()}
         return job.model_copy(update={"secrets": secrets, "withheld": granted.withheld})
+
+    def _claimed(self, job_id: str) -> None:
+        with self.db.read() as conn:
+            self.metrics.job_claimed(*job_store.claim_times(conn, job_id))
 
     def _check_in(self, runner: RunnerRecord) -> None:
         now = utcnow()
@@ -127,6 +136,8 @@ class WorkService:
                     status = JobStatus.CANCELLED
                 job_store.finish_job(tx.conn, job.id, status, completion.outputs, completion.error)
                 self.queue.announce(tx, job_topic(job.id))
+                finished = job_store.get_job(tx.conn, job.id)
+                tx.after_commit(lambda: self.metrics.job_finished(finished))
         return Ack(cancel_requested=job.cancel_requested)
 
 
