@@ -319,9 +319,9 @@ def queue_summary(conn: Connection) -> tuple[int, datetime | None]:
     return int(row[0]), row[1]
 
 
-def claim_times(conn: Connection, job_id: str) -> tuple[datetime, datetime | None]:
-    """When a job was launched and when it was claimed."""
+def claim_times(conn: Connection, job_id: str) -> tuple[datetime, datetime | None] | None:
+    """When a job was launched and when it was claimed; None for an unknown job."""
     row = conn.execute(
         select(jobs.c.created_at, jobs.c.started_at).where(jobs.c.id == job_id)
-    ).one()
-    return row[0], row[1]
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])

@@ -80,8 +80,11 @@ class WorkService:
         return job.model_copy(update={"secrets": secrets, "withheld": granted.withheld})
 
     def _claimed(self, job_id: str) -> None:
-        with self.db.read() as conn:
-            self.metrics.job_claimed(*job_store.claim_times(conn, job_id))
+        # On the writer: a read database may not have the claim yet.
+        with self.db.read(primary=True) as conn:
+            times = job_store.claim_times(conn, job_id)
+        if times is not None:
+            self.metrics.job_claimed(*times)
 
     def _check_in(self, runner: RunnerRecord) -> None:
         now = utcnow()
