@@ -21,7 +21,8 @@ brackets, which holds its subclasses too), under the node it belongs to.
     │   └── SettingError         [settings.spec] one setting's value, named by its source
     ├── NotFoundError            a named object (pipeline, job, runner…) does not exist
     ├── ConflictError            the request contradicts current state (a finished job…)
-    │   └── AmbiguousIdError     an id prefix matches more than one object
+    │   ├── AmbiguousIdError     an id prefix matches more than one object
+    │   └── AttemptEnded         [orchestrator.services.endings] a late report on an ended attempt
     ├── InvalidRequest           a request field breaks a rule of the API (names every field)
     ├── RequestTooLarge          a request body is over the server's size limit
     ├── StorageUnavailable       the database cannot be reached or used right now (retry)
@@ -38,6 +39,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     │   ├── ServerUnavailable    no usable answer: retry with backoff
     │   ├── TokenRejected        the runner or registration token is not valid
     │   ├── JobGone              the job is no longer this runner's
+    │   │   └── AttemptRefused   409: the server ended this attempt; stop the job
     │   └── RequestRejected      the request itself is wrong
     │       └── BodyTooLarge     over the server's size limit: a smaller one may pass
     ├── UsageProblem             [cli.common] the command line is wrong (exit 2)

@@ -18,6 +18,12 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
   runner to stop the job)
 - ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
 
+Every job route takes ``?attempt=N`` (the assignment's ``attempt``). An attempt the
+server has ended (lease expired, past its deadline, reported dead) is refused with
+409 ``attempt_ended`` naming the attempt and why; the runner then stops the job.
+A heartbeat renews the attempt's lease (``JobAssignment.lease_seconds``) and may carry
+a ``Heartbeat`` body saying why the log cannot be delivered.
+
 Request models carry the size caps of :mod:`rivet.limits` (422 naming the field and
 the limit); answer models carry none, so rows stored before a cap existed still show.
 """
@@ -34,9 +40,11 @@ from rivet import limits
 __all__ = [
     "API_VERSION",
     "Ack",
+    "AttemptView",
     "ClaimRequest",
     "ErrorBody",
     "ErrorResponse",
+    "Heartbeat",
     "JobAssignment",
     "JobCompletion",
     "JobLaunch",
@@ -64,8 +72,11 @@ API_VERSION = "1"
 
 Level = Literal["debug", "info", "warning", "error"]
 Stream = Literal["stdout", "stderr"]
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-StageStatusName = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+StageStatusName = Literal[
+    "pending", "running", "succeeded", "failed", "skipped", "cancelled", "timed_out"
+]
+AttemptOutcome = Literal["succeeded", "failed", "cancelled", "lost", "timed_out"]
 Scalar = str | int | float | bool
 
 
@@ -190,6 +201,18 @@ class StageView(BaseModel):
     error: str | None = None
 
 
+class AttemptView(BaseModel):
+    """One claim of a job: who ran it, when, and why it ended (null while it runs)."""
+
+    number: int
+    runner: str | None = None
+    runner_id: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: AttemptOutcome | None = None
+    error: str | None = None
+
+
 class JobView(BaseModel):
     id: str
     pipeline: str
@@ -206,6 +229,17 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stages: list[StageView] = Field(default_factory=list)
+    attempt: int = Field(default=0, description="the attempt running or last run; 0: none yet")
+    attempts: list[AttemptView] = Field(default_factory=list)
+    lease_expires_at: datetime | None = Field(
+        default=None, description="while running: when the job counts as lost without a heartbeat"
+    )
+    not_before: datetime | None = Field(
+        default=None, description="a retried job waits for its backoff until then"
+    )
+    stall_reason: str | None = Field(
+        default=None, description="what the runner reported when it could not deliver the log"
+    )
 
 
 class JobLaunched(JobView):
@@ -237,6 +271,9 @@ class LogLine(BaseModel):
         default=None,
         description="the command's pipe the line came from; null for lines Rivet or the "
         "pipeline's Lua logged",
+    )
+    attempt: int | None = Field(
+        default=None, description="which attempt of the job logged it (set by the server)"
     )
 
 
@@ -326,6 +363,13 @@ class JobAssignment(BaseModel):
     definition: dict[str, Any]
     inputs: dict[str, Scalar]
     next_seq: int = Field(default=1, description="first log sequence number to use")
+    attempt: int = Field(default=1, description="send back as ?attempt= on every job route")
+    lease_seconds: float = Field(
+        default=30.0, description="heartbeat well within this, or the job is lost"
+    )
+    timeout_seconds: float | None = Field(
+        default=None, description="how long this attempt may run; then end it timed_out"
+    )
     secrets: dict[str, WireSecret] = Field(
         default_factory=dict,
         description="name -> value of every secret whose grant covers the job's version "
@@ -387,12 +431,22 @@ OutputName = Annotated[str, StringConstraints(min_length=1, max_length=limits.MA
 class JobCompletion(BaseModel):
     """Outputs have the caps ``output.set`` enforces (the same numbers)."""
 
-    status: Literal["succeeded", "failed", "cancelled"]
+    status: Literal["succeeded", "failed", "cancelled", "timed_out"]
     outputs: Annotated[
         dict[OutputName, Annotated[Scalar, AfterValidator(_output_value)]],
         AfterValidator(_outputs_fit),
     ] = Field(default_factory=dict, max_length=limits.MAX_OUTPUTS)
     error: ErrorText | None = None
+
+
+class Heartbeat(BaseModel):
+    """Optional body of a heartbeat: what keeps the runner from delivering the log."""
+
+    log_problem: ErrorText | None = Field(
+        default=None,
+        description="e.g. 'log upload: HTTP 507: the server's disk is full'; null once "
+        "the log goes through again",
+    )
 
 
 class Ack(BaseModel):

@@ -68,8 +68,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds before attempt ``attempt + 1`` may be claimed."""
-        base = min(self.backoff * 2 ** max(attempt - 1, 0), MAX_BACKOFF)
-        spread = (rng or random).uniform(1 - JITTER, 1 + JITTER)
+        base: float = min(self.backoff * 2.0 ** max(attempt - 1, 0), MAX_BACKOFF)
+        spread: float = (rng or random).uniform(1 - JITTER, 1 + JITTER)
         return base * spread
 
     def to_dict(self) -> dict[str, Any]:

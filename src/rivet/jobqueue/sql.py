@@ -18,15 +18,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import ColumnElement, bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, update
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from rivet.domain import JobStatus
-from rivet.jobqueue.base import Offer
+from rivet.domain.definition import PipelineDefinition
+from rivet.jobqueue.base import JobTerms, Offer
 from rivet.jobqueue.signals import JOBS_TOPIC, Signals, job_topic
 from rivet.limits import MAX_ERROR, text_problems, truncate, value_problems
 from rivet.protocol import JobAssignment
 from rivet.store import Database, Transaction
+from rivet.store.attempts import start_attempt
 from rivet.store.jobs import finish_job
 from rivet.store.logs import last_seq
 from rivet.store.portable import utcnow
@@ -53,6 +55,7 @@ class SqlQueue:
         self.poll_interval = poll_interval
         self._stopping = False
         self._statement: Any = None
+        self.terms = JobTerms()
 
     # --- lifecycle (PostgreSQL adds its listener) ------------------------------------
 
@@ -101,6 +104,11 @@ class SqlQueue:
                 select(candidate.c.id)
                 .where(
                     candidate.c.status == JobStatus.QUEUED.value,
+                    # A retry waits out its backoff.
+                    or_(
+                        candidate.c.not_before.is_(None),
+                        candidate.c.not_before <= bindparam("claim_now"),
+                    ),
                     self.match(candidate, Offer()),
                 )
                 .order_by(candidate.c.created_at, candidate.c.id)
@@ -116,8 +124,9 @@ class SqlQueue:
                     runner_id=bindparam("claim_runner"),
                     started_at=bindparam("claim_now"),
                     heartbeat_at=bindparam("claim_now"),
+                    attempt=jobs.c.attempt + 1,
                 )
-                .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs)
+                .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs, jobs.c.attempt)
             )
         return self._statement
 
@@ -141,10 +150,23 @@ class SqlQueue:
                 else:
                     problem = _unusable(assignment)
                     if problem is None:
-                        return assignment
+                        return self._lease(tx, assignment, runner_id, params["claim_now"])
                 log.error("job %s cannot run and is failed: %s", row.id, problem)
                 finish_job(tx.conn, row.id, JobStatus.FAILED, error=truncate(problem, MAX_ERROR))
         return None
+
+    def _lease(
+        self, tx: Transaction, assignment: JobAssignment, runner_id: str, now: Any
+    ) -> JobAssignment:
+        """Start the attempt the claim made, with the pipeline's lease and timeout (or
+        the server's), in the claim's transaction: a claimed job always has a lease."""
+        definition = PipelineDefinition.from_dict(assignment.definition)
+        lease = definition.lease or self.terms.lease_seconds
+        timeout = definition.timeout or self.terms.timeout_seconds
+        start_attempt(
+            tx.conn, assignment.job_id, assignment.attempt, runner_id, now, lease, timeout
+        )
+        return assignment.model_copy(update={"lease_seconds": lease, "timeout_seconds": timeout})
 
     async def claim(
         self,
@@ -211,4 +233,5 @@ def _assignment(tx: Transaction, row: Any) -> JobAssignment:
         inputs=row.inputs,
         # Continue after lines an earlier attempt may have stored.
         next_seq=last_seq(tx.conn, row.id) + 1,
+        attempt=row.attempt,
     )

@@ -32,6 +32,7 @@ from rivet.errors import (
     RivetError,
     StorageUnavailable,
 )
+from rivet.orchestrator.services.endings import AttemptEnded
 from rivet.protocol import ErrorBody, ErrorResponse
 
 __all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
@@ -48,6 +49,7 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
     LuaError: (422, "lua_error"),
     NotFoundError: (404, "not_found"),
     AmbiguousIdError: (409, "ambiguous_id"),
+    AttemptEnded: (409, "attempt_ended"),
     ConflictError: (409, "conflict"),
     AuthenticationError: (401, "unauthorized"),
     PermissionDeniedError: (403, "forbidden"),

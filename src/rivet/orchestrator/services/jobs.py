@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rivet.domain import JobStatus, resolve_inputs
+from rivet.domain.reliability import AttemptEnd
 from rivet.errors import ConflictError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
+from rivet.orchestrator.services.endings import end_attempt, lost_message
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
 from rivet.store import Database
+from rivet.store import attempts as attempt_store
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
 from rivet.store import pipelines as pipeline_store
+from rivet.store.jobs import JobRecord
+from rivet.store.portable import utcnow
 
 __all__ = ["JobService", "JobSnapshot"]
 
@@ -82,7 +87,9 @@ class JobService:
             return job_store.get_job(conn, job_store.resolve_job(conn, ref))
 
     def cancel(self, ref: str) -> JobView:
-        """Queued: cancelled now. Running: flagged; the runner stops it and reports back.
+        """Queued: cancelled now. Running: flagged; the runner stops it and reports back
+        — and if the runner is gone, the job ends when its lease runs out (the reaper,
+        or here at once when it already has). Either way the job ends.
 
         Cancelling a job that is already being cancelled is a no-op; a finished job
         raises ``ConflictError``.
@@ -92,25 +99,54 @@ class JobService:
             record = job_store.job_record(tx.conn, job_id, for_update=True)
             if record.status.finished:
                 raise ConflictError(f"job {job_id} has already {record.status.value}")
+            now = utcnow()
             if record.status == JobStatus.QUEUED:
                 job_store.finish_job(
                     tx.conn, job_id, JobStatus.CANCELLED, error="cancelled before it started"
                 )
-            elif not record.cancel_requested:
-                job_store.request_cancel(tx.conn, job_id)
+            else:
+                if not record.cancel_requested:
+                    job_store.request_cancel(tx.conn, job_id)
+                    record = replace(record, cancel_requested=True)
+                expires = record.lease_expires_at
+                if expires is not None and expires <= now:  # its runner is already gone
+                    runner = job_store.get_job(tx.conn, job_id).runner
+                    lost = lost_message(runner, record.heartbeat_at, expires, _lease(record))
+                    end_attempt(tx, self.queue, record, AttemptEnd.LOST, lost, now)
             self.queue.announce(tx, job_topic(job_id))
             return job_store.get_job(tx.conn, job_id)
 
-    def logs(self, ref: str, after: int = 0, limit: int = 1000) -> LogPage:
+    def retry(self, ref: str) -> JobView:
+        """``rivet job retry``: a new attempt of a finished job, same inputs and version
+        (the job keeps its id, attempts and logs). ``ConflictError`` unless finished."""
+        with self.db.write() as tx:
+            job_id = job_store.resolve_job(tx.conn, ref)
+            record = job_store.job_record(tx.conn, job_id, for_update=True)
+            if not record.status.finished:
+                raise ConflictError(
+                    f"job {job_id} is {record.status.value}; only a finished job can be "
+                    "retried (cancel it first)"
+                )
+            attempt_store.requeue(tx.conn, job_id, utcnow(), None)
+            self.queue.announce(tx, JOBS_TOPIC)
+            self.queue.announce(tx, job_topic(job_id))
+            return job_store.get_job(tx.conn, job_id)
+
+    def logs(
+        self, ref: str, after: int = 0, limit: int = 1000, attempt: int | None = None
+    ) -> LogPage:
+        """Lines of every attempt (each carries its ``attempt``), or of one."""
         with self.db.read() as conn:
             job_id = job_store.resolve_job(conn, ref)
-        snapshot = self.snapshot(job_id, after, limit)
+        snapshot = self.snapshot(job_id, after, limit, attempt)
         last = snapshot.lines[-1].seq if snapshot.lines else after
         return LogPage(
             job_id=job_id, lines=snapshot.lines, next_after=last, finished=snapshot.finished
         )
 
-    def snapshot(self, job_id: str, after: int, limit: int) -> JobSnapshot:
+    def snapshot(
+        self, job_id: str, after: int, limit: int, attempt: int | None = None
+    ) -> JobSnapshot:
         """The job, then its lines after ``after``.
 
         The status is read *first*: runners send their last lines before completing,
@@ -120,5 +156,11 @@ class JobService:
         with self.db.read() as conn:
             job = job_store.get_job(conn, job_id)
             finished = JobStatus(job.status).finished
-            lines = log_store.read_lines(conn, job_id, after, limit, contiguous=not finished)
+            lines = log_store.read_lines(
+                conn, job_id, after, limit, contiguous=not finished, attempt=attempt
+            )
         return JobSnapshot(job, lines)
+
+
+def _lease(record: JobRecord) -> float:
+    return record.lease_seconds or 30.0
