@@ -78,7 +78,9 @@ class Agent:
         self._done = threading.Event()
         self._slots = threading.Semaphore(settings.concurrency)
         self._lock = threading.Lock()
-        self._jobs: dict[str, JobRun] = {}
+        # By (job, attempt): a job lost by this runner may come back to it as a new
+        # attempt while the old one is still winding down.
+        self._jobs: dict[tuple[str, int], JobRun] = {}
         self._cancel_reason: str | None = None
         self._registered_now = False
         self._poller = threading.Thread(target=self._poll, name="claim-poller", daemon=True)
@@ -234,6 +236,19 @@ class Agent:
             log.info("not offering plugins %s: this runtime lacks them", ",".join(missing))
 
     def _start_job(self, assignment: JobAssignment) -> None:
+        with self._lock:
+            stale = [r for k, r in self._jobs.items() if k[0] == assignment.job_id]
+        for old in stale:
+            # The server ended that attempt (it handed us a new one): the old one must
+            # not share the job's containers and workspace with the new one.
+            log.warning(
+                "job %s: attempt %d ended on the server; stopping it before attempt %d",
+                old.job_id,
+                old.attempt,
+                assignment.attempt,
+            )
+            old.request_cancel(f"the server started attempt {assignment.attempt}")
+            old.join(120)
         run = JobRun(
             assignment,
             self.client,
@@ -244,17 +259,24 @@ class Agent:
             on_done=self._job_done,
         )
         with self._lock:
-            self._jobs[run.job_id] = run
+            self._jobs[(run.job_id, run.attempt)] = run
             self.claimed.append(run.job_id)
             reason = self._cancel_reason
-        log.info("claimed job %s (%s v%d)", run.job_id, assignment.pipeline, assignment.version)
+        log.info(
+            "claimed job %s (%s v%d, attempt %d, lease %g s)",
+            run.job_id,
+            assignment.pipeline,
+            assignment.version,
+            assignment.attempt,
+            assignment.lease_seconds,
+        )
         run.start()
         if reason is not None:  # claimed while shutting down with cancellation
             run.request_cancel(reason)
 
     def _job_done(self, run: JobRun) -> None:
         with self._lock:
-            self._jobs.pop(run.job_id, None)
+            self._jobs.pop((run.job_id, run.attempt), None)
             if self._stopping.is_set() and not self._jobs:
                 self._done.set()
         self._slots.release()

@@ -29,6 +29,7 @@ from rivet.engine.executor import Executor, JobSpec
 from rivet.limits import MAX_ERROR, truncate
 from rivet.protocol import Ack, JobAssignment, JobCompletion
 from rivet.runner.client import (
+    AttemptRefused,
     JobGone,
     RequestRejected,
     RunnerClient,
@@ -60,11 +61,14 @@ class JobRun:
     ) -> None:
         self.assignment = assignment
         self.job_id = assignment.job_id
+        self.attempt = assignment.attempt
         self.client = client
         self.executor = executor
         self.cancel = CancelToken()
         self.result: JobResult | None = None
-        self._heartbeat_interval = heartbeat_interval
+        # Well within the lease: three heartbeats may be lost before the job is.
+        self._heartbeat_interval = min(heartbeat_interval, assignment.lease_seconds / 3)
+        self._shipper: LogShipper | None = None
         self._shipper_settings = shipper_settings
         self._give_up = give_up
         self._on_done = on_done
@@ -106,7 +110,9 @@ class JobRun:
             self._shipper_settings,
             give_up=self._give_up,
             on_ack=self._on_ack,
+            attempt=self.attempt,
         )
+        self._shipper = shipper
         try:
             result = self._execute(shipper)
             self.result = result
@@ -172,7 +178,7 @@ class JobRun:
 
     def _deliver_completion(self, completion: JobCompletion) -> None:
         ack = deliver(
-            lambda: self.client.complete(self.job_id, completion),
+            lambda: self.client.complete(self.job_id, completion, self.attempt),
             Backoff(0.2, 10.0),
             self._give_up,
         )
@@ -187,12 +193,19 @@ class JobRun:
         backoff = Backoff(0.5, self._heartbeat_interval)
         delay = self._heartbeat_interval
         while not self._finished.wait(delay):
+            problem = self._shipper.problem if self._shipper is not None else None
             try:
-                self._on_ack(self.client.heartbeat(self.job_id))
+                self._on_ack(self.client.heartbeat(self.job_id, self.attempt, problem))
                 delay = self._heartbeat_interval
                 backoff.reset()
             except ServerUnavailable:
                 delay = backoff.next_delay()  # come back quickly once the server is up
+            except AttemptRefused as exc:
+                # Our lease ran out (we were paused, cut off…): the server ended this
+                # attempt and may have handed the job on. Stop it; report nothing more.
+                log.error("job %s attempt %d: %s; stopping it", self.job_id, self.attempt, exc)
+                self.request_cancel(f"the server ended attempt {self.attempt}: {exc}")
+                return
             except JobGone as exc:
                 log.error("job %s: %s; stopping it", self.job_id, exc)
                 self.request_cancel("the server no longer assigns this job to this runner")
