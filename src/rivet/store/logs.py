@@ -76,13 +76,13 @@ def read_lines(
     runs, a later batch may land before an earlier one, and a follower that skipped
     the gap would never see the late lines. Pass ``contiguous=False`` once the job has
     finished (read its status *before* the lines), when no more lines will arrive.
+    ``attempt``: only that attempt's lines (numbers go on across attempts, so its
+    first line need not be ``after + 1``; no gap check then).
     """
-    query = (
-        select(log_lines)
-        .where(log_lines.c.job_id == job_id, log_lines.c.seq > after)
-        .order_by(log_lines.c.seq)
-        .limit(limit)
-    )
+    query = select(log_lines).where(log_lines.c.job_id == job_id, log_lines.c.seq > after)
+    if attempt is not None:
+        query = query.where(log_lines.c.attempt == attempt)
+    query = query.order_by(log_lines.c.seq).limit(limit)
     result: list[LogLine] = []
     expected = after + 1
     for row in conn.execute(query):
