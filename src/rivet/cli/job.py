@@ -253,6 +253,7 @@ def logs(
         int | None,
         typer.Option(
             "--attempt",
+            envvar="RIVET_LOG_ATTEMPT",
             min=1,
             help="only this attempt's lines (default: every attempt, each headed by its "
             "number when there are several)",
