@@ -26,6 +26,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── InvalidRequest           a request field breaks a rule of the API (names every field)
     ├── RequestTooLarge          a request body is over the server's size limit
     ├── StorageUnavailable       the database cannot be reached or used right now (retry)
+    │   └── StorageFull          the database has no space left (disk full): nothing stored
     ├── AuthenticationError      a request lacks a valid bearer token (HTTP 401)
     ├── PermissionDeniedError    the caller may not touch this object (HTTP 403)
     ├── ApiError                 the server answered with an error (client side)
@@ -199,6 +200,18 @@ class StorageUnavailable(RivetError):
         super().__init__(
             f"the {dialect} database is unavailable right now; try again shortly "
             "(the server log says why)"
+        )
+
+
+class StorageFull(StorageUnavailable):
+    """The database has no space left (disk or database full): the write was not made,
+    and the same request succeeds once space is freed (HTTP 507)."""
+
+    def __init__(self, dialect: str, reason: str) -> None:
+        super().__init__(dialect, reason)
+        self.args = (
+            f"the server's {dialect} database has no space left (disk full); nothing was "
+            "stored; retry once an administrator frees space (the server log says where)",
         )
 
 
