@@ -145,6 +145,7 @@ class JobRun:
             first_seq=a.next_seq,
             secrets={name: value.get_secret_value() for name, value in a.secrets.items()},
             withheld_secrets=dict(a.withheld),
+            timeout=a.timeout_seconds,
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)
@@ -153,11 +154,13 @@ class JobRun:
             return JobResult(JobStatus.FAILED, error=f"runner error: {exc}")
 
     def _complete(self, result: JobResult) -> None:
-        status: Literal["succeeded", "failed", "cancelled"] = "failed"
+        status: Literal["succeeded", "failed", "cancelled", "timed_out"] = "failed"
         if result.status is JobStatus.SUCCEEDED:
             status = "succeeded"
         elif result.status is JobStatus.CANCELLED:
             status = "cancelled"
+        elif result.status is JobStatus.TIMED_OUT:
+            status = "timed_out"
         error = truncate(result.error, MAX_ERROR) if result.error is not None else None
         try:
             completion = JobCompletion(status=status, outputs=result.outputs, error=error)
