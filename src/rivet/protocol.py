@@ -17,6 +17,8 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 - ``POST /api/runner/jobs/{id}/heartbeat`` → ``Ack`` (``cancel_requested`` tells the
   runner to stop the job)
 - ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
+- ``POST /api/runner/restarted`` ``RestartReport`` → ``RestartAnswer``: a runner that
+  starts runs nothing, so every attempt still running on it ends as lost now
 
 Every job route takes ``?attempt=N`` (the assignment's ``attempt``). An attempt the
 server has ended (lease expired, past its deadline, reported dead) is refused with
@@ -60,6 +62,8 @@ __all__ = [
     "RegisterResponse",
     "RegistrationTokenCreate",
     "RegistrationTokenView",
+    "RestartAnswer",
+    "RestartReport",
     "RunnerUpdate",
     "RunnerView",
     "SecretSet",
@@ -446,6 +450,19 @@ class Heartbeat(BaseModel):
         default=None,
         description="e.g. 'log upload: HTTP 507: the server's disk is full'; null once "
         "the log goes through again",
+    )
+
+
+class RestartReport(BaseModel):
+    """A runner starting up: the jobs whose leftovers (containers, workspaces) of an
+    earlier life it removed. The server ends every attempt still running on it."""
+
+    jobs: list[Name] = Field(default_factory=list, max_length=10_000)
+
+
+class RestartAnswer(BaseModel):
+    ended: list[str] = Field(
+        default_factory=list, description="jobs whose attempt the server ended as lost"
     )
 
 

@@ -17,7 +17,7 @@ from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue, resolve_inputs
 from rivet.domain.status import JobStatus, StageStatus
-from rivet.engine.backends.base import ContainerBackend
+from rivet.engine.backends.base import LABEL_RUNNER, ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
 from rivet.engine.job_secrets import JobSecrets
@@ -59,6 +59,9 @@ class JobSpec:
     withheld_secrets: Mapping[str, str] = field(default_factory=dict)
     # Seconds the job may run (the server's terms); None: the definition's `timeout`.
     timeout: float | None = None
+    # The runner running it (its id): labels its containers and names its secrets
+    # directory, so that a restarted runner finds what a crash left behind.
+    owner: str | None = None
 
 
 class Executor:
@@ -82,6 +85,7 @@ class Executor:
             local=job.local_secrets,
             root=self.settings.secrets_root,
             withheld=job.withheld_secrets,
+            owner=job.owner,
         )
         ctx = JobContext(
             job_id=job.job_id,
@@ -95,6 +99,7 @@ class Executor:
             policy=self.settings.policy,
             redactor=redactor,
             secrets=secrets,
+            labels={LABEL_RUNNER: job.owner} if job.owner else {},
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         if root_note is not None:

@@ -32,6 +32,7 @@ from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir, tighten
 from rivet.protocol import ClaimRequest, JobAssignment
+from rivet.runner.cleanup import clean_earlier_lives
 from rivet.runner.client import (
     RequestRejected,
     RunnerClient,
@@ -147,6 +148,7 @@ class Agent:
         request = ClaimRequest(wait_seconds=s.claim_wait, plugins=list(s.plugins))
         backoff = Backoff(0.5, 10.0)
         known = False
+        cleaned = False
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=0.2):
                 continue
@@ -154,6 +156,9 @@ class Agent:
                 if not known:
                     self._learn_offer()
                     known = True
+                if not cleaned:
+                    self._clean_earlier_lives()
+                    cleaned = True
                 assignment = self.client.claim(request)
             except ServerUnavailable:
                 self._slots.release()
@@ -235,6 +240,39 @@ class Agent:
         if missing:
             log.info("not offering plugins %s: this runtime lacks them", ",".join(missing))
 
+    def _clean_earlier_lives(self) -> None:
+        """Before the first claim: remove what an earlier life of this runner left
+        (:mod:`rivet.runner.cleanup`) and have the server end its attempts."""
+        if self.runner_id is None:
+            return
+        backend = self.executor.backend
+        podman = backend if isinstance(backend, PodmanBackend) else None
+        found = clean_earlier_lives(
+            self.runner_id,
+            self.settings.workspace_root,
+            podman,
+            self.executor.settings.secrets_root,
+        )
+        if found.any:
+            log.warning(
+                "cleaned up after an earlier life of this runner: jobs %s (%d container(s), "
+                "%d workspace(s), %d secret dir(s) removed)",
+                ", ".join(sorted(found.jobs)) or "none",
+                found.containers,
+                found.workspaces,
+                found.secret_dirs,
+            )
+        try:
+            answer = self.client.restarted(sorted(found.jobs))
+        except RequestRejected as exc:  # a server that predates the report
+            log.warning("could not report the restart to the server: %s", exc)
+            return
+        if answer.ended:
+            log.warning(
+                "the server ended the attempts this runner left running as lost: jobs %s",
+                ", ".join(answer.ended),
+            )
+
     def _start_job(self, assignment: JobAssignment) -> None:
         with self._lock:
             stale = [r for k, r in self._jobs.items() if k[0] == assignment.job_id]
@@ -257,6 +295,7 @@ class Agent:
             shipper_settings=self.settings.shipper,
             give_up=self._give_up,
             on_done=self._job_done,
+            owner=self.runner_id,
         )
         with self._lock:
             self._jobs[(run.job_id, run.attempt)] = run

@@ -43,6 +43,8 @@ from rivet.protocol import (
     LogBatch,
     RegisterRequest,
     RegisterResponse,
+    RestartAnswer,
+    RestartReport,
     RunnerView,
     StageUpdate,
 )
@@ -143,6 +145,13 @@ class RunnerClient:
         if response.status_code == 204:
             return None
         return _parse(response, JobAssignment)
+
+    def restarted(self, jobs: list[str]) -> RestartAnswer:
+        """Tell the server this runner (re)started: it ends the attempts left running."""
+        body = RestartReport(jobs=jobs)
+        return _parse(
+            self._send("POST", "/api/runner/restarted", body, "restart report"), RestartAnswer
+        )
 
     # ``attempt``: the assignment's; None only for callers that predate attempts.
 

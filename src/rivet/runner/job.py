@@ -58,10 +58,12 @@ class JobRun:
         shipper_settings: ShipperSettings,
         give_up: threading.Event,
         on_done: Callable[[JobRun], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.assignment = assignment
         self.job_id = assignment.job_id
         self.attempt = assignment.attempt
+        self.owner = owner
         self.client = client
         self.executor = executor
         self.cancel = CancelToken()
@@ -146,6 +148,7 @@ class JobRun:
             secrets={name: value.get_secret_value() for name, value in a.secrets.items()},
             withheld_secrets=dict(a.withheld),
             timeout=a.timeout_seconds,
+            owner=self.owner,
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)

@@ -30,6 +30,7 @@ __all__ = [
     "record_of",
     "request_cancel",
     "resolve_job",
+    "running_on",
     "touch_job",
     "update_stage",
 ]
@@ -120,6 +121,17 @@ def record_of(row: Any) -> JobRecord:
         row.heartbeat_at,
         row.pipeline_version_id,
     )
+
+
+def running_on(conn: Connection, runner_id: str) -> list[JobRecord]:
+    """The running jobs claimed by ``runner_id``, row-locked (PostgreSQL)."""
+    query = (
+        select(*_RECORD)
+        .where(jobs.c.runner_id == runner_id, jobs.c.status == JobStatus.RUNNING.value)
+        .order_by(jobs.c.id)
+        .with_for_update()
+    )
+    return [record_of(row) for row in conn.execute(query)]
 
 
 def request_cancel(conn: Connection, job_id: str) -> None:

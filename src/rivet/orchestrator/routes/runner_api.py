@@ -19,6 +19,8 @@ from rivet.protocol import (
     JobAssignment,
     JobCompletion,
     LogBatch,
+    RestartAnswer,
+    RestartReport,
     RunnerView,
     StageUpdate,
 )
@@ -50,6 +52,14 @@ async def claim(
     if job is None:
         return Response(status_code=204)
     return job
+
+
+@router.post("/restarted", summary="A runner starting: end its attempts left running")
+def restarted(body: RestartReport, runner: RunnerDep, services: ServicesDep) -> RestartAnswer:
+    """The runner runs nothing yet: every attempt still running on it is lost (its
+    process died); each ends now, as its retry policy says, without waiting for the
+    lease."""
+    return services.work.restarted(runner, body)
 
 
 # The attempt the runner was handed; absent: the job's current one (older runners).

@@ -28,7 +28,7 @@ from rivet.domain import JobStatus, StageStatus
 from rivet.domain.reliability import AttemptEnd
 from rivet.errors import PermissionDeniedError
 from rivet.jobqueue import JobQueue, Offer, job_topic
-from rivet.orchestrator.services.endings import end_attempt, lost_message, refuse
+from rivet.orchestrator.services.endings import end_attempt, lost_message, refuse, shown_time
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.protocol import (
     Ack,
@@ -36,6 +36,8 @@ from rivet.protocol import (
     JobAssignment,
     JobCompletion,
     LogBatch,
+    RestartAnswer,
+    RestartReport,
     StageUpdate,
 )
 from rivet.store import Database, Transaction
@@ -189,6 +191,26 @@ class WorkService:
                 )
         _raise(standing)
         return Ack(cancel_requested=job.cancel_requested)
+
+    def restarted(self, runner: RunnerRecord, report: RestartReport) -> RestartAnswer:
+        """End every attempt still running on ``runner`` as lost: it has just started,
+        so whatever ran them died (the jobs it names had leftovers it removed)."""
+        now = utcnow()
+        removed = set(report.jobs)
+        ended: list[str] = []
+        with self.db.write() as tx:
+            for job in job_store.running_on(tx.conn, runner.id):
+                cleaned = (
+                    " (its containers and workspace were removed)" if job.id in removed else ""
+                )
+                error = (
+                    f"runner {runner.name} restarted at {shown_time(now)} while running "
+                    f"attempt {job.attempt}: the process that ran it died{cleaned}"
+                )
+                end_attempt(tx, self.queue, job, AttemptEnd.LOST, error, now)
+                ended.append(job.id)
+            runner_store.touch_runner(tx.conn, runner.id, now)
+        return RestartAnswer(ended=ended)
 
     def _standing(
         self, tx: Transaction, runner: RunnerRecord, job_id: str, attempt: int | None
