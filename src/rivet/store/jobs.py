@@ -21,6 +21,7 @@ from rivet.store.portable import utcnow
 from rivet.store.tables import job_stages, jobs, pipeline_versions, pipelines, runners
 
 __all__ = [
+    "RECORD_COLUMNS",
     "JobRecord",
     "create_job",
     "finish_job",
@@ -87,7 +88,7 @@ def resolve_job(conn: Connection, ref: str) -> str:
 
 def job_record(conn: Connection, job_id: str, *, for_update: bool = False) -> JobRecord:
     """The state of a job; ``for_update`` row-locks it (PostgreSQL) in a write transaction."""
-    query = select(*_RECORD).where(jobs.c.id == job_id)
+    query = select(*RECORD_COLUMNS).where(jobs.c.id == job_id)
     if for_update:
         query = query.with_for_update()
     row = conn.execute(query).one_or_none()
@@ -96,7 +97,7 @@ def job_record(conn: Connection, job_id: str, *, for_update: bool = False) -> Jo
     return record_of(row)
 
 
-_RECORD = (
+RECORD_COLUMNS = (
     jobs.c.id,
     jobs.c.status,
     jobs.c.runner_id,
@@ -126,7 +127,7 @@ def record_of(row: Any) -> JobRecord:
 def running_on(conn: Connection, runner_id: str) -> list[JobRecord]:
     """The running jobs claimed by ``runner_id``, row-locked (PostgreSQL)."""
     query = (
-        select(*_RECORD)
+        select(*RECORD_COLUMNS)
         .where(jobs.c.runner_id == runner_id, jobs.c.status == JobStatus.RUNNING.value)
         .order_by(jobs.c.id)
         .with_for_update()

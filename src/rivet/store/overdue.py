@@ -18,21 +18,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from rivet.domain import JobStatus
-from rivet.store.jobs import JobRecord, record_of
+from rivet.store.jobs import RECORD_COLUMNS, JobRecord, record_of
 from rivet.store.tables import jobs, runners
 
 __all__ = ["Overdue", "deadline_overdue", "lease_overdue", "queue_overdue"]
 
 _COLUMNS = (
-    jobs.c.id,
-    jobs.c.status,
-    jobs.c.runner_id,
-    jobs.c.cancel_requested,
-    jobs.c.attempt,
-    jobs.c.lease_seconds,
-    jobs.c.lease_expires_at,
-    jobs.c.heartbeat_at,
-    jobs.c.pipeline_version_id,
+    *RECORD_COLUMNS,
     jobs.c.deadline_at,
     jobs.c.created_at,
     jobs.c.not_before,

@@ -4,12 +4,12 @@ message naming the stage (or the job) and the limit; later stages do not run."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from live_rivet import podman_containers
 from recording import EventLog
 
 from rivet.domain.status import JobStatus, StageStatus
@@ -25,16 +25,6 @@ return pipeline.define({{ name = "t", {job} stages = {{
   {{ name = "after", script = function() log.info("not reached") end }},
 }} }})
 """
-
-
-def containers_of(job_id: str) -> list[str]:
-    out = subprocess.run(
-        ["podman", "ps", "-a", "--filter", f"label=rivet.job={job_id}", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
 
 
 def run(tmp_path: Path, source: str, timeout: float | None = None) -> tuple[object, EventLog, str]:
@@ -73,4 +63,4 @@ def test_a_timeout_kills_the_stage_and_ends_the_job_timed_out(
     assert "sleeping" in said and "not reached" not in said
     assert any(message in m for m in said), said
     assert elapsed < 100, "the 120 s sleep was killed"  # loose: only that it did not run out
-    assert containers_of(job_id) == []
+    assert podman_containers(job_id) == []
