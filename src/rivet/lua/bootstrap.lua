@@ -327,6 +327,52 @@ local function seal(chunk)
   debug_setupvalue(chunk, 1, SEALED)
 end
 
+-- Rivet's functions refuse a table, string or function in a place they take no
+-- argument. Lua drops extra arguments silently, so `process.run({"make"}, {check =
+-- true})` would run without the check. An extra number or boolean is ignored, as in
+-- Lua: functions such as string.gsub return one after their result, and
+-- `output.set("v", text:gsub("%s+$", ""))` is ordinary Lua.
+-- `strict` wraps the fixed-arity functions a module's Lua glue defines; functions
+-- that go straight to Python are checked there, against the Python signature
+-- (rivet/lua/bridges.py, `extra_argument_problem`, which words it the same way).
+local REFUSED_EXTRA = { table = true, string = true, ["function"] = true }
+
+local function extra_argument(name, nparams, count, ...)
+  for i = nparams + 1, count do
+    local kind = type(select_(i, ...))
+    if REFUSED_EXTRA[kind] then
+      local message = name .. " takes " .. nparams .. " argument" .. (nparams == 1 and "" or "s")
+        .. ", but argument " .. i .. " is a " .. kind .. " (Lua would ignore it)"
+      if kind == "table" then
+        message = message .. "; options go inside the table the function takes"
+      end
+      return message
+    end
+  end
+  return nil
+end
+
+local function strict(module_name, module)
+  for key, f in pairs_(module) do
+    if type(f) == "function" then
+      local info = debug_getinfo(f, "Su")
+      if info.what == "Lua" and not info.isvararg then
+        local nparams, name = info.nparams, module_name .. "." .. tostring_(key)
+        module[key] = function(...)
+          local count = select_("#", ...)
+          if count > nparams then
+            local problem = extra_argument(name, nparams, count, ...)
+            if problem then
+              raw_error(problem, 2)
+            end
+          end
+          return f(...)
+        end
+      end
+    end
+  end
+end
+
 -- Always two results, so the Python side always receives a (function, error) pair.
 local function compile(source, chunkname)
   local fn, err = raw_load(source, chunkname, "t", env)
@@ -362,6 +408,7 @@ return {
   bridge = bridge,
   invoke = invoke,
   seal = seal,
+  strict = strict,
   compile = compile,
   set_hook = set_hook,
   line_of = line_of,

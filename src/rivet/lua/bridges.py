@@ -15,11 +15,13 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rivet.lua.lua_values import type_name
+
 if TYPE_CHECKING:
     from rivet.lua.memory import MemoryCap
     from rivet.lua.sandbox import Sandbox
 
-__all__ = ["Bridges", "hook_functions", "positional_arity"]
+__all__ = ["Bridges", "extra_argument_problem", "hook_functions", "positional_arity"]
 
 
 class Bridges:
@@ -50,6 +52,32 @@ def positional_arity(fn: Callable[..., Any]) -> int | None:
         p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         for p in params
     )
+
+
+_REFUSED_EXTRA = frozenset({"table", "string", "function"})
+
+
+def extra_argument_problem(name: str, arity: int, args: tuple[Any, ...]) -> str | None:
+    """Why a call of the Rivet function ``name`` (taking ``arity`` arguments) with
+    ``args`` is refused, or None. Lua would drop extra arguments silently, which
+    turns ``process.run({"make"}, {check = true})`` into a run without the check, so
+    an extra table, string or function is refused. An extra nil, number or boolean
+    is ignored as in Lua: ``string.gsub`` and friends return a count after their
+    result, and ``output.set("v", text:gsub("%s+$", ""))`` is ordinary Lua. Worded
+    like ``extra_argument`` in bootstrap.lua, which checks the Lua glue's functions."""
+    for position, value in enumerate(args[arity:], start=arity + 1):
+        kind = type_name(value)
+        if kind not in _REFUSED_EXTRA:
+            continue
+        plural = "" if arity == 1 else "s"
+        message = (
+            f"{name} takes {arity} argument{plural}, but argument {position} is a "
+            f"{kind} (Lua would ignore it)"
+        )
+        if kind == "table":
+            message += "; options go inside the table the function takes"
+        return message
+    return None
 
 
 def hook_functions(bridges: Bridges) -> tuple[Callable[..., Any], ...]:

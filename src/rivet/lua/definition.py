@@ -152,6 +152,7 @@ def _load(source: str, filename: str, sandbox: Sandbox, stored: bool) -> LoadedP
         chunkname="=rivet/pipeline_api.lua",
     )
     sandbox.env["pipeline"] = pipeline_table
+    sandbox.refuse_extra_arguments("pipeline")
 
     budget = sandbox.limits.definition_cpu_seconds
     try:

@@ -48,7 +48,7 @@ from typing import Any
 from lupa import lua54
 
 from rivet.errors import LuaError, ResourceLimitError
-from rivet.lua.bridges import Bridges, hook_functions, positional_arity
+from rivet.lua.bridges import Bridges, extra_argument_problem, hook_functions, positional_arity
 from rivet.lua.memory import MemoryCap, lua_size, pushes_freely
 from rivet.settings import LuaGroup, load_settings
 from rivet.settings.model import LUA_DEFINITION_SECONDS, LUA_MEMORY_MIB, LUA_STAGE_SECONDS
@@ -137,6 +137,7 @@ class Sandbox:
         self._bridge: Any = boot["bridge"]
         self._run_lua: Any = boot["invoke"]
         self._seal: Any = boot["seal"]
+        self._strict: Any = boot["strict"]
         self._compile: Any = boot["compile"]
         self._line_of: Any = boot["line_of"]
         self._caller_line: Any = boot["caller_line"]
@@ -250,7 +251,7 @@ class Sandbox:
         self._memory.detach()
         self._bridges.cut()
         self._env = self._wrap = self._bridge = self._compile = self._run_lua = None
-        self._seal = self._line_of = self._caller_line = None
+        self._seal = self._strict = self._line_of = self._caller_line = None
         self._lua = None  # the LuaRuntime goes with its last reference: lua_close
 
     # --- values -------------------------------------------------------------------
@@ -355,7 +356,10 @@ class Sandbox:
         ):
             return (False, self._stop_reason(started) or f"{name}: no Lua call is running")
         if arity is not None:
-            # Lua semantics: extra arguments are dropped, missing ones are nil.
+            # Missing arguments are nil, as in Lua; extra ones are refused, not dropped.
+            problem = extra_argument_problem(name, arity, args)
+            if problem is not None:
+                return (False, problem)
             args = args[:arity] + (None,) * (arity - len(args))
         depth = self._depth
         self._depth = depth + 1
@@ -430,6 +434,11 @@ class Sandbox:
             return self.invoke(fn, *args)
         finally:
             self.invoke(self._seal, fn)
+
+    def refuse_extra_arguments(self, module: str) -> None:
+        """Make the fixed-arity Lua functions of the module table ``module`` (a global
+        of the sandbox) refuse arguments they do not take (see bootstrap.lua)."""
+        self.invoke(self._open()._strict, module, self._env[module])
 
     # --- running pipeline code -------------------------------------------------------
 

@@ -292,8 +292,9 @@ def test_workspace_removed_after_failing_job(tmp_path: Path) -> None:
 
 
 def test_module_functions_follow_lua_argument_rules(tmp_path: Path) -> None:
-    # Extra arguments are ignored and missing ones are nil, as for Lua functions:
-    # gsub returns two values, which must not break output.set.
+    # Missing arguments are nil and an extra number is ignored, as for Lua functions:
+    # gsub returns two values, which must not break output.set (an extra table or
+    # string is refused: tests/unit/engine/test_extra_arguments.py).
     result, _ = run_stage(
         tmp_path,
         "output.set('trimmed', ('x  '):gsub('%s+$', ''))\n"

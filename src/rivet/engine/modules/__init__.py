@@ -41,5 +41,6 @@ INSTALLERS: dict[str, Callable[[Sandbox, JobContext], None]] = {
 
 
 def install_all(sandbox: Sandbox, ctx: JobContext) -> None:
-    for installer in INSTALLERS.values():
+    for name, installer in INSTALLERS.items():
         installer(sandbox, ctx)
+        sandbox.refuse_extra_arguments(name)

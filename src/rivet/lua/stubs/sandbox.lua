@@ -13,7 +13,10 @@
 -- of the language server; the reduced `os` below replaces the standard one.
 --
 -- setmetatable refuses metatables with a __gc field (finalizers); tables handed to
--- Rivet functions are read raw (their metatables are ignored).
+-- Rivet functions are read raw (their metatables are ignored). A Rivet function
+-- refuses a table, string or function passed where it takes no argument
+-- (`process.run({ "make" }, { check = true })` is an error: options go inside the
+-- first table); an extra nil, number or boolean is ignored, as in Lua.
 --
 -- Limits: each job has a memory cap and each stage a Lua CPU budget; runaway code
 -- ends the stage with a clear error.
