@@ -54,8 +54,6 @@ def cancel_message(view: JobView, now: datetime) -> Text:
     line = safe(f"job {view.id}: ")
     if JobStatus(view.status).finished:
         line.append(view.status, style="yellow")
-        if view.error:
-            line.append_text(safe(f" ({view.error})", "dim"))
         return line
     line.append("cancel requested", style="yellow")
     expires = view.lease_expires_at

@@ -12,7 +12,6 @@ limit and a check that every string it carries is storable text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,14 +58,14 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
             services.signals.bind(asyncio.get_running_loop())
             await services.queue.start()
             # Every orchestrator reaps: lost runners, deadlines, unclaimed jobs.
-            reaper = asyncio.create_task(services.reaper.run(), name="reaper")
+            stop_reaping = asyncio.Event()
+            reaper = asyncio.create_task(services.reaper.run(stop_reaping), name="reaper")
             log.info("orchestrator ready on %s", services.db.dialect)
             try:
                 yield
             finally:
-                reaper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                stop_reaping.set()
+                await reaper
                 await services.queue.stop()
         finally:
             services.db.close()

@@ -19,6 +19,7 @@ abandoned; the server notices the disconnect and does not hand it a job.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from types import FrameType
@@ -32,7 +33,7 @@ from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir, tighten
 from rivet.protocol import ClaimRequest, JobAssignment
-from rivet.runner.cleanup import clean_earlier_lives
+from rivet.runner.cleanup import RUNNER_LOCK, clean_earlier_lives, hold_lock
 from rivet.runner.client import (
     RequestRejected,
     RunnerClient,
@@ -84,6 +85,7 @@ class Agent:
         self._jobs: dict[tuple[str, int], JobRun] = {}
         self._cancel_reason: str | None = None
         self._registered_now = False
+        self._home_lock: int | None = None
         self._poller = threading.Thread(target=self._poll, name="claim-poller", daemon=True)
 
     # --- control (any thread) -------------------------------------------------------
@@ -128,6 +130,9 @@ class Agent:
 
     def close(self) -> None:
         self.client.close()
+        if self._home_lock is not None:
+            os.close(self._home_lock)
+            self._home_lock = None
 
     # --- the poller thread ----------------------------------------------------------
 
@@ -244,6 +249,16 @@ class Agent:
         """Before the first claim: remove what an earlier life of this runner left
         (:mod:`rivet.runner.cleanup`) and have the server end its attempts."""
         if self.runner_id is None:
+            return
+        # Held for this process's life (the kernel drops it when the process dies,
+        # SIGKILL included): another live process of this runner on this home — one
+        # still draining — keeps its containers and jobs.
+        self._home_lock = hold_lock(self.settings.workspace_root / RUNNER_LOCK)
+        if self._home_lock is None:
+            log.warning(
+                "not cleaning up after earlier lives: another live runner process holds %s",
+                self.settings.workspace_root / RUNNER_LOCK,
+            )
             return
         backend = self.executor.backend
         podman = backend if isinstance(backend, PodmanBackend) else None

@@ -11,12 +11,17 @@ its id, the runner removes:
 
 and returns the ids of the jobs they belonged to, which it logs and reports to the
 server (``POST /api/runner/restarted``), which ends their attempts as lost at once.
+A runner process holds ``<workspace root>/.runner.lock`` (``flock``) from then on; when
+another live process holds it (a runner of the same home still draining), nothing is
+cleaned and nothing reported. The kernel releases the lock of a killed process.
 Every failure here is a warning: cleanup must never keep a runner from starting.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +32,10 @@ from rivet.engine.job_secrets import SECRETS_PREFIX, default_secrets_root
 from rivet.engine.workspaces import remove_tree
 from rivet.errors import RivetError
 
-__all__ = ["Leftovers", "clean_earlier_lives"]
+__all__ = ["RUNNER_LOCK", "Leftovers", "clean_earlier_lives", "hold_lock"]
+
+# In the workspace root: held (flock) by the live runner process using that root.
+RUNNER_LOCK = ".runner.lock"
 
 log = logging.getLogger("rivet.runner")
 
@@ -44,6 +52,24 @@ class Leftovers:
     @property
     def any(self) -> bool:
         return bool(self.containers or self.workspaces or self.secret_dirs)
+
+
+def hold_lock(path: Path) -> int | None:
+    """An exclusive ``flock`` on ``path`` (created 0600, its directory 0700 if missing),
+    as an open descriptor to keep; None when another open file (another live process)
+    holds it, or the file cannot be opened (then nothing can be told apart: no cleanup)."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.warning("cleanup: cannot open %s: %s", path, exc.strerror)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def clean_earlier_lives(

@@ -26,15 +26,15 @@ from rivet.orchestrator.services import Reaper, Services
 pytestmark = pytest.mark.anyio
 
 
-def source(name: str, extra: str = "") -> str:
+def source(name: str, extra: str = "", lease: int = 1) -> str:
     return (
-        f'return pipeline.define({{ name = "{name}", lease = 1, {extra}\n'
+        f'return pipeline.define({{ name = "{name}", lease = {lease}, {extra}\n'
         '  stages = { { name = "hello", script = function() log.info("hi") end } } })'
     )
 
 
-async def push(client: httpx.AsyncClient, name: str, extra: str = "") -> None:
-    created = await client.post("/api/pipelines", json={"source": source(name, extra)})
+async def push(client: httpx.AsyncClient, name: str, extra: str = "", lease: int = 1) -> None:
+    created = await client.post("/api/pipelines", json={"source": source(name, extra, lease)})
     assert created.status_code == 201, created.text
 
 
@@ -73,15 +73,15 @@ def path(job_id: str, what: str, attempt: int) -> str:
 
 
 async def test_a_claim_takes_a_lease_that_heartbeats_renew(client: httpx.AsyncClient) -> None:
-    await push(client, "leased")
+    await push(client, "leased", lease=3)  # a 3 s gap between heartbeats, even under load
     job_id = await launch(client, "leased")
     runner = await register_runner(client)
     assignment = await claim(client, runner)
-    assert (assignment["attempt"], assignment["lease_seconds"]) == (1, 1.0)
+    assert (assignment["attempt"], assignment["lease_seconds"]) == (1, 3.0)
     assert assignment["timeout_seconds"] == 6 * 3600.0  # the server's default
     first = (await job(client, job_id))["lease_expires_at"]
-    # Heartbeats for three lease lengths keep the job running.
-    for _ in range(10):
+    # Heartbeats for longer than the lease keep the job running.
+    for _ in range(14):
         beat = await client.post(path(job_id, "heartbeat", 1), headers=runner)
         assert beat.status_code == 200, beat.text
         await anyio.sleep(0.3)
@@ -145,7 +145,9 @@ async def test_a_late_request_ends_the_expired_attempt_itself(
 async def test_retry_policy_requeues_lost_and_failed_attempts_up_to_max(
     client: httpx.AsyncClient,
 ) -> None:
-    await push(client, "retried", 'retry = { max = 2, on = { "lost", "failed" }, backoff = 0 },')
+    # 3 s: long enough that attempts 2 and 3 are not lost under load before they end.
+    retry = 'retry = { max = 2, on = { "lost", "failed" }, backoff = 0 },'
+    await push(client, "retried", retry, lease=3)
     job_id = await launch(client, "retried")
     runner = await register_runner(client, "r1")
     first = await claim(client, runner)
@@ -184,7 +186,7 @@ async def test_retry_policy_requeues_lost_and_failed_attempts_up_to_max(
 async def test_backoff_keeps_a_retried_job_from_being_claimed_early(
     client: httpx.AsyncClient,
 ) -> None:
-    await push(client, "patient", 'retry = { max = 1, on = { "failed" }, backoff = 30 },')
+    await push(client, "patient", 'retry = { max = 1, on = { "failed" }, backoff = 30 },', lease=30)
     job_id = await launch(client, "patient")
     runner = await register_runner(client)
     await claim(client, runner)
@@ -223,7 +225,7 @@ async def test_cancel_of_a_job_whose_runner_is_gone_ends_it(
 
 
 async def test_manual_retry_is_a_new_attempt_of_the_same_job(client: httpx.AsyncClient) -> None:
-    await push(client, "again")
+    await push(client, "again", lease=30)
     job_id = await launch(client, "again")
     runner = await register_runner(client)
     refused = await client.post(f"/api/jobs/{job_id}/retry")

@@ -17,6 +17,8 @@ looks without writing, so an idle system costs a read per interval. A failed swe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,16 +58,19 @@ class Reaper:
         self.queue = queue
         self.terms = terms
 
-    async def run(self) -> None:
-        """Sweep until cancelled."""
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every interval until ``stop`` is set. Never cancelled mid-sweep: the
+        shutdown waits for the sweep's thread to give its connection back before the
+        pool closes."""
+        while not stop.is_set():
             try:
                 ended = await anyio.to_thread.run_sync(self.sweep)
                 if ended:
                     log.info("reaper: ended %d job attempt(s)", ended)
             except Exception as exc:  # the database may be down: try again later
                 log.warning("reaper: sweep failed: %s", exc)
-            await anyio.sleep(self.terms.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.terms.interval)
 
     def sweep(self) -> int:
         """One pass; returns how many jobs it acted on."""
