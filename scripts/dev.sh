@@ -17,7 +17,11 @@ Commands:
                    export RIVET_TEST_DATABASE_URL, then run
                      ruff check src tests bench;  ruff format --check src tests bench;
                      mypy src;  pytest -q --cov [ARGS...]
-                   All four run; the exit status is non-zero if any failed.
+                   Without ARGS, then once more the orchestrator API tests on
+                   PostgreSQL through a pgbouncer in transaction mode
+                   (RIVET_TEST_THROUGH_PGBOUNCER=1; PGBOUNCER_TESTS in this
+                   script lists the modules).
+                   All run; the exit status is non-zero if any failed.
                    pytest collecting no tests (exit 5) counts as a failure.
                    pytest ends with a branch-coverage report of src/rivet (the
                    test process only; no threshold).
@@ -29,6 +33,21 @@ EOF
 }
 
 log() { echo "dev: $*"; }
+
+# The API modules run a second time through pgbouncer (transaction mode): the ones
+# that reach the database through the orchestrator conftest's `settings` fixture and
+# cover jobs, pipelines, the runner protocol, log streams, stored values and secrets.
+# Bounded on purpose (about a minute on CI); docs/reliability.md explains the set-up.
+PGBOUNCER_TESTS=(
+    tests/integration/orchestrator/test_api_jobs.py
+    tests/integration/orchestrator/test_api_pipelines.py
+    tests/integration/orchestrator/test_api_runner_protocol.py
+    tests/integration/orchestrator/test_api_runner_tags.py
+    tests/integration/orchestrator/test_api_stream.py
+    tests/integration/orchestrator/test_api_values.py
+    tests/integration/orchestrator/test_secrets_api.py
+    tests/integration/orchestrator/test_secret_coverage.py
+)
 
 cmd_demo() {
     bash scripts/setup.sh
@@ -57,6 +76,16 @@ cmd_test() {
         failed+=("pytest (no tests collected)")
     elif [ "$rc" -ne 0 ]; then
         failed+=("pytest (exit $rc)")
+    fi
+
+    if [ "$#" -eq 0 ]; then
+        log "pytest -q -m postgres (orchestrator API tests through pgbouncer)"
+        rc=0
+        RIVET_TEST_THROUGH_PGBOUNCER=1 .venv/bin/pytest -q -p no:cacheprovider -m postgres \
+            "${PGBOUNCER_TESTS[@]}" || rc=$?
+        [ "$rc" -eq 0 ] || failed+=("pytest through pgbouncer (exit $rc)")
+    else
+        log "skipping the pgbouncer pass (pytest arguments given)"
     fi
 
     if [ "${#failed[@]}" -gt 0 ]; then

@@ -20,6 +20,10 @@ PG_URL_FILE="$VENV/.rivet-pg-url"
 
 # gcc and libc6-dev (libc.a): the runner compiles its static exec agent with them.
 APT_PACKAGES=(podman runc catatonit busybox-static mmdebstrap postgresql lua-check gcc libc6-dev)
+# Servers the HA tests start themselves (own config, free loopback port, tmp dir):
+# nginx as the load balancer in front of several orchestrators, pgbouncer in
+# transaction mode in front of PostgreSQL. Their packaged services are not wanted.
+SERVER_PACKAGES=(nginx pgbouncer)
 
 BUSYBOX_IMAGE="localhost/rivet/busybox:latest"
 ALPINE_ALIAS="docker.io/library/alpine:latest"
@@ -70,6 +74,7 @@ quietly() {
 }
 
 cleanup() {
+    remove_policy_rc
     if [ -n "$WORK_DIR" ] && [ -d "$WORK_DIR" ]; then
         rm -rf "$WORK_DIR"
     fi
@@ -126,6 +131,45 @@ step_packages() {
     log "installing ${missing[*]}"
     apt_install "${missing[@]}"
     log "packages installed"
+}
+
+POLICY_RC="/usr/sbin/policy-rc.d"
+POLICY_RC_OURS=0
+
+remove_policy_rc() {
+    if [ "$POLICY_RC_OURS" -eq 1 ]; then
+        as_root rm -f "$POLICY_RC"
+        POLICY_RC_OURS=0
+    fi
+}
+
+# nginx and pgbouncer would start their packaged services on ports 80 and 6432 from
+# their postinst scripts; the tests run their own instances instead. Debian's
+# policy-rc.d hook (exit 101: "action forbidden") stops invoke-rc.d from starting
+# them during the install; one already there (container images ship one) is kept.
+step_server_packages() {
+    local missing=() p
+    for p in "${SERVER_PACKAGES[@]}"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "server packages ok"
+        return
+    fi
+    if [ ! -e "$POLICY_RC" ]; then
+        printf '#!/bin/sh\n# rivet scripts/setup.sh: no service starts during this install\nexit 101\n' \
+            | as_root tee "$POLICY_RC" >/dev/null
+        as_root chmod 0755 "$POLICY_RC"
+        POLICY_RC_OURS=1
+    fi
+    log "installing ${missing[*]} (their packaged services are not started)"
+    apt_install "${missing[@]}"
+    remove_policy_rc
+    # Under systemd the units may still be enabled; keep them from starting at boot.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now nginx pgbouncer >/dev/null 2>&1 || true
+    fi
+    log "server packages installed"
 }
 
 # ------------------------------------------------------------------ images
@@ -422,6 +466,7 @@ main() {
     take_lock
 
     step_packages
+    step_server_packages
     step_busybox_image   # first: the podman trial run needs a local image
     step_podman
     step_subids

@@ -39,6 +39,15 @@ def free_port() -> int:
         return port
 
 
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; that value."""
     deadline = time.monotonic() + timeout

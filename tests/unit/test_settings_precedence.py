@@ -60,7 +60,9 @@ def samples(setting: Setting[Any]) -> list[tuple[object, str, object]]:
         # A [tags] table in a file, k=v in a variable; as a flag, repeated --tag k=v.
         return [({f"k{i}": "v"}, f"k{i}=v", {f"k{i}": "v"}) for i in (1, 2, 3)]
     if isinstance(kind, Text):
-        words = list(kind.choices[1:4]) if kind.choices else ["one", "two", "three"]
+        # Choices other than the first (the default), repeated when there are fewer
+        # than three: each level is still told apart by its source.
+        words = (list(kind.choices[1:4]) * 3)[:3] if kind.choices else ["one", "two", "three"]
         return [(w, w, w) for w in words]
     raise AssertionError(f"{setting}: no samples for {type(kind).__name__}; add them here")
 

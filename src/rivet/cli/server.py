@@ -20,11 +20,11 @@ from rivet.cli.common import print_error
 from rivet.errors import ConfigError
 from rivet.home import private_umask
 from rivet.orchestrator import create_app
-from rivet.orchestrator.state import database_url
+from rivet.orchestrator.state import open_database
 from rivet.settings import Flags, load_settings
 from rivet.settings.flags import SERVER_FLAGS, add_arguments, flags_from
 from rivet.stop_signals import handling_stop_signals
-from rivet.store import Database, upgrade
+from rivet.store import upgrade
 
 __all__ = ["serve"]
 
@@ -43,7 +43,7 @@ def serve(flags: Flags) -> None:
         level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Migrate before binding the port, so a bad URL fails fast with one clear error.
-    db = Database(database_url(settings))
+    db = open_database(settings)
     try:
         upgrade(db)
     finally:

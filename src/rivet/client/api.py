@@ -60,6 +60,10 @@ DEFAULT_TIMEOUT = 30.0
 STREAM_READ_TIMEOUT = 60.0
 
 
+# Answers after which a log stream is opened again (see RivetClient.stream_logs).
+_STREAM_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
 class ServerUnreachableError(RivetError):
     """The server could not be reached (or the connection was lost for good)."""
 
@@ -248,9 +252,11 @@ class RivetClient:
         """Follow a job live: log lines and :class:`JobUpdate` s, ending with a final
         update once the job has finished and every line was sent.
 
-        A dropped connection (network error, read timeout, server restart) is retried
-        with backoff from the last sequence number seen, for up to ``reconnect_for``
-        seconds without a successful connection; lines are never repeated.
+        A dropped connection (network error, read timeout, server restart) and an
+        answer that says "not now" (502, 503 and 504: an orchestrator behind a load
+        balancer gone, the database restarting) are retried with backoff from the
+        last sequence number seen, for up to ``reconnect_for`` seconds without a
+        successful connection; lines are never repeated.
         """
         delay = 1.0
         down_since: float | None = None
@@ -269,6 +275,10 @@ class RivetClient:
                 reason = "the server closed the stream"
             except httpx.TransportError as exc:
                 reason = _reason(exc)
+            except ApiError as exc:
+                if exc.status not in _STREAM_RETRY_STATUSES:
+                    raise
+                reason = str(exc)
             now = time.monotonic()
             if down_since is None:
                 down_since = now

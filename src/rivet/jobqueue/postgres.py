@@ -1,11 +1,13 @@
 """PostgreSQL queue: ``SKIP LOCKED`` claims, JSONB containment, ``LISTEN/NOTIFY`` wake-ups.
 
 Every orchestrator keeps one dedicated connection that ``LISTEN``s on
-:data:`CHANNEL`; :meth:`PostgresQueue.announce` adds ``pg_notify`` to the writing
-transaction, which PostgreSQL delivers only on commit (≈0.14 ms round trip,
-measured). The listener turns each notification into a local signal. If the
-listener connection drops it reconnects with backoff and wakes every waiter, since
-notifications sent meanwhile are lost; polling covers the gap.
+:data:`CHANNEL`, to ``Database.notify_url`` (a direct connection: through a pooler in
+transaction mode a session's ``LISTEN`` would be lost);
+:meth:`PostgresQueue.announce` adds ``pg_notify`` to the writing transaction, which
+PostgreSQL delivers only on commit (≈0.14 ms round trip, measured). The listener
+turns each notification into a local signal. If the listener connection drops it
+reconnects with backoff and wakes every waiter, since notifications sent meanwhile are
+lost; polling covers the gap.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class PostgresQueue(SqlQueue):
             self._task = None
 
     async def _listen(self) -> None:
-        conninfo = make_url(self.db.url).set(drivername="postgresql")
+        conninfo = make_url(self.db.notify_url).set(drivername="postgresql")
         dsn = conninfo.render_as_string(hide_password=False)
         backoff = 0.2
         while True:

@@ -1,11 +1,13 @@
 """Where an orchestrator keeps its state, from its settings (:mod:`rivet.settings`):
-the database URL, and whether anything of it lives in ``$RIVET_HOME``."""
+the database (URLs and pool), and whether anything of it lives in ``$RIVET_HOME``."""
 
 from __future__ import annotations
 
+from rivet.errors import ConfigError
 from rivet.settings import RivetSettings
+from rivet.store import Database
 
-__all__ = ["database_url", "uses_home"]
+__all__ = ["database_url", "open_database", "uses_home"]
 
 
 def database_url(settings: RivetSettings) -> str:
@@ -17,3 +19,30 @@ def uses_home(settings: RivetSettings) -> bool:
     """True when something of this server lives in the home (database, token, key)."""
     server = settings.server
     return server.database_url is None or server.admin_token is None or server.secret_key is None
+
+
+def open_database(settings: RivetSettings) -> Database:
+    """The :class:`~rivet.store.Database` of ``server.database_*``.
+
+    ``ConfigError`` (naming the settings) for a read URL of another kind of database
+    than the writer, and for a transaction-mode pooler without a notify URL: ``LISTEN``
+    through it would be silently lost, and wake-ups between orchestrators with it."""
+    server = settings.server
+    transaction_pooler = server.database_pooler == "transaction"
+    if transaction_pooler and server.database_notify_url is None:
+        raise ConfigError(
+            "RIVET_DATABASE_POOLER=transaction needs RIVET_DATABASE_NOTIFY_URL: a direct "
+            "connection to PostgreSQL for LISTEN, which a transaction-mode pooler loses"
+        )
+    try:
+        return Database(
+            database_url(settings),
+            read_url=server.database_read_url,
+            notify_url=server.database_notify_url,
+            pool_size=server.database_pool_size,
+            max_overflow=server.database_max_overflow,
+            pool_timeout=server.database_pool_timeout,
+            prepared_statements=not transaction_pooler,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"RIVET_DATABASE_URL / RIVET_DATABASE_READ_URL: {exc}") from None

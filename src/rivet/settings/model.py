@@ -109,6 +109,51 @@ class ServerGroup(Group, section="server"):
         help="SQLAlchemy URL, e.g. postgresql+psycopg://...",
         default_text="SQLite in RIVET_HOME",
     )
+    database_read_url = Setting(
+        Optional(DatabaseUrl()),
+        None,
+        env="RIVET_DATABASE_READ_URL",
+        help="a read-only copy of the database (e.g. a streaming replica) for listings, "
+        "views and log pages; writes, claims, authentication and live log streams stay on "
+        "the database URL",
+        default_text="the database URL",
+    )
+    database_notify_url = Setting(
+        Optional(DatabaseUrl()),
+        None,
+        env="RIVET_DATABASE_NOTIFY_URL",
+        help="a direct PostgreSQL connection for the LISTEN of wake-ups; set it when the "
+        "database URL goes through a pooler in transaction mode (pgbouncer)",
+        default_text="the database URL",
+    )
+    database_pool_size = Setting(
+        Whole(minimum=1),
+        10,
+        env="RIVET_DATABASE_POOL_SIZE",
+        help="database connections each pool keeps open (one pool for the database URL, "
+        "one for the read URL)",
+    )
+    database_max_overflow = Setting(
+        Whole(minimum=0),
+        30,
+        env="RIVET_DATABASE_MAX_OVERFLOW",
+        help="connections a pool may open beyond its size under load (closed when returned)",
+    )
+    database_pool_timeout = Setting(
+        Number(greater_than=0),
+        30.0,
+        env="RIVET_DATABASE_POOL_TIMEOUT",
+        help="how long a request waits for a free connection before it is answered 503 (s)",
+    )
+    database_pooler = Setting(
+        Text(choices=("none", "session", "transaction")),
+        "none",
+        env="RIVET_DATABASE_POOLER",
+        help="the connection pooler the database URL goes through, by its pool mode: "
+        "'transaction' (pgbouncer pool_mode = transaction) turns psycopg's server-side "
+        "prepared statements off and needs the notify URL; 'session' and 'none' change "
+        "nothing",
+    )
     admin_token = Setting(
         Optional(Secret()),
         None,

@@ -55,39 +55,84 @@ class Database:
     never take the lock (WAL lets them run beside the writer).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 30) -> None:
-        parsed = make_url(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_url: str | None = None,
+        notify_url: str | None = None,
+        pool_size: int = 10,
+        max_overflow: int = 30,
+        pool_timeout: float = 30.0,
+        prepared_statements: bool = True,
+    ) -> None:
+        """``url`` is the writer. ``read_url`` (optional, same kind of database): where
+        :meth:`read` goes, e.g. a streaming replica. ``notify_url``: a direct connection
+        to the writer for ``LISTEN`` (default ``url``; needed when ``url`` is a pooler in
+        transaction mode, where a session's ``LISTEN`` is lost). ``prepared_statements``
+        off stops psycopg from preparing repeated statements on the server, which a
+        transaction-mode pooler cannot keep (the next transaction may get another server
+        connection). The pool settings apply to each engine."""
         self.url = url
+        self.read_url = read_url
+        self.notify_url = notify_url or url
+        self._pool = {
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": pool_timeout,
+        }
+        self._prepared_statements = prepared_statements
         self.dialect: Dialect
+        self.engine, self.dialect = self._make_engine(url)
+        self.read_engine = self.engine
+        if read_url is not None:
+            self.read_engine, read_dialect = self._make_engine(read_url)
+            if read_dialect != self.dialect:
+                self.close()
+                raise ValueError(
+                    f"the read database is {read_dialect} but the database is {self.dialect}"
+                )
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+
+    def _make_engine(self, url: str) -> tuple[Engine, Dialect]:
+        parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            self.dialect = "sqlite"
             if parsed.database and parsed.database != ":memory:":
                 # The file 0600 before SQLite opens it: its -wal/-shm copy that mode.
                 prepare_sqlite_file(Path(parsed.database).expanduser())
-            self.engine = create_engine(
+            engine = create_engine(
                 parsed,
-                pool_size=pool_size,
-                max_overflow=max_overflow,
+                **self._pool,
                 connect_args={"check_same_thread": False, "timeout": 30},
             )
-            _configure_sqlite(self.engine)
-        elif parsed.get_backend_name() == "postgresql":
-            self.dialect = "postgresql"
-            self.engine = create_engine(
-                parsed, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+            _configure_sqlite(engine)
+            return engine, "sqlite"
+        if parsed.get_backend_name() == "postgresql":
+            connect_args: dict[str, Any] = {}
+            if not self._prepared_statements:
+                connect_args["prepare_threshold"] = None
+            # pool_pre_ping: a connection that died with a restarted server is replaced
+            # before use, so the first request after a restart does not fail.
+            engine = create_engine(
+                parsed, **self._pool, pool_pre_ping=True, connect_args=connect_args
             )
-        else:
-            raise ValueError(f"unsupported database {parsed.get_backend_name()!r}")
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+            return engine, "postgresql"
+        raise ValueError(f"unsupported database {parsed.get_backend_name()!r}")
 
     def serialised(self) -> AbstractContextManager[object]:
         """The in-process writer lock on SQLite (for DDL); a no-op on PostgreSQL."""
         return self._write_lock if self._write_lock is not None else nullcontext()
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A read transaction (one consistent snapshot for several queries)."""
-        with self.unavailable_as_error(), self.engine.connect() as conn, conn.begin():
+    def read(self, *, primary: bool = False) -> Iterator[Connection]:
+        """A read transaction (one consistent snapshot for several queries), on the read
+        database when there is one. ``primary``: on the writer all the same, for reads
+        that must see the latest writes (a replica may lag): authentication, the
+        pipeline version a launch is checked against."""
+        on_reader = self.read_url is not None and not primary
+        engine = self.read_engine if on_reader else self.engine
+        url = self.read_url if on_reader and self.read_url else self.url
+        with self.unavailable_as_error(url), engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
@@ -106,12 +151,20 @@ class Database:
                 log.exception("after-commit callback failed")
 
     def ping(self) -> None:
+        """One ``SELECT 1`` on the writer."""
         with self.unavailable_as_error(), self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def ping_reader(self) -> None:
+        """One ``SELECT 1`` on the read database; nothing when there is none."""
+        if self.read_url is not None:
+            with self.unavailable_as_error(self.read_url), self.read_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
     @contextmanager
-    def unavailable_as_error(self) -> Iterator[None]:
-        """Turn connection-level database failures into ``StorageUnavailable``."""
+    def unavailable_as_error(self, url: str | None = None) -> Iterator[None]:
+        """Turn connection-level database failures into ``StorageUnavailable``; the reason
+        names ``url`` (default: the writer's), password hidden."""
         try:
             yield
         except exc.SQLAlchemyError as error:
@@ -119,7 +172,7 @@ class Database:
                 raise
             cause = getattr(error, "orig", None) or error
             lines = str(cause).strip().splitlines()
-            where = make_url(self.url).render_as_string(hide_password=True)
+            where = make_url(url or self.url).render_as_string(hide_password=True)
             reason = f"{where}: {lines[0] if lines else type(cause).__name__}"
             if _full(cause):
                 raise StorageFull(self.dialect, reason) from error
@@ -127,6 +180,8 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 # SQLite's SQLITE_FULL, PostgreSQL's disk_full (SQLSTATE 53100) and the OS's ENOSPC.

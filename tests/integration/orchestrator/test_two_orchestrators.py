@@ -1,7 +1,11 @@
 """Two orchestrator processes on one PostgreSQL serve the same runners and clients.
 
 Both servers run with a 10 s polling fallback, so a wake-up well under that proves
-LISTEN/NOTIFY carried it from one process to the other.
+LISTEN/NOTIFY carried it from one process to the other. Everything runs twice: with
+the servers connected to PostgreSQL directly, and through a pgbouncer in transaction
+mode (tests/support/pgbouncer.py) configured as docs/reliability.md says — the
+database URL through the pooler, ``RIVET_DATABASE_POOLER=transaction``, and
+``RIVET_DATABASE_NOTIFY_URL`` direct, which is what keeps the wake-ups working.
 """
 
 from __future__ import annotations
@@ -21,21 +25,13 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import ADMIN, ADMIN_TOKEN, log_lines, lua_pipeline, read_sse
+from pgbouncer import pgbouncer_in_front
 
 from rivet.store.testing import postgres_test_url, scratch_postgres
 
 pytestmark = pytest.mark.postgres
 
 POLL_FALLBACK = 10.0
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    base = postgres_test_url()
-    if base is None:
-        pytest.skip("RIVET_TEST_DATABASE_URL is not set")
-    with scratch_postgres(base) as url:
-        yield url
 
 
 def _free_port() -> int:
@@ -45,11 +41,32 @@ def _free_port() -> int:
         return port
 
 
+@pytest.fixture(scope="module", params=["direct", "pgbouncer"])
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """How the servers reach a fresh database: directly, or through pgbouncer."""
+    base = postgres_test_url()
+    if base is None:
+        pytest.skip("RIVET_TEST_DATABASE_URL is not set")
+    with scratch_postgres(base) as pg_url:
+        if request.param == "direct":
+            yield {"RIVET_DATABASE_URL": pg_url}
+            return
+        with pgbouncer_in_front(pg_url) as bouncer:
+            yield {
+                "RIVET_DATABASE_URL": bouncer.url_for(pg_url),
+                "RIVET_DATABASE_POOLER": "transaction",
+                "RIVET_DATABASE_NOTIFY_URL": pg_url,
+            }
+
+
 @pytest.fixture(scope="module")
-def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+def servers(
+    database_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[str]]:
     """Base URLs of two `python -m rivet.cli.server` processes on one database."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("RIVET_DATABASE_")},
+        **database_env,
         "RIVET_ADMIN_TOKEN": ADMIN_TOKEN,
         "RIVET_POLL_INTERVAL": str(POLL_FALLBACK),
         "RIVET_LOG_LEVEL": "warning",
@@ -62,7 +79,7 @@ def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[l
             port = _free_port()
             log = (logs / f"{name}.log").open("wb")
             command = [sys.executable, "-m", "rivet.cli.server", "--port", str(port)]
-            command += ["--database-url", pg_url, "--home", str(logs / name)]
+            command += ["--home", str(logs / name)]
             procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
             log.close()
             urls.append(f"http://127.0.0.1:{port}")

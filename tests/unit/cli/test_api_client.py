@@ -130,6 +130,31 @@ def test_stream_gives_up_after_reconnect_for() -> None:
             list(client.stream_logs("abcd"))
 
 
+@pytest.mark.parametrize("code", [502, 503, 504])
+def test_stream_reopens_after_a_not_now_answer(code: int) -> None:
+    """A load balancer whose orchestrator died (502/504), a database restarting (503):
+    the follower opens the stream again from where it was."""
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if len(requests) == 1:
+            body = Dropping([status(False), line(1)], drop=True)
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+        if len(requests) == 2:
+            error = {"error": {"code": "storage_unavailable", "message": "try again"}}
+            return httpx.Response(code, json=error, headers={"Retry-After": "5"})
+        body = Dropping([line(2), status(True, "succeeded")], drop=False)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+    client = RivetClient(
+        "http://rivet.test", transport=httpx.MockTransport(handler), sleep=lambda _s: None
+    )
+    items = list(client.stream_logs("abcd"))
+    assert [i.seq for i in items if isinstance(i, LogLine)] == [1, 2]
+    assert [r.url.params["after"] for r in requests] == ["0", "1", "1"]
+
+
 def test_stream_error_answer_is_an_api_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"error": {"code": "not_found", "message": "no job"}})

@@ -21,12 +21,19 @@ async def health() -> dict[str, Any]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/ready", summary="Readiness: the database answers and wake-ups are connected")
+@router.get(
+    "/ready",
+    summary="Readiness: the database (and the read database) answer and wake-ups are connected",
+)
 def ready(services: ServicesDep) -> JSONResponse:
     try:
         services.db.ping()
     except Exception as exc:
         return error_response(503, "not_ready", f"database unavailable: {exc}")
+    try:
+        services.db.ping_reader()
+    except Exception as exc:
+        return error_response(503, "not_ready", f"read database unavailable: {exc}")
     if not services.queue.ready:
         return error_response(503, "not_ready", "database notification listener not connected")
     return JSONResponse({"status": "ready", "database": services.db.dialect})

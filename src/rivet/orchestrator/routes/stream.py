@@ -8,11 +8,15 @@ Wire format (``text/event-stream``):
   cancel flag or a stage status changes (no ``id``, so it never moves the resume point);
 - ``event: end`` with the final ``JobView`` once the job has finished and every line
   has been sent; then the server closes the stream;
-- ``: keepalive`` comments while nothing happens.
+- ``: keepalive`` comments while nothing happens, and while the database does not
+  answer (the stream stays open and reads again, so a database restart costs the
+  follower a pause, not a reconnect).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -22,12 +26,15 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from rivet.errors import StorageUnavailable
 from rivet.jobqueue import job_topic
 from rivet.limits import MAX_INT32
 from rivet.orchestrator.deps import ServicesDep
 from rivet.orchestrator.services import JobSnapshot, Services
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["jobs"])
 
@@ -48,7 +55,11 @@ async def stream_logs(
     ] = 0,
     last_event_id: Annotated[str | None, Header(description="overrides ?after=")] = None,
 ) -> StreamingResponse:
-    job_id = await anyio.to_thread.run_sync(services.jobs.resolve, ref)  # 404 before streaming
+    # On the writer, like every read of a stream (see JobService.snapshot); 404 before
+    # streaming starts.
+    job_id = await anyio.to_thread.run_sync(
+        functools.partial(services.jobs.resolve, ref, primary=True)
+    )
     resume = (last_event_id or "").strip()
     # ASCII decimal only ("²" is a digit int() refuses); out of range: ignored.
     if resume.isascii() and resume.isdecimal() and len(resume) <= 10 and int(resume) <= MAX_INT32:
@@ -74,12 +85,32 @@ async def _events(services: Services, job_id: str, after: int) -> AsyncIterator[
     keepalive = settings.sse_keepalive
     last_state: tuple[object, ...] | None = None
     last_sent = time.monotonic()
+    waiting = False  # for the database, which did not answer the last read
     yield "retry: 1000\n\n"
     # Watching before each read means a change committed during the read still wakes
     # us; the timeout is the polling fallback (e.g. a lost NOTIFY from another server).
     async with services.signals.watch(job_topic(job_id)) as watch:
         while True:
-            snapshot = await anyio.to_thread.run_sync(services.jobs.snapshot, job_id, after, _PAGE)
+            try:
+                snapshot = await anyio.to_thread.run_sync(
+                    functools.partial(services.jobs.snapshot, job_id, after, _PAGE, primary=True)
+                )
+            except StorageUnavailable as exc:
+                # The database is restarting: keep the stream (and its keep-alives) and
+                # read again, rather than break it with an error mid-response.
+                if not waiting:
+                    log.warning(
+                        "log stream of job %s waits for the database: %s", job_id, exc.reason
+                    )
+                waiting = True
+                if services.queue.draining:
+                    return
+                if time.monotonic() - last_sent >= keepalive:
+                    yield ": keepalive\n\n"
+                    last_sent = time.monotonic()
+                await anyio.sleep(min(settings.poll_interval, keepalive))
+                continue
+            waiting = False
             chunks = [
                 f"id: {line.seq}\ndata: {line.model_dump_json()}\n\n" for line in snapshot.lines
             ]

@@ -17,7 +17,7 @@ from rivet.orchestrator.services.reaper import Reaper, ReaperTerms
 from rivet.orchestrator.services.runners import RunnerService
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
-from rivet.orchestrator.state import database_url, uses_home
+from rivet.orchestrator.state import open_database, uses_home
 from rivet.settings import RivetSettings
 from rivet.store import Database
 
@@ -50,7 +50,7 @@ class Services:
         server = settings.server
         if uses_home(settings):
             settings.paths.ensure()  # 0700, or tightened (see rivet.home)
-        db = Database(database_url(settings))
+        db = open_database(settings)
         terms = settings.jobs
         queue = make_queue(
             db,

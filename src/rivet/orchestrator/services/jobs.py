@@ -51,7 +51,7 @@ class JobService:
         will not receive (an older version, or one the admin did not push): the job
         still runs, and ``secret.get`` of such a secret fails saying why.
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:  # a version pushed just now counts
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
         inputs = resolve_inputs(version.definition, request.inputs)
         with self.db.write() as tx:
@@ -78,8 +78,8 @@ class JobService:
                 pipeline_id = pipeline_store.resolve_pipeline(conn, pipeline)
             return job_store.list_jobs(conn, statuses, pipeline_id, limit, offset)
 
-    def resolve(self, ref: str) -> str:
-        with self.db.read() as conn:
+    def resolve(self, ref: str, *, primary: bool = False) -> str:
+        with self.db.read(primary=primary) as conn:
             return job_store.resolve_job(conn, ref)
 
     def show(self, ref: str) -> JobView:
@@ -145,15 +145,24 @@ class JobService:
         )
 
     def snapshot(
-        self, job_id: str, after: int, limit: int, attempt: int | None = None
+        self,
+        job_id: str,
+        after: int,
+        limit: int,
+        attempt: int | None = None,
+        *,
+        primary: bool = False,
     ) -> JobSnapshot:
         """The job, then its lines after ``after``.
 
         The status is read *first*: runners send their last lines before completing,
         so when the job reads as finished every line is already visible and the page
         no longer has to stop at gaps (see :func:`rivet.store.logs.read_lines`).
+        ``primary``: on the writer even when there is a read database (live streams:
+        a stream woken by a commit must see it, and a job launched a moment ago must
+        be found).
         """
-        with self.db.read() as conn:
+        with self.db.read(primary=primary) as conn:
             job = job_store.get_job(conn, job_id)
             finished = JobStatus(job.status).finished
             lines = log_store.read_lines(

@@ -64,7 +64,8 @@ class RunnerService:
         return RegisterResponse(runner_id=runner_id, token=token)
 
     def authenticate(self, token: str) -> RunnerRecord:
-        with self.db.read() as conn:
+        # On the writer: a replica may not have a runner registered a moment ago yet.
+        with self.db.read(primary=True) as conn:
             runner = store.runner_by_token(conn, hash_token(token))
         if runner is None:
             raise AuthenticationError("invalid runner token; register the runner again")

@@ -134,7 +134,7 @@ class SecretService:
     def withheld(self, pipeline: str, version: int, created_by: str) -> dict[str, str]:
         """Name → reason for every secret granted to ``pipeline`` that ``version``
         (created by ``created_by``) would not receive; nothing is decrypted."""
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:
             grants = store.grants_of_pipeline(conn, pipeline)
         return _withheld(grants, pipeline, version, created_by)
 
@@ -144,7 +144,7 @@ class SecretService:
         A covered value that does not decrypt (a key missing on this orchestrator) is
         left out and logged by name: the job then fails at ``secret.get`` with a clear
         error instead of the claim failing after the job was handed out."""
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:
             created_by = pipeline_store.version_creator(conn, pipeline_id, version)
             grants = store.grants_of_pipeline(conn, pipeline)
         withheld = _withheld(grants, pipeline, version, created_by)
@@ -166,7 +166,7 @@ class SecretService:
         """Re-encrypt every value sealed with an older key of the ring with the current
         key; how many were re-encrypted. Run at start-up, so putting a new key first
         and restarting rotates every stored value."""
-        with self.db.read() as conn:
+        with self.db.read(primary=True) as conn:
             stale = store.sealed_with_other_keys(conn, self.keyring.current_id)
         done = 0
         for name, old in stale.items():
