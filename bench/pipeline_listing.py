@@ -52,7 +52,7 @@ def _with_source(db: Database) -> Any:
 
 def _now(db: Database) -> Any:
     with db.read() as conn:
-        return store.list_latest(conn)
+        return store.list_latest(conn, limit=500).pipelines
 
 
 def main() -> None:

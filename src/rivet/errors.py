@@ -28,6 +28,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── StorageUnavailable       the database cannot be reached or used right now (retry)
     │   └── StorageFull          the database has no space left (disk full): nothing stored
     ├── AuthenticationError      a request lacks a valid bearer token (HTTP 401)
+    │   └── RunnerRemoved        [orchestrator.services.runners] the runner was removed
     ├── PermissionDeniedError    the caller may not touch this object (HTTP 403)
     ├── ApiError                 the server answered with an error (client side)
     ├── EnvNameError             [domain.env_names] not an environment-variable name

@@ -53,10 +53,12 @@ __all__ = [
     "JobLaunched",
     "JobPage",
     "JobView",
+    "JobWait",
     "LogBatch",
     "LogLine",
     "LogPage",
     "PipelineCreate",
+    "PipelinePage",
     "PipelineView",
     "RegisterRequest",
     "RegisterResponse",
@@ -179,6 +181,21 @@ class PipelineView(BaseModel):
         "only versions an admin pushed after a grant receive its secret",
     )
     versions: int = 1
+    archived_at: datetime | None = Field(
+        default=None,
+        description="when `rivet pipeline delete` archived it: its versions and jobs stay "
+        "readable, launches and new versions are refused until it is restored",
+    )
+
+
+class PipelinePage(BaseModel):
+    """One page of ``GET /api/pipelines`` (by name); ``total`` counts every match, like
+    :class:`JobPage`."""
+
+    pipelines: list[PipelineView]
+    total: int
+    limit: int
+    offset: int
 
 
 # --- jobs ----------------------------------------------------------------------------
@@ -217,6 +234,24 @@ class AttemptView(BaseModel):
     error: str | None = None
 
 
+class JobWait(BaseModel):
+    """Why a queued job has no runner yet, from the runners the server knows."""
+
+    message: str = Field(
+        description="e.g. 'waiting for a runner with os=linux (none of the 2 online runners match)'"
+    )
+    reason: Literal["no_runner_online", "no_match", "all_busy", "free_runner"] = Field(
+        description="no_runner_online: none seen lately; no_match: online runners lack "
+        "the tags or plugins; all_busy: every matching runner is at work; free_runner: a "
+        "matching runner is idle and should claim it at its next poll"
+    )
+    required_tags: dict[str, str] = Field(default_factory=dict)
+    required_plugins: list[str] = Field(default_factory=list)
+    online: int = Field(description="runners seen within the online window")
+    matching: int = Field(description="online runners whose tags and plugins match")
+    busy: int = Field(description="matching runners with at least one running job")
+
+
 class JobView(BaseModel):
     id: str
     pipeline: str
@@ -243,6 +278,14 @@ class JobView(BaseModel):
     )
     stall_reason: str | None = Field(
         default=None, description="what the runner reported when it could not deliver the log"
+    )
+    rerun_of: str | None = Field(
+        default=None, description="the job this one reruns (`rivet job rerun`), if any"
+    )
+    waiting: JobWait | None = Field(
+        default=None,
+        description="for a queued job in GET /api/jobs/{ref}: why no runner has taken it "
+        "(see rivet.orchestrator.services.waiting.explain_wait)",
     )
 
 
@@ -323,6 +366,11 @@ class RunnerView(BaseModel):
     last_seen: datetime | None
     current_jobs: list[str]
     created_at: datetime
+    removed_at: datetime | None = Field(
+        default=None,
+        description="when `rivet runner remove` removed it: its token is refused, the "
+        "jobs it ran still name it",
+    )
 
 
 class RunnerUpdate(BaseModel):

@@ -60,13 +60,7 @@ def test_cli_launch_with_inputs_runs_in_podman_and_streams_the_log(
     podman_available: str, rivet_server: Rivet, processes: Processes, tmp_path: Path
 ) -> None:
     env = rivet_server.env
-    token = run_cli(["runner", "token", "create", "--quiet"], env)
-    assert token.returncode == 0, token.stderr
-    runner_env = dict(env, RIVET_REGISTRATION_TOKEN=token.stdout.strip())
-    runner = processes.start(
-        ["runner", "--name", "e2e-runner", "--tag", "os=linux"], runner_env, "runner"
-    )
-    runner.wait_for_output("ready")
+    processes.start_runner(env, "--name", "e2e-runner", "--tag", "os=linux")
 
     source = tmp_path / "greeter.lua"
     source.write_text(PIPELINE)

@@ -18,10 +18,8 @@ job failed with it), and the runner keeps taking and running jobs.
 from __future__ import annotations
 
 import signal
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ from full_memory_jobs import (
     leveled_pipeline,
     variant_pipeline,
 )
-from live_rivet import ADMIN, wait_for
+from live_rivet import ADMIN, serve_http, wait_for
 from rivet_processes import Processes, Rivet, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
@@ -66,14 +64,8 @@ return pipeline.define({
 
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as url:
+        yield url
 
 
 def groups() -> dict[str, tuple[str, str]]:

@@ -153,6 +153,16 @@ class Processes:
         self.started.append(proc)
         return proc
 
+    def start_runner(self, env: dict[str, str], *flags: str, name: str = "runner") -> RivetProcess:
+        """A ``rivet runner FLAGS`` registered with a fresh one-time token (made with
+        the CLI, as a user would), once it logged that it is ready."""
+        token = run_cli(["runner", "token", "create", "--quiet"], env)
+        assert token.returncode == 0, token.stderr
+        runner_env = dict(env, RIVET_REGISTRATION_TOKEN=token.stdout.strip())
+        runner = self.start(["runner", *flags], runner_env, name)
+        runner.wait_for_output("ready")
+        return runner
+
     def stop_all(self) -> None:
         for proc in reversed(self.started):
             proc.stop()

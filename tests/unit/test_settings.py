@@ -115,6 +115,12 @@ def test_groups_resolve_on_first_use(tmp_path: Path) -> None:
         ("ci.example.com", "http://ci.example.com"),
         (" https://ci.example.com:8420/ ", "https://ci.example.com:8420"),
         ("http://[::1]:9000/", "http://[::1]:9000"),
+        # The API's prefix is the client's to add (issue 14): a trailing /api goes.
+        ("http://ci:8420/api", "http://ci:8420"),
+        ("ci:8420/api/", "http://ci:8420"),
+        ("https://ci/rivet/API//", "https://ci/rivet"),
+        ("http://api", "http://api"),  # a host named api stays
+        ("http://ci/apidocs", "http://ci/apidocs"),
     ],
 )
 def test_the_server_url_rule(tmp_path: Path, given: str, url: str) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "UsageProblem",
+    "confirm",
     "err_console",
     "exit_code_for",
     "is_interactive",
@@ -79,6 +80,24 @@ def is_interactive() -> bool:
         return sys.stdin is not None and sys.stdin.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def confirm(question: str, *, yes: bool, action: str) -> None:
+    """Ask ``question`` (y/N) on stderr before a change that is not undone by accident;
+    ``yes`` (``--yes``) skips it. Without a terminal on stdin nobody can answer, so the
+    command stops with a ``UsageProblem`` naming the ``action`` ("archiving pipeline
+    x") and asking for ``--yes``; a "no" exits 1 with nothing changed."""
+    if yes:
+        return
+    if not is_interactive():
+        raise UsageProblem(
+            f"{action} needs confirmation and stdin is not a terminal: pass --yes to confirm"
+        )
+    import typer  # the CLI's own dependency; loaded with the command anyway
+
+    if not typer.confirm(question, default=False, err=True):
+        err_console().print("nothing changed")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def exit_code_for(error: BaseException) -> int:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rivet.client import RivetClient
     from rivet.protocol import JobView, LogLine
 
-__all__ = ["StoredOrder", "follow_job", "follow_json"]
+__all__ = ["StoredOrder", "follow_job", "follow_json", "say_waiting"]
 
 _STARTED, _FINISHED = 0, 1
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -128,6 +128,7 @@ def follow_job(
 
     clock = LogClock(utc=utc, dated=spans_days(view.created_at, view.finished_at, utc=utc))
     order = StoredOrder(LogPrinter(out, clock=clock), view)
+    say_waiting(client, view)
     try:
         for item in client.stream_logs(view.id, after):
             if isinstance(item, LogLine):
@@ -161,6 +162,7 @@ def follow_json(client: RivetClient, view: JobView, after: int = 0) -> int:
     (the API's shape); the exit code for the job's status."""
     from rivet.protocol import LogLine
 
+    say_waiting(client, view)
     try:
         for item in client.stream_logs(view.id, after):
             if isinstance(item, LogLine):
@@ -171,6 +173,18 @@ def follow_json(client: RivetClient, view: JobView, after: int = 0) -> int:
         return EXIT_INTERRUPTED
     common.print_error("the log stream ended before the job did")
     return EXIT_FAILED
+
+
+def say_waiting(client: RivetClient, view: JobView) -> None:
+    """Once, on stderr, before following: why a queued job has no runner, from the
+    server's ``waiting`` (:func:`rivet.orchestrator.services.waiting.explain_wait`;
+    asked for when ``view`` lacks it, e.g. a launch's answer). Nothing when a matching
+    runner is free: it takes the job within its next poll."""
+    if JobStatus(view.status) is not JobStatus.QUEUED:
+        return
+    wait = view.waiting or client.get_job(view.id).waiting
+    if wait is not None and wait.reason != "free_runner":
+        err_console().print(safe(f"{wait.message}; still following", "yellow"))
 
 
 def _summary(out: Console, view: JobView) -> None:

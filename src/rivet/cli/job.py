@@ -42,13 +42,14 @@ from rivet.cli.times import LogClock, spans_days
 from rivet.domain.status import JobStatus
 
 if TYPE_CHECKING:
-    from rivet.protocol import JobView, Scalar
+    from rivet.client import RivetClient
+    from rivet.protocol import JobLaunched, JobView, Scalar
 
 __all__ = ["app", "print_job"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Jobs on a Rivet server: launch, list, show, cancel, retry, logs.",
+    help="Jobs on a Rivet server: launch, rerun, list, show, cancel, retry, logs.",
     no_args_is_help=True,
 )
 
@@ -104,21 +105,71 @@ def launch(
             k: v for k, v in values.items() if isinstance(v, str | int | float | bool)
         }
         job = client.launch_job(view.id, payload, version=view.version)
-        for warning in job.warnings:  # on stderr, so even --quiet shows them
-            err.print(safe(f"warning: {warning}", "yellow"))
-        if quiet:
-            echo(job.id)
-        else:
-            line = Text("launched job ")
-            line.append(visible(job.id), style="bold")
-            line.append(f" (pipeline {visible(job.pipeline)} version {job.version})", style="dim")
-            out_console().print(line)
-            if not follow:
-                err.print(
-                    safe(f"follow it with: rivet job logs {short_id(job.id)} --follow", "dim")
-                )
-        if follow:
-            raise typer.Exit(follow_job(client, job, out_console(), utc=utc))
+        detail = f"pipeline {visible(job.pipeline)} version {job.version}"
+        _report_launched(client, job, detail, quiet=quiet, follow=follow, utc=utc)
+
+
+@app.command("rerun")
+def rerun(
+    job: JobArgument,
+    follow: FollowOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", envvar="RIVET_QUIET", help="print only the job id")
+    ] = False,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
+    """Launch a NEW job with the same pipeline version and the same inputs as JOB.
+
+    JOB may be in any state (finished, running, queued); it is not changed. The new job
+    records which job it reruns (`rerun of` in `rivet job show`, `rerun_of` in
+    --json). It runs the version JOB pinned even if newer versions exist (launch the
+    pipeline to run the latest); an archived pipeline refuses it. With --follow,
+    streams the new job's log and exits 0/1/130 for succeeded/failed/cancelled.
+
+    Example: rivet job rerun 3f2a9c --follow
+    """
+    with client_for(server) as client:
+        launched = client.rerun_job(job)
+        detail = (
+            f"rerun of {short_id(launched.rerun_of)}: pipeline {visible(launched.pipeline)} "
+            f"version {launched.version}"
+        )
+        _report_launched(
+            client, launched, detail, quiet=quiet, follow=follow, utc=utc, as_json=as_json
+        )
+
+
+def _report_launched(
+    client: RivetClient,
+    job: JobLaunched,
+    detail: str,
+    *,
+    quiet: bool,
+    follow: bool,
+    utc: bool,
+    as_json: bool = False,
+) -> None:
+    """What `launch` and `rerun` print: warnings on stderr (so even --quiet shows
+    them), the job (its id alone with --quiet, the API's answer with --json), then
+    either how to follow it or, with --follow, the followed log (exits)."""
+    err = err_console()
+    for warning in job.warnings:
+        err.print(safe(f"warning: {warning}", "yellow"))
+    if as_json:
+        echo_json(job.model_dump(mode="json"))
+    elif quiet:
+        echo(job.id)
+    else:
+        line = Text("launched job ")
+        line.append(visible(job.id), style="bold")
+        line.append(f" ({detail})", style="dim")
+        out_console().print(line)
+        if not follow:
+            err.print(safe(f"follow it with: rivet job logs {short_id(job.id)} --follow", "dim"))
+    if follow:
+        raise typer.Exit(follow_job(client, job, out_console(), utc=utc))
 
 
 @app.command("list")
@@ -189,6 +240,10 @@ def show(
     utc: UtcOption = False,
 ) -> None:
     """Show a job: status, inputs, stages with timings, outputs and error.
+
+    A queued job also says why no runner has taken it yet (`waiting`: e.g. none of
+    the online runners has the tags its pipeline requires, or all matching runners
+    are busy); a rerun says which job it reruns.
 
     Example: rivet job show 3f2a9c
     """
@@ -306,6 +361,12 @@ def print_job(out: Console, view: JobView, utc: bool = False) -> None:
     rows: list[tuple[str, Text]] = [
         ("pipeline", safe(f"{view.pipeline} version {view.version}")),
         ("runner", maybe(view.runner)),
+    ]
+    if view.waiting is not None:
+        rows.append(("waiting", safe(view.waiting.message, "yellow")))
+    if view.rerun_of is not None:
+        rows.append(("rerun of", safe(view.rerun_of)))
+    rows += [
         ("created", Text(format_ts(view.created_at, utc))),
         ("started", Text(format_ts(view.started_at, utc))),
         ("finished", Text(format_ts(view.finished_at, utc))),

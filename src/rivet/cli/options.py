@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["InputsOption", "JsonOption", "UtcOption"]
+__all__ = ["InputsOption", "JsonOption", "UtcOption", "YesOption"]
 
 JsonOption = Annotated[
     bool,
@@ -38,5 +38,15 @@ UtcOption = Annotated[
         "--utc",
         envvar="RIVET_UTC",
         help="show times in UTC (with a Z) instead of the local zone",
+    ),
+]
+
+YesOption = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        envvar="RIVET_YES",
+        help="do it without asking (required when stdin is not a terminal)",
     ),
 ]

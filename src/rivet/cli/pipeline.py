@@ -11,6 +11,8 @@ from rich.text import Text
 
 from rivet.cli.common import (
     EXIT_FAILED,
+    UsageProblem,
+    confirm,
     err_console,
     out_console,
     print_problem_lines,
@@ -18,7 +20,7 @@ from rivet.cli.common import (
     short_id,
 )
 from rivet.cli.inputs import render_value
-from rivet.cli.options import JsonOption, UtcOption
+from rivet.cli.options import JsonOption, UtcOption, YesOption
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
 from rivet.cli.terminal import echo_json, echo_source, safe, visible
 from rivet.domain.definition import PipelineDefinition
@@ -26,13 +28,15 @@ from rivet.errors import ApiError
 from rivet.local.source import read_pipeline_file
 
 if TYPE_CHECKING:
+    from rivet.client import RivetClient
     from rivet.protocol import PipelineView
 
 __all__ = ["app", "definition_of"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Pipelines on a Rivet server: create (a new version per create), list, show.",
+    help="Pipelines on a Rivet server: create (a new version per create), list, show, "
+    "versions, delete (archive) and restore.",
     no_args_is_help=True,
 )
 
@@ -88,27 +92,71 @@ def create(
 
 @app.command("list")
 def list_pipelines(
-    server: ServerOption = None, as_json: JsonOption = False, utc: UtcOption = False
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", envvar="RIVET_PIPELINE_LIMIT", min=1, max=500, help="at most N"
+        ),
+    ] = 50,
+    offset: Annotated[
+        int,
+        typer.Option(envvar="RIVET_PIPELINE_OFFSET", min=0, help="skip the first N (by name)"),
+    ] = 0,
+    include_archived: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            "-a",
+            envvar="RIVET_PIPELINE_ALL",
+            help="also archived pipelines (see `rivet pipeline delete`)",
+        ),
+    ] = False,
+    only_archived: Annotated[
+        bool,
+        typer.Option(
+            "--archived", envvar="RIVET_PIPELINE_ARCHIVED", help="only archived pipelines"
+        ),
+    ] = False,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
 ) -> None:
-    """List pipelines (their latest versions).
+    """List pipelines (their latest versions) by name, a page at a time.
 
-    Example: rivet pipeline list
+    Archived pipelines (`rivet pipeline delete`) are hidden unless --all or
+    --archived. When more pipelines exist than were shown, a last line says which
+    ones were shown and how to see the next page (--offset). --json prints the API's
+    page: `pipelines`, `total`, `limit`, `offset`.
+
+    Example: rivet pipeline list --limit 20 --offset 20
     """
+    if include_archived and only_archived:
+        raise UsageProblem("--all and --archived exclude each other")
+    archived = "only" if only_archived else "include" if include_archived else "hide"
     with client_for(server) as client:
-        views = client.list_pipelines()
+        page = client.list_pipelines(archived=archived, limit=limit, offset=offset)
     if as_json:
-        echo_json([v.model_dump(mode="json") for v in views])
+        echo_json(page.model_dump(mode="json"))
         return
     out = out_console()
+    views = page.pipelines
     if not views:
-        out.print("no pipelines yet; create one with: rivet pipeline create FILE")
+        if offset and page.total:
+            out.print(f"no pipelines after the first {page.total}")
+        elif only_archived:
+            out.print("no archived pipelines")
+        else:
+            out.print(_nothing_active(client_for(server)))
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("name", "version", "stages", "inputs", "updated", "id", "description"):
+    columns = ["name", "version", "stages", "inputs", "updated", "id", "description"]
+    if archived != "hide":
+        columns.insert(1, "state")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("version", "stages") else "left")
     for view in views:
         definition = view.definition
-        table.add_row(
+        cells: list[Text | str] = [
             safe(view.name, "bold"),
             f"{view.version}" + (f"/{view.versions}" if view.versions > 1 else ""),
             str(len(definition.get("stages", []))),
@@ -116,8 +164,18 @@ def list_pipelines(
             format_ts(view.created_at, utc),
             safe(short_id(view.id), "dim"),
             maybe(view.description),
-        )
+        ]
+        if archived != "hide":
+            cells.insert(1, Text("archived", "yellow") if view.archived_at else "active")
+        table.add_row(*cells)
     out.print(table)
+    shown = page.offset + len(views)
+    if page.total > shown or page.offset:
+        hint = f"pipelines {page.offset + 1}-{shown} of {page.total}"
+        if page.total > shown:
+            hint += f"; next page: rivet pipeline list --offset {shown}"
+            hint += f" --limit {limit}" if limit != 50 else ""
+        out.print(Text(hint, "dim"))
 
 
 @app.command("show")
@@ -166,6 +224,14 @@ def print_pipeline(view: PipelineView, utc: bool = False) -> None:
     head.append(f"  id {visible(view.id)}", style="dim")
     out.print(head)
     out.print(Text(f"created {format_ts(view.created_at, utc)}", style="dim"))
+    if view.archived_at is not None:
+        out.print(
+            Text(
+                f"archived {format_ts(view.archived_at, utc)}: takes no new jobs or versions "
+                f"(rivet pipeline restore {visible(view.name)})",
+                style="yellow",
+            )
+        )
     if view.description:
         out.print(safe(view.description))
     inputs: list[dict[str, Any]] = definition.get("inputs", [])
@@ -235,6 +301,78 @@ def versions(
             maybe(view.description),
         )
     out_console().print(table)
+
+
+def _nothing_active(client: RivetClient) -> str:
+    """What an empty default listing says: whether archived pipelines exist."""
+    with client:
+        archived = client.list_pipelines(archived="only", limit=1).total
+    if archived:
+        return f"no active pipelines ({archived} archived: rivet pipeline list --archived)"
+    return "no pipelines yet; create one with: rivet pipeline create FILE"
+
+
+PipelineArgument = Annotated[
+    str, typer.Argument(help="pipeline name or id prefix", show_default=False)
+]
+
+
+@app.command("delete")
+def delete(
+    pipeline: PipelineArgument,
+    yes: YesOption = False,
+    server: ServerOption = None,
+    utc: UtcOption = False,
+) -> None:
+    """Archive a pipeline: it takes no new jobs and no new versions.
+
+    Nothing is erased: its versions stay readable (`pipeline show`, `pipeline
+    versions`) and so do its jobs and their logs; jobs already queued or running are
+    left alone (cancel them with `rivet job cancel`). `pipeline list` hides it unless
+    --all or --archived. Launching it, rerunning one of its jobs or pushing a new
+    version of it is refused (HTTP 409) with a message naming it, until `rivet
+    pipeline restore NAME`. Asks first unless --yes; without a terminal on stdin,
+    --yes is required.
+
+    Example: rivet pipeline delete old-build --yes
+    """
+    with client_for(server) as client:
+        view = client.get_pipeline(pipeline)
+        if view.archived_at is not None:
+            out_console().print(
+                safe(
+                    f"pipeline {view.name} is already archived ({format_ts(view.archived_at, utc)})"
+                )
+            )
+            return
+        confirm(
+            f"Archive pipeline {visible(view.name)} ({view.versions} version(s))? It will "
+            "take no new jobs; its history stays readable",
+            yes=yes,
+            action=f"archiving pipeline {visible(view.name)}",
+        )
+        archived = client.archive_pipeline(view.id)
+    line = safe("archived pipeline ")
+    line.append(visible(archived.name), style="bold")
+    line.append(f" (restore it with: rivet pipeline restore {visible(archived.name)})", "dim")
+    out_console().print(line)
+
+
+@app.command("restore")
+def restore(pipeline: PipelineArgument, server: ServerOption = None) -> None:
+    """Restore an archived pipeline: launches and new versions are accepted again.
+
+    It reappears in `pipeline list` with all its versions; nothing was lost while it
+    was archived. Restoring an active pipeline changes nothing.
+
+    Example: rivet pipeline restore old-build
+    """
+    with client_for(server) as client:
+        view = client.restore_pipeline(pipeline)
+    line = safe("pipeline ")
+    line.append(visible(view.name), style="bold")
+    line.append(f" is active (version {view.version})")
+    out_console().print(line)
 
 
 def _input_names(definition: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ registration tokens.
 
 ``rivet runner --server URL --token TOKEN`` starts the runner process, implemented by
 ``rivet.runner.agent.run_runner`` (imported lazily). The subcommands talk to a server
-as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins`` (admin),
+as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins|remove`` (admin),
 ``rivet runner token create|list|revoke``.
 """
 
@@ -18,9 +18,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from rivet.cli.common import UsageProblem, err_console, out_console, short_id
+from rivet.cli.common import UsageProblem, confirm, err_console, out_console, short_id
 from rivet.cli.flags import with_setting_flags
-from rivet.cli.options import JsonOption, UtcOption
+from rivet.cli.options import JsonOption, UtcOption, YesOption
 from rivet.cli.remote import (
     AdminTokenOption,
     ServerOption,
@@ -30,7 +30,7 @@ from rivet.cli.remote import (
     format_ts,
     maybe,
 )
-from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe
+from rivet.cli.terminal import SafeFormatter, echo, echo_json, safe, visible
 from rivet.errors import ConfigError, RivetError
 from rivet.settings import Flags, parse_tags
 from rivet.settings.flags import RUNNER_FLAGS
@@ -102,13 +102,28 @@ def _log_to_stderr() -> None:
 
 
 @app.command("list")
-def list_runners(server: ServerOption = None, as_json: JsonOption = False) -> None:
+def list_runners(
+    include_removed: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            "-a",
+            envvar="RIVET_RUNNER_ALL",
+            help="also runners removed with `rivet runner remove`",
+        ),
+    ] = False,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
     """List registered runners: tags, plugins, last contact and current jobs.
+
+    Removed runners are hidden unless --all (then a `removed` column says when).
 
     Example: rivet runner list
     """
     with client_for(server) as client:
-        views = client.list_runners()
+        views = client.list_runners(removed=include_removed)
     if as_json:
         echo_json([v.model_dump(mode="json") for v in views])
         return
@@ -120,17 +135,24 @@ def list_runners(server: ServerOption = None, as_json: JsonOption = False) -> No
         )
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("name", "id", "tags", "plugins", "last seen", "jobs"):
+    columns = ["name", "id", "tags", "plugins", "last seen", "jobs"]
+    if include_removed:
+        columns.append("removed")
+    for column in columns:
         table.add_column(column)
     for view in views:
-        table.add_row(
+        cells: list[Text | str] = [
             safe(view.name, "bold"),
             safe(short_id(view.id), "dim"),
             maybe(", ".join(f"{k}={v}" for k, v in sorted(view.tags.items()))),
             maybe(", ".join(view.plugins)),
             ago(view.last_seen),
             maybe(", ".join(short_id(j) for j in view.current_jobs)),
-        )
+        ]
+        if include_removed:
+            removed = format_ts(view.removed_at, utc) if view.removed_at else None
+            cells.append(maybe(removed, "yellow"))
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -194,6 +216,54 @@ def set_plugins(
     with admin_client_for(server, admin_token) as client:
         view = client.update_runner(runner, plugins=list(plugins or []))
     _print_offer(view)
+
+
+@app.command("remove")
+def remove(
+    runner: RunnerArgument,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            envvar="RIVET_RUNNER_FORCE",
+            help="also when it is running jobs: they are marked failed and the runner stops them",
+        ),
+    ] = False,
+    yes: YesOption = False,
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Remove a runner (admin): revoke its token and drop it from `runner list`.
+
+    The runner's next request is refused (HTTP 401, saying it was removed); the
+    runner process logs that and stops taking jobs. Its history stays: the jobs it ran
+    still name it, and `runner list --all` shows it with the time it was removed. A
+    runner that is running jobs is refused unless --force, which marks those jobs
+    failed ("runner ... was removed"). To bring the machine back, register it again
+    with a new registration token. Asks first unless --yes; without a terminal on
+    stdin, --yes is required.
+
+    Example: rivet runner remove 3f9c --yes
+    """
+    with admin_client_for(server, admin_token) as client:
+        view = client.get_runner(runner)
+        if view.removed_at is not None:
+            out_console().print(
+                safe(f"runner {view.name} ({short_id(view.id)}) is already removed")
+            )
+            return
+        jobs = f"; it is running {len(view.current_jobs)} job(s)" if view.current_jobs else ""
+        confirm(
+            f"Remove runner {visible(view.name)} ({short_id(view.id)})? Its token is revoked"
+            + jobs,
+            yes=yes,
+            action=f"removing runner {visible(view.name)}",
+        )
+        removed = client.remove_runner(view.id, force=force)
+    line = safe("removed runner ")
+    line.append(visible(removed.name), style="bold")
+    line.append(f" ({short_id(removed.id)}); its token is revoked", style="dim")
+    out_console().print(line)
 
 
 def _print_offer(view: RunnerView) -> None:

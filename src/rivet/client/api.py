@@ -26,11 +26,17 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rivet import __version__
+from rivet.client.answers import (
+    PLAIN,
+    api_error,
+    error_body,
+    is_envelope,
+    is_json,
+    not_rivet,
+)
 from rivet.client.sse import parse_sse
 from rivet.errors import ApiError, ConfigError, RivetError
 from rivet.protocol import (
-    ErrorBody,
-    ErrorResponse,
     JobLaunch,
     JobLaunched,
     JobPage,
@@ -38,6 +44,7 @@ from rivet.protocol import (
     LogLine,
     LogPage,
     PipelineCreate,
+    PipelinePage,
     PipelineView,
     RegistrationTokenCreate,
     RegistrationTokenView,
@@ -51,6 +58,8 @@ __all__ = [
     "RivetClient",
     "ServerUnreachableError",
     "StreamItem",
+    "api_error",
+    "error_body",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -155,8 +164,25 @@ class RivetClient:
         except httpx.TransportError as exc:
             raise ServerUnreachableError(self.base_url, _reason(exc)) from None
         if response.is_error:
-            raise api_error(response)
+            raise self._error(response)
+        if not is_json(response):
+            raise self._not_rivet(response)
         return response
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        """Rivet's error answer, or, for an answer that is not Rivet's (no JSON error
+        envelope: another server's page, a URL ending in ``/api``), what was reached."""
+        status = response.status_code
+        if is_envelope(response) or status in PLAIN or status >= 500:
+            return api_error(response)
+        return self._not_rivet(response)
+
+    def _not_rivet(self, response: httpx.Response) -> ApiError:
+        try:
+            probe: httpx.Response | None = self._http.get("/api/health")
+        except httpx.TransportError:
+            probe = None
+        return not_rivet(response, self.base_url, probe)
 
     def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
         return _parse(self._request("GET", path, **kwargs), model)
@@ -186,8 +212,20 @@ class RivetClient:
         response = self._request("POST", "/api/pipelines", json_body=body, headers=headers)
         return _parse(response, PipelineView)
 
-    def list_pipelines(self) -> list[PipelineView]:
-        return self._get_list("/api/pipelines", PipelineView)
+    def list_pipelines(
+        self, *, archived: str = "hide", limit: int = 50, offset: int = 0
+    ) -> PipelinePage:
+        """One page, by name; ``archived``: ``hide`` (default), ``include`` or ``only``."""
+        params = {"archived": archived, "limit": limit, "offset": offset}
+        return self._get("/api/pipelines", PipelinePage, params=params)
+
+    def archive_pipeline(self, ref: str) -> PipelineView:
+        """``rivet pipeline delete``: launches and new versions refused from now on."""
+        return _parse(self._request("DELETE", f"/api/pipelines/{_segment(ref)}"), PipelineView)
+
+    def restore_pipeline(self, ref: str) -> PipelineView:
+        path = f"/api/pipelines/{_segment(ref)}/restore"
+        return _parse(self._request("POST", path), PipelineView)
 
     def get_pipeline(self, ref: str, version: int | None = None) -> PipelineView:
         """By name or unique id prefix; with its source."""
@@ -220,6 +258,11 @@ class RivetClient:
             params.append(("pipeline", pipeline))
         params += [("limit", limit), ("offset", offset)]
         return self._get("/api/jobs", JobPage, params=params)
+
+    def rerun_job(self, ref: str) -> JobLaunched:
+        """A new job of the same pipeline version with the same inputs as ``ref``."""
+        response = self._request("POST", f"/api/jobs/{_segment(ref)}/rerun")
+        return _parse(response, JobLaunched)
 
     def get_job(self, ref: str) -> JobView:
         return self._get(f"/api/jobs/{_segment(ref)}", JobView)
@@ -298,7 +341,7 @@ class RivetClient:
         ) as response:
             if response.is_error:
                 response.read()
-                raise api_error(response)
+                raise self._error(response)
             for event in parse_sse(response.iter_lines()):
                 if event.event == "message":
                     yield LogLine.model_validate_json(event.data)
@@ -308,8 +351,18 @@ class RivetClient:
 
     # --- runners --------------------------------------------------------------------
 
-    def list_runners(self) -> list[RunnerView]:
-        return self._get_list("/api/runners", RunnerView)
+    def list_runners(self, *, removed: bool = False) -> list[RunnerView]:
+        """The runners; removed ones too with ``removed``."""
+        params = {"removed": "true"} if removed else None
+        return self._get_list("/api/runners", RunnerView, params=params)
+
+    def remove_runner(self, ref: str, *, force: bool = False) -> RunnerView:
+        """Admin: revoke the runner's token; ``force`` also fails the jobs it runs."""
+        params = {"force": "true"} if force else None
+        response = self._request(
+            "DELETE", f"/api/runners/{_segment(ref)}", params=params, headers=self._admin_headers()
+        )
+        return _parse(response, RunnerView)
 
     def get_runner(self, ref: str) -> RunnerView:
         return self._get(f"/api/runners/{_segment(ref)}", RunnerView)
@@ -345,38 +398,6 @@ class RivetClient:
         self._request(
             "DELETE", f"/api/runner-tokens/{_segment(ref)}", headers=self._admin_headers()
         )
-
-
-# What a status means when the answer is not Rivet's JSON envelope (a proxy's page).
-_PLAIN = {
-    413: "the request is larger than the server (or a proxy in front of it) accepts",
-    422: "the server refused a field of the request",
-    503: "the server is temporarily unavailable",
-}
-
-
-def api_error(response: httpx.Response) -> ApiError:
-    """The server's ``{"error": {...}}`` answer as an ``ApiError`` (detail: ``ErrorBody``).
-
-    A 503 says when to try again (``Retry-After``); a 413 or 422 carries the server's
-    message, which names the limit or the field."""
-    status = response.status_code
-    retry = response.headers.get("Retry-After", "").strip()
-    hint = f" (retry in {retry} s)" if status == 503 and retry.isdecimal() else ""
-    try:
-        body = ErrorResponse.model_validate_json(response.content).error
-    except (ValidationError, ValueError):
-        text = response.text.strip().replace("\n", " ")
-        known = _PLAIN.get(status)
-        message = f"{known} (HTTP {status})" if known else f"the server answered HTTP {status}"
-        if text:
-            message += f": {text[:200]}"
-        return ApiError(status, message + hint, None)
-    return ApiError(status, body.message + hint, body)
-
-
-def error_body(error: ApiError) -> ErrorBody | None:
-    return error.detail if isinstance(error.detail, ErrorBody) else None
 
 
 def _parse(response: httpx.Response, model: type[M]) -> M:

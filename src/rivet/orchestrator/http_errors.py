@@ -34,6 +34,7 @@ from rivet.errors import (
     StorageUnavailable,
 )
 from rivet.orchestrator.services.endings import AttemptEnded
+from rivet.orchestrator.services.runners import RunnerRemoved
 from rivet.protocol import ErrorBody, ErrorResponse
 
 __all__ = ["ERROR_RESPONSES", "RETRY_AFTER", "error_response", "install_error_handlers", "render"]
@@ -53,6 +54,7 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
     AmbiguousIdError: (409, "ambiguous_id"),
     AttemptEnded: (409, "attempt_ended"),
     ConflictError: (409, "conflict"),
+    RunnerRemoved: (401, "runner_removed"),
     AuthenticationError: (401, "unauthorized"),
     PermissionDeniedError: (403, "forbidden"),
     ConfigError: (500, "server_misconfigured"),

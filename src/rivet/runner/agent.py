@@ -171,6 +171,9 @@ class Agent:
                 continue
             except TokenRejected as exc:
                 self._slots.release()
+                if exc.removed:
+                    self._fail(f"stopping: {exc}")
+                    return
                 if self._registered_now or not s.registration_token:
                     self._fail(
                         f"the server rejected this runner's token ({exc}); register it again "

@@ -84,7 +84,13 @@ class ServerUnavailable(RunnerClientError):
 
 
 class TokenRejected(RunnerClientError):
-    """HTTP 401: the token is missing, wrong, revoked or (registration) already used."""
+    """HTTP 401: the token is missing, wrong, revoked or (registration) already used.
+    ``removed``: the server says an admin removed this runner (code ``runner_removed``),
+    so registering again with the same registration token is pointless."""
+
+    def __init__(self, message: str, *, removed: bool = False) -> None:
+        self.removed = removed
+        super().__init__(message)
 
 
 class JobGone(RunnerClientError):
@@ -210,7 +216,8 @@ class RunnerClient:
             raise ServerUnavailable(f"{what}: {reason}", _retry_after(response))
         self.connectivity.succeeded()
         if status == 401:
-            raise TokenRejected(f"{what}: {_message(response)}")
+            removed = _code(response) == "runner_removed"
+            raise TokenRejected(f"{what}: {_message(response)}", removed=removed)
         if job_route and status in (403, 404):
             raise JobGone(f"{what}: {_message(response)}")
         if job_route and status == 409:
@@ -266,6 +273,13 @@ def _parse(response: httpx.Response, model: type[M]) -> M:
             f"unexpected answer to {response.request.url.path}: {exc.errors()[0]['msg']} "
             "(runner and server versions may differ)"
         ) from None
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        return ErrorResponse.model_validate_json(response.content).error.code
+    except (ValidationError, ValueError):
+        return None
 
 
 def _message(response: httpx.Response) -> str:

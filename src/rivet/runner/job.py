@@ -216,7 +216,14 @@ class JobRun:
                 log.error("job %s: %s; stopping it", self.job_id, exc)
                 self.request_cancel("the server no longer assigns this job to this runner")
                 return
-            except (TokenRejected, RequestRejected) as exc:
+            except TokenRejected as exc:
+                if exc.removed:  # the job is failed on the server already: stop it
+                    log.error("job %s: %s; stopping it", self.job_id, exc)
+                    self.request_cancel("this runner was removed by an admin")
+                    return
+                log.error("job %s: heartbeat refused: %s", self.job_id, exc)
+                delay = self._heartbeat_interval
+            except RequestRejected as exc:
                 log.error("job %s: heartbeat refused: %s", self.job_id, exc)
                 delay = self._heartbeat_interval
             except Exception:

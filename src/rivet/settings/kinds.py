@@ -247,8 +247,10 @@ class Secret(Kind[SecretText]):
 
 
 class ServerUrl(Kind[str]):
-    """The one server-URL rule: white space and trailing ``/`` dropped, ``http://``
-    added when no scheme is given, any scheme but http and https refused."""
+    """The one server-URL rule: white space and trailing ``/`` dropped, a trailing
+    ``/api`` too (the API's prefix is the client's to add: ``http://host:8420/api``
+    means ``http://host:8420``), ``http://`` added when no scheme is given, any scheme
+    but http and https refused."""
 
     expected = "a server URL"
 
@@ -258,7 +260,11 @@ class ServerUrl(Kind[str]):
             url = f"http://{url}"
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"server URL must start with http:// or https://: {url}")
-        return url
+        scheme, rest = url.split("://", 1)
+        # Only a path's /api goes (a host may be named "api").
+        while "/" in rest and rest.lower().endswith("/api"):
+            rest = rest[: -len("/api")].rstrip("/")
+        return f"{scheme}://{rest}"
 
 
 class DatabaseUrl(Kind[str]):

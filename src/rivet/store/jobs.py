@@ -28,9 +28,11 @@ __all__ = [
     "get_job",
     "job_record",
     "list_jobs",
+    "queued_requirements",
     "record_of",
     "request_cancel",
     "resolve_job",
+    "running_jobs_of",
     "running_on",
     "touch_job",
     "update_stage",
@@ -52,8 +54,15 @@ class JobRecord:
     pipeline_version_id: str = ""
 
 
-def create_job(conn: Connection, version: PipelineVersion, inputs: Mapping[str, InputValue]) -> str:
-    """Insert a queued job pinned to ``version`` with one pending row per stage."""
+def create_job(
+    conn: Connection,
+    version: PipelineVersion,
+    inputs: Mapping[str, InputValue],
+    *,
+    rerun_of: str | None = None,
+) -> str:
+    """Insert a queued job pinned to ``version`` with one pending row per stage;
+    ``rerun_of``: the job it reruns (``rivet job rerun``)."""
     job_id = new_id()
     definition = version.definition
     conn.execute(
@@ -69,6 +78,7 @@ def create_job(conn: Connection, version: PipelineVersion, inputs: Mapping[str, 
             required_tags={tag.key: tag.value for tag in definition.tags},
             required_plugins=sorted(set(definition.plugins)),
             created_at=utcnow(),
+            rerun_of=rerun_of,
         )
     )
     if definition.stages:
@@ -133,6 +143,28 @@ def running_on(conn: Connection, runner_id: str) -> list[JobRecord]:
         .with_for_update()
     )
     return [record_of(row) for row in conn.execute(query)]
+
+
+def queued_requirements(conn: Connection, job_id: str) -> tuple[dict[str, str], list[str]] | None:
+    """The tags and plugins a job requires of its runner while it is queued; None once
+    it is not queued. ``NotFoundError`` for an unknown job."""
+    query = select(jobs.c.status, jobs.c.required_tags, jobs.c.required_plugins)
+    row = conn.execute(query.where(jobs.c.id == job_id)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no job with id {job_id!r}")
+    if row.status != JobStatus.QUEUED.value:
+        return None
+    return dict(row.required_tags), list(row.required_plugins)
+
+
+def running_jobs_of(conn: Connection, runner_id: str) -> list[str]:
+    """The ids of the jobs the runner holds (running), oldest first."""
+    query = (
+        select(jobs.c.id)
+        .where(jobs.c.runner_id == runner_id, jobs.c.status == JobStatus.RUNNING.value)
+        .order_by(jobs.c.started_at)
+    )
+    return list(conn.execute(query).scalars())
 
 
 def request_cancel(conn: Connection, job_id: str) -> None:
@@ -257,6 +289,7 @@ def _view(row: Row[Any], stages: list[StageView], attempts: list[AttemptView]) -
         lease_expires_at=row.lease_expires_at,
         not_before=row.not_before,
         stall_reason=row.stall_reason,
+        rerun_of=row.rerun_of,
     )
 
 

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from sqlalchemy import Row, and_, func, select
+from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.engine import Connection
 
 from rivet.domain import PipelineDefinition
 from rivet.errors import NotFoundError
 from rivet.limits import scrub
-from rivet.protocol import PipelineView
+from rivet.protocol import PipelinePage, PipelineView
 from rivet.store.ids import looks_like_id, new_id, resolve_prefix
 from rivet.store.portable import insert_ignoring_duplicates, utcnow
 from rivet.store.tables import pipeline_versions as pv
 from rivet.store.tables import pipelines as p
 
 __all__ = [
+    "ArchivedFilter",
     "PipelineVersion",
     "add_version",
+    "archived_at",
     "create_version",
     "get_pipeline",
     "get_version",
@@ -27,6 +30,7 @@ __all__ = [
     "list_versions",
     "lock_pipeline",
     "resolve_pipeline",
+    "set_archived",
     "version_creator",
 ]
 
@@ -41,6 +45,11 @@ class PipelineVersion:
     version: int
     definition: PipelineDefinition
     created_by: str
+    archived_at: datetime | None = None
+
+
+# Which pipelines a listing shows: the active ones, all, or only the archived ones.
+ArchivedFilter = Literal["hide", "include", "only"]
 
 
 def lock_pipeline(conn: Connection, name: str) -> str:
@@ -152,12 +161,21 @@ def _view(row: Row[Any]) -> PipelineView:
         created_at=row.created_at,
         created_by=row.created_by,
         versions=row.versions,
+        archived_at=row.archived_at,
     )
 
 
 def _select(counts: Any, *, with_source: bool) -> Any:
     # Listings never read the source: it can be a megabyte per version.
-    columns = [p.c.id, p.c.name, pv.c.version, pv.c.definition, pv.c.created_at, pv.c.created_by]
+    columns = [
+        p.c.id,
+        p.c.name,
+        p.c.archived_at,
+        pv.c.version,
+        pv.c.definition,
+        pv.c.created_at,
+        pv.c.created_by,
+    ]
     if with_source:
         columns.append(pv.c.source)
     return (
@@ -167,12 +185,53 @@ def _select(counts: Any, *, with_source: bool) -> Any:
     )
 
 
-def list_latest(conn: Connection) -> list[PipelineView]:
+def list_latest(
+    conn: Connection, *, archived: ArchivedFilter = "hide", limit: int = 50, offset: int = 0
+) -> PipelinePage:
+    """The latest version of each pipeline, by name, one page (``limit`` from
+    ``offset``, like :func:`rivet.store.jobs.list_jobs`); ``total`` counts every
+    pipeline the filter keeps. Pipelines without a version yet are not listed."""
     counts = _counts()
+    conditions = []
+    if archived == "hide":
+        conditions.append(p.c.archived_at.is_(None))
+    elif archived == "only":
+        conditions.append(p.c.archived_at.is_not(None))
+    total = conn.execute(
+        select(func.count())
+        .select_from(p.join(counts, counts.c.pipeline_id == p.c.id))
+        .where(*conditions)
+    ).scalar_one()
     query = (
-        _select(counts, with_source=False).where(pv.c.version == counts.c.latest).order_by(p.c.name)
+        _select(counts, with_source=False)
+        .where(pv.c.version == counts.c.latest, *conditions)
+        .order_by(p.c.name)
+        .limit(limit)
+        .offset(offset)
     )
-    return [_view(row) for row in conn.execute(query)]
+    return PipelinePage(
+        pipelines=[_view(row) for row in conn.execute(query)],
+        total=int(total),
+        limit=limit,
+        offset=offset,
+    )
+
+
+def archived_at(conn: Connection, pipeline_id: str, *, share: bool = False) -> datetime | None:
+    """When the pipeline was archived, or None while it is active. ``share`` (in a
+    write transaction) holds a shared row lock on PostgreSQL, so an archive that
+    commits meanwhile waits for this transaction rather than slipping past the check;
+    concurrent launches do not wait for each other (SQLite serialises writers anyway)."""
+    query = select(p.c.archived_at).where(p.c.id == pipeline_id)
+    if share:
+        query = query.with_for_update(read=True)
+    found: datetime | None = conn.execute(query).scalar_one_or_none()
+    return found
+
+
+def set_archived(conn: Connection, pipeline_id: str, at: datetime | None) -> None:
+    """Archive the pipeline (``at``: when) or restore it (``None``)."""
+    conn.execute(update(p).where(p.c.id == pipeline_id).values(archived_at=at))
 
 
 def get_pipeline(conn: Connection, ref: str, version: int | None = None) -> PipelineView:
@@ -198,9 +257,9 @@ def list_versions(conn: Connection, ref: str) -> list[PipelineView]:
 def get_version(conn: Connection, ref: str, version: int | None = None) -> PipelineVersion:
     """The version a launch pins (default: the latest)."""
     pipeline_id = resolve_pipeline(conn, ref)
-    query = select(pv.c.id, pv.c.version, pv.c.definition, pv.c.created_by, p.c.name).join(
-        p, p.c.id == pv.c.pipeline_id
-    )
+    query = select(
+        pv.c.id, pv.c.version, pv.c.definition, pv.c.created_by, p.c.name, p.c.archived_at
+    ).join(p, p.c.id == pv.c.pipeline_id)
     query = query.where(pv.c.pipeline_id == pipeline_id)
     if version is None:
         query = query.order_by(pv.c.version.desc()).limit(1)
@@ -216,6 +275,7 @@ def get_version(conn: Connection, ref: str, version: int | None = None) -> Pipel
         version=row.version,
         definition=PipelineDefinition.from_dict(row.definition),
         created_by=row.created_by,
+        archived_at=row.archived_at,
     )
 
 

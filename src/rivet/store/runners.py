@@ -31,6 +31,7 @@ __all__ = [
     "get_runner",
     "list_registration_tokens",
     "list_runners",
+    "remove_runner",
     "runner_by_token",
     "touch_runner",
     "update_runner",
@@ -46,6 +47,7 @@ class RunnerRecord:
     tags: dict[str, str]
     plugins: list[str]
     last_seen: datetime | None = None
+    removed_at: datetime | None = None
 
 
 def create_registration_token(
@@ -122,11 +124,18 @@ def runner_by_token(conn: Connection, token_hash: str) -> RunnerRecord | None:
     row = conn.execute(_BY_TOKEN, {"token_hash": token_hash}).one_or_none()
     if row is None:
         return None
-    return RunnerRecord(row.id, row.name, dict(row.tags), list(row.plugins), row.last_seen)
+    return RunnerRecord(
+        row.id, row.name, dict(row.tags), list(row.plugins), row.last_seen, row.removed_at
+    )
 
 
 _BY_TOKEN = select(
-    runners.c.id, runners.c.name, runners.c.tags, runners.c.plugins, runners.c.last_seen
+    runners.c.id,
+    runners.c.name,
+    runners.c.tags,
+    runners.c.plugins,
+    runners.c.last_seen,
+    runners.c.removed_at,
 ).where(runners.c.token_hash == bindparam("token_hash"))
 
 
@@ -147,6 +156,12 @@ def update_runner(
     if values:
         conn.execute(update(runners).where(runners.c.id == runner_id).values(**values))
     return get_runner(conn, runner_id)
+
+
+def remove_runner(conn: Connection, runner_id: str, at: datetime) -> None:
+    """Mark the runner removed at ``at`` (kept: the jobs it ran still name it); its
+    token is refused from then on (the caller's rule, see ``runner_by_token``)."""
+    conn.execute(update(runners).where(runners.c.id == runner_id).values(removed_at=at))
 
 
 def touch_runner(conn: Connection, runner_id: str, at: datetime) -> None:
@@ -173,14 +188,18 @@ def _views(conn: Connection, rows: Sequence[Row[Any]]) -> list[RunnerView]:
             last_seen=row.last_seen,
             current_jobs=current[row.id],
             created_at=row.created_at,
+            removed_at=row.removed_at,
         )
         for row in rows
     ]
 
 
-def list_runners(conn: Connection) -> list[RunnerView]:
-    rows = list(conn.execute(select(runners).order_by(runners.c.name, runners.c.created_at)))
-    return _views(conn, rows)
+def list_runners(conn: Connection, *, include_removed: bool = False) -> list[RunnerView]:
+    """By name; removed runners only with ``include_removed``."""
+    query = select(runners).order_by(runners.c.name, runners.c.created_at)
+    if not include_removed:
+        query = query.where(runners.c.removed_at.is_(None))
+    return _views(conn, list(conn.execute(query)))
 
 
 def get_runner(conn: Connection, ref: str) -> RunnerView:

@@ -56,6 +56,8 @@ pipelines = Table(
     Column("id", String(ID), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Set by `rivet pipeline delete`: history stays readable, launches are refused.
+    Column("archived_at", UtcDateTime(), nullable=True),
 )
 
 pipeline_versions = Table(
@@ -85,6 +87,8 @@ runners = Table(
     Column("plugins", JsonType, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("last_seen", UtcDateTime(), nullable=True),
+    # Set by `rivet runner remove`: its token is refused, the jobs it ran keep its name.
+    Column("removed_at", UtcDateTime(), nullable=True),
 )
 
 registration_tokens = Table(
@@ -130,6 +134,8 @@ jobs = Table(
     # What the runner last said about trouble delivering the job's log (e.g. the
     # server answering 507 while its disk was full); cleared when it stops.
     Column("stall_reason", Text, nullable=True),
+    # The job `rivet job rerun` copied (same version and inputs); no FK: a record only.
+    Column("rerun_of", String(ID), nullable=True),
 )
 
 # Only queued rows: keeps the claim query flat as history grows (0.3 ms vs 2.9 ms

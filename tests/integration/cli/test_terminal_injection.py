@@ -402,7 +402,7 @@ def test_hostile_names_are_refused_where_names_are_made(
         assert len(problems) == len(expected), (name, problems)
         for problem, fragment in zip(problems, expected, strict=True):
             assert fragment in problem, (name, fragment, problem)
-    listed = json.loads(cli(["pipeline", "list", "--json"]).stdout)
+    listed = json.loads(cli(["pipeline", "list", "--all", "--json"]).stdout)["pipelines"]
     assert not [p for p in listed if p["name"].startswith("names<")]
 
     with httpx.Client(base_url=rivet_server.url, timeout=30) as http:

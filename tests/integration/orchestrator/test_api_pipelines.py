@@ -38,7 +38,7 @@ async def test_create_list_show_versions(client: httpx.AsyncClient) -> None:
     assert (second["id"], second["version"]) == (first["id"], 2)
     await create_pipeline(client, "other")
 
-    listed = (await client.get("/api/pipelines")).json()
+    listed = (await client.get("/api/pipelines")).json()["pipelines"]
     assert [(p["name"], p["version"], p["versions"]) for p in listed] == [
         ("demo", 2, 2),
         ("other", 1, 1),
@@ -80,7 +80,7 @@ async def test_invalid_definition_is_422_with_every_message(client: httpx.AsyncC
     for message in details["messages"]:
         assert message.startswith("broken.lua:")  # file:line: field: message
         assert message in error["message"]
-    assert (await client.get("/api/pipelines")).json() == []
+    assert (await client.get("/api/pipelines")).json()["pipelines"] == []
 
 
 async def test_malformed_request_is_422_error_body(client: httpx.AsyncClient) -> None:

@@ -64,7 +64,7 @@ async def assert_unavailable(
 async def assert_serving(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/pipelines")
     assert response.status_code == 200, response.text
-    assert [p["name"] for p in response.json()] == ["p"]
+    assert [p["name"] for p in response.json()["pipelines"]] == ["p"]
 
 
 @pytest.mark.postgres

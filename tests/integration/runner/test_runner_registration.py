@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from live_rivet import Api, save_bogus_token, tagged_pipeline, wait_for
+from live_rivet import ADMIN, Api, podman_containers, save_bogus_token, tagged_pipeline, wait_for
 
 from rivet.runner.agent import Agent
 
@@ -75,3 +75,41 @@ def test_a_rejected_saved_token_is_replaced_using_the_registration_token(
     assert api.wait_finished(api.launch(name))["status"] == "succeeded"
     saved = tomllib.loads((home / "runner.toml").read_text())
     assert saved["runner_id"] == agent.runner_id and saved["token"] != "rivet_runner_stale"
+
+
+@pytest.mark.podman
+def test_a_runner_removed_with_force_cancels_its_job_and_stops(
+    podman_available: str,
+    api: Api,
+    tag: str,
+    start_agent: StartAgent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``rivet runner remove --force`` of a runner at work: the server fails the job at
+    once; the runner, refused at its next heartbeat (401 runner_removed), cancels it,
+    and at its next claim stops with one clear line instead of registering again
+    (it still holds a registration token)."""
+    stages = '{ name = "long", script = function() process.run({ "sleep", "120" }) end }'
+    name = tagged_pipeline(api, tag, stages)
+    with caplog.at_level(logging.INFO, logger="rivet.runner"):
+        agent = start_agent()
+        job_id = api.launch(name)
+
+        def running() -> bool:
+            stages = api.job(job_id)["stages"]
+            return stages[0]["status"] == "running"
+
+        wait_for(running, 120, "the job to run")
+        removed = api.http.delete(
+            f"/api/runners/{agent.runner_id}", params={"force": "true"}, headers=ADMIN
+        )
+        assert removed.status_code == 200, removed.text
+        assert agent.wait(90), "the removed runner did not stop"
+    assert agent.exit_code == 1
+    job = api.job(job_id)
+    assert job["status"] == "failed" and "was removed" in job["error"]
+    assert "this runner was removed by an admin" in caplog.text  # its job was cancelled
+    stop = [r for r in caplog.records if r.levelno == logging.ERROR and "stopping:" in r.message]
+    assert len(stop) == 1 and "was removed by an admin" in stop[0].message
+    assert "registering again" not in caplog.text
+    wait_for(lambda: podman_containers(job_id) == [], 60, "the job's containers to go")

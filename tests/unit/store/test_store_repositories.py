@@ -33,7 +33,7 @@ def test_same_name_makes_new_versions(db: Database) -> None:
         b = pipeline_store.create_version(tx.conn, definition("b"), "s", "b.lua", created_by="x")
         assert b.version == 1
     with db.read() as conn:
-        latest = pipeline_store.list_latest(conn)
+        latest = pipeline_store.list_latest(conn).pipelines
         assert [(p.name, p.version, p.versions) for p in latest] == [("a", 3, 3), ("b", 1, 1)]
         assert latest[0].source is None
         by_id = pipeline_store.get_pipeline(conn, latest[0].id[:6], version=2)

@@ -40,7 +40,15 @@ def list_jobs(
 
 @router.get("/{ref}", summary="One job (id or unique prefix)")
 def show_job(ref: str, services: ServicesDep) -> JobView:
+    """A queued job carries ``waiting``: why no runner has taken it yet."""
     return services.jobs.show(ref)
+
+
+@router.post("/{ref}/rerun", status_code=201, summary="Launch a job again (same version, inputs)")
+def rerun_job(ref: str, services: ServicesDep) -> JobLaunched:
+    """A new job of the same pipeline version with the same inputs; its ``rerun_of``
+    names the original. 409 when the pipeline is archived."""
+    return services.jobs.rerun(ref)
 
 
 @router.post("/{ref}/cancel", summary="Cancel a job")

@@ -1,14 +1,15 @@
-"""``/api/pipelines``: create (new version per create), list, show, versions."""
+"""``/api/pipelines``: create (new version per create), list, show, versions, archive
+(``DELETE``) and restore."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from rivet.limits import MAX_INT32
 from rivet.orchestrator.deps import ActorDep, ServicesDep
-from rivet.protocol import PipelineCreate, PipelineView
+from rivet.protocol import PipelineCreate, PipelinePage, PipelineView
 
 __all__ = ["router"]
 
@@ -24,9 +25,30 @@ def create_pipeline(body: PipelineCreate, services: ServicesDep, actor: ActorDep
     return services.pipelines.create(body, actor=actor)
 
 
-@router.get("", summary="Latest version of every pipeline")
-def list_pipelines(services: ServicesDep) -> list[PipelineView]:
-    return services.pipelines.list_all()
+@router.get("", summary="Latest version of every pipeline, by name, with paging")
+def list_pipelines(
+    services: ServicesDep,
+    archived: Annotated[
+        Literal["hide", "include", "only"],
+        Query(description="archived pipelines: hidden (default), included, or only them"),
+    ] = "hide",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
+) -> PipelinePage:
+    """Paged like ``GET /api/jobs``: ``total`` counts every pipeline the filter keeps."""
+    return services.pipelines.list_all(archived, limit, offset)
+
+
+@router.delete("/{ref}", summary="Archive a pipeline (versions and jobs stay readable)")
+def archive_pipeline(ref: str, services: ServicesDep) -> PipelineView:
+    """New launches and new versions answer 409 until it is restored; jobs already
+    queued or running are left alone. Archiving it again changes nothing."""
+    return services.pipelines.archive(ref)
+
+
+@router.post("/{ref}/restore", summary="Restore an archived pipeline")
+def restore_pipeline(ref: str, services: ServicesDep) -> PipelineView:
+    return services.pipelines.restore(ref)
 
 
 @router.get("/{ref}", summary="One pipeline version with its source (by name or id prefix)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from rivet.orchestrator.deps import AdminDep, ServicesDep
 from rivet.protocol import (
@@ -54,8 +56,11 @@ def register(body: RegisterRequest, services: ServicesDep) -> RegisterResponse:
 
 
 @router.get("/runners", summary="Runners with their tags, last contact and current jobs")
-def list_runners(services: ServicesDep) -> list[RunnerView]:
-    return services.runners.list_all()
+def list_runners(
+    services: ServicesDep,
+    removed: Annotated[bool, Query(description="include removed runners")] = False,
+) -> list[RunnerView]:
+    return services.runners.list_all(include_removed=removed)
 
 
 @router.get("/runners/{ref}", summary="One runner (id or unique prefix)")
@@ -72,3 +77,21 @@ def update_runner(ref: str, body: RunnerUpdate, services: ServicesDep) -> Runner
     """Each given field replaces the stored one; an omitted field is kept. Takes effect
     at the runner's next claim, without a restart."""
     return services.runners.update(ref, body)
+
+
+@router.delete(
+    "/runners/{ref}",
+    dependencies=[AdminDep],
+    summary="Remove a runner (admin): its token is revoked, its history stays",
+)
+def remove_runner(
+    ref: str,
+    services: ServicesDep,
+    force: Annotated[
+        bool, Query(description="also when it runs jobs: they are marked failed")
+    ] = False,
+) -> RunnerView:
+    """The runner's next request answers 401 saying it was removed; it leaves
+    ``GET /api/runners`` (``?removed=true`` shows it) and the jobs it ran keep its name.
+    409 naming its running jobs unless ``force``."""
+    return services.runners.remove(ref, force=force)

@@ -75,7 +75,7 @@ class Services:
             queue=queue,
             pipelines=PipelineService(db, settings.lua),
             jobs=JobService(db, queue, secrets),
-            runners=RunnerService(db),
+            runners=RunnerService(db, queue),
             work=WorkService(db, queue, secrets),
             secrets=secrets,
             reaper=reaper,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rivet.domain import JobStatus, resolve_inputs
@@ -10,8 +10,10 @@ from rivet.domain.reliability import AttemptEnd
 from rivet.errors import ConflictError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
 from rivet.orchestrator.services.endings import end_attempt, lost_message
+from rivet.orchestrator.services.pipelines import archived_message
 from rivet.orchestrator.services.secret_service import SecretService
-from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage
+from rivet.orchestrator.services.waiting import explain_wait
+from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage, Scalar
 from rivet.store import Database
 from rivet.store import attempts as attempt_store
 from rivet.store import jobs as job_store
@@ -53,9 +55,37 @@ class JobService:
         """
         with self.db.read(primary=True) as conn:  # a version pushed just now counts
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
-        inputs = resolve_inputs(version.definition, request.inputs)
+        return self._launch(version, request.inputs)
+
+    def rerun(self, ref: str) -> JobLaunched:
+        """``rivet job rerun``: a new job of the same pipeline version with the same
+        inputs as job ``ref`` (whatever its state), recording ``rerun_of``. The inputs
+        are checked again like a launch's (the stored ones passed once, so they pass
+        again unless the job predates a rule); an archived pipeline refuses it."""
+        with self.db.read() as conn:
+            job_id = job_store.resolve_job(conn, ref)
+            original = job_store.get_job(conn, job_id)
+            version = pipeline_store.get_version(conn, original.pipeline_id, original.version)
+        return self._launch(version, original.inputs, rerun_of=job_id)
+
+    def _launch(
+        self,
+        version: pipeline_store.PipelineVersion,
+        given: Mapping[str, Scalar],
+        rerun_of: str | None = None,
+    ) -> JobLaunched:
+        if version.archived_at is not None:
+            raise ConflictError(
+                archived_message(version.name, version.archived_at, "it takes no new jobs")
+            )
+        inputs = resolve_inputs(version.definition, given)
         with self.db.write() as tx:
-            job_id = job_store.create_job(tx.conn, version, inputs)
+            archived = pipeline_store.archived_at(tx.conn, version.pipeline_id, share=True)
+            if archived is not None:  # archived since the version was read
+                raise ConflictError(
+                    archived_message(version.name, archived, "it takes no new jobs")
+                )
+            job_id = job_store.create_job(tx.conn, version, inputs, rerun_of=rerun_of)
             self.queue.announce(tx, JOBS_TOPIC)
             job = job_store.get_job(tx.conn, job_id)
         withheld = self.secrets.withheld(version.name, version.version, version.created_by)
@@ -63,6 +93,7 @@ class JobService:
             f"secret '{name}' will not reach this job: {reason}; the job runs without it"
             for name, reason in withheld.items()
         ]
+        # No ``waiting`` here: launches stay as cheap as before; GET /api/jobs/{ref} says it.
         return JobLaunched(**job.model_dump(), warnings=warnings)
 
     def list_all(
@@ -83,8 +114,12 @@ class JobService:
             return job_store.resolve_job(conn, ref)
 
     def show(self, ref: str) -> JobView:
+        """The job; a queued one with ``waiting`` (:func:`.waiting.explain_wait`)."""
         with self.db.read() as conn:
-            return job_store.get_job(conn, job_store.resolve_job(conn, ref))
+            job = job_store.get_job(conn, job_store.resolve_job(conn, ref))
+            if job.status == JobStatus.QUEUED.value:
+                job = job.model_copy(update={"waiting": explain_wait(conn, job.id)})
+        return job
 
     def cancel(self, ref: str) -> JobView:
         """Queued: cancelled now. Running: flagged; the runner stops it and reports back

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from rivet.errors import AuthenticationError
+from rivet.domain import JobStatus
+from rivet.errors import AuthenticationError, ConflictError
+from rivet.jobqueue import JobQueue, job_topic
 from rivet.orchestrator.auth import hash_token, new_token
 from rivet.protocol import (
     RegisterRequest,
@@ -15,12 +17,19 @@ from rivet.protocol import (
     RunnerView,
 )
 from rivet.store import Database
+from rivet.store import jobs as job_store
 from rivet.store import runners as store
+from rivet.store.portable import utcnow
 from rivet.store.runners import RunnerRecord
 
-__all__ = ["RunnerService"]
+__all__ = ["RunnerRemoved", "RunnerService"]
 
 log = logging.getLogger(__name__)
+
+
+class RunnerRemoved(AuthenticationError):
+    """The token is a removed runner's (``rivet runner remove``): 401 with its own code
+    (``runner_removed``), so the runner stops instead of registering again."""
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -30,8 +39,9 @@ def _tags(tags: dict[str, str]) -> str:
 class RunnerService:
     """Blocking; called from worker threads. Only token hashes are ever stored."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, queue: JobQueue) -> None:
         self.db = db
+        self.queue = queue  # to wake the followers of jobs a forced removal fails
 
     def create_token(self, request: RegistrationTokenCreate) -> RegistrationTokenView:
         """A one-time registration token; the secret is in this answer and nowhere else."""
@@ -69,11 +79,51 @@ class RunnerService:
             runner = store.runner_by_token(conn, hash_token(token))
         if runner is None:
             raise AuthenticationError("invalid runner token; register the runner again")
+        if runner.removed_at is not None:
+            raise RunnerRemoved(
+                f"runner '{runner.name}' ({runner.id[:8]}) was removed by an admin "
+                f"(rivet runner remove) at {runner.removed_at:%Y-%m-%d %H:%M:%S}Z; its token "
+                "is revoked: stop this runner, or register it again with a new registration "
+                "token (rivet runner token create)"
+            )
         return runner
 
-    def list_all(self) -> list[RunnerView]:
+    def list_all(self, include_removed: bool = False) -> list[RunnerView]:
         with self.db.read() as conn:
-            return store.list_runners(conn)
+            return store.list_runners(conn, include_removed=include_removed)
+
+    def remove(self, ref: str, *, force: bool = False) -> RunnerView:
+        """Admin: revoke a runner's token and hide it from listings; the row stays, so
+        the jobs it ran keep its name. Removing a removed runner changes nothing.
+
+        A runner running jobs is refused (``ConflictError`` naming them) unless
+        ``force``: then those jobs are marked failed now, saying why, and the runner,
+        whose next request is refused, stops them."""
+        with self.db.write() as tx:
+            view = store.get_runner(tx.conn, ref)
+            if view.removed_at is not None:
+                return view
+            running = job_store.running_jobs_of(tx.conn, view.id)
+            if running and not force:
+                ids = ", ".join(job_id[:8] for job_id in running)
+                raise ConflictError(
+                    f"runner '{view.name}' ({view.id[:8]}) is running job(s) {ids}: wait for "
+                    "them, cancel them (rivet job cancel ID), or remove it with --force "
+                    "(they are marked failed and the runner stops them)"
+                )
+            for job_id in running:
+                job_store.finish_job(
+                    tx.conn,
+                    job_id,
+                    JobStatus.FAILED,
+                    error=f"runner '{view.name}' was removed (rivet runner remove --force) "
+                    "while running this job",
+                )
+                self.queue.announce(tx, job_topic(job_id))
+            store.remove_runner(tx.conn, view.id, utcnow())
+            removed = store.get_runner(tx.conn, view.id)
+        log.info("runner %s (%s) removed by the admin", removed.name, removed.id)
+        return removed
 
     def show(self, ref: str) -> RunnerView:
         with self.db.read() as conn:

@@ -1,7 +1,7 @@
 """Leases, attempts and timeouts: every job ends, whatever dies under it (issue 10).
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0008 (re-chained after main's 0008 at the merge; written after 0004)
 Create Date: 2026-12-02
 
 - ``jobs``: ``attempt`` (the attempt running or last run; 0 before the first claim),
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
