@@ -17,14 +17,9 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 - ``POST /api/runner/jobs/{id}/heartbeat`` → ``Ack`` (``cancel_requested`` tells the
   runner to stop the job)
 - ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
-- ``POST /api/runner/restarted`` ``RestartReport`` → ``RestartAnswer``: a runner that
-  starts runs nothing, so every attempt still running on it ends as lost now
+- ``POST /api/runner/restarted`` ``RestartReport`` → ``RestartAnswer``
 
-Every job route takes ``?attempt=N`` (the assignment's ``attempt``). An attempt the
-server has ended (lease expired, past its deadline, reported dead) is refused with
-409 ``attempt_ended`` naming the attempt and why; the runner then stops the job.
-A heartbeat renews the attempt's lease (``JobAssignment.lease_seconds``) and may carry
-a ``Heartbeat`` body saying why the log cannot be delivered.
+Attempts, leases and restarts on these routes: see :mod:`rivet.protocol_attempts`.
 
 Request models carry the size caps of :mod:`rivet.limits` (422 naming the field and
 the limit); answer models carry none, so rows stored before a cap existed still show.
@@ -38,6 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, SecretStr, StringConstraints
 
 from rivet import limits
+from rivet.protocol_attempts import AttemptView, Heartbeat, RestartAnswer, RestartReport
 
 __all__ = [
     "API_VERSION",
@@ -82,7 +78,6 @@ JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled",
 StageStatusName = Literal[
     "pending", "running", "succeeded", "failed", "skipped", "cancelled", "timed_out"
 ]
-AttemptOutcome = Literal["succeeded", "failed", "cancelled", "lost", "timed_out"]
 Scalar = str | int | float | bool
 
 
@@ -222,18 +217,6 @@ class StageView(BaseModel):
     error: str | None = None
 
 
-class AttemptView(BaseModel):
-    """One claim of a job: who ran it, when, and why it ended (null while it runs)."""
-
-    number: int
-    runner: str | None = None
-    runner_id: str | None = None
-    started_at: datetime
-    finished_at: datetime | None = None
-    outcome: AttemptOutcome | None = None
-    error: str | None = None
-
-
 class JobWait(BaseModel):
     """Why a queued job has no runner yet, from the runners the server knows."""
 
@@ -270,15 +253,9 @@ class JobView(BaseModel):
     stages: list[StageView] = Field(default_factory=list)
     attempt: int = Field(default=0, description="the attempt running or last run; 0: none yet")
     attempts: list[AttemptView] = Field(default_factory=list)
-    lease_expires_at: datetime | None = Field(
-        default=None, description="while running: when the job counts as lost without a heartbeat"
-    )
-    not_before: datetime | None = Field(
-        default=None, description="a retried job waits for its backoff until then"
-    )
-    stall_reason: str | None = Field(
-        default=None, description="what the runner reported when it could not deliver the log"
-    )
+    lease_expires_at: datetime | None = None  # running: lost without a heartbeat by then
+    not_before: datetime | None = None  # a retried job waits out its backoff until then
+    stall_reason: str | None = None  # why the runner said it cannot deliver the log
     rerun_of: str | None = Field(
         default=None, description="the job this one reruns (`rivet job rerun`), if any"
     )
@@ -416,12 +393,8 @@ class JobAssignment(BaseModel):
     inputs: dict[str, Scalar]
     next_seq: int = Field(default=1, description="first log sequence number to use")
     attempt: int = Field(default=1, description="send back as ?attempt= on every job route")
-    lease_seconds: float = Field(
-        default=30.0, description="heartbeat well within this, or the job is lost"
-    )
-    timeout_seconds: float | None = Field(
-        default=None, description="how long this attempt may run; then end it timed_out"
-    )
+    lease_seconds: float = 30.0  # heartbeat well within this, or the job is lost
+    timeout_seconds: float | None = None  # how long this attempt may run: then timed_out
     secrets: dict[str, WireSecret] = Field(
         default_factory=dict,
         description="name -> value of every secret whose grant covers the job's version "
@@ -489,29 +462,6 @@ class JobCompletion(BaseModel):
         AfterValidator(_outputs_fit),
     ] = Field(default_factory=dict, max_length=limits.MAX_OUTPUTS)
     error: ErrorText | None = None
-
-
-class Heartbeat(BaseModel):
-    """Optional body of a heartbeat: what keeps the runner from delivering the log."""
-
-    log_problem: ErrorText | None = Field(
-        default=None,
-        description="e.g. 'log upload: HTTP 507: the server's disk is full'; null once "
-        "the log goes through again",
-    )
-
-
-class RestartReport(BaseModel):
-    """A runner starting up: the jobs whose leftovers (containers, workspaces) of an
-    earlier life it removed. The server ends every attempt still running on it."""
-
-    jobs: list[Name] = Field(default_factory=list, max_length=10_000)
-
-
-class RestartAnswer(BaseModel):
-    ended: list[str] = Field(
-        default_factory=list, description="jobs whose attempt the server ended as lost"
-    )
 
 
 class Ack(BaseModel):
