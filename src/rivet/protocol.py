@@ -19,7 +19,8 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 - ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
 - ``POST /api/runner/restarted`` ``RestartReport`` → ``RestartAnswer``
 
-Attempts, leases and restarts on these routes: see :mod:`rivet.protocol_attempts`.
+Attempts, leases and restarts on these routes: see :mod:`rivet.protocol_attempts`;
+permissions, pools and the audit trail: :mod:`rivet.protocol_access`.
 
 Request models carry the size caps of :mod:`rivet.limits` (422 naming the field and
 the limit); answer models carry none, so rows stored before a cap existed still show.
@@ -33,12 +34,25 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, SecretStr, StringConstraints
 
 from rivet import limits
+from rivet.protocol_access import (
+    AccessEntry,
+    AuditEvent,
+    PipelineAccessView,
+    PipelinePools,
+    RunnerPoolSet,
+    RunnerPoolView,
+    SecretAccessView,
+    SecretSet,
+    SecretView,
+)
 from rivet.protocol_attempts import AttemptView, Heartbeat, RestartAnswer, RestartReport
 
 __all__ = [
     "API_VERSION",
+    "AccessEntry",
     "Ack",
     "AttemptView",
+    "AuditEvent",
     "ClaimRequest",
     "ErrorBody",
     "ErrorResponse",
@@ -53,8 +67,10 @@ __all__ = [
     "LogBatch",
     "LogLine",
     "LogPage",
+    "PipelineAccessView",
     "PipelineCreate",
     "PipelinePage",
+    "PipelinePools",
     "PipelineView",
     "RegisterRequest",
     "RegisterResponse",
@@ -62,8 +78,11 @@ __all__ = [
     "RegistrationTokenView",
     "RestartAnswer",
     "RestartReport",
+    "RunnerPoolSet",
+    "RunnerPoolView",
     "RunnerUpdate",
     "RunnerView",
+    "SecretAccessView",
     "SecretSet",
     "SecretView",
     "StageUpdate",
@@ -181,6 +200,9 @@ class PipelineView(BaseModel):
         description="when `rivet pipeline delete` archived it: its versions and jobs stay "
         "readable, launches and new versions are refused until it is restored",
     )
+    owner: str | None = Field(
+        default=None, description="who created the pipeline; may push and change its access"
+    )
 
 
 class PipelinePage(BaseModel):
@@ -247,6 +269,8 @@ class JobView(BaseModel):
     runner: str | None = Field(default=None, description="name of the runner that claimed it")
     runner_id: str | None = None
     cancel_requested: bool = False
+    launched_by: str | None = Field(default=None, description="who launched it (an actor)")
+    cancelled_by: str | None = Field(default=None, description="who asked to cancel it")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -328,6 +352,7 @@ class RegisterRequest(BaseModel):
     name: RunnerName
     tags: RunnerTags = Field(default_factory=dict)
     plugins: RunnerPlugins = Field(default_factory=list)
+    pool: RunnerName = Field(default="default", description="the runner pool it joins")
 
 
 class RegisterResponse(BaseModel):
@@ -348,6 +373,7 @@ class RunnerView(BaseModel):
         description="when `rivet runner remove` removed it: its token is refused, the "
         "jobs it ran still name it",
     )
+    pool: str = "default"
 
 
 class RunnerUpdate(BaseModel):
@@ -355,6 +381,7 @@ class RunnerUpdate(BaseModel):
 
     tags: RunnerTags | None = Field(default=None, description="the runner's tags, all")
     plugins: RunnerPlugins | None = Field(default=None, description="the runner's plugins, all")
+    pool: RunnerName | None = Field(default=None, description="the runner's pool")
 
 
 class ClaimRequest(BaseModel):
@@ -468,29 +495,3 @@ class Ack(BaseModel):
     ok: bool = True
     cancel_requested: bool = False
     stored: int | None = None
-
-
-# --- secrets (admin) -----------------------------------------------------------------
-
-
-class SecretSet(BaseModel):
-    """Body of ``PUT /api/secrets/{name}``: the value, and grants to add with it."""
-
-    value: SecretStr = Field(description="the secret value (never returned by the API)")
-    grants: list[Name] = Field(
-        default_factory=list, max_length=limits.MAX_GRANTS, description="pipeline names to grant"
-    )
-
-
-class SecretView(BaseModel):
-    """What the API shows about a secret: its name and metadata, never the value."""
-
-    name: str
-    created_at: datetime
-    updated_at: datetime
-    grants: list[str] = Field(default_factory=list, description="pipelines it is granted to")
-    covers: dict[str, int] = Field(
-        default_factory=dict,
-        description="pipeline -> the first version its grant covers (versions the admin "
-        "pushes from then on; older ones run without the secret)",
-    )

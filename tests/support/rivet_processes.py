@@ -40,15 +40,22 @@ def run_cli(
 
 
 class RivetProcess:
-    """A long-running ``rivet …`` child; stdout+stderr collected line by line."""
+    """A long-running ``rivet …`` child (or ``program …``, e.g. a Python script that
+    runs Rivet's own server code); stdout+stderr collected line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        program: list[str] | None = None,
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self.lines: list[str] = []
         self._log = log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [str(RIVET), *args],
+            [*(program or [str(RIVET)]), *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -148,8 +155,10 @@ class Processes:
         self.logs = logs
         self.started: list[RivetProcess] = []
 
-    def start(self, args: list[str], env: dict[str, str], name: str) -> RivetProcess:
-        proc = RivetProcess(args, env, self.logs / f"{name}.log")
+    def start(
+        self, args: list[str], env: dict[str, str], name: str, program: list[str] | None = None
+    ) -> RivetProcess:
+        proc = RivetProcess(args, env, self.logs / f"{name}.log", program)
         self.started.append(proc)
         return proc
 

@@ -220,7 +220,7 @@ def test_each_setting_is_declared_once_with_its_variable_and_help() -> None:
 
 RUNNER_ARGV = [
     "--server", "ci:8420", "-t", "tok", "--registration-token", "reg", "--name", "n1",
-    "--tag", "os=linux", "--tag", "arch=x", "--concurrency", "3", "--default-image", "img",
+    "--tag", "os=linux", "--tag", "arch=x", "--pool", "prod", "--concurrency", "3", "--default-image", "img",
     "--workspace-root", "/ws", "--config", "/etc/rivet/runner.toml", "--policy", "p.toml",
 ]  # fmt: skip
 
@@ -244,6 +244,7 @@ def test_the_runner_flags_are_the_same_for_typer_and_argparse(
     resolved = load_settings(from_argparse, {"RIVET_HOME": str(tmp_path)}, runner=True)
     assert resolved.runner.tags == {"os": "linux", "arch": "x"}
     assert resolved.jobs.policy == Path("p.toml") and resolved.runner.concurrency == 3
+    assert resolved.runner.pool == "prod"
 
 
 def test_the_server_flags_are_the_same_for_typer_and_argparse(

@@ -361,6 +361,7 @@ def print_job(out: Console, view: JobView, utc: bool = False) -> None:
     rows: list[tuple[str, Text]] = [
         ("pipeline", safe(f"{view.pipeline} version {view.version}")),
         ("runner", maybe(view.runner)),
+        ("launched by", maybe(view.launched_by)),
     ]
     if view.waiting is not None:
         rows.append(("waiting", safe(view.waiting.message, "yellow")))
@@ -372,6 +373,8 @@ def print_job(out: Console, view: JobView, utc: bool = False) -> None:
         ("finished", Text(format_ts(view.finished_at, utc))),
         ("duration", Text(_duration(view, datetime.now(UTC)))),
     ]
+    if view.cancelled_by is not None:
+        rows.insert(2, ("cancelled by", safe(view.cancelled_by)))
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="dim")
     facts.add_column()

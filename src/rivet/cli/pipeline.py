@@ -17,6 +17,7 @@ from rivet.cli.common import (
     out_console,
     print_problem_lines,
     resolve_admin_token,
+    resolve_server,
     short_id,
 )
 from rivet.cli.inputs import render_value
@@ -29,14 +30,16 @@ from rivet.local.source import read_pipeline_file
 
 if TYPE_CHECKING:
     from rivet.client import RivetClient
-    from rivet.protocol import PipelineView
+    from rivet.client.access import AccessClient
+    from rivet.protocol import PipelineAccessView, PipelineView
 
 __all__ = ["app", "definition_of"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
     help="Pipelines on a Rivet server: create (a new version per create), list, show, "
-    "versions, delete (archive) and restore.",
+    "versions, delete (archive) and restore, and who may use them (access, grant, revoke, "
+    "pools).",
     no_args_is_help=True,
 )
 
@@ -377,3 +380,121 @@ def restore(pipeline: PipelineArgument, server: ServerOption = None) -> None:
 
 def _input_names(definition: dict[str, Any]) -> str:
     return ", ".join(str(i["name"]) for i in definition.get("inputs", []))
+
+
+SubjectArgument = Annotated[
+    str,
+    typer.Argument(
+        help="who: user:NAME, api-key:NAME or role:viewer|user|admin", show_default=False
+    ),
+]
+
+
+def _access_client(server: str | None) -> AccessClient:
+    from rivet.client.access import AccessClient  # httpx is heavy: load it on use
+
+    return AccessClient(resolve_server(server), admin_token=resolve_admin_token(None))
+
+
+@app.command("access")
+def access(
+    pipeline: PipelineArgument, server: ServerOption = None, as_json: JsonOption = False
+) -> None:
+    """Show who may do what with a pipeline: its owner, access list and runner pools.
+
+    Levels are cumulative: view < launch (and cancel its jobs) < push (new versions).
+    The owner and admins always push; a role entry applies to that role and stronger
+    ones (role:viewer is everyone).
+
+    Example: rivet pipeline access deploy
+    """
+    with _access_client(server) as client:
+        view = client.pipeline_access(pipeline)
+    if as_json:
+        echo_json(view.model_dump(mode="json"))
+        return
+    print_access(view)
+
+
+def print_access(view: PipelineAccessView) -> None:
+    out = out_console()
+    out.print(Text.assemble(safe(view.pipeline, "bold"), "  owner ", safe(view.owner)))
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("who")
+    table.add_column("may")
+    for subject, level in sorted(view.entries.items()):
+        table.add_row(safe(subject), safe(level))
+    if view.entries:
+        out.print(table)
+    else:
+        out.print(Text("no access entries: only the owner and admins may use it", "dim"))
+    out.print(Text.assemble("pools ", maybe(", ".join(view.pools) or None)))
+    out.print(Text(f"you may: {view.you}", "dim"))
+
+
+@app.command("grant")
+def grant(
+    pipeline: PipelineArgument,
+    subject: SubjectArgument,
+    can: Annotated[
+        str,
+        typer.Option(
+            "--can",
+            envvar="RIVET_ACCESS_LEVEL",
+            help="view, launch (and cancel) or push (new versions); cumulative",
+        ),
+    ] = "launch",
+    server: ServerOption = None,
+) -> None:
+    """Give a user, an API key or a role a level on a pipeline (its owner or an admin).
+
+    Replaces the subject's entry. Example: rivet pipeline grant deploy user:ann --can push
+    """
+    with _access_client(server) as client:
+        view = client.grant_pipeline(pipeline, subject, can)
+    print_access(view)
+
+
+@app.command("revoke")
+def revoke(
+    pipeline: PipelineArgument, subject: SubjectArgument, server: ServerOption = None
+) -> None:
+    """Remove a subject's entry from a pipeline's access list (its owner or an admin).
+
+    Revoking role:user leaves only the listed subjects able to launch; revoking
+    role:viewer too hides the pipeline and its jobs from everyone else.
+
+    Example: rivet pipeline revoke deploy role:user
+    """
+    with _access_client(server) as client:
+        view = client.revoke_pipeline(pipeline, subject)
+    print_access(view)
+
+
+@app.command("pools")
+def pools(
+    pipeline: PipelineArgument,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="every runner pool its jobs may run in", show_default=False),
+    ] = None,
+    clear: Annotated[
+        bool,
+        typer.Option(
+            "--clear", envvar="RIVET_POOLS_CLEAR", help="lift the restriction: any shared pool"
+        ),
+    ] = False,
+    server: ServerOption = None,
+) -> None:
+    """Restrict a pipeline's jobs to runner pools (admin); checked when a runner claims.
+
+    A runner of another pool never receives its jobs. Jobs of pipelines with no
+    restriction run in any pool that is not exclusive (`rivet runner pool`).
+
+    Example: rivet pipeline pools deploy prod
+    """
+    if clear == bool(names):
+        raise UsageProblem("give the pools, or --clear to lift the restriction")
+    with _access_client(server) as client:
+        view = client.set_pipeline_pools(pipeline, list(names or []))
+    print_access(view)

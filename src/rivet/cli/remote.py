@@ -32,9 +32,12 @@ AdminTokenOption = Annotated[str | None, setting_option(ClientGroup.admin_token)
 
 
 def client_for(server: str | None, admin_token: str | None = None) -> RivetClient:
+    """A client that sends ``admin_token``, else the one :func:`resolve_admin_token`
+    finds (none: anonymous): what a request may do depends on who sends it."""
     from rivet.client import RivetClient  # httpx is heavy: load it on use
 
-    return RivetClient(resolve_server(server), admin_token=admin_token)
+    token = admin_token if admin_token is not None else resolve_admin_token(None)
+    return RivetClient(resolve_server(server), admin_token=token)
 
 
 def admin_client_for(server: str | None, admin_token: str | None) -> RivetClient:

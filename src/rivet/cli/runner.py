@@ -3,8 +3,9 @@ registration tokens.
 
 ``rivet runner --server URL --token TOKEN`` starts the runner process, implemented by
 ``rivet.runner.agent.run_runner`` (imported lazily). The subcommands talk to a server
-as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins|remove`` (admin),
-``rivet runner token create|list|revoke``.
+as a client: ``rivet runner list``, ``rivet runner set-tags|set-plugins|set-pool|remove``
+(admin), ``rivet runner pools``, ``rivet runner pool NAME --exclusive|--shared``
+(admin), ``rivet runner token create|list|revoke``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from rivet.cli.common import UsageProblem, confirm, err_console, out_console, short_id
+from rivet.cli.common import (
+    UsageProblem,
+    confirm,
+    err_console,
+    out_console,
+    resolve_admin_token,
+    resolve_server,
+    short_id,
+)
 from rivet.cli.flags import with_setting_flags
 from rivet.cli.options import JsonOption, UtcOption, YesOption
 from rivet.cli.remote import (
@@ -36,6 +45,7 @@ from rivet.settings import Flags, parse_tags
 from rivet.settings.flags import RUNNER_FLAGS
 
 if TYPE_CHECKING:
+    from rivet.client.access import AccessClient
     from rivet.protocol import RunnerView
 
 __all__ = ["app", "start_runner"]
@@ -116,7 +126,7 @@ def list_runners(
     as_json: JsonOption = False,
     utc: UtcOption = False,
 ) -> None:
-    """List registered runners: tags, plugins, last contact and current jobs.
+    """List registered runners: pool, tags, plugins, last contact and current jobs.
 
     Removed runners are hidden unless --all (then a `removed` column says when).
 
@@ -135,7 +145,7 @@ def list_runners(
         )
         return
     table = Table(show_edge=False, pad_edge=False)
-    columns = ["name", "id", "tags", "plugins", "last seen", "jobs"]
+    columns = ["name", "id", "pool", "tags", "plugins", "last seen", "jobs"]
     if include_removed:
         columns.append("removed")
     for column in columns:
@@ -144,6 +154,7 @@ def list_runners(
         cells: list[Text | str] = [
             safe(view.name, "bold"),
             safe(short_id(view.id), "dim"),
+            safe(view.pool),
             maybe(", ".join(f"{k}={v}" for k, v in sorted(view.tags.items()))),
             maybe(", ".join(view.plugins)),
             ago(view.last_seen),
@@ -266,10 +277,79 @@ def remove(
     out_console().print(line)
 
 
+@app.command("set-pool")
+def set_pool(
+    runner: RunnerArgument,
+    pool: Annotated[str, typer.Argument(help="the runner's pool", show_default=False)],
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Move a runner to another pool (admin). A runner's pool is given when it
+    registers (--pool, default "default") and changes only this way.
+
+    Example: rivet runner set-pool 3f9c prod
+    """
+    with admin_client_for(server, admin_token) as client:
+        view = client.update_runner(runner, pool=pool)
+    _print_offer(view)
+
+
+@app.command("pools")
+def list_pools(server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """List runner pools: exclusive or shared, and how many runners each has.
+
+    Example: rivet runner pools
+    """
+    with _access_client(server) as client:
+        views = client.runner_pools()
+    if as_json:
+        echo_json([v.model_dump(mode="json") for v in views])
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("pool", "exclusive", "runners"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(safe(view.name, "bold"), "yes" if view.exclusive else "no", str(view.runners))
+    out_console().print(table)
+
+
+@app.command("pool")
+def configure_pool(
+    name: Annotated[str, typer.Argument(help="pool name", show_default=False)],
+    exclusive: Annotated[
+        bool,
+        typer.Option(
+            "--exclusive/--shared",
+            envvar="RIVET_POOL_EXCLUSIVE",
+            help="exclusive: its runners run only pipelines restricted to it "
+            "(rivet pipeline pools); shared: also pipelines with no restriction",
+        ),
+    ],
+    server: ServerOption = None,
+) -> None:
+    """Make a runner pool exclusive or shared (admin); applies from the next claim.
+
+    Make a pool exclusive before registering runners into it, so that its runners
+    never run pipelines nobody assigned to it.
+
+    Example: rivet runner pool prod --exclusive
+    """
+    with _access_client(server) as client:
+        view = client.set_runner_pool(name, exclusive)
+    kind = "exclusive" if view.exclusive else "shared"
+    out_console().print(safe(f"pool {view.name} is {kind} ({view.runners} runners)"))
+
+
+def _access_client(server: str | None) -> AccessClient:
+    from rivet.client.access import AccessClient  # httpx is heavy: load it on use
+
+    return AccessClient(resolve_server(server), admin_token=resolve_admin_token(None))
+
+
 def _print_offer(view: RunnerView) -> None:
     tags = ", ".join(f"{k}={v}" for k, v in sorted(view.tags.items())) or "none"
     out_console().print(
-        f"runner {view.name} ({short_id(view.id)}): tags {tags}; "
+        f"runner {view.name} ({short_id(view.id)}): pool {view.pool}; tags {tags}; "
         f"plugins {', '.join(view.plugins) or 'none'}"
     )
     err_console().print(Text("applies from the runner's next claim", style="dim"))

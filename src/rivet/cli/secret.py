@@ -1,4 +1,5 @@
-"""``rivet secret``: encrypted secrets on the server and their grants to pipelines (admin).
+"""``rivet secret``: encrypted secrets on the server, their grants to pipelines, and who
+may use them (admins, and the users and API keys an admin allowed).
 
 A value never comes from the command line (it would stay in shell history and be
 visible in ``ps``): ``rivet secret set NAME`` reads it from standard input when that
@@ -22,13 +23,16 @@ from rivet.cli.terminal import echo_json, safe
 from rivet.domain.secret_rules import SECRET_NAME, check_value
 
 if TYPE_CHECKING:
+    from rivet.client.access import AccessClient
     from rivet.client.secret_admin import SecretClient
+    from rivet.protocol import SecretAccessView
 
 __all__ = ["app", "read_value"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Encrypted secrets on the server and their grants to pipelines (admin).",
+    help="Encrypted secrets on the server, their grants to pipelines, and who may use "
+    "them (admins by default; allow, disallow, access).",
     no_args_is_help=True,
 )
 
@@ -193,3 +197,91 @@ def revoke_secret(
     with _client(server, admin_token) as client:
         view = client.revoke_secret(name, pipeline)
     out_console().print(safe(f"secret {view.name} is granted to {_grants(view.grants)}"))
+
+
+def _access_client(server: str | None, admin_token: str | None) -> AccessClient:
+    from rivet.client.access import AccessClient  # httpx is heavy: load it on use
+
+    return AccessClient(resolve_server(server), admin_token=resolve_admin_token(admin_token))
+
+
+SubjectArgument = Annotated[
+    str, typer.Argument(help="who: user:NAME or api-key:NAME", show_default=False)
+]
+
+
+def _print_access(view: SecretAccessView) -> None:
+    out = out_console()
+    if not view.entries:
+        out.print(safe(f"secret {view.secret}: admins only"))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("who")
+    table.add_column("may")
+    for subject, level in sorted(view.entries.items()):
+        table.add_row(safe(subject), safe(level))
+    out.print(safe(f"secret {view.secret}: admins, and"))
+    out.print(table)
+
+
+@app.command("access")
+def secret_access(
+    name: NameArgument,
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show who besides admins may use, grant or write a secret.
+
+    Example: rivet secret access DEPLOY_TOKEN
+    """
+    with _access_client(server, admin_token) as client:
+        view = client.secret_access(name)
+    if as_json:
+        echo_json(view.model_dump(mode="json"))
+        return
+    _print_access(view)
+
+
+@app.command("allow")
+def allow_secret(
+    name: NameArgument,
+    subject: SubjectArgument,
+    can: Annotated[
+        str,
+        typer.Option(
+            "--can",
+            envvar="RIVET_ACCESS_LEVEL",
+            help="use (launch pipelines granted it; versions they push receive it), "
+            "grant (also grant/revoke it to pipelines they may push) or write (also set "
+            "and delete it); cumulative",
+        ),
+    ] = "use",
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Delegate a secret to a user or API key (admin). The secret need not exist yet:
+    --can write then lets them create it.
+
+    Example: rivet secret allow DEPLOY_TOKEN user:ann --can grant
+    """
+    with _access_client(server, admin_token) as client:
+        view = client.allow_secret(name, subject, can)
+    _print_access(view)
+
+
+@app.command("disallow")
+def disallow_secret(
+    name: NameArgument,
+    subject: SubjectArgument,
+    server: ServerOption = None,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Take a subject's permission on a secret away (admin). Versions they pushed stop
+    receiving it from the next claim on.
+
+    Example: rivet secret disallow DEPLOY_TOKEN user:ann
+    """
+    with _access_client(server, admin_token) as client:
+        view = client.disallow_secret(name, subject)
+    _print_access(view)

@@ -148,6 +148,13 @@ class RivetClient:
             )
         return {"Authorization": f"Bearer {self.admin_token}"}
 
+    def _credentials(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        """Every request carries the client's token when it has one: the server decides
+        what the request may do from who sends it (pipeline and secret permissions)."""
+        if not self.admin_token or (headers and "Authorization" in headers):
+            return headers
+        return {**(headers or {}), "Authorization": f"Bearer {self.admin_token}"}
+
     def _request(
         self,
         method: str,
@@ -157,6 +164,7 @@ class RivetClient:
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        headers = self._credentials(headers)
         try:
             response = self._http.request(
                 method, path, json=json_body, params=params, headers=headers
@@ -336,7 +344,7 @@ class RivetClient:
             "GET",
             f"/api/jobs/{_segment(ref)}/logs/stream",
             params={"after": after},
-            headers={"Accept": "text/event-stream", "Last-Event-ID": str(after)},
+            headers=self._credentials({"Accept": "text/event-stream", "Last-Event-ID": str(after)}),
             timeout=timeout,
         ) as response:
             if response.is_error:
@@ -373,9 +381,10 @@ class RivetClient:
         *,
         tags: dict[str, str] | None = None,
         plugins: list[str] | None = None,
+        pool: str | None = None,
     ) -> RunnerView:
-        """Replace a runner's stored tags and/or plugins (admin); ``None`` keeps them."""
-        body = RunnerUpdate(tags=tags, plugins=plugins).model_dump(exclude_none=True)
+        """Replace a runner's stored tags, plugins and/or pool (admin); ``None`` keeps them."""
+        body = RunnerUpdate(tags=tags, plugins=plugins, pool=pool).model_dump(exclude_none=True)
         response = self._request(
             "PATCH", f"/api/runners/{_segment(ref)}", json_body=body, headers=self._admin_headers()
         )

@@ -1,10 +1,17 @@
 """The claim statement and the long-poll loop common to both databases.
 
 Claim = one ``UPDATE jobs SET status='running' … WHERE id = (SELECT id FROM jobs WHERE
-status='queued' AND <offer matches> ORDER BY created_at, id [FOR UPDATE SKIP LOCKED]
-LIMIT 1) RETURNING …``. The tag/plugin match is evaluated in SQL (the dialect
-subclasses supply it), so a runner never has to skip over jobs it cannot take in
-Python and a single statement decides. On PostgreSQL ``SKIP LOCKED`` lets concurrent
+status='queued' AND <backoff over> AND <offer matches> AND <pool allows> ORDER BY
+created_at, id [FOR UPDATE SKIP LOCKED] LIMIT 1) RETURNING …``, and the attempt with its
+lease (``job_attempts``) is started in the same transaction. The tag/plugin match is
+evaluated in SQL (the dialect subclasses supply it), so a runner never has to skip over
+jobs it cannot take in Python and a single statement decides.
+
+Pools (:func:`pool_allows`, the same SQL on both databases) are read by the statement
+itself, from the claiming runner's row, the job's pipeline's pool restriction and the
+pool's ``exclusive`` flag: a change an admin commits applies to the next claim attempt,
+even one made by a long poll that started before it, and no value the runner sends
+takes part. On PostgreSQL ``SKIP LOCKED`` lets concurrent
 claimers pass rows another transaction is taking; on SQLite the statement runs under
 the process-wide writer lock, which makes it atomic by itself. The outer ``status =
 'queued'`` re-check is belt and braces: a row can only leave ``queued`` once.
@@ -18,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import ColumnElement, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, not_, or_, select, update
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from rivet.domain import JobStatus
@@ -32,7 +39,14 @@ from rivet.store.attempts import start_attempt
 from rivet.store.jobs import finish_job
 from rivet.store.logs import last_seq
 from rivet.store.portable import utcnow
-from rivet.store.tables import jobs, pipeline_versions, pipelines
+from rivet.store.tables import (
+    jobs,
+    pipeline_pools,
+    pipeline_versions,
+    pipelines,
+    runner_pools,
+    runners,
+)
 
 __all__ = ["SqlQueue"]
 
@@ -110,6 +124,7 @@ class SqlQueue:
                         candidate.c.not_before <= bindparam("claim_now"),
                     ),
                     self.match(candidate, Offer()),
+                    pool_allows(candidate, bindparam("claim_runner")),
                 )
                 .order_by(candidate.c.created_at, candidate.c.id)
                 .limit(1)
@@ -187,6 +202,23 @@ class SqlQueue:
                 if job is not None or remaining <= 0 or self._stopping:
                     return job
                 await watch.wait(min(self.poll_interval, remaining))
+
+
+def pool_allows(candidate: NamedFromClause, runner_id: Any) -> ColumnElement[bool]:
+    """SQL: the runner ``runner_id`` may run ``candidate`` (an alias of ``jobs``) as far
+    as pools go. Either the job's pipeline is restricted to pools and the runner's pool
+    is one of them, or the pipeline is unrestricted and the runner's pool is not
+    exclusive (an exclusive pool runs only pipelines assigned to it)."""
+    runner_pool = select(runners.c.pool).where(runners.c.id == runner_id).scalar_subquery()
+    restricted = exists().where(pipeline_pools.c.pipeline_id == candidate.c.pipeline_id)
+    assigned = exists().where(
+        pipeline_pools.c.pipeline_id == candidate.c.pipeline_id,
+        pipeline_pools.c.pool == runner_pool,
+    )
+    exclusive = exists().where(
+        runner_pools.c.name == runner_pool, runner_pools.c.exclusive.is_(True)
+    )
+    return or_(assigned, and_(not_(restricted), not_(exclusive)))
 
 
 _VERSION_OF_JOB = (

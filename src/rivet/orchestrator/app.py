@@ -24,6 +24,7 @@ from rivet.orchestrator.auth import hash_token, load_admin_token
 from rivet.orchestrator.guard import BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
 from rivet.orchestrator.routes import (
+    audit,
     health,
     jobs,
     pipelines,
@@ -82,6 +83,7 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
-    for module in (health, pipelines, jobs, stream, runners, runner_api, secret_admin):
+    routers = (health, pipelines, jobs, stream, runners, runner_api, secret_admin, audit)
+    for module in routers:
         app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     return app

@@ -54,6 +54,7 @@ class RunnerSettings:
     policy: Policy = field(default_factory=Policy)
     policy_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    pool: str = "default"
 
 
 def resolve_settings(
@@ -86,4 +87,5 @@ def resolve_settings(
         policy=Policy.load(policy_file) if policy_file is not None else Policy(),
         policy_file=policy_file,
         limits=Limits.from_settings(settings.lua),
+        pool=runner.pool,
     )

@@ -41,6 +41,7 @@ def register_runner(
         name=settings.name,
         tags=settings.tags,
         plugins=list(settings.plugins),
+        pool=settings.pool,
     )
     try:
         answer = deliver(lambda: client.register(request), Backoff(0.5, 10.0), stop)

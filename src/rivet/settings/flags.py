@@ -38,6 +38,7 @@ RUNNER_FLAGS: tuple[Setting[Any], ...] = (
     RunnerGroup.registration_token,
     RunnerGroup.name,
     RunnerGroup.tags,
+    RunnerGroup.pool,
     RunnerGroup.concurrency,
     JobsGroup.default_image,
     JobsGroup.workspace_root,

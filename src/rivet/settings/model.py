@@ -233,6 +233,14 @@ class RunnerGroup(Group, section="runner"):
         "repeatable; the variable takes k=v,k=v",
         default_text="none",
     )
+    pool = Setting(
+        RunnerName(),
+        "default",
+        env="RIVET_RUNNER_POOL",
+        flags=("--pool",),
+        help="the runner pool it joins, sent when the runner registers; later the "
+        "server's pool applies (an admin changes it with 'rivet runner set-pool')",
+    )
     concurrency = Setting(
         Whole(minimum=1),
         1,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,9 @@ __all__ = [
     "get_job",
     "job_record",
     "list_jobs",
+    "pipeline_of",
     "queued_requirements",
+    "record_canceller",
     "record_of",
     "request_cancel",
     "resolve_job",
@@ -58,11 +60,12 @@ def create_job(
     conn: Connection,
     version: PipelineVersion,
     inputs: Mapping[str, InputValue],
+    launched_by: str = "unknown",
     *,
     rerun_of: str | None = None,
 ) -> str:
-    """Insert a queued job pinned to ``version`` with one pending row per stage;
-    ``rerun_of``: the job it reruns (``rivet job rerun``)."""
+    """Insert a queued job pinned to ``version``, launched by the actor ``launched_by``,
+    with one pending row per stage; ``rerun_of``: the job it reruns (``rivet job rerun``)."""
     job_id = new_id()
     definition = version.definition
     conn.execute(
@@ -79,6 +82,7 @@ def create_job(
             required_plugins=sorted(set(definition.plugins)),
             created_at=utcnow(),
             rerun_of=rerun_of,
+            launched_by=launched_by,
         )
     )
     if definition.stages:
@@ -94,6 +98,16 @@ def create_job(
 
 def resolve_job(conn: Connection, ref: str) -> str:
     return resolve_prefix(conn, jobs, ref, "job")
+
+
+def pipeline_of(conn: Connection, job_id: str) -> str:
+    """The id of the pipeline of job ``job_id``."""
+    found: str | None = conn.execute(
+        select(jobs.c.pipeline_id).where(jobs.c.id == job_id)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"no job with id {job_id!r}")
+    return found
 
 
 def job_record(conn: Connection, job_id: str, *, for_update: bool = False) -> JobRecord:
@@ -167,8 +181,16 @@ def running_jobs_of(conn: Connection, runner_id: str) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
-def request_cancel(conn: Connection, job_id: str) -> None:
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+def request_cancel(conn: Connection, job_id: str, by: str) -> None:
+    """Flag the job for cancelling, recording the actor ``by`` who asked."""
+    conn.execute(
+        update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True, cancelled_by=by)
+    )
+
+
+def record_canceller(conn: Connection, job_id: str, by: str) -> None:
+    """Record the actor ``by`` who cancelled the job (without flagging a runner)."""
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancelled_by=by))
 
 
 def touch_job(conn: Connection, job_id: str, at: datetime) -> None:
@@ -280,6 +302,8 @@ def _view(row: Row[Any], stages: list[StageView], attempts: list[AttemptView]) -
         runner=row.runner_name,
         runner_id=row.runner_id,
         cancel_requested=row.cancel_requested,
+        launched_by=row.launched_by,
+        cancelled_by=row.cancelled_by,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -306,9 +330,13 @@ def list_jobs(
     pipeline_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    hidden: Collection[str] = (),
 ) -> JobPage:
-    """Newest first; ``total`` counts every job matching the filters."""
+    """Newest first; ``total`` counts every job matching the filters. Jobs of the
+    pipelines ``hidden`` (ids) are left out."""
     conditions: list[ColumnElement[bool]] = []
+    if hidden:
+        conditions.append(jobs.c.pipeline_id.not_in(list(hidden)))
     if statuses:
         conditions.append(jobs.c.status.in_([s.value for s in statuses]))
     if pipeline_id is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -10,9 +11,11 @@ from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.engine import Connection
 
 from rivet.domain import PipelineDefinition
+from rivet.domain.permissions import DEFAULT_PIPELINE_ACCESS
 from rivet.errors import NotFoundError
 from rivet.limits import scrub
 from rivet.protocol import PipelinePage, PipelineView
+from rivet.store.access import add_entries
 from rivet.store.ids import looks_like_id, new_id, resolve_prefix
 from rivet.store.portable import insert_ignoring_duplicates, utcnow
 from rivet.store.tables import pipeline_versions as pv
@@ -52,22 +55,27 @@ class PipelineVersion:
 ArchivedFilter = Literal["hide", "include", "only"]
 
 
-def lock_pipeline(conn: Connection, name: str) -> str:
-    """The id of the pipeline ``name`` (created, without versions, if missing), locked
-    for the rest of the transaction.
+def lock_pipeline(conn: Connection, name: str, owner: str) -> tuple[str, bool]:
+    """The id of the pipeline ``name`` (created, without versions, owned by ``owner``
+    and with the default access list, if missing), locked for the rest of the
+    transaction; True when it was created now.
 
     FOR UPDATE serialises, on PostgreSQL, concurrent creates of one name (so version
     numbers never collide) and creates against grants, which lock the same row
     (SQLite writers are serialised anyway)."""
-    conn.execute(
-        insert_ignoring_duplicates(conn, p, "name").values(
-            id=new_id(), name=name, created_at=utcnow()
-        )
-    )
+    # RETURNING, not rowcount: the row is returned only when it was inserted now.
+    inserted = conn.execute(
+        insert_ignoring_duplicates(conn, p, "name")
+        .values(id=new_id(), name=name, created_at=utcnow(), owner=owner)
+        .returning(p.c.id)
+    ).scalar_one_or_none()
     pipeline_id: str = conn.execute(
         select(p.c.id).where(p.c.name == name).with_for_update()
     ).scalar_one()
-    return pipeline_id
+    created = inserted is not None
+    if created:
+        add_entries(conn, pipeline_id, DEFAULT_PIPELINE_ACCESS)
+    return pipeline_id, created
 
 
 def create_version(
@@ -80,7 +88,7 @@ def create_version(
 ) -> PipelineView:
     """Store ``definition`` as the next version of the pipeline of that name (1, 2, 3 …),
     created by the actor ``created_by`` (:mod:`rivet.domain.actors`)."""
-    pipeline_id = lock_pipeline(conn, definition.name)
+    pipeline_id, _ = lock_pipeline(conn, definition.name, created_by)
     return add_version(conn, pipeline_id, definition, source, filename, created_by=created_by)
 
 
@@ -121,6 +129,7 @@ def add_version(
         created_at=now,
         created_by=created_by,
         versions=version,
+        owner=conn.execute(select(p.c.owner).where(p.c.id == pipeline_id)).scalar_one(),
     )
 
 
@@ -162,6 +171,7 @@ def _view(row: Row[Any]) -> PipelineView:
         created_by=row.created_by,
         versions=row.versions,
         archived_at=row.archived_at,
+        owner=row.owner,
     )
 
 
@@ -171,6 +181,7 @@ def _select(counts: Any, *, with_source: bool) -> Any:
         p.c.id,
         p.c.name,
         p.c.archived_at,
+        p.c.owner,
         pv.c.version,
         pv.c.definition,
         pv.c.created_at,
@@ -186,13 +197,21 @@ def _select(counts: Any, *, with_source: bool) -> Any:
 
 
 def list_latest(
-    conn: Connection, *, archived: ArchivedFilter = "hide", limit: int = 50, offset: int = 0
+    conn: Connection,
+    *,
+    archived: ArchivedFilter = "hide",
+    limit: int = 50,
+    offset: int = 0,
+    hidden: Collection[str] = (),
 ) -> PipelinePage:
     """The latest version of each pipeline, by name, one page (``limit`` from
     ``offset``, like :func:`rivet.store.jobs.list_jobs`); ``total`` counts every
-    pipeline the filter keeps. Pipelines without a version yet are not listed."""
+    pipeline the filter keeps. Pipelines without a version yet, and the ids in
+    ``hidden`` (those the asker may not view), are not listed."""
     counts = _counts()
     conditions = []
+    if hidden:
+        conditions.append(p.c.id.not_in(list(hidden)))
     if archived == "hide":
         conditions.append(p.c.archived_at.is_(None))
     elif archived == "only":

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from rivet.domain import JobStatus
 from rivet.errors import NotFoundError
 from rivet.limits import scrub
-from rivet.protocol import RegistrationTokenView, RunnerView
+from rivet.protocol import RegistrationTokenView, RunnerPoolView, RunnerView
 from rivet.store.ids import new_id, resolve_prefix
 from rivet.store.portable import utcnow
-from rivet.store.tables import jobs, registration_tokens, runners
+from rivet.store.tables import jobs, registration_tokens, runner_pools, runners
 
 __all__ = [
     "RunnerRecord",
@@ -29,10 +29,12 @@ __all__ = [
     "create_runner",
     "delete_registration_token",
     "get_runner",
+    "list_pools",
     "list_registration_tokens",
     "list_runners",
     "remove_runner",
     "runner_by_token",
+    "set_pool",
     "touch_runner",
     "update_runner",
 ]
@@ -48,6 +50,7 @@ class RunnerRecord:
     plugins: list[str]
     last_seen: datetime | None = None
     removed_at: datetime | None = None
+    pool: str = "default"
 
 
 def create_registration_token(
@@ -75,9 +78,11 @@ def list_registration_tokens(conn: Connection) -> list[RegistrationTokenView]:
     ]
 
 
-def delete_registration_token(conn: Connection, ref: str) -> None:
+def delete_registration_token(conn: Connection, ref: str) -> str:
+    """Delete the token ``ref`` (id or unique prefix); its id."""
     token_id = resolve_prefix(conn, registration_tokens, ref, "registration token")
     conn.execute(delete(registration_tokens).where(registration_tokens.c.id == token_id))
+    return token_id
 
 
 def consume_registration_token(conn: Connection, token_hash: str) -> str | None:
@@ -99,6 +104,7 @@ def create_runner(
     tags: Mapping[str, str],
     plugins: Sequence[str],
     registration_token_id: str | None = None,
+    pool: str = "default",
 ) -> str:
     runner_id = new_id()
     conn.execute(
@@ -109,6 +115,7 @@ def create_runner(
             tags=dict(tags),
             plugins=sorted(set(plugins)),
             created_at=utcnow(),
+            pool=pool,
         )
     )
     if registration_token_id is not None:
@@ -125,7 +132,13 @@ def runner_by_token(conn: Connection, token_hash: str) -> RunnerRecord | None:
     if row is None:
         return None
     return RunnerRecord(
-        row.id, row.name, dict(row.tags), list(row.plugins), row.last_seen, row.removed_at
+        row.id,
+        row.name,
+        dict(row.tags),
+        list(row.plugins),
+        row.last_seen,
+        row.removed_at,
+        row.pool,
     )
 
 
@@ -136,6 +149,7 @@ _BY_TOKEN = select(
     runners.c.plugins,
     runners.c.last_seen,
     runners.c.removed_at,
+    runners.c.pool,
 ).where(runners.c.token_hash == bindparam("token_hash"))
 
 
@@ -144,15 +158,18 @@ def update_runner(
     ref: str,
     tags: Mapping[str, str] | None = None,
     plugins: Sequence[str] | None = None,
+    pool: str | None = None,
 ) -> RunnerView:
-    """Replace the stored tags and/or plugins of a runner (id or unique prefix); the
-    runner's claims are matched against these from its next claim on."""
+    """Replace the stored tags, plugins and/or pool of a runner (id or unique prefix);
+    the runner's claims are matched against these from its next claim on."""
     runner_id = resolve_prefix(conn, runners, ref, "runner")
     values: dict[str, Any] = {}
     if tags is not None:
         values["tags"] = dict(tags)
     if plugins is not None:
         values["plugins"] = sorted(set(plugins))
+    if pool is not None:
+        values["pool"] = pool
     if values:
         conn.execute(update(runners).where(runners.c.id == runner_id).values(**values))
     return get_runner(conn, runner_id)
@@ -189,6 +206,7 @@ def _views(conn: Connection, rows: Sequence[Row[Any]]) -> list[RunnerView]:
             current_jobs=current[row.id],
             created_at=row.created_at,
             removed_at=row.removed_at,
+            pool=row.pool,
         )
         for row in rows
     ]
@@ -200,6 +218,31 @@ def list_runners(conn: Connection, *, include_removed: bool = False) -> list[Run
     if not include_removed:
         query = query.where(runners.c.removed_at.is_(None))
     return _views(conn, list(conn.execute(query)))
+
+
+def set_pool(conn: Connection, name: str, exclusive: bool) -> RunnerPoolView:
+    """Configure the pool ``name`` (it need not have runners yet)."""
+    now = utcnow()
+    conn.execute(delete(runner_pools).where(runner_pools.c.name == name))
+    conn.execute(runner_pools.insert().values(name=name, exclusive=exclusive, updated_at=now))
+    return next(view for view in list_pools(conn) if view.name == name)
+
+
+def list_pools(conn: Connection) -> list[RunnerPoolView]:
+    """Every pool that has runners or was configured, by name."""
+    counts: dict[str, int] = {
+        row.pool: int(row.n)
+        for row in conn.execute(
+            select(runners.c.pool, func.count().label("n")).group_by(runners.c.pool)
+        )
+    }
+    exclusive = {row.name: row.exclusive for row in conn.execute(select(runner_pools))}
+    return [
+        RunnerPoolView(
+            name=name, exclusive=bool(exclusive.get(name, False)), runners=counts.get(name, 0)
+        )
+        for name in sorted(set(counts) | set(exclusive))
+    ]
 
 
 def get_runner(conn: Connection, ref: str) -> RunnerView:

@@ -25,16 +25,21 @@ from sqlalchemy import (
 from rivet.store.portable import JsonType, UtcDateTime
 
 __all__ = [
+    "audit_events",
     "job_attempts",
     "job_stages",
     "jobs",
     "log_lines",
     "metadata",
+    "pipeline_access",
+    "pipeline_pools",
     "pipeline_versions",
     "pipelines",
     "registration_tokens",
+    "runner_pools",
     "runners",
     "secret_grants",
+    "secret_permissions",
     "secrets",
 ]
 
@@ -58,6 +63,33 @@ pipelines = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     # Set by `rivet pipeline delete`: history stays readable, launches are refused.
     Column("archived_at", UtcDateTime(), nullable=True),
+    # The actor who created it (rivet.domain.actors): may push and change its access.
+    Column("owner", String(200), nullable=False, server_default="unknown"),
+)
+
+# The access list (rivet.domain.permissions): subject -> view / launch / push.
+pipeline_access = Table(
+    "pipeline_access",
+    metadata,
+    Column(
+        "pipeline_id", String(ID), ForeignKey("pipelines.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("subject", String(200), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("pipeline_id", "subject"),
+)
+
+# The runner pools a pipeline's jobs may run in (no row: any non-exclusive pool).
+# Read by the claim statement itself (rivet.jobqueue.sql).
+pipeline_pools = Table(
+    "pipeline_pools",
+    metadata,
+    Column(
+        "pipeline_id", String(ID), ForeignKey("pipelines.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("pool", String(200), nullable=False),
+    PrimaryKeyConstraint("pipeline_id", "pool"),
 )
 
 pipeline_versions = Table(
@@ -89,6 +121,18 @@ runners = Table(
     Column("last_seen", UtcDateTime(), nullable=True),
     # Set by `rivet runner remove`: its token is refused, the jobs it ran keep its name.
     Column("removed_at", UtcDateTime(), nullable=True),
+    # Given at registration (default "default"), changed only by an admin.
+    Column("pool", String(200), nullable=False, server_default="default"),
+)
+
+# Pools an admin configured; a pool without a row is not exclusive.
+runner_pools = Table(
+    "runner_pools",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    # Its runners claim only jobs of pipelines restricted to it.
+    Column("exclusive", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 registration_tokens = Table(
@@ -123,7 +167,7 @@ jobs = Table(
     Column("finished_at", UtcDateTime(), nullable=True),
     Column("heartbeat_at", UtcDateTime(), nullable=True),
     # The attempt running or last run (0 before the first claim); see job_attempts.
-    Column("attempt", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
     # Set at each claim: the lease (s) the heartbeats renew and when it runs out, and
     # when the attempt is past its timeout; the reaper acts on both.
     Column("lease_seconds", Float, nullable=True),
@@ -136,6 +180,9 @@ jobs = Table(
     Column("stall_reason", Text, nullable=True),
     # The job `rivet job rerun` copied (same version and inputs); no FK: a record only.
     Column("rerun_of", String(ID), nullable=True),
+    # Actors (rivet.domain.actors): who launched it, who asked to cancel it.
+    Column("launched_by", String(200), nullable=False, server_default="unknown"),
+    Column("cancelled_by", String(200), nullable=True),
 )
 
 # Only queued rows: keeps the claim query flat as history grows (0.3 ms vs 2.9 ms
@@ -204,7 +251,7 @@ log_lines = Table(
     Column("stream", String(6), nullable=True),
     # Which attempt of the job logged it (set by the server from the job, never taken
     # from the runner); sequence numbers go on across attempts.
-    Column("attempt", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
     # (job_id, seq) is the idempotency key: a retried batch inserts nothing twice.
     PrimaryKeyConstraint("job_id", "seq"),
 )
@@ -235,3 +282,28 @@ secret_grants = Table(
     PrimaryKeyConstraint("secret_id", "pipeline"),
 )
 Index("ix_secret_grants_pipeline", secret_grants.c.pipeline)
+
+# Per-secret permissions (rivet.domain.permissions): by name, so an admin may delegate
+# the creation of a secret that does not exist yet.
+secret_permissions = Table(
+    "secret_permissions",
+    metadata,
+    Column("secret", String(128), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("secret", "subject"),
+)
+
+# Every change and every launch/cancel: who (an actor), when, what, on what.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("details", JsonType, nullable=False),
+)
+Index("ix_audit_events_at", audit_events.c.at)

@@ -252,7 +252,7 @@ class OlderRivet:
         db = Database(RivetHome(self.server.home).database_url)
         try:
             with db.write() as tx:
-                pipeline_id = pipeline_store.lock_pipeline(tx.conn, definition.name)
+                pipeline_id, _ = pipeline_store.lock_pipeline(tx.conn, definition.name, "anonymous")
                 return pipeline_store.add_version(
                     tx.conn, pipeline_id, definition, source, filename, created_by="anonymous"
                 )

@@ -77,7 +77,9 @@ def test_set_tags_and_plugins_replace_what_claims_match(cli: Cli, rivet_server: 
 
     changed = cli(["runner", "set-tags", ref, "os=linux", "env=prod"])
     assert changed.exit_code == 0, changed.output
-    assert changed.stdout == f"runner {me['name']} ({ref}): tags env=prod, os=linux; plugins none\n"
+    assert changed.stdout == (
+        f"runner {me['name']} ({ref}): pool default; tags env=prod, os=linux; plugins none\n"
+    )
     assert "next claim" in changed.stderr
     plugins = cli(["runner", "set-plugins", ref, "git"])
     assert plugins.stdout.endswith("tags env=prod, os=linux; plugins git\n")

@@ -45,7 +45,8 @@ def claimed_secrets(server: Any, pipeline: str) -> dict[str, str]:
         # the pipeline already has grants, so only the admin may create it
         created = http.post("/api/pipelines", json={"source": source}, headers=server.admin)
         assert created.status_code == 201
-        assert http.post("/api/jobs", json={"pipeline": pipeline}).status_code == 201
+        launched = http.post("/api/jobs", json={"pipeline": pipeline}, headers=server.admin)
+        assert launched.status_code == 201
         claim = http.post("/api/runner/claim", headers=runner, json={"wait_seconds": 5})
     assert claim.status_code == 200, claim.text
     secrets: dict[str, str] = claim.json()["secrets"]

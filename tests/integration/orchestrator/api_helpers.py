@@ -74,9 +74,19 @@ async def create_pipeline(
 
 
 async def launch(
-    client: httpx.AsyncClient, pipeline: str, inputs: dict[str, Any] | None = None
+    client: httpx.AsyncClient,
+    pipeline: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    admin: bool = False,
 ) -> dict[str, Any]:
-    response = await client.post("/api/jobs", json={"pipeline": pipeline, "inputs": inputs or {}})
+    """Launch anonymously or (``admin``: needed when the pipeline has secrets granted
+    to it) with the admin token."""
+    response = await client.post(
+        "/api/jobs",
+        json={"pipeline": pipeline, "inputs": inputs or {}},
+        headers=ADMIN if admin else None,
+    )
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result

@@ -152,7 +152,12 @@ def _seed(client: Client) -> Seed:
     jobs: dict[str, str] = {}
     for role in ("finished", "running", "cancelled", "queued"):
         launched = _ok(
-            client.post("/api/jobs", json={"pipeline": "fuzz-typed", "inputs": {"jobs": 2}}), 201
+            client.post(
+                "/api/jobs",
+                json={"pipeline": "fuzz-typed", "inputs": {"jobs": 2}},
+                headers=ADMIN,  # it has a secret granted: launching needs a permission on it
+            ),
+            201,
         )
         jobs[role] = launched["id"]
         if role in ("finished", "running"):
@@ -179,7 +184,7 @@ def _seed(client: Client) -> Seed:
                 200,
             )
         if role == "cancelled":
-            _ok(client.post(f"/api/jobs/{launched['id']}/cancel"), 200)
+            _ok(client.post(f"/api/jobs/{launched['id']}/cancel", headers=ADMIN), 200)
     seed = Seed(
         runner_headers=runner,
         pipelines=["fuzz-typed", "fuzz-plain"],
@@ -204,8 +209,14 @@ def _path_values(path: str, seed: Seed) -> list[dict[str, str]]:
     """Real values for the path parameters of ``path`` (several combinations)."""
     if path.startswith("/api/secrets/{name}/grants"):
         return [{"name": seed.secret, "pipeline": p} for p in seed.pipelines]
+    if path.startswith("/api/secrets/{name}/access/{subject}"):
+        return [{"name": seed.secret, "subject": "user:fuzz"}]
+    if path.startswith("/api/pipelines/{ref}/access/{subject}"):
+        return [{"ref": p, "subject": s} for p in seed.pipelines for s in ("role:user", "user:x")]
     if path.startswith("/api/secrets/{name}"):
         return [{"name": seed.secret}]
+    if path.startswith("/api/runner-pools/{name}"):
+        return [{"name": "prod"}, {"name": "default"}]
     if path.startswith("/api/runner/jobs/{job_id}"):
         return [{"job_id": seed.jobs["running"]}, {"job_id": seed.jobs["finished"]}]
     if path == "/api/jobs/{ref}/logs/stream":
@@ -256,6 +267,10 @@ def _valid_bodies(method: str, path: str, seed: Seed) -> list[Any]:
             {"value": "another-secret-value", "grants": ["fuzz-plain"]}
         ],
         ("post", "/api/runner-tokens"): [{"description": "fuzz"}],
+        ("put", "/api/pipelines/{ref}/access"): [{"subject": "user:fuzz", "level": "push"}],
+        ("put", "/api/pipelines/{ref}/pools"): [{"pools": ["prod"]}, {"pools": []}],
+        ("put", "/api/runner-pools/{name}"): [{"exclusive": True}, {"exclusive": False}],
+        ("put", "/api/secrets/{name}/access"): [{"subject": "user:fuzz", "level": "use"}],
     }
     return bodies.get((method, path), [])
 

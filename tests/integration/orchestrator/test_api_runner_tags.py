@@ -42,7 +42,7 @@ async def test_a_runner_claiming_with_other_tags_never_gets_their_jobs_or_secret
     )
     assert granted.status_code == 201
     await create_pipeline(client, "deploy", tags={"env": "prod"}, admin=True)
-    job = await launch(client, "deploy")
+    job = await launch(client, "deploy", admin=True)
     intruder = await register_runner(client, "b", tags={"os": "linux"})
 
     # Hostile: every way of asserting the prod runner's tags at claim time.

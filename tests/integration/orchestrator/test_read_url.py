@@ -66,7 +66,7 @@ async def test_reads_go_to_the_read_database_and_the_rest_to_the_writer(
     async with serve(settings_for(tmp_path / "w", database_url, reader_url)) as client:
         await create_pipeline(client, "written")  # a write: on the writer
 
-        listed = (await client.get("/api/pipelines")).json()
+        listed = (await client.get("/api/pipelines")).json()["pipelines"]
         assert [p["name"] for p in listed] == ["only-in-reader"]
         missing = await client.get("/api/pipelines/written")
         assert missing.status_code == 404, "the view read the read database"
@@ -103,7 +103,9 @@ async def test_reads_go_to_the_read_database_and_the_rest_to_the_writer(
 
     # Without a read URL the same server reads what it wrote.
     async with serve(settings_for(tmp_path / "w", database_url)) as plain:
-        assert [p["name"] for p in (await plain.get("/api/pipelines")).json()] == ["written"]
+        assert [p["name"] for p in (await plain.get("/api/pipelines")).json()["pipelines"]] == [
+            "written"
+        ]
         job = (await plain.get(f"/api/jobs/{job_id}")).json()
         assert job["status"] == "succeeded"
 

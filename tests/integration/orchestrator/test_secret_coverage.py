@@ -47,7 +47,9 @@ async def run(
     client: httpx.AsyncClient, pipeline: str, version: int | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Launch ``version`` and claim the job as a fresh runner: (launch answer, claim)."""
-    launched = await client.post("/api/jobs", json={"pipeline": pipeline, "version": version})
+    launched = await client.post(
+        "/api/jobs", json={"pipeline": pipeline, "version": version}, headers=ADMIN
+    )
     assert launched.status_code == 201, launched.text
     runner = await register_runner(client, f"r-{launched.json()['id'][:6]}")
     claimed = await client.post("/api/runner/claim", headers=runner, json={"wait_seconds": 0})
@@ -104,7 +106,12 @@ async def test_revoke_then_regrant_does_not_cover_the_versions_pushed_in_between
 
     revoked = await client.delete("/api/secrets/KEY/grants/app", headers=ADMIN)
     assert revoked.status_code == 200 and revoked.json()["covers"] == {}
-    # No grant now: anyone may push (v2), and the admin too (v3).
+    # No grant now: anyone with push on it may (v2: the admin opens it to every user),
+    # and the admin too (v3).
+    opened = await client.put(
+        "/api/pipelines/app/access", headers=ADMIN, json={"subject": "role:user", "level": "push"}
+    )
+    assert opened.status_code == 200, opened.text
     assert (await create_pipeline(client, "app"))["created_by"] == "anonymous"
     assert (await create_pipeline(client, "app", admin=True))["version"] == 3
     regranted = await grant(client, "KEY", "app")
@@ -168,7 +175,8 @@ async def test_a_newer_version_not_created_by_the_admin_is_not_covered(
     launched, claimed = await run(client, "guarded", version=1)
     reason = (
         "version 1 of pipeline 'guarded' was pushed by a request without the admin token, "
-        "and secret 'GUARDED' reaches only versions the admin pushed"
+        "and secret 'GUARDED' reaches only versions pushed by an admin or by someone with a "
+        "permission on it"
     )
     assert claimed["secrets"] == {} and claimed["withheld"] == {"GUARDED": reason}
     assert reason in launched["warnings"][0]

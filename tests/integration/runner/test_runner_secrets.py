@@ -46,7 +46,7 @@ def test_granted_secret_is_used_and_redacted_before_leaving_the_runner(
     assert api.push_again_as_admin(granted) == 2  # version 1 predates the grant
     start_agent()
 
-    job = api.wait_finished(api.launch(granted), timeout=60)
+    job = api.wait_finished(api.launch(granted, admin=True), timeout=60)
     assert job["status"] == "failed"
     everything = json.dumps([job, api.logs(job["id"])])
     assert "value ***" in everything and "env ***" in everything
@@ -73,7 +73,7 @@ def test_a_version_older_than_the_grant_runs_without_the_secret_and_says_why(
     assert api.push_again_as_admin(pipeline) == 2
     start_agent()
 
-    old = api.wait_finished(api.launch(pipeline, version=1), timeout=60)
+    old = api.wait_finished(api.launch(pipeline, version=1, admin=True), timeout=60)
     reason = (
         f"version 1 of pipeline '{pipeline}' predates its grant of secret 'DEPLOY' "
         "(the grant covers version 2 and later)"
@@ -83,6 +83,6 @@ def test_a_version_older_than_the_grant_runs_without_the_secret_and_says_why(
     warned = [ln for ln in api.logs(old["id"]) if ln["level"] == "warning"]
     assert warned and reason in warned[0]["message"]
 
-    covered = api.wait_finished(api.launch(pipeline, version=2), timeout=60)
+    covered = api.wait_finished(api.launch(pipeline, version=2, admin=True), timeout=60)
     assert covered["status"] == "failed"  # the stage errors on purpose: it has the secret
     assert "version 1 must not have it" in covered["error"]

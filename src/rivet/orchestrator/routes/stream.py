@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from rivet.errors import StorageUnavailable
 from rivet.jobqueue import job_topic
 from rivet.limits import MAX_INT32
-from rivet.orchestrator.deps import ServicesDep
+from rivet.orchestrator.deps import PrincipalDep, ServicesDep
 from rivet.orchestrator.services import JobSnapshot, Services
 
 __all__ = ["router"]
@@ -50,15 +50,16 @@ _PAGE = 500
 async def stream_logs(
     ref: str,
     services: ServicesDep,
+    principal: PrincipalDep,
     after: Annotated[
         int, Query(ge=0, le=MAX_INT32, description="replay lines with seq > after")
     ] = 0,
     last_event_id: Annotated[str | None, Header(description="overrides ?after=")] = None,
 ) -> StreamingResponse:
-    # On the writer, like every read of a stream (see JobService.snapshot); 404 before
-    # streaming starts.
+    # On the writer, like every read of a stream (see JobService.snapshot); 404 (or 403)
+    # before streaming starts.
     job_id = await anyio.to_thread.run_sync(
-        functools.partial(services.jobs.resolve, ref, primary=True)
+        functools.partial(services.jobs.resolve, principal, ref, primary=True)
     )
     resume = (last_event_id or "").strip()
     # ASCII decimal only ("²" is a digit int() refuses); out of range: ignored.

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from rivet.jobqueue import JobQueue, JobTerms, Signals, make_queue
 from rivet.orchestrator.keyring import load_keyring
+from rivet.orchestrator.services.access import AccessService
+from rivet.orchestrator.services.audit import AuditService
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
 from rivet.orchestrator.services.reaper import Reaper, ReaperTerms
@@ -22,6 +24,8 @@ from rivet.settings import RivetSettings
 from rivet.store import Database
 
 __all__ = [
+    "AccessService",
+    "AuditService",
     "JobService",
     "JobSnapshot",
     "PipelineService",
@@ -44,6 +48,8 @@ class Services:
     work: WorkService
     secrets: SecretService
     reaper: Reaper
+    access: AccessService
+    audit: AuditService
 
     @classmethod
     def build(cls, settings: RivetSettings) -> Services:
@@ -69,16 +75,19 @@ class Services:
         )
         env_key = server.secret_key.get_secret_value() if server.secret_key else None
         secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
+        access = AccessService(db)
         return cls(
             settings=settings,
             db=db,
             queue=queue,
-            pipelines=PipelineService(db, settings.lua),
-            jobs=JobService(db, queue, secrets),
+            pipelines=PipelineService(db, settings.lua, access),
+            jobs=JobService(db, queue, secrets, access),
             runners=RunnerService(db, queue),
             work=WorkService(db, queue, secrets),
             secrets=secrets,
             reaper=reaper,
+            access=access,
+            audit=AuditService(db),
         )
 
     @property

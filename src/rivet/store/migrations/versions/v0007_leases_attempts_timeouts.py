@@ -17,6 +17,11 @@ from the job (its outcome is the job's status once finished); every stored log l
 belongs to attempt 1. A job running at upgrade time gets no lease: it is given one
 (now + 30 s) so that the reaper ends it if its runner is gone.
 
+The new NOT NULL columns keep their server default (``jobs.attempt`` 0,
+``log_lines.attempt`` 1), as in 0006: dropping it on SQLite recreates the table, and
+with foreign keys on, dropping the old ``jobs`` cascades to its stages and log lines.
+tables.py declares the same defaults, so both databases agree.
+
 Written against plain SQLAlchemy types, like 0001 to 0004, so it stays frozen.
 """
 
@@ -46,8 +51,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("not_before", TS, nullable=True))
         batch.add_column(sa.Column("stall_reason", sa.Text(), nullable=True))
     op.execute("UPDATE jobs SET attempt = 1 WHERE started_at IS NOT NULL")
-    with op.batch_alter_table("jobs") as batch:
-        batch.alter_column("attempt", existing_type=sa.Integer(), server_default=None)
     op.create_index(
         "ix_jobs_running_lease",
         "jobs",
@@ -101,8 +104,6 @@ def upgrade() -> None:
 
     with op.batch_alter_table("log_lines") as batch:
         batch.add_column(sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"))
-    with op.batch_alter_table("log_lines") as batch:
-        batch.alter_column("attempt", existing_type=sa.Integer(), server_default=None)
 
 
 def downgrade() -> None:

@@ -1,7 +1,7 @@
 """Archived pipelines, removed runners, and the job a job reruns.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0006 (re-chained after 0006 when auth-perms met reliability; written after 0004)
 Create Date: 2026-12-02
 
 Issue 14's everyday commands keep history instead of deleting it:
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
