@@ -52,7 +52,7 @@ def test_a_restarted_runner_removes_what_its_killed_life_left_and_reports_it(
             "runner1",
         )
         first.wait_for_output("ready", timeout=90)
-        job_id = api.launch("killed")
+        job_id = api.launch("killed", admin=True)  # it has a secret granted
         wait_for(lambda: any(ln["message"] == "napping" for ln in api.logs(job_id)), 90, "napping")
         runner_id = api.job(job_id)["runner_id"]
         secret_dirs = list(default_secrets_root().glob(f"rivet-secrets-{runner_id}-*"))
