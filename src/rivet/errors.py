@@ -21,10 +21,12 @@ brackets, which holds its subclasses too), under the node it belongs to.
     │   └── SettingError         [settings.spec] one setting's value, named by its source
     ├── NotFoundError            a named object (pipeline, job, runner…) does not exist
     ├── ConflictError            the request contradicts current state (a finished job…)
-    │   └── AmbiguousIdError     an id prefix matches more than one object
+    │   ├── AmbiguousIdError     an id prefix matches more than one object
+    │   └── AttemptEnded         [orchestrator.services.endings] a late report on an ended attempt
     ├── InvalidRequest           a request field breaks a rule of the API (names every field)
     ├── RequestTooLarge          a request body is over the server's size limit
     ├── StorageUnavailable       the database cannot be reached or used right now (retry)
+    │   └── StorageFull          the database has no space left (disk full): nothing stored
     ├── AuthenticationError      a request lacks a valid bearer token (HTTP 401)
     │   └── RunnerRemoved        [orchestrator.services.runners] the runner was removed
     ├── PermissionDeniedError    the caller may not touch this object (HTTP 403)
@@ -39,6 +41,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     │   ├── ServerUnavailable    no usable answer: retry with backoff
     │   ├── TokenRejected        the runner or registration token is not valid
     │   ├── JobGone              the job is no longer this runner's
+    │   │   └── AttemptRefused   409: the server ended this attempt; stop the job
     │   └── RequestRejected      the request itself is wrong
     │       └── BodyTooLarge     over the server's size limit: a smaller one may pass
     ├── UsageProblem             [cli.common] the command line is wrong (exit 2)
@@ -198,6 +201,18 @@ class StorageUnavailable(RivetError):
         super().__init__(
             f"the {dialect} database is unavailable right now; try again shortly "
             "(the server log says why)"
+        )
+
+
+class StorageFull(StorageUnavailable):
+    """The database has no space left (disk or database full): the write was not made,
+    and the same request succeeds once space is freed (HTTP 507)."""
+
+    def __init__(self, dialect: str, reason: str) -> None:
+        super().__init__(dialect, reason)
+        self.args = (
+            f"the server's {dialect} database has no space left (disk full); nothing was "
+            "stored; retry once an administrator frees space (the server log says where)",
         )
 
 

@@ -17,6 +17,10 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 - ``POST /api/runner/jobs/{id}/heartbeat`` → ``Ack`` (``cancel_requested`` tells the
   runner to stop the job)
 - ``POST /api/runner/jobs/{id}/complete`` ``JobCompletion`` → ``Ack`` (idempotent)
+- ``POST /api/runner/restarted`` ``RestartReport`` → ``RestartAnswer``
+
+Attempts, leases and restarts on these routes: see :mod:`rivet.protocol_attempts`;
+permissions, pools and the audit trail: :mod:`rivet.protocol_access`.
 
 Request models carry the size caps of :mod:`rivet.limits` (422 naming the field and
 the limit); answer models carry none, so rows stored before a cap existed still show.
@@ -30,15 +34,29 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, SecretStr, StringConstraints
 
 from rivet import limits
+from rivet.protocol_access import (
+    AccessEntry,
+    AuditEvent,
+    PipelineAccessView,
+    PipelinePools,
+    RunnerPoolSet,
+    RunnerPoolView,
+    SecretAccessView,
+    SecretSet,
+    SecretView,
+)
+from rivet.protocol_attempts import AttemptView, Heartbeat, RestartAnswer, RestartReport
 
 __all__ = [
     "API_VERSION",
     "AccessEntry",
     "Ack",
+    "AttemptView",
     "AuditEvent",
     "ClaimRequest",
     "ErrorBody",
     "ErrorResponse",
+    "Heartbeat",
     "JobAssignment",
     "JobCompletion",
     "JobLaunch",
@@ -58,6 +76,8 @@ __all__ = [
     "RegisterResponse",
     "RegistrationTokenCreate",
     "RegistrationTokenView",
+    "RestartAnswer",
+    "RestartReport",
     "RunnerPoolSet",
     "RunnerPoolView",
     "RunnerUpdate",
@@ -73,8 +93,10 @@ API_VERSION = "1"
 
 Level = Literal["debug", "info", "warning", "error"]
 Stream = Literal["stdout", "stderr"]
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-StageStatusName = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+StageStatusName = Literal[
+    "pending", "running", "succeeded", "failed", "skipped", "cancelled", "timed_out"
+]
 Scalar = str | int | float | bool
 
 
@@ -193,49 +215,6 @@ class PipelinePage(BaseModel):
     offset: int
 
 
-class AccessEntry(BaseModel):
-    """Body of ``PUT /api/pipelines/{ref}/access`` and ``PUT /api/secrets/{name}/access``:
-    give ``subject`` (``user:<name>``, ``api-key:<name>``, for pipelines also
-    ``role:<role>``) the ``level`` (pipelines: view, launch, push; secrets: use, grant,
-    write)."""
-
-    subject: Name
-    level: Name
-
-
-class PipelineAccessView(BaseModel):
-    """Who may do what with a pipeline (see docs/security.md, "Pipeline permissions")."""
-
-    pipeline: str
-    owner: str
-    entries: dict[str, str] = Field(description="subject -> view / launch / push")
-    pools: list[str] = Field(
-        default_factory=list, description="runner pools its jobs may run in (empty: any)"
-    )
-    you: str = Field(description="the level the requesting principal has")
-
-
-class PipelinePools(BaseModel):
-    """Body of ``PUT /api/pipelines/{ref}/pools`` (admin): all the pools, empty for none."""
-
-    pools: list[RunnerName] = Field(max_length=limits.MAX_TAGS)
-
-
-class SecretAccessView(BaseModel):
-    """Who besides the admins may use, grant or write a secret."""
-
-    secret: str
-    entries: dict[str, str] = Field(description="subject -> use / grant / write")
-
-
-class AuditEvent(BaseModel):
-    at: datetime
-    actor: str = Field(description="who: admin, anonymous, user:<name>, api-key:<name>…")
-    action: str = Field(description="what: pipeline.push, secret.grant, job.launch…")
-    target: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
 # --- jobs ----------------------------------------------------------------------------
 
 
@@ -296,6 +275,11 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stages: list[StageView] = Field(default_factory=list)
+    attempt: int = Field(default=0, description="the attempt running or last run; 0: none yet")
+    attempts: list[AttemptView] = Field(default_factory=list)
+    lease_expires_at: datetime | None = None  # running: lost without a heartbeat by then
+    not_before: datetime | None = None  # a retried job waits out its backoff until then
+    stall_reason: str | None = None  # why the runner said it cannot deliver the log
     rerun_of: str | None = Field(
         default=None, description="the job this one reruns (`rivet job rerun`), if any"
     )
@@ -335,6 +319,9 @@ class LogLine(BaseModel):
         default=None,
         description="the command's pipe the line came from; null for lines Rivet or the "
         "pipeline's Lua logged",
+    )
+    attempt: int | None = Field(
+        default=None, description="which attempt of the job logged it (set by the server)"
     )
 
 
@@ -397,20 +384,6 @@ class RunnerUpdate(BaseModel):
     pool: RunnerName | None = Field(default=None, description="the runner's pool")
 
 
-class RunnerPoolSet(BaseModel):
-    """Body of ``PUT /api/runner-pools/{name}`` (admin)."""
-
-    exclusive: bool = Field(
-        description="its runners claim only jobs of pipelines restricted to this pool"
-    )
-
-
-class RunnerPoolView(BaseModel):
-    name: str
-    exclusive: bool
-    runners: int = Field(description="runners registered in it")
-
-
 class ClaimRequest(BaseModel):
     """A runner's tags and plugins are the ones stored at registration (changed only by
     an admin): a claim cannot widen what the runner is handed."""
@@ -446,6 +419,9 @@ class JobAssignment(BaseModel):
     definition: dict[str, Any]
     inputs: dict[str, Scalar]
     next_seq: int = Field(default=1, description="first log sequence number to use")
+    attempt: int = Field(default=1, description="send back as ?attempt= on every job route")
+    lease_seconds: float = 30.0  # heartbeat well within this, or the job is lost
+    timeout_seconds: float | None = None  # how long this attempt may run: then timed_out
     secrets: dict[str, WireSecret] = Field(
         default_factory=dict,
         description="name -> value of every secret whose grant covers the job's version "
@@ -507,7 +483,7 @@ OutputName = Annotated[str, StringConstraints(min_length=1, max_length=limits.MA
 class JobCompletion(BaseModel):
     """Outputs have the caps ``output.set`` enforces (the same numbers)."""
 
-    status: Literal["succeeded", "failed", "cancelled"]
+    status: Literal["succeeded", "failed", "cancelled", "timed_out"]
     outputs: Annotated[
         dict[OutputName, Annotated[Scalar, AfterValidator(_output_value)]],
         AfterValidator(_outputs_fit),
@@ -519,29 +495,3 @@ class Ack(BaseModel):
     ok: bool = True
     cancel_requested: bool = False
     stored: int | None = None
-
-
-# --- secrets (admin) -----------------------------------------------------------------
-
-
-class SecretSet(BaseModel):
-    """Body of ``PUT /api/secrets/{name}``: the value, and grants to add with it."""
-
-    value: SecretStr = Field(description="the secret value (never returned by the API)")
-    grants: list[Name] = Field(
-        default_factory=list, max_length=limits.MAX_GRANTS, description="pipeline names to grant"
-    )
-
-
-class SecretView(BaseModel):
-    """What the API shows about a secret: its name and metadata, never the value."""
-
-    name: str
-    created_at: datetime
-    updated_at: datetime
-    grants: list[str] = Field(default_factory=list, description="pipelines it is granted to")
-    covers: dict[str, int] = Field(
-        default_factory=dict,
-        description="pipeline -> the first version its grant covers (versions the admin "
-        "pushes from then on; older ones run without the secret)",
-    )

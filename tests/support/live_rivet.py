@@ -26,7 +26,7 @@ import httpx
 import uvicorn
 
 from rivet.orchestrator import create_app
-from rivet.settings import CoreGroup, RivetSettings, ServerGroup, load_settings
+from rivet.settings import CoreGroup, JobsGroup, RivetSettings, ServerGroup, load_settings
 
 ADMIN_TOKEN = "rivet_admin_runner-tests"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -62,9 +62,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condi
 
 
 def rivet_settings(home: Path, **server: object) -> RivetSettings:
-    """Settings for a test's server: ``home``, then ``server.<name>`` for each keyword
-    (given like flags), and nothing from the test process's environment."""
-    flags = {CoreGroup.home: home, **{getattr(ServerGroup, k): v for k, v in server.items()}}
+    """Settings for a test's server: ``home``, then ``server.<name>`` (or the server's
+    ``jobs.<name>``, e.g. ``lease_seconds``) for each keyword (given like flags), and
+    nothing from the test process's environment."""
+    flags = {CoreGroup.home: home}
+    for name, value in server.items():
+        group = ServerGroup if hasattr(ServerGroup, name) else JobsGroup
+        flags[getattr(group, name)] = value
     return load_settings(flags, env={})
 
 

@@ -1,4 +1,4 @@
-"""``rivet job``: launch jobs on a server, list, show and cancel them, read their logs.
+"""``rivet job``: launch jobs on a server, list, show, cancel and retry them, read their logs.
 
 Exit codes of ``job logs --follow`` and ``job launch --follow``: 0 when the job
 succeeded, 1 when it failed, 130 when it was cancelled (or Ctrl-C stopped following;
@@ -18,12 +18,14 @@ from rich.text import Text
 from rivet.cli import common
 from rivet.cli.common import (
     EXIT_OK,
+    UsageProblem,
     err_console,
     out_console,
     short_id,
 )
 from rivet.cli.follow import follow_job, follow_json
 from rivet.cli.inputs import collect_inputs, parse_input_args, render_value
+from rivet.cli.job_attempts import attempt_heading, attempts_table, cancel_message
 from rivet.cli.options import InputsOption, JsonOption, UtcOption
 from rivet.cli.pipeline import definition_of
 from rivet.cli.remote import ServerOption, client_for, format_ts, maybe
@@ -47,7 +49,7 @@ __all__ = ["app", "print_job"]
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Jobs on a Rivet server: launch, rerun, list, show, cancel, logs.",
+    help="Jobs on a Rivet server: launch, rerun, list, show, cancel, retry, logs.",
     no_args_is_help=True,
 )
 
@@ -257,16 +259,30 @@ def show(
 def cancel(job: JobArgument, server: ServerOption = None) -> None:
     """Cancel a job: a queued job at once, a running one as soon as its runner hears.
 
+    If the job's runner is gone, the cancel takes effect when the job's lease runs out
+    (the command says when), or at once if it already has: a cancel always ends the job.
+
     Example: rivet job cancel 3f2a9c
     """
     with client_for(server) as client:
         view = client.cancel_job(job)
+    out_console().print(cancel_message(view, datetime.now(UTC)))
+
+
+@app.command("retry")
+def retry(job: JobArgument, server: ServerOption = None) -> None:
+    """Run a finished job again: a new attempt with the same inputs and version.
+
+    The job keeps its id; earlier attempts and their logs stay readable
+    (`rivet job show`, `rivet job logs --attempt N`). A queued or running job cannot
+    be retried (cancel it first). For a new job, launch the pipeline again.
+
+    Example: rivet job retry 3f2a9c
+    """
+    with client_for(server) as client:
+        view = client.retry_job(job)
     line = safe(f"job {view.id}: ")
-    if JobStatus(view.status) is JobStatus.CANCELLED:
-        line.append("cancelled", style="yellow")
-    else:
-        line.append("cancel requested", style="yellow")
-        line.append(" (the runner stops it and removes its containers)", style="dim")
+    line.append(f"queued for attempt {view.attempt + 1}", style="cyan")
     out_console().print(line)
 
 
@@ -288,6 +304,16 @@ def logs(
         ),
     ] = False,
     utc: UtcOption = False,
+    attempt: Annotated[
+        int | None,
+        typer.Option(
+            "--attempt",
+            envvar="RIVET_LOG_ATTEMPT",
+            min=1,
+            help="only this attempt's lines (default: every attempt, each headed by its "
+            "number when there are several)",
+        ),
+    ] = None,
 ) -> None:
     """Print a job's log; with --follow, stream it live until the job ends.
 
@@ -303,17 +329,25 @@ def logs(
     out = out_console()
     with client_for(server) as client:
         view = client.get_job(job)
+        if attempt is not None and attempt > max(view.attempt, 1):
+            raise UsageProblem(f"job {view.id} has no attempt {attempt} (it has {view.attempt})")
+        if follow and attempt is not None:
+            raise UsageProblem("--attempt cannot be combined with --follow")
         if follow and as_json:
             raise typer.Exit(follow_json(client, view, after))
         if follow:
             raise typer.Exit(follow_job(client, view, out, after, utc=utc))
         if as_json:
-            for line in client.iter_logs(view.id, after):
+            for line in client.iter_logs(view.id, after, attempt):
                 echo_json_line(line.model_dump(mode="json"))
             raise typer.Exit(EXIT_OK)
         clock = LogClock(utc=utc, dated=spans_days(view.created_at, view.finished_at, utc=utc))
         printer = LogPrinter(out, [s.name for s in view.stages], clock)
-        for line in client.iter_logs(view.id, after):
+        shown: int | None = None
+        for line in client.iter_logs(view.id, after, attempt):
+            if attempt is None and len(view.attempts) > 1 and line.attempt != shown:
+                shown = line.attempt
+                out.print(attempt_heading(view, shown))
             printer.log_line(line)
     raise typer.Exit(EXIT_OK)
 
@@ -356,7 +390,17 @@ def print_job(out: Console, view: JobView, utc: bool = False) -> None:
         out.print(table)
     if view.stages:
         out.print(stage_table([StageRow.of(s) for s in view.stages], title="stages"))
+    if view.attempts:
+        out.print(attempts_table(view, utc))
     print_outputs(out, dict(view.outputs))
+    if view.stall_reason and not JobStatus(view.status).finished:
+        out.print(
+            Text.assemble(
+                ("log stalled: ", "bold yellow"),
+                (visible(view.stall_reason), "yellow"),
+                (" (reported by the runner; it keeps retrying)", "dim"),
+            )
+        )
     if view.error:
         out.print(Text.assemble(("error: ", "bold red"), (visible(view.error), "red")))
 

@@ -51,6 +51,8 @@ STATUS_STYLES: dict[str, str] = {
     JobStatus.SUCCEEDED: "green",
     JobStatus.FAILED: "bold red",
     JobStatus.CANCELLED: "yellow",
+    JobStatus.TIMED_OUT: "bold red",
+    "lost": "bold red",  # an attempt's ending (rivet.domain.reliability.AttemptEnd)
     StageStatus.SKIPPED: "dim",
     JobStatus.RUNNING: "cyan",
     StageStatus.PENDING: "dim",

@@ -278,14 +278,22 @@ class RivetClient:
     def cancel_job(self, ref: str) -> JobView:
         return _parse(self._request("POST", f"/api/jobs/{_segment(ref)}/cancel"), JobView)
 
-    def job_logs(self, ref: str, after: int = 0, limit: int = 1000) -> LogPage:
+    def retry_job(self, ref: str) -> JobView:
+        return _parse(self._request("POST", f"/api/jobs/{_segment(ref)}/retry"), JobView)
+
+    def job_logs(
+        self, ref: str, after: int = 0, limit: int = 1000, attempt: int | None = None
+    ) -> LogPage:
         params = {"after": after, "limit": limit}
+        if attempt is not None:
+            params["attempt"] = attempt
         return self._get(f"/api/jobs/{_segment(ref)}/logs", LogPage, params=params)
 
-    def iter_logs(self, ref: str, after: int = 0) -> Iterator[LogLine]:
-        """Every stored line after ``after``, page by page, until none is left."""
+    def iter_logs(self, ref: str, after: int = 0, attempt: int | None = None) -> Iterator[LogLine]:
+        """Every stored line after ``after`` (of one attempt, or all), page by page,
+        until none is left."""
         while True:
-            page = self.job_logs(ref, after)
+            page = self.job_logs(ref, after, attempt=attempt)
             yield from page.lines
             if not page.lines or page.next_after <= after:
                 return

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rivet.domain.inputs import InputValue
+from rivet.domain.reliability import RetryPolicy
 
 __all__ = ["InputDef", "InputType", "PipelineDefinition", "RunnerTag", "StageDef"]
 
@@ -66,6 +67,8 @@ class StageDef:
     line: int | None = None
     readonly: bool = False
     network: str | None = None
+    # Seconds the stage may run; None: only the job's timeout applies.
+    timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +78,7 @@ class StageDef:
             "line": self.line,
             "readonly": self.readonly,
             "network": self.network,
+            "timeout": self.timeout,
         }
 
     @classmethod
@@ -86,6 +90,7 @@ class StageDef:
             line=data.get("line"),
             readonly=bool(data.get("readonly", False)),
             network=data.get("network"),
+            timeout=data.get("timeout"),
         )
 
 
@@ -97,6 +102,10 @@ class PipelineDefinition:
     inputs: tuple[InputDef, ...] = ()
     tags: tuple[RunnerTag, ...] = ()
     plugins: tuple[str, ...] = ()
+    # Seconds; None: the server's setting (jobs.lease_seconds, jobs.timeout_seconds).
+    lease: float | None = None
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def input(self, name: str) -> InputDef | None:
@@ -112,6 +121,9 @@ class PipelineDefinition:
             "inputs": [i.to_dict() for i in self.inputs],
             "tags": [t.to_dict() for t in self.tags],
             "plugins": list(self.plugins),
+            "lease": self.lease,
+            "timeout": self.timeout,
+            "retry": self.retry.to_dict() if self.retry is not None else None,
             "stages": [s.to_dict() for s in self.stages],
         }
 
@@ -123,5 +135,8 @@ class PipelineDefinition:
             inputs=tuple(InputDef.from_dict(i) for i in data.get("inputs", [])),
             tags=tuple(RunnerTag(t["key"], t["value"]) for t in data.get("tags", [])),
             plugins=tuple(data.get("plugins", [])),
+            lease=data.get("lease"),
+            timeout=data.get("timeout"),
+            retry=RetryPolicy.from_dict(data.get("retry")),
             stages=tuple(StageDef.from_dict(s) for s in data["stages"]),
         )

@@ -13,6 +13,7 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
 
     @property
     def finished(self) -> bool:
@@ -26,10 +27,13 @@ class StageStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
 
     @property
     def finished(self) -> bool:
         return self not in (StageStatus.PENDING, StageStatus.RUNNING)
 
 
-_FINISHED_JOB = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+_FINISHED_JOB = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+)

@@ -61,6 +61,8 @@ class JobContext:
     secrets: JobSecrets = field(default_factory=JobSecrets)
     stage_def: StageDef | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # Extra labels of every container of the job (the runner's id, for cleanup).
+    labels: Mapping[str, str] = field(default_factory=dict)
     _seq: int = 0
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
     _containers: dict[str, RunningContainer] = field(default_factory=dict)
@@ -172,6 +174,7 @@ class JobContext:
             options=options,
             secrets_dir=self.secrets.directory,
             id_map=self._id_map if options.userns == "auto" else None,
+            labels=dict(self.labels),
         )
         return self.backend.start(spec)
 

@@ -122,12 +122,15 @@ class CancelToken:
         self._callbacks: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self.reason = "job cancelled"
+        # Set by a timeout (the job's or a stage's): the job ends ``timed_out``.
+        self.timed_out = False
 
-    def cancel(self, reason: str = "job cancelled") -> None:
+    def cancel(self, reason: str = "job cancelled", *, timed_out: bool = False) -> None:
         with self._lock:
             if self._event.is_set():
                 return
             self.reason = reason
+            self.timed_out = timed_out
             self._event.set()
             callbacks = list(self._callbacks)
         for callback in callbacks:

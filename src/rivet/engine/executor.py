@@ -8,7 +8,8 @@ the workspace are removed when the job ends, whatever the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue, resolve_inputs
 from rivet.domain.status import JobStatus, StageStatus
-from rivet.engine.backends.base import ContainerBackend
+from rivet.engine.backends.base import LABEL_RUNNER, ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
 from rivet.engine.job_secrets import JobSecrets
@@ -56,6 +57,11 @@ class JobSpec:
     local_secrets: bool = False
     # Name -> why a secret granted to the pipeline is not given to this job's version.
     withheld_secrets: Mapping[str, str] = field(default_factory=dict)
+    # Seconds the job may run (the server's terms); None: the definition's `timeout`.
+    timeout: float | None = None
+    # The runner running it (its id): labels its containers and names its secrets
+    # directory, so that a restarted runner finds what a crash left behind.
+    owner: str | None = None
 
 
 class Executor:
@@ -79,6 +85,7 @@ class Executor:
             local=job.local_secrets,
             root=self.settings.secrets_root,
             withheld=job.withheld_secrets,
+            owner=job.owner,
         )
         ctx = JobContext(
             job_id=job.job_id,
@@ -92,6 +99,7 @@ class Executor:
             policy=self.settings.policy,
             redactor=redactor,
             secrets=secrets,
+            labels={LABEL_RUNNER: job.owner} if job.owner else {},
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         if root_note is not None:
@@ -126,6 +134,11 @@ class Executor:
         except InputError as exc:
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
+        timeout = job.timeout or loaded.definition.timeout
+        if timeout is not None:
+            ctx.closers.append(
+                _timer(ctx, timeout, f"timed out: the job ran past its timeout of {timeout:g} s")
+            )
         ctx.secrets.pipeline = loaded.definition.name
         for name in ctx.secrets.withheld_names():
             ctx.log("warning", ctx.secrets.missing(name), None)
@@ -141,10 +154,11 @@ class Executor:
                 result.error = f"stage '{stage.name}' failed: {state.error}"
                 break
         if ctx.cancel.cancelled:
+            timed_out = ctx.cancel.timed_out
             for state in stages:
                 if state.status is StageStatus.RUNNING:
-                    state.status = StageStatus.CANCELLED
-            result.status = JobStatus.CANCELLED
+                    state.status = StageStatus.TIMED_OUT if timed_out else StageStatus.CANCELLED
+            result.status = JobStatus.TIMED_OUT if timed_out else JobStatus.CANCELLED
             result.error = ctx.cancel.reason
         elif result.status is JobStatus.RUNNING:
             result.status = JobStatus.SUCCEEDED
@@ -168,6 +182,10 @@ class Executor:
         state.started_at = utcnow()
         ctx.events.stage_started(state)
         depth = len(ctx.stack)
+        stop_timer = None
+        if stage.timeout is not None:
+            why = f"timed out: stage '{name}' ran past its timeout of {stage.timeout:g} s"
+            stop_timer = _timer(ctx, stage.timeout, why)
         try:
             if code.condition is not None:
                 verdict = sandbox.call(
@@ -188,7 +206,8 @@ class Executor:
             state.status = StageStatus.SUCCEEDED
         except LuaError as exc:
             if ctx.cancel.cancelled:
-                state.status = StageStatus.CANCELLED
+                timed_out = ctx.cancel.timed_out
+                state.status = StageStatus.TIMED_OUT if timed_out else StageStatus.CANCELLED
                 state.error = ctx.cancel.reason
             else:
                 state.status = StageStatus.FAILED
@@ -196,11 +215,22 @@ class Executor:
                 state.error = _stored_error(ctx, str(exc))
                 ctx.log("error", f"stage '{name}' failed: {exc}")
         finally:
+            if stop_timer is not None:
+                stop_timer()
             del ctx.stack[depth:]
             state.finished_at = utcnow()
             ctx.events.stage_finished(state)
             ctx.stage = None
             ctx.stage_def = None
+
+
+def _timer(ctx: JobContext, seconds: float, reason: str) -> Callable[[], None]:
+    """Cancel the job as timed out after ``seconds`` (which kills its processes and
+    removes its containers, like any cancel); returns the function that disarms it."""
+    timer = threading.Timer(seconds, lambda: ctx.cancel.cancel(reason, timed_out=True))
+    timer.daemon = True
+    timer.start()
+    return timer.cancel
 
 
 def _on_cancel(ctx: JobContext, sandbox: Sandbox, reason: str) -> None:

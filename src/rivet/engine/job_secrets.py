@@ -29,7 +29,9 @@ from rivet.engine.backends.base import SECRETS_MOUNT
 from rivet.engine.redaction import Redactor
 from rivet.lua.sandbox import LuaCallError
 
-__all__ = ["SECRETS_MOUNT", "JobSecrets", "default_secrets_root"]
+__all__ = ["SECRETS_MOUNT", "SECRETS_PREFIX", "JobSecrets", "default_secrets_root"]
+
+SECRETS_PREFIX = "rivet-secrets-"
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 
@@ -53,6 +55,7 @@ class JobSecrets:
         local: bool = False,
         root: Path | None = None,
         withheld: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> None:
         self._values = dict(values or {})
         self._withheld = dict(withheld or {})
@@ -61,6 +64,8 @@ class JobSecrets:
         self.local = local
         self.pipeline: str | None = None
         self._root = root
+        # In the directory's name, so the runner that made it finds it after a crash.
+        self._prefix = f"{SECRETS_PREFIX}{owner}-" if owner else SECRETS_PREFIX
         self._dir: Path | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -116,7 +121,7 @@ class JobSecrets:
             if self._dir is None:
                 root = self._root or default_secrets_root()
                 # mkdtemp: a fresh, unpredictable name, created with mode 0700.
-                self._dir = Path(tempfile.mkdtemp(prefix="rivet-secrets-", dir=root))
+                self._dir = Path(tempfile.mkdtemp(prefix=self._prefix, dir=root))
             return self._dir
 
     def write_file(self, file_name: str, secret_name: str, caller: str) -> str:

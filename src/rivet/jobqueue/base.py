@@ -10,7 +10,16 @@ from rivet.jobqueue.signals import Signals
 from rivet.protocol import JobAssignment
 from rivet.store import Transaction
 
-__all__ = ["JobQueue", "Offer"]
+__all__ = ["JobQueue", "JobTerms", "Offer"]
+
+
+@dataclass(frozen=True)
+class JobTerms:
+    """The server's defaults for what a claim grants (the ``jobs.*`` settings); a
+    pipeline's own ``lease`` and ``timeout`` take precedence."""
+
+    lease_seconds: float = 30.0
+    timeout_seconds: float = 6 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The claim statement and the long-poll loop common to both databases.
 
 Claim = one ``UPDATE jobs SET status='running' … WHERE id = (SELECT id FROM jobs WHERE
-status='queued' AND <offer matches> AND <pool allows> ORDER BY created_at, id [FOR
-UPDATE SKIP LOCKED] LIMIT 1) RETURNING …``. The tag/plugin match is evaluated in SQL
-(the dialect subclasses supply it), so a runner never has to skip over jobs it cannot
-take in Python and a single statement decides.
+status='queued' AND <backoff over> AND <offer matches> AND <pool allows> ORDER BY
+created_at, id [FOR UPDATE SKIP LOCKED] LIMIT 1) RETURNING …``, and the attempt with its
+lease (``job_attempts``) is started in the same transaction. The tag/plugin match is
+evaluated in SQL (the dialect subclasses supply it), so a runner never has to skip over
+jobs it cannot take in Python and a single statement decides.
 
 Pools (:func:`pool_allows`, the same SQL on both databases) are read by the statement
 itself, from the claiming runner's row, the job's pipeline's pool restriction and the
@@ -28,11 +29,13 @@ from sqlalchemy import ColumnElement, and_, bindparam, exists, not_, or_, select
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from rivet.domain import JobStatus
-from rivet.jobqueue.base import Offer
+from rivet.domain.definition import PipelineDefinition
+from rivet.jobqueue.base import JobTerms, Offer
 from rivet.jobqueue.signals import JOBS_TOPIC, Signals, job_topic
 from rivet.limits import MAX_ERROR, text_problems, truncate, value_problems
 from rivet.protocol import JobAssignment
 from rivet.store import Database, Transaction
+from rivet.store.attempts import start_attempt
 from rivet.store.jobs import finish_job
 from rivet.store.logs import last_seq
 from rivet.store.portable import utcnow
@@ -66,6 +69,7 @@ class SqlQueue:
         self.poll_interval = poll_interval
         self._stopping = False
         self._statement: Any = None
+        self.terms = JobTerms()
 
     # --- lifecycle (PostgreSQL adds its listener) ------------------------------------
 
@@ -114,6 +118,11 @@ class SqlQueue:
                 select(candidate.c.id)
                 .where(
                     candidate.c.status == JobStatus.QUEUED.value,
+                    # A retry waits out its backoff.
+                    or_(
+                        candidate.c.not_before.is_(None),
+                        candidate.c.not_before <= bindparam("claim_now"),
+                    ),
                     self.match(candidate, Offer()),
                     pool_allows(candidate, bindparam("claim_runner")),
                 )
@@ -130,8 +139,9 @@ class SqlQueue:
                     runner_id=bindparam("claim_runner"),
                     started_at=bindparam("claim_now"),
                     heartbeat_at=bindparam("claim_now"),
+                    attempt=jobs.c.attempt + 1,
                 )
-                .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs)
+                .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs, jobs.c.attempt)
             )
         return self._statement
 
@@ -155,10 +165,23 @@ class SqlQueue:
                 else:
                     problem = _unusable(assignment)
                     if problem is None:
-                        return assignment
+                        return self._lease(tx, assignment, runner_id, params["claim_now"])
                 log.error("job %s cannot run and is failed: %s", row.id, problem)
                 finish_job(tx.conn, row.id, JobStatus.FAILED, error=truncate(problem, MAX_ERROR))
         return None
+
+    def _lease(
+        self, tx: Transaction, assignment: JobAssignment, runner_id: str, now: Any
+    ) -> JobAssignment:
+        """Start the attempt the claim made, with the pipeline's lease and timeout (or
+        the server's), in the claim's transaction: a claimed job always has a lease."""
+        definition = PipelineDefinition.from_dict(assignment.definition)
+        lease = definition.lease or self.terms.lease_seconds
+        timeout = definition.timeout or self.terms.timeout_seconds
+        start_attempt(
+            tx.conn, assignment.job_id, assignment.attempt, runner_id, now, lease, timeout
+        )
+        return assignment.model_copy(update={"lease_seconds": lease, "timeout_seconds": timeout})
 
     async def claim(
         self,
@@ -242,4 +265,5 @@ def _assignment(tx: Transaction, row: Any) -> JobAssignment:
         inputs=row.inputs,
         # Continue after lines an earlier attempt may have stored.
         next_seq=last_seq(tx.conn, row.id) + 1,
+        attempt=row.attempt,
     )

@@ -30,6 +30,7 @@ from rivet.limits import (
     pipeline_name_problem,
     text_problems,
 )
+from rivet.lua import run_rules
 from rivet.lua.lua_values import (
     array_values,
     has_type,
@@ -54,8 +55,9 @@ __all__ = [
     "Validator",
 ]
 
-PIPELINE_FIELDS = ("name", "description", "inputs", "runner", "plugins", "stages")
-STAGE_FIELDS = ("name", "script", "condition", "container", "readonly", "network")
+_PIPELINE_FIELDS = "name description inputs runner plugins lease timeout retry stages"
+PIPELINE_FIELDS = tuple(_PIPELINE_FIELDS.split())
+STAGE_FIELDS = ("name", "script", "condition", "container", "readonly", "network", "timeout")
 NETWORK_MODES = ("none", "bridge")
 INPUT_FIELDS = ("type", "description", "default", "options", "required", "name")
 # Whole names only (fullmatch): "$" would also match before a final "\n".
@@ -131,6 +133,9 @@ class Validator:
         inputs = self.inputs(spec["inputs"], rec, problems)
         tags = self.tags(spec["runner"], problems, line)
         plugins = self.plugins(spec["plugins"], problems, line)
+        lease = run_rules.lease(spec["lease"], problems, line)
+        timeout = run_rules.timeout(spec["timeout"], "timeout", problems, line)
+        retry = run_rules.retry_policy(spec["retry"], problems, line)
         stage_defs, stage_code = self.stages(spec["stages"], rec, problems)
 
         if problems:
@@ -141,6 +146,9 @@ class Validator:
             inputs=tuple(inputs),
             tags=tuple(tags),
             plugins=tuple(plugins),
+            lease=lease,
+            timeout=timeout,
+            retry=retry,
             stages=tuple(stage_defs),
         )
         problems = storable(definition, line)
@@ -400,6 +408,7 @@ class Validator:
                     f"{path}.network", f'must be "none" or "bridge", got {render(network)}', line
                 )
             )
+        stage_timeout = run_rules.timeout(spec["timeout"], f"{path}.timeout", problems, line)
         if len(problems) > before:
             return None
         stage_def = StageDef(
@@ -409,6 +418,7 @@ class Validator:
             line=line,
             readonly=bool(readonly),
             network=network,
+            timeout=stage_timeout,
         )
         return stage_def, StageCode(script=script, condition=condition)
 

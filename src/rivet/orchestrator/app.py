@@ -65,10 +65,15 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
             app.state.http_metrics = services.metrics.http
             services.signals.bind(asyncio.get_running_loop())
             await services.queue.start()
+            # Every orchestrator reaps: lost runners, deadlines, unclaimed jobs.
+            stop_reaping = asyncio.Event()
+            reaper = asyncio.create_task(services.reaper.run(stop_reaping), name="reaper")
             log.info("orchestrator ready on %s", services.db.dialect)
             try:
                 yield
             finally:
+                stop_reaping.set()
+                await reaper
                 await services.queue.stop()
         finally:
             services.db.close()

@@ -30,8 +30,10 @@ from rivet.errors import (
     PermissionDeniedError,
     RequestTooLarge,
     RivetError,
+    StorageFull,
     StorageUnavailable,
 )
+from rivet.orchestrator.services.endings import AttemptEnded
 from rivet.orchestrator.services.runners import RunnerRemoved
 from rivet.protocol import ErrorBody, ErrorResponse
 
@@ -46,9 +48,11 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
     SecretRuleError: (422, "invalid_request"),
     RequestTooLarge: (413, "request_too_large"),
     StorageUnavailable: (503, "storage_unavailable"),
+    StorageFull: (507, "storage_full"),
     LuaError: (422, "lua_error"),
     NotFoundError: (404, "not_found"),
     AmbiguousIdError: (409, "ambiguous_id"),
+    AttemptEnded: (409, "attempt_ended"),
     ConflictError: (409, "conflict"),
     RunnerRemoved: (401, "runner_removed"),
     AuthenticationError: (401, "unauthorized"),
@@ -60,7 +64,7 @@ _STATUS: dict[type[RivetError], tuple[int, str]] = {
 # For the OpenAPI document: every route may answer with these.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase}
-    for status in (400, 401, 403, 404, 409, 413, 422, 503)
+    for status in (400, 401, 403, 404, 409, 413, 422, 503, 507)
 }
 
 # Seconds a client should wait before retrying after a 503 (a database restart or
@@ -89,7 +93,7 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status == 503:
+    if status in (503, 507):
         headers["Retry-After"] = str(RETRY_AFTER)
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers or None)
 

@@ -19,6 +19,7 @@ abandoned; the server notices the disconnect and does not hand it a job.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from types import FrameType
 
@@ -33,6 +34,7 @@ from rivet.home import make_private_dir, tighten
 from rivet.observe.levels import parse_levels
 from rivet.observe.logs import bind, configure_logging, register_secret
 from rivet.protocol import ClaimRequest, JobAssignment
+from rivet.runner.cleanup import RUNNER_LOCK, clean_earlier_lives, hold_lock
 from rivet.runner.client import (
     RequestRejected,
     RunnerClient,
@@ -81,9 +83,12 @@ class Agent:
         self._done = threading.Event()
         self._slots = threading.Semaphore(settings.concurrency)
         self._lock = threading.Lock()
-        self._jobs: dict[str, JobRun] = {}
+        # By (job, attempt): a job lost by this runner may come back to it as a new
+        # attempt while the old one is still winding down.
+        self._jobs: dict[tuple[str, int], JobRun] = {}
         self._cancel_reason: str | None = None
         self._registered_now = False
+        self._home_lock: int | None = None
         self._poller = threading.Thread(target=self._poll, name="claim-poller", daemon=True)
 
     # --- control (any thread) -------------------------------------------------------
@@ -132,6 +137,9 @@ class Agent:
 
     def close(self) -> None:
         self.client.close()
+        if self._home_lock is not None:
+            os.close(self._home_lock)
+            self._home_lock = None
 
     # --- the poller thread ----------------------------------------------------------
 
@@ -152,6 +160,7 @@ class Agent:
         request = ClaimRequest(wait_seconds=s.claim_wait, plugins=list(s.plugins))
         backoff = Backoff(0.5, 10.0)
         known = False
+        cleaned = False
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=0.2):
                 continue
@@ -159,6 +168,9 @@ class Agent:
                 if not known:
                     self._learn_offer()
                     known = True
+                if not cleaned:
+                    self._clean_earlier_lives()
+                    cleaned = True
                 assignment = self.client.claim(request)
             except ServerUnavailable:
                 self._slots.release()
@@ -243,12 +255,68 @@ class Agent:
         if missing:
             log.info("not offering plugins %s: this runtime lacks them", ",".join(missing))
 
+    def _clean_earlier_lives(self) -> None:
+        """Before the first claim: remove what an earlier life of this runner left
+        (:mod:`rivet.runner.cleanup`) and have the server end its attempts."""
+        if self.runner_id is None:
+            return
+        # Held for this process's life (the kernel drops it when the process dies,
+        # SIGKILL included): another live process of this runner on this home — one
+        # still draining — keeps its containers and jobs.
+        self._home_lock = hold_lock(self.settings.workspace_root / RUNNER_LOCK)
+        if self._home_lock is None:
+            log.warning(
+                "not cleaning up after earlier lives: another live runner process holds %s",
+                self.settings.workspace_root / RUNNER_LOCK,
+            )
+            return
+        backend = self.executor.backend
+        podman = backend if isinstance(backend, PodmanBackend) else None
+        found = clean_earlier_lives(
+            self.runner_id,
+            self.settings.workspace_root,
+            podman,
+            self.executor.settings.secrets_root,
+        )
+        if found.any:
+            log.warning(
+                "cleaned up after an earlier life of this runner: jobs %s (%d container(s), "
+                "%d workspace(s), %d secret dir(s) removed)",
+                ", ".join(sorted(found.jobs)) or "none",
+                found.containers,
+                found.workspaces,
+                found.secret_dirs,
+            )
+        try:
+            answer = self.client.restarted(sorted(found.jobs))
+        except RequestRejected as exc:  # a server that predates the report
+            log.warning("could not report the restart to the server: %s", exc)
+            return
+        if answer.ended:
+            log.warning(
+                "the server ended the attempts this runner left running as lost: jobs %s",
+                ", ".join(answer.ended),
+            )
+
     def _start_job(self, assignment: JobAssignment) -> None:
         # The job's threads are made here and keep these ids in their log lines.
         with bind(runner_id=self.runner_id, job_id=assignment.job_id):
             self._start_run(assignment)
 
     def _start_run(self, assignment: JobAssignment) -> None:
+        with self._lock:
+            stale = [r for k, r in self._jobs.items() if k[0] == assignment.job_id]
+        for old in stale:
+            # The server ended that attempt (it handed us a new one): the old one must
+            # not share the job's containers and workspace with the new one.
+            log.warning(
+                "job %s: attempt %d ended on the server; stopping it before attempt %d",
+                old.job_id,
+                old.attempt,
+                assignment.attempt,
+            )
+            old.request_cancel(f"the server started attempt {assignment.attempt}")
+            old.join(120)
         run = JobRun(
             assignment,
             self.client,
@@ -257,12 +325,20 @@ class Agent:
             shipper_settings=self.settings.shipper,
             give_up=self._give_up,
             on_done=self._job_done,
+            owner=self.runner_id,
         )
         with self._lock:
-            self._jobs[run.job_id] = run
+            self._jobs[(run.job_id, run.attempt)] = run
             self.claimed.append(run.job_id)
             reason = self._cancel_reason
-        log.info("claimed job %s (%s v%d)", run.job_id, assignment.pipeline, assignment.version)
+        log.info(
+            "claimed job %s (%s v%d, attempt %d, lease %g s)",
+            run.job_id,
+            assignment.pipeline,
+            assignment.version,
+            assignment.attempt,
+            assignment.lease_seconds,
+        )
         run.start()
         if reason is not None:  # claimed while shutting down with cancellation
             run.request_cancel(reason)
@@ -271,7 +347,7 @@ class Agent:
         status = run.result.status.value if run.result is not None else "failed"
         self.metrics.job_finished(status)
         with self._lock:
-            self._jobs.pop(run.job_id, None)
+            self._jobs.pop((run.job_id, run.attempt), None)
             if self._stopping.is_set() and not self._jobs:
                 self._done.set()
         self._slots.release()

@@ -9,6 +9,8 @@ Each method makes one attempt and sorts failures into what the caller can do:
         │                       the shortest wait before the next attempt)
         ├── TokenRejected       401: the runner (or registration) token is not valid
         ├── JobGone             403/404 on a job route: the job is no longer this runner's
+        │   └── AttemptRefused  409 on a job route: the server ended this attempt (its
+        │                       lease ran out…); stop the job, report nothing more
         └── RequestRejected     any other 4xx: retrying the same request cannot help
             └── BodyTooLarge 413: the body is over the server's size limit; a
                                 smaller request (half a log batch) may pass
@@ -35,17 +37,21 @@ from rivet.protocol import (
     Ack,
     ClaimRequest,
     ErrorResponse,
+    Heartbeat,
     JobAssignment,
     JobCompletion,
     LogBatch,
     RegisterRequest,
     RegisterResponse,
+    RestartAnswer,
+    RestartReport,
     RunnerView,
     StageUpdate,
 )
 from rivet.runner.retry import Backoff, Connectivity
 
 __all__ = [
+    "AttemptRefused",
     "BodyTooLarge",
     "JobGone",
     "RequestRejected",
@@ -89,6 +95,11 @@ class TokenRejected(RunnerClientError):
 
 class JobGone(RunnerClientError):
     """HTTP 403/404 on a job: another runner holds it, or it no longer exists."""
+
+
+class AttemptRefused(JobGone):
+    """HTTP 409 on a job route: the server already ended this attempt (lease expired,
+    past its deadline, reported dead) and stores nothing more of it."""
 
 
 class RequestRejected(RunnerClientError):
@@ -141,17 +152,29 @@ class RunnerClient:
             return None
         return _parse(response, JobAssignment)
 
-    def post_logs(self, job_id: str, batch: LogBatch) -> Ack:
-        return self._ack(f"/api/runner/jobs/{job_id}/logs", batch, "log upload")
+    def restarted(self, jobs: list[str]) -> RestartAnswer:
+        """Tell the server this runner (re)started: it ends the attempts left running."""
+        body = RestartReport(jobs=jobs)
+        return _parse(
+            self._send("POST", "/api/runner/restarted", body, "restart report"), RestartAnswer
+        )
 
-    def update_stage(self, job_id: str, update: StageUpdate) -> Ack:
-        return self._ack(f"/api/runner/jobs/{job_id}/stages", update, "stage update")
+    # ``attempt``: the assignment's; None only for callers that predate attempts.
 
-    def heartbeat(self, job_id: str) -> Ack:
-        return self._ack(f"/api/runner/jobs/{job_id}/heartbeat", None, "heartbeat")
+    def post_logs(self, job_id: str, batch: LogBatch, attempt: int | None = None) -> Ack:
+        return self._ack(_job_path(job_id, "logs", attempt), batch, "log upload")
 
-    def complete(self, job_id: str, completion: JobCompletion) -> Ack:
-        return self._ack(f"/api/runner/jobs/{job_id}/complete", completion, "completion")
+    def update_stage(self, job_id: str, update: StageUpdate, attempt: int | None = None) -> Ack:
+        return self._ack(_job_path(job_id, "stages", attempt), update, "stage update")
+
+    def heartbeat(
+        self, job_id: str, attempt: int | None = None, log_problem: str | None = None
+    ) -> Ack:
+        body = Heartbeat(log_problem=log_problem) if log_problem is not None else None
+        return self._ack(_job_path(job_id, "heartbeat", attempt), body, "heartbeat")
+
+    def complete(self, job_id: str, completion: JobCompletion, attempt: int | None = None) -> Ack:
+        return self._ack(_job_path(job_id, "complete", attempt), completion, "completion")
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -186,16 +209,19 @@ class RunnerClient:
             raise ServerUnavailable(f"{what}: {reason}") from None
         status = response.status_code
         if status >= 500 or status == 429:
-            self.connectivity.failed(what, f"HTTP {status}")
-            raise ServerUnavailable(
-                f"{what}: HTTP {status}: {_message(response)}", _retry_after(response)
-            )
+            # The server answered: its trouble (database down, disk full) is told as
+            # what it is, never as "unreachable".
+            reason = f"HTTP {status}: {_message(response)}"
+            self.connectivity.failed(what, reason, answered=True)
+            raise ServerUnavailable(f"{what}: {reason}", _retry_after(response))
         self.connectivity.succeeded()
         if status == 401:
             removed = _code(response) == "runner_removed"
             raise TokenRejected(f"{what}: {_message(response)}", removed=removed)
         if job_route and status in (403, 404):
             raise JobGone(f"{what}: {_message(response)}")
+        if job_route and status == 409:
+            raise AttemptRefused(f"{what}: {_message(response)}")
         if status == 413:
             raise BodyTooLarge(f"{what}: HTTP 413: {_message(response)}")
         if status >= 400:
@@ -223,6 +249,11 @@ def deliver(
                 delay = max(delay, min(exc.retry_after, backoff.cap))
             give_up.wait(delay)
     return None
+
+
+def _job_path(job_id: str, what: str, attempt: int | None) -> str:
+    path = f"/api/runner/jobs/{job_id}/{what}"
+    return path if attempt is None else f"{path}?attempt={attempt}"
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -30,6 +30,7 @@ from rivet.limits import MAX_ERROR, truncate
 from rivet.observe.logs import bind, forget_secret, in_context, register_secret
 from rivet.protocol import Ack, JobAssignment, JobCompletion
 from rivet.runner.client import (
+    AttemptRefused,
     JobGone,
     RequestRejected,
     RunnerClient,
@@ -58,14 +59,19 @@ class JobRun:
         shipper_settings: ShipperSettings,
         give_up: threading.Event,
         on_done: Callable[[JobRun], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.assignment = assignment
         self.job_id = assignment.job_id
+        self.attempt = assignment.attempt
+        self.owner = owner
         self.client = client
         self.executor = executor
         self.cancel = CancelToken()
         self.result: JobResult | None = None
-        self._heartbeat_interval = heartbeat_interval
+        # Well within the lease: three heartbeats may be lost before the job is.
+        self._heartbeat_interval = min(heartbeat_interval, assignment.lease_seconds / 3)
+        self._shipper: LogShipper | None = None
         self._shipper_settings = shipper_settings
         self._give_up = give_up
         self._on_done = on_done
@@ -119,7 +125,9 @@ class JobRun:
             self._shipper_settings,
             give_up=self._give_up,
             on_ack=self._on_ack,
+            attempt=self.attempt,
         )
+        self._shipper = shipper
         try:
             result = self._execute(shipper)
             self.result = result
@@ -152,6 +160,8 @@ class JobRun:
             first_seq=a.next_seq,
             secrets={name: value.get_secret_value() for name, value in a.secrets.items()},
             withheld_secrets=dict(a.withheld),
+            timeout=a.timeout_seconds,
+            owner=self.owner,
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)
@@ -160,11 +170,13 @@ class JobRun:
             return JobResult(JobStatus.FAILED, error=f"runner error: {exc}")
 
     def _complete(self, result: JobResult) -> None:
-        status: Literal["succeeded", "failed", "cancelled"] = "failed"
+        status: Literal["succeeded", "failed", "cancelled", "timed_out"] = "failed"
         if result.status is JobStatus.SUCCEEDED:
             status = "succeeded"
         elif result.status is JobStatus.CANCELLED:
             status = "cancelled"
+        elif result.status is JobStatus.TIMED_OUT:
+            status = "timed_out"
         error = truncate(result.error, MAX_ERROR) if result.error is not None else None
         try:
             completion = JobCompletion(status=status, outputs=result.outputs, error=error)
@@ -185,7 +197,7 @@ class JobRun:
 
     def _deliver_completion(self, completion: JobCompletion) -> None:
         ack = deliver(
-            lambda: self.client.complete(self.job_id, completion),
+            lambda: self.client.complete(self.job_id, completion, self.attempt),
             Backoff(0.2, 10.0),
             self._give_up,
         )
@@ -200,12 +212,19 @@ class JobRun:
         backoff = Backoff(0.5, self._heartbeat_interval)
         delay = self._heartbeat_interval
         while not self._finished.wait(delay):
+            problem = self._shipper.problem if self._shipper is not None else None
             try:
-                self._on_ack(self.client.heartbeat(self.job_id))
+                self._on_ack(self.client.heartbeat(self.job_id, self.attempt, problem))
                 delay = self._heartbeat_interval
                 backoff.reset()
             except ServerUnavailable:
                 delay = backoff.next_delay()  # come back quickly once the server is up
+            except AttemptRefused as exc:
+                # Our lease ran out (we were paused, cut off…): the server ended this
+                # attempt and may have handed the job on. Stop it; report nothing more.
+                log.error("job %s attempt %d: %s; stopping it", self.job_id, self.attempt, exc)
+                self.request_cancel(f"the server ended attempt {self.attempt}: {exc}")
+                return
             except JobGone as exc:
                 log.error("job %s: %s; stopping it", self.job_id, exc)
                 self.request_cancel("the server no longer assigns this job to this runner")

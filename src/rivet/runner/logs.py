@@ -85,9 +85,14 @@ class LogShipper:
         *,
         give_up: threading.Event | None = None,
         on_ack: Callable[[Ack], None] | None = None,
+        attempt: int | None = None,
     ) -> None:
         self.client = client
         self.job_id = job_id
+        self.attempt = attempt
+        # Why the last delivery failed (the server's answer), None once one succeeds:
+        # heartbeats carry it so `rivet job show` can say why the log stalled.
+        self.problem: str | None = None
         self.settings = settings or ShipperSettings()
         self._give_up = give_up or threading.Event()
         self._on_ack = on_ack
@@ -269,17 +274,17 @@ class LogShipper:
             what = f"stage update {update.name}={update.status}"
 
             def call() -> Ack:
-                return self.client.update_stage(job, update)
+                return self.client.update_stage(job, update, self.attempt)
         else:
             body = LogBatch(lines=batch)
             what = f"log lines {batch[0].seq}..{batch[-1].seq}"
 
             def call() -> Ack:
-                return self.client.post_logs(job, body)
+                return self.client.post_logs(job, body, self.attempt)
 
         lines = 0 if isinstance(batch, StageUpdate) else len(batch)
         try:
-            ack = deliver(call, backoff, self._give_up)
+            ack = deliver(call, backoff, self._give_up, on_retry=self._note_problem)
         except BodyTooLarge:
             raise
         except (JobGone, TokenRejected) as exc:
@@ -294,9 +299,13 @@ class LogShipper:
         if ack is None:
             log.error("job %s: gave up delivering %s and the rest of its log", job, what)
             return None
+        self.problem = None
         if self._on_ack is not None:
             self._on_ack(ack)
         return 0
+
+    def _note_problem(self, exc: Exception) -> None:
+        self.problem = str(exc)
 
     def _abandon(self) -> None:
         """Under the lock: forget everything buffered and unblock waiting producers."""

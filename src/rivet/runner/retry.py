@@ -61,28 +61,35 @@ class Connectivity:
         self._clock = clock
         self._lock = threading.Lock()
         self._down_since: float | None = None
+        self._state = ""
 
-    def failed(self, what: str, reason: str) -> None:
+    def failed(self, what: str, reason: str, *, answered: bool = False) -> None:
+        """``answered``: the server replied with an error (5xx/429, its reason in
+        ``reason``), which is trouble on the server, not a lost connection."""
+        state = "answers with errors" if answered else "unreachable"
         with self._lock:
-            first = self._down_since is None
-            if first:
+            first = self._down_since is None or self._state != state
+            if self._down_since is None:
                 self._down_since = self._clock()
+            self._state = state
         if first:
             log.warning(
-                "server %s unreachable (%s: %s); running jobs continue, "
+                "server %s %s (%s: %s); running jobs continue, "
                 "logs are buffered and every call is retried with backoff",
                 self.server,
+                state,
                 what,
                 reason,
             )
         else:
-            log.debug("server %s still unreachable (%s: %s)", self.server, what, reason)
+            log.debug("server %s still %s (%s: %s)", self.server, state, what, reason)
 
     def succeeded(self) -> None:
         with self._lock:
             since = self._down_since
             self._down_since = None
         if since is not None:
+            again = "answering normally" if self._state != "unreachable" else "reachable"
             log.warning(
-                "server %s reachable again after %.1f s", self.server, self._clock() - since
+                "server %s %s again after %.1f s", self.server, again, self._clock() - since
             )

@@ -19,6 +19,7 @@ from rivet.settings.kinds import SecretText, parse_tags
 from rivet.settings.model import (
     DEFAULT_SERVER,
     GROUPS,
+    JOB_TERMS,
     ClientGroup,
     CoreGroup,
     JobsGroup,
@@ -33,6 +34,7 @@ from rivet.settings.spec import Group, Setting, SettingError, Source
 __all__ = [
     "DEFAULT_SERVER",
     "GROUPS",
+    "JOB_TERMS",
     "ClientGroup",
     "CoreGroup",
     "Entry",

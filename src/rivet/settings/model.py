@@ -31,6 +31,7 @@ from rivet.settings.spec import Computed, Group, Setting
 __all__ = [
     "DEFAULT_SERVER",
     "GROUPS",
+    "JOB_TERMS",
     "LUA_DEFINITION_SECONDS",
     "LUA_MEMORY_MIB",
     "LUA_STAGE_SECONDS",
@@ -336,6 +337,44 @@ class JobsGroup(Group, section="jobs"):
         "in a config file, relative to that file)",
         default_text="the built-in policy",
     )
+    # The server's terms for every job (a definition's `lease`/`timeout` override the
+    # first two): read by the orchestrator and its reaper (docs/reliability.md).
+    lease_seconds = Setting(
+        Number(greater_than=0),
+        30.0,
+        env="RIVET_LEASE_SECONDS",
+        help="how long a claimed job may go without a heartbeat before it is lost (s; "
+        "server, unless the pipeline sets `lease`)",
+    )
+    timeout_seconds = Setting(
+        Number(greater_than=0),
+        6 * 3600.0,
+        env="RIVET_JOB_TIMEOUT_SECONDS",
+        help="how long one attempt of a job may run (s; server, unless the pipeline "
+        "sets `timeout`)",
+    )
+    timeout_grace_seconds = Setting(
+        Number(greater_than=0),
+        60.0,
+        env="RIVET_JOB_TIMEOUT_GRACE_SECONDS",
+        help="how long past its timeout the server waits for the runner's report "
+        "before it ends the job itself (s; server)",
+    )
+    queue_timeout_seconds = Setting(
+        Number(greater_than=0),
+        24 * 3600.0,
+        env="RIVET_QUEUE_TIMEOUT_SECONDS",
+        help="how long a job may wait for a runner before it fails (s; server)",
+    )
+
+
+# The jobs.* settings the orchestrator reads (rivet up passes them to its server).
+JOB_TERMS = (
+    JobsGroup.lease_seconds,
+    JobsGroup.timeout_seconds,
+    JobsGroup.timeout_grace_seconds,
+    JobsGroup.queue_timeout_seconds,
+)
 
 
 class LuaGroup(Group, section="lua"):

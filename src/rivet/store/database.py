@@ -24,7 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from rivet.errors import StorageUnavailable
+from rivet.errors import StorageFull, StorageUnavailable
 from rivet.home import prepare_sqlite_file
 
 __all__ = ["Database", "Dialect", "Transaction"]
@@ -173,14 +173,26 @@ class Database:
             cause = getattr(error, "orig", None) or error
             lines = str(cause).strip().splitlines()
             where = make_url(url or self.url).render_as_string(hide_password=True)
-            raise StorageUnavailable(
-                self.dialect, f"{where}: {lines[0] if lines else type(cause).__name__}"
-            ) from error
+            reason = f"{where}: {lines[0] if lines else type(cause).__name__}"
+            if _full(cause):
+                raise StorageFull(self.dialect, reason) from error
+            raise StorageUnavailable(self.dialect, reason) from error
 
     def close(self) -> None:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+# SQLite's SQLITE_FULL, PostgreSQL's disk_full (SQLSTATE 53100) and the OS's ENOSPC.
+_FULL = ("database or disk is full", "no space left on device", "could not extend file")
+
+
+def _full(cause: BaseException) -> bool:
+    if getattr(cause, "sqlstate", None) == "53100":
+        return True
+    text = str(cause).lower()
+    return any(marker in text for marker in _FULL)
 
 
 def _unavailable(error: exc.SQLAlchemyError) -> bool:

@@ -13,13 +13,15 @@ from sqlalchemy.engine import Connection
 from rivet.domain import InputValue, JobStatus, StageStatus
 from rivet.errors import NotFoundError
 from rivet.limits import scrub
-from rivet.protocol import JobPage, JobView, StageView
+from rivet.protocol import AttemptView, JobPage, JobView, StageView
+from rivet.store.attempts import attempts_of
 from rivet.store.ids import new_id, resolve_prefix
 from rivet.store.pipelines import PipelineVersion
 from rivet.store.portable import utcnow
 from rivet.store.tables import job_stages, jobs, pipeline_versions, pipelines, runners
 
 __all__ = [
+    "RECORD_COLUMNS",
     "JobRecord",
     "claim_times",
     "create_job",
@@ -31,9 +33,11 @@ __all__ = [
     "queue_summary",
     "queued_requirements",
     "record_canceller",
+    "record_of",
     "request_cancel",
     "resolve_job",
     "running_jobs_of",
+    "running_on",
     "touch_job",
     "update_stage",
 ]
@@ -47,6 +51,11 @@ class JobRecord:
     status: JobStatus
     runner_id: str | None
     cancel_requested: bool
+    attempt: int = 0
+    lease_seconds: float | None = None
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    pipeline_version_id: str = ""
 
 
 def create_job(
@@ -70,6 +79,7 @@ def create_job(
             inputs=dict(inputs),
             outputs={},
             cancel_requested=False,
+            attempt=0,
             required_tags={tag.key: tag.value for tag in definition.tags},
             required_plugins=sorted(set(definition.plugins)),
             created_at=utcnow(),
@@ -104,14 +114,51 @@ def pipeline_of(conn: Connection, job_id: str) -> str:
 
 def job_record(conn: Connection, job_id: str, *, for_update: bool = False) -> JobRecord:
     """The state of a job; ``for_update`` row-locks it (PostgreSQL) in a write transaction."""
-    query = select(jobs.c.id, jobs.c.status, jobs.c.runner_id, jobs.c.cancel_requested)
-    query = query.where(jobs.c.id == job_id)
+    query = select(*RECORD_COLUMNS).where(jobs.c.id == job_id)
     if for_update:
         query = query.with_for_update()
     row = conn.execute(query).one_or_none()
     if row is None:
         raise NotFoundError(f"no job with id {job_id!r}")
-    return JobRecord(row.id, JobStatus(row.status), row.runner_id, row.cancel_requested)
+    return record_of(row)
+
+
+RECORD_COLUMNS = (
+    jobs.c.id,
+    jobs.c.status,
+    jobs.c.runner_id,
+    jobs.c.cancel_requested,
+    jobs.c.attempt,
+    jobs.c.lease_seconds,
+    jobs.c.lease_expires_at,
+    jobs.c.heartbeat_at,
+    jobs.c.pipeline_version_id,
+)
+
+
+def record_of(row: Any) -> JobRecord:
+    return JobRecord(
+        row.id,
+        JobStatus(row.status),
+        row.runner_id,
+        row.cancel_requested,
+        row.attempt,
+        row.lease_seconds,
+        row.lease_expires_at,
+        row.heartbeat_at,
+        row.pipeline_version_id,
+    )
+
+
+def running_on(conn: Connection, runner_id: str) -> list[JobRecord]:
+    """The running jobs claimed by ``runner_id``, row-locked (PostgreSQL)."""
+    query = (
+        select(*RECORD_COLUMNS)
+        .where(jobs.c.runner_id == runner_id, jobs.c.status == JobStatus.RUNNING.value)
+        .order_by(jobs.c.id)
+        .with_for_update()
+    )
+    return [record_of(row) for row in conn.execute(query)]
 
 
 def queued_requirements(conn: Connection, job_id: str) -> tuple[dict[str, str], list[str]] | None:
@@ -162,6 +209,7 @@ def finish_job(
     """Record a final status; stages left open are closed to match it."""
     now = utcnow()
     values: dict[str, Any] = {"status": status.value, "finished_at": now, "error": error}
+    values.update(lease_expires_at=None, not_before=None)
     if outputs is not None:
         values["outputs"] = dict(outputs)
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
@@ -242,7 +290,7 @@ def _stages(conn: Connection, job_ids: Sequence[str]) -> dict[str, list[StageVie
     return result
 
 
-def _view(row: Row[Any], stages: list[StageView]) -> JobView:
+def _view(row: Row[Any], stages: list[StageView], attempts: list[AttemptView]) -> JobView:
     return JobView(
         id=row.id,
         pipeline=row.pipeline_name,
@@ -262,6 +310,11 @@ def _view(row: Row[Any], stages: list[StageView]) -> JobView:
         started_at=row.started_at,
         finished_at=row.finished_at,
         stages=stages,
+        attempt=row.attempt,
+        attempts=attempts,
+        lease_expires_at=row.lease_expires_at,
+        not_before=row.not_before,
+        stall_reason=row.stall_reason,
         rerun_of=row.rerun_of,
     )
 
@@ -270,7 +323,7 @@ def get_job(conn: Connection, job_id: str) -> JobView:
     row = conn.execute(_base_query().where(jobs.c.id == job_id)).one_or_none()
     if row is None:
         raise NotFoundError(f"no job with id {job_id!r}")
-    return _view(row, _stages(conn, [job_id])[job_id])
+    return _view(row, _stages(conn, [job_id])[job_id], attempts_of(conn, [job_id])[job_id])
 
 
 def list_jobs(
@@ -299,9 +352,10 @@ def list_jobs(
         .offset(offset)
     )
     rows = list(conn.execute(query))
-    stages = _stages(conn, [row.id for row in rows])
+    ids = [row.id for row in rows]
+    stages, attempts = _stages(conn, ids), attempts_of(conn, ids)
     return JobPage(
-        jobs=[_view(row, stages[row.id]) for row in rows],
+        jobs=[_view(row, stages[row.id], attempts[row.id]) for row in rows],
         total=int(total),
         limit=limit,
         offset=offset,

@@ -18,11 +18,12 @@ __all__ = ["append_lines", "last_seq", "read_lines"]
 _CHUNK = 500
 
 
-def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine]) -> int:
-    """Insert lines not stored yet; returns how many were new.
+def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine], attempt: int = 1) -> int:
+    """Insert lines not stored yet, as logged by ``attempt``; returns how many were new.
 
     Idempotent by ``(job_id, seq)``: a retried or overlapping batch stores nothing twice,
-    and batches may arrive in any order.
+    and batches may arrive in any order. The attempt is the caller's (the job's
+    current one), never the line's own field.
     """
     stored = 0
     for start in range(0, len(lines), _CHUNK):
@@ -35,6 +36,7 @@ def append_lines(conn: Connection, job_id: str, lines: Sequence[LogLine]) -> int
                 "level": line.level,
                 "message": line.message,
                 "stream": line.stream,
+                "attempt": attempt,
             }
             for line in lines[start : start + _CHUNK]
         ]
@@ -60,7 +62,13 @@ def last_seq(conn: Connection, job_id: str) -> int:
 
 
 def read_lines(
-    conn: Connection, job_id: str, after: int, limit: int, *, contiguous: bool
+    conn: Connection,
+    job_id: str,
+    after: int,
+    limit: int,
+    *,
+    contiguous: bool,
+    attempt: int | None = None,
 ) -> list[LogLine]:
     """Up to ``limit`` lines with ``seq > after`` in order.
 
@@ -68,17 +76,17 @@ def read_lines(
     runs, a later batch may land before an earlier one, and a follower that skipped
     the gap would never see the late lines. Pass ``contiguous=False`` once the job has
     finished (read its status *before* the lines), when no more lines will arrive.
+    ``attempt``: only that attempt's lines (numbers go on across attempts, so its
+    first line need not be ``after + 1``; no gap check then).
     """
-    query = (
-        select(log_lines)
-        .where(log_lines.c.job_id == job_id, log_lines.c.seq > after)
-        .order_by(log_lines.c.seq)
-        .limit(limit)
-    )
+    query = select(log_lines).where(log_lines.c.job_id == job_id, log_lines.c.seq > after)
+    if attempt is not None:
+        query = query.where(log_lines.c.attempt == attempt)
+    query = query.order_by(log_lines.c.seq).limit(limit)
     result: list[LogLine] = []
     expected = after + 1
     for row in conn.execute(query):
-        if contiguous and row.seq != expected:
+        if contiguous and attempt is None and row.seq != expected:
             break
         result.append(
             LogLine(
@@ -88,6 +96,7 @@ def read_lines(
                 level=row.level,
                 message=row.message,
                 stream=row.stream,
+                attempt=row.attempt,
             )
         )
         expected = row.seq + 1

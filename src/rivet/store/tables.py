@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +26,7 @@ from rivet.store.portable import JsonType, UtcDateTime
 
 __all__ = [
     "audit_events",
+    "job_attempts",
     "job_stages",
     "jobs",
     "log_lines",
@@ -164,6 +166,18 @@ jobs = Table(
     Column("started_at", UtcDateTime(), nullable=True),
     Column("finished_at", UtcDateTime(), nullable=True),
     Column("heartbeat_at", UtcDateTime(), nullable=True),
+    # The attempt running or last run (0 before the first claim); see job_attempts.
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    # Set at each claim: the lease (s) the heartbeats renew and when it runs out, and
+    # when the attempt is past its timeout; the reaper acts on both.
+    Column("lease_seconds", Float, nullable=True),
+    Column("lease_expires_at", UtcDateTime(), nullable=True),
+    Column("deadline_at", UtcDateTime(), nullable=True),
+    # A retried job is not claimed before this (backoff).
+    Column("not_before", UtcDateTime(), nullable=True),
+    # What the runner last said about trouble delivering the job's log (e.g. the
+    # server answering 507 while its disk was full); cleared when it stops.
+    Column("stall_reason", Text, nullable=True),
     # The job `rivet job rerun` copied (same version and inputs); no FK: a record only.
     Column("rerun_of", String(ID), nullable=True),
     # Actors (rivet.domain.actors): who launched it, who asked to cancel it.
@@ -184,6 +198,31 @@ Index("ix_jobs_created_at", jobs.c.created_at)
 Index("ix_jobs_status_created_at", jobs.c.status, jobs.c.created_at)
 Index("ix_jobs_pipeline_id_created_at", jobs.c.pipeline_id, jobs.c.created_at)
 Index("ix_jobs_runner_id", jobs.c.runner_id)
+# The reaper's scan: only running rows, by when their lease runs out.
+Index(
+    "ix_jobs_running_lease",
+    jobs.c.lease_expires_at,
+    postgresql_where=text("status = 'running'"),
+    sqlite_where=text("status = 'running'"),
+)
+
+# One row per claim of a job: who ran it, when, and why it ended (docs/reliability.md).
+job_attempts = Table(
+    "job_attempts",
+    metadata,
+    Column("job_id", String(ID), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("runner_id", String(ID), ForeignKey("runners.id"), nullable=True),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    # rivet.domain.reliability.AttemptEnd; NULL while the attempt runs.
+    Column("outcome", String(16), nullable=True),
+    # "runner" (its completion) or "server" (lease, deadline, a restarted runner's
+    # report): a runner's late reports for an attempt the server ended are refused.
+    Column("ended_by", String(8), nullable=True),
+    Column("error", Text, nullable=True),
+    PrimaryKeyConstraint("job_id", "number"),
+)
 
 job_stages = Table(
     "job_stages",
@@ -210,6 +249,9 @@ log_lines = Table(
     Column("message", Text, nullable=False),
     # "stdout" / "stderr" for a command's output, NULL for Rivet's and Lua's own lines.
     Column("stream", String(6), nullable=True),
+    # Which attempt of the job logged it (set by the server from the job, never taken
+    # from the runner); sequence numbers go on across attempts.
+    Column("attempt", Integer, nullable=False, server_default="1"),
     # (job_id, seq) is the idempotency key: a retried batch inserts nothing twice.
     PrimaryKeyConstraint("job_id", "seq"),
 )

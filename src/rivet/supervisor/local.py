@@ -42,6 +42,7 @@ from rivet.child_env import child_env
 from rivet.home import RivetHome, private_umask
 from rivet.runner.config_file import read_runner_file
 from rivet.settings import (
+    JOB_TERMS,
     CoreGroup,
     Flags,
     JobsGroup,
@@ -107,7 +108,8 @@ def server_env(home: Path, environ: Mapping[str, str] | None = None) -> dict[str
     are not given as flags (admin token, secret key, log level…), the Lua limits."""
     environ = os.environ if environ is None else environ
     names = _env_names(s for s in ServerGroup.settings() if s not in SERVER_FLAGS_SET)
-    passed = _passed([*names, *_env_names(LuaGroup.settings())], environ)
+    names += _env_names((*LuaGroup.settings(), *JOB_TERMS))
+    passed = _passed(names, environ)
     explicit = {**passed, _variable(CoreGroup.home): str(home)}
     return child_env(explicit, where="rivet up (server)")
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 ADMIN_TOKEN = "rivet_admin_test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -132,3 +138,27 @@ def read_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
                 event["data"] += "\n" + value
             elif field in ("event", "id", "data"):
                 event[field] = value
+
+
+@contextmanager
+def serving(application: FastAPI) -> Iterator[str]:
+    """Run ``application`` under a real uvicorn on a free loopback port (in a thread)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        application, ws="none", lifespan="on", log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()

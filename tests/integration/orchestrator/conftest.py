@@ -9,18 +9,13 @@ transaction mode (scripts/dev.sh test runs the API modules once that way).
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio.to_thread
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from live_rivet import rivet_settings
 from pgbouncer import PgBouncer, pgbouncer_in_front
@@ -91,34 +86,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@contextmanager
-def serving(application: FastAPI) -> Iterator[str]:
-    """Run ``application`` under a real uvicorn on a free loopback port (in a thread)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        application, ws="none", lifespan="on", log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
-
-
 @pytest.fixture
 def live_url(settings: RivetSettings) -> Iterator[str]:
     """Base URL of a real server over the test database (emptied first)."""
     application = create_app(settings)
+    from api_helpers import serving
+
     with serving(application) as url:
         services: Services = application.state.services
         empty_tables(services.db)

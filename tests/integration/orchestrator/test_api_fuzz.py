@@ -436,6 +436,9 @@ def _fuzz(database_url: str, tmp_path: Path) -> Report:
         admin_token=ADMIN_TOKEN,
         poll_interval=0.2,
         sse_keepalive=0.5,
+        # The seeded running job must stay claimed for the whole run (minutes without
+        # a heartbeat): its runner routes are fuzzed, not its loss.
+        lease_seconds=3600.0,
     )
     app = create_app(server)
     report = Report()

@@ -317,3 +317,26 @@ async def test_the_audit_trail_records_who_did_what(http: httpx.AsyncClient) -> 
     assert seen[7][0].startswith("registration-token:")
     assert VALUE not in repr(events)
     assert len((await http.get("/api/audit?limit=2", headers=ADMIN)).json()) == 2
+
+
+async def test_retry_needs_launch_and_is_audited(http: httpx.AsyncClient) -> None:
+    """``POST /api/jobs/{ref}/retry`` is a launch like rerun: 403 (and the job untouched)
+    without ``launch`` on the job's pipeline, even for one who may view it and via an
+    API key narrowed to another pipeline; allowed, it is recorded as ``job.retry``."""
+    await push(http, "release", ANN)
+    job = await launch(http, "release", ANN)
+    cancelled = await http.post(f"/api/jobs/{job['id']}/cancel", headers=ANN)
+    assert cancelled.json()["status"] == "cancelled"
+    await http.delete("/api/pipelines/release/access/role:user", headers=ANN)
+    assert (await access(http, "release", ANN, "user:bob", "launch")).status_code == 200
+    narrowed = as_("api-key:ci", "user", ("other",))
+    for who in (CARL, narrowed):
+        refused = await http.post(f"/api/jobs/{job['id']}/retry", headers=who)
+        assert refused.status_code == 403, refused.text
+    shown = (await http.get(f"/api/jobs/{job['id']}", headers=ANN)).json()
+    assert (shown["status"], shown["attempt"]) == ("cancelled", 0)
+    retried = await http.post(f"/api/jobs/{job['id']}/retry", headers=BOB)
+    assert retried.status_code == 200 and retried.json()["status"] == "queued"
+    events = (await http.get("/api/audit?limit=100", headers=ADMIN)).json()
+    retries = [(e["actor"], e["target"]) for e in events if e["action"] == "job.retry"]
+    assert retries == [("user:bob", job["id"])]

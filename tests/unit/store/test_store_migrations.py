@@ -23,7 +23,7 @@ def test_upgrade_head_matches_metadata(database_url: str) -> None:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0008"
+        assert version == "0007"
         upgrade(db)  # a second start changes nothing
         assert set(inspect(db.engine).get_table_names()) >= set(metadata.tables)
     finally:
@@ -158,5 +158,71 @@ def test_0006_keeps_what_everyone_could_do_and_every_row(database_url: str, tmp_
             assert [tuple(e) for e in entries] == [("role:user", "launch"), ("role:viewer", "view")]
             assert pool == "default" and tuple(job) == ("unknown", None)
             assert (versions, stages) == (2, 1)
+        finally:
+            db.close()
+
+
+def test_0007_numbers_earlier_runs_attempt_1_and_loses_no_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rows from before 0007: a job that ran gets attempt 1 and one attempt row, a
+    queued one attempt 0, every log line attempt 1; its stages and log lines survive
+    (on SQLite the columns must be added without recreating ``jobs``, whose drop would
+    cascade to them)."""
+    with fresh_database(database_url, tmp_path) as url:
+        db = Database(url)
+        try:
+            upgrade(db, "0008")
+            now = "2026-12-01 10:00:00"
+            with db.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        f"INSERT INTO pipelines (id, name, created_at) VALUES ('p1', 'deploy', '{now}')"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO pipeline_versions (id, pipeline_id, version, source, "
+                        f"filename, definition, created_at, created_by) VALUES ('v1', "
+                        f"'p1', 1, 'src', 'deploy.lua', '{{}}', '{now}', 'admin')"
+                    )
+                )
+                for job, status, started in (
+                    ("j1", "succeeded", f"'{now}'"),
+                    ("j2", "queued", "NULL"),
+                ):
+                    conn.execute(
+                        text(
+                            "INSERT INTO jobs (id, pipeline_version_id, pipeline_id, status, "
+                            "inputs, outputs, cancel_requested, required_tags, "
+                            "required_plugins, created_at, started_at) VALUES "
+                            f"('{job}', 'v1', 'p1', '{status}', '{{}}', '{{}}', false, '{{}}', "
+                            f"'[]', '{now}', {started})"
+                        )
+                    )
+                conn.execute(
+                    text(
+                        "INSERT INTO job_stages (job_id, idx, name, status) "
+                        "VALUES ('j1', 0, 's', 'succeeded')"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO log_lines (job_id, seq, ts, level, message) "
+                        f"VALUES ('j1', 1, '{now}', 'info', 'hello')"
+                    )
+                )
+            upgrade(db)
+            with db.engine.connect() as conn:
+                jobs = conn.execute(text("SELECT id, attempt FROM jobs ORDER BY id")).all()
+                attempts = conn.execute(
+                    text("SELECT job_id, number, outcome FROM job_attempts")
+                ).all()
+                stages = conn.execute(text("SELECT count(*) FROM job_stages")).scalar()
+                lines = conn.execute(text("SELECT attempt, message FROM log_lines")).all()
+            assert [tuple(j) for j in jobs] == [("j1", 1), ("j2", 0)]
+            assert [tuple(a) for a in attempts] == [("j1", 1, "succeeded")]
+            assert stages == 1
+            assert [tuple(line) for line in lines] == [(1, "hello")]
         finally:
             db.close()

@@ -54,6 +54,7 @@ __all__ = [
     "LABEL_IMAGE",
     "LABEL_JOB",
     "LABEL_MANAGED",
+    "LABEL_RUNNER",
     "MAX_LINE_BYTES",
     "SECRETS_MOUNT",
     "WORKSPACE",
@@ -74,6 +75,8 @@ SECRETS_MOUNT = "/run/rivet/secrets"
 LABEL_MANAGED = "rivet.managed"
 LABEL_JOB = "rivet.job"
 LABEL_IMAGE = "rivet.image"
+# The runner that started the container: a restarted runner removes its own leftovers.
+LABEL_RUNNER = "rivet.runner"
 
 # A streamed line longer than this (bytes) is delivered in pieces of this size.
 MAX_LINE_BYTES = 65536

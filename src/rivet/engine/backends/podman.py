@@ -230,6 +230,23 @@ class PodmanBackend:
             self._agents.forget_where(lambda c: c.job_id == job_id)
         return self._remove_labelled(f"{LABEL_JOB}={job_id}")
 
+    def leftovers_of(self, label: str, value: str) -> dict[str, str]:
+        """Container id -> job id of every container labelled ``label=value``."""
+        field = f'{{{{.ID}}}} {{{{index .Labels "{LABEL_JOB}"}}}}'
+        found = {}
+        for line in self._list(f"{label}={value}", field):
+            container, _, job = line.partition(" ")
+            found[container] = job
+        return found
+
+    def remove_containers(self, ids: Sequence[str]) -> None:
+        """Remove these containers (and forget their agents); idempotent."""
+        if self._agents is not None:
+            wanted = set(ids)
+            self._agents.forget_where(lambda c: c.id in wanted)
+        if ids:
+            self._rm(list(ids))
+
     def list_leftovers(self) -> list[str]:
         """Names of every container this backend created (any job, any runner)."""
         return self._list(f"{LABEL_MANAGED}=true", "{{.Names}}")

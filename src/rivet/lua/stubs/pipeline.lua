@@ -25,6 +25,14 @@
 ---@field container? string Image pushed on the container stack for the whole stage.
 ---@field readonly? boolean Mount the workspace read-only in this stage's containers (default false).
 ---@field network? "none"|"bridge" Network of this stage's containers ("none": no network).
+---@field timeout? number Seconds the stage may run; past it its processes and containers are killed and the job ends `timed_out`.
+
+---@alias rivet.RetryCause "lost"|"failed"|"timed_out"
+
+---@class RetryPolicy
+---@field max integer Retries after the first attempt (0 to 20).
+---@field on? rivet.RetryCause[] Which endings are retried (default `{ "lost" }`; a cancelled job never is).
+---@field backoff? number Seconds before the first retry (default 5), doubled for each next one, with jitter.
 
 ---@class PipelineDefinition
 ---@field name string Required, non-empty; a new create with the same name makes a new version.
@@ -32,6 +40,9 @@
 ---@field inputs? table<string, InputDefinition>|InputDefinition[] Launch inputs by name.
 ---@field runner? RunnerTag[] Runner tag requirements (all must match).
 ---@field plugins? string[] Plugins the pipeline uses (the runner must provide them).
+---@field lease? number Seconds a claimed job may go without a runner heartbeat before it is lost (default: the server's `jobs.lease_seconds`, 30).
+---@field timeout? number Seconds one attempt may run (default: the server's `jobs.timeout_seconds`, 6 h); then it ends `timed_out`.
+---@field retry? RetryPolicy What to do when an attempt is lost, fails or times out.
 ---@field stages StageDefinition[] Required, non-empty, run in order.
 
 ---The fluent form of a definition: every method returns the builder.

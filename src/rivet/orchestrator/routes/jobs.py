@@ -1,4 +1,4 @@
-"""``/api/jobs``: launch, list, show, cancel, and log pages."""
+"""``/api/jobs``: launch, list, show, rerun, cancel, retry, and log pages."""
 
 from __future__ import annotations
 
@@ -55,9 +55,18 @@ def rerun_job(ref: str, services: ServicesDep, principal: PrincipalDep) -> JobLa
 
 @router.post("/{ref}/cancel", summary="Cancel a job")
 def cancel_job(ref: str, services: ServicesDep, principal: PrincipalDep) -> JobView:
-    """Queued: cancelled at once. Running: ``cancel_requested`` until the runner stops it.
-    Finished: 409. Needs ``launch`` on the job's pipeline."""
+    """Queued: cancelled at once. Running: ``cancel_requested`` until the runner stops it;
+    if its runner is gone, when the lease runs out (``lease_expires_at``; at once if it
+    already has). Finished: 409. Needs ``launch`` on the job's pipeline."""
     return services.jobs.cancel(principal, ref)
+
+
+@router.post("/{ref}/retry", summary="Run a finished job again: a new attempt")
+def retry_job(ref: str, services: ServicesDep, principal: PrincipalDep) -> JobView:
+    """Same inputs and pipeline version; the job keeps its id, earlier attempts and
+    their logs. Queued or running: 409. Needs ``launch`` on the job's pipeline (audit:
+    ``job.retry``)."""
+    return services.jobs.retry(principal, ref)
 
 
 @router.get("/{ref}/logs", summary="A page of log lines after a sequence number")
@@ -67,7 +76,12 @@ def job_logs(
     principal: PrincipalDep,
     after: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=MAX_INT32, description="only this attempt's lines")
+    ] = None,
 ) -> LogPage:
-    """While the job runs the page stops before a missing sequence number, so following
-    ``next_after`` never skips a line that arrives late."""
-    return services.jobs.logs(principal, ref, after, limit)
+    """Lines of every attempt, in order, each with its ``attempt``; sequence numbers go
+    on across attempts. While the job runs the page stops before a missing sequence
+    number, so following ``next_after`` never skips a line that arrives late. Needs
+    ``view`` on the job's pipeline."""
+    return services.jobs.logs(principal, ref, after, limit, attempt)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rivet.jobqueue import JobQueue, Signals, make_queue
+from rivet.jobqueue import JobQueue, JobTerms, Signals, make_queue
 from rivet.orchestrator.keyring import load_keyring
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService
 from rivet.orchestrator.services.audit import AuditService
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
+from rivet.orchestrator.services.reaper import Reaper, ReaperTerms
 from rivet.orchestrator.services.runners import RunnerService
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
@@ -29,6 +30,7 @@ __all__ = [
     "JobService",
     "JobSnapshot",
     "PipelineService",
+    "Reaper",
     "RunnerService",
     "SecretService",
     "Services",
@@ -46,6 +48,7 @@ class Services:
     runners: RunnerService
     work: WorkService
     secrets: SecretService
+    reaper: Reaper
     access: AccessService
     audit: AuditService
     metrics: ServerMetrics
@@ -56,7 +59,22 @@ class Services:
         if uses_home(settings):
             settings.paths.ensure()  # 0700, or tightened (see rivet.home)
         db = open_database(settings)
-        queue = make_queue(db, Signals(), server.poll_interval)
+        terms = settings.jobs
+        queue = make_queue(
+            db,
+            Signals(),
+            server.poll_interval,
+            JobTerms(terms.lease_seconds, terms.timeout_seconds),
+        )
+        reaper = Reaper(
+            db,
+            queue,
+            ReaperTerms(
+                interval=min(server.poll_interval, 1.0),
+                timeout_grace_seconds=terms.timeout_grace_seconds,
+                queue_timeout_seconds=terms.queue_timeout_seconds,
+            ),
+        )
         env_key = server.secret_key.get_secret_value() if server.secret_key else None
         secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
         access = AccessService(db)
@@ -70,6 +88,7 @@ class Services:
             runners=RunnerService(db, queue),
             work=WorkService(db, queue, secrets, metrics),
             secrets=secrets,
+            reaper=reaper,
             access=access,
             audit=AuditService(db),
             metrics=metrics,

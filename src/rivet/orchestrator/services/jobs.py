@@ -1,30 +1,35 @@
-"""Use cases seen by users: launch, list, show and cancel jobs; read their logs.
+"""Use cases seen by users: launch, list, show, cancel and retry jobs; read their logs.
 
 Each under the pipeline permissions (:mod:`.access`): viewing a job or its logs needs
-``view`` on its pipeline, launching and cancelling ``launch``; launching a pipeline
+``view`` on its pipeline, launching, cancelling and retrying ``launch``; launching a pipeline
 that has secrets granted to it also needs a permission on every one of them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rivet.domain import JobStatus, resolve_inputs
 from rivet.domain.permissions import PipelineLevel
 from rivet.domain.principals import Principal
+from rivet.domain.reliability import AttemptEnd
 from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService, require_level
+from rivet.orchestrator.services.endings import end_attempt, lost_message
 from rivet.orchestrator.services.pipelines import archived_message
 from rivet.orchestrator.services.secret_service import SecretService, unusable_secrets
 from rivet.orchestrator.services.waiting import explain_wait
 from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage, Scalar
 from rivet.store import Database, audit
+from rivet.store import attempts as attempt_store
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
 from rivet.store import pipelines as pipeline_store
 from rivet.store import sealed_secrets as secret_store
+from rivet.store.jobs import JobRecord
+from rivet.store.portable import utcnow
 
 __all__ = ["JobService", "JobSnapshot"]
 
@@ -163,7 +168,10 @@ class JobService:
         return job
 
     def cancel(self, principal: Principal, ref: str) -> JobView:
-        """Queued: cancelled now. Running: flagged; the runner stops it and reports back.
+        """Queued: cancelled now. Running: flagged; the runner stops it and reports back
+        — and if the runner is gone, the job ends when its lease runs out (the reaper,
+        or here at once when it already has). Either way the job ends. Needs ``launch``
+        on the job's pipeline; ``cancelled_by`` is the first principal who asked.
 
         Cancelling a job that is already being cancelled is a no-op; a finished job
         raises ``ConflictError``.
@@ -175,6 +183,7 @@ class JobService:
             record = job_store.job_record(tx.conn, job_id, for_update=True)
             if record.status.finished:
                 raise ConflictError(f"job {job_id} has already {record.status.value}")
+            now = utcnow()
             if record.status == JobStatus.QUEUED:
                 job_store.record_canceller(tx.conn, job_id, principal.actor)
                 job_store.finish_job(
@@ -182,24 +191,73 @@ class JobService:
                 )
                 cancelled = job_store.get_job(tx.conn, job_id)
                 tx.after_commit(lambda: self.metrics.job_finished(cancelled))
-            elif not record.cancel_requested:
-                job_store.request_cancel(tx.conn, job_id, principal.actor)
             else:
-                return job_store.get_job(tx.conn, job_id)  # already asked: nothing changes
+                asked = record.cancel_requested
+                if not asked:
+                    job_store.request_cancel(tx.conn, job_id, principal.actor)
+                    record = replace(record, cancel_requested=True)
+                expires = record.lease_expires_at
+                gone = expires is not None and expires <= now  # its runner is already gone
+                if gone and expires is not None:
+                    runner = job_store.get_job(tx.conn, job_id).runner
+                    lost = lost_message(runner, record.heartbeat_at, expires, _lease(record))
+                    end_attempt(tx, self.queue, record, AttemptEnd.LOST, lost, now)
+                if asked:
+                    if gone:
+                        self.queue.announce(tx, job_topic(job_id))
+                    return job_store.get_job(tx.conn, job_id)  # already asked: no new event
             audit.record(tx.conn, principal.actor, "job.cancel", job_id)
             self.queue.announce(tx, job_topic(job_id))
             return job_store.get_job(tx.conn, job_id)
 
-    def logs(self, principal: Principal, ref: str, after: int = 0, limit: int = 1000) -> LogPage:
+    def retry(self, principal: Principal, ref: str) -> JobView:
+        """``rivet job retry``: a new attempt of a finished job, same inputs and version
+        (the job keeps its id, attempts and logs). Needs ``launch`` on the job's
+        pipeline, like a rerun; recorded in the audit trail as ``job.retry``.
+        ``ConflictError`` unless finished."""
+        with self.db.write() as tx:
+            job_id = job_store.resolve_job(tx.conn, ref)
+            pipeline_id = job_store.pipeline_of(tx.conn, job_id)
+            require_level(tx.conn, principal, pipeline_id, PipelineLevel.LAUNCH)
+            record = job_store.job_record(tx.conn, job_id, for_update=True)
+            if not record.status.finished:
+                raise ConflictError(
+                    f"job {job_id} is {record.status.value}; only a finished job can be "
+                    "retried (cancel it first)"
+                )
+            attempt_store.requeue(tx.conn, job_id, utcnow(), None)
+            audit.record(
+                tx.conn, principal.actor, "job.retry", job_id, {"after_attempt": record.attempt}
+            )
+            self.queue.announce(tx, JOBS_TOPIC)
+            self.queue.announce(tx, job_topic(job_id))
+            return job_store.get_job(tx.conn, job_id)
+
+    def logs(
+        self,
+        principal: Principal,
+        ref: str,
+        after: int = 0,
+        limit: int = 1000,
+        attempt: int | None = None,
+    ) -> LogPage:
+        """Lines of every attempt (each carries its ``attempt``), or of one; needs
+        ``view`` on the job's pipeline."""
         job_id = self.resolve(principal, ref)
-        snapshot = self.snapshot(job_id, after, limit)
+        snapshot = self.snapshot(job_id, after, limit, attempt)
         last = snapshot.lines[-1].seq if snapshot.lines else after
         return LogPage(
             job_id=job_id, lines=snapshot.lines, next_after=last, finished=snapshot.finished
         )
 
     def snapshot(
-        self, job_id: str, after: int, limit: int, *, primary: bool = False
+        self,
+        job_id: str,
+        after: int,
+        limit: int,
+        attempt: int | None = None,
+        *,
+        primary: bool = False,
     ) -> JobSnapshot:
         """The job, then its lines after ``after``.
 
@@ -213,5 +271,11 @@ class JobService:
         with self.db.read(primary=primary) as conn:
             job = job_store.get_job(conn, job_id)
             finished = JobStatus(job.status).finished
-            lines = log_store.read_lines(conn, job_id, after, limit, contiguous=not finished)
+            lines = log_store.read_lines(
+                conn, job_id, after, limit, contiguous=not finished, attempt=attempt
+            )
         return JobSnapshot(job, lines)
+
+
+def _lease(record: JobRecord) -> float:
+    return record.lease_seconds or 30.0
