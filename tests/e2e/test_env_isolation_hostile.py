@@ -217,7 +217,7 @@ def test_a_runner_with_canaries_everywhere_leaks_none_to_its_jobs(
         "hostile-runner",
     )  # fmt: skip
     runner.wait_for_output("ready", timeout=90)
-    job_id = api.launch("env-hostile")
+    job_id = api.launch("env-hostile", admin=True)
     job = api.wait_finished(job_id, timeout=600)
     assert job["status"] == "succeeded", (job, runner.output[-3000:])
     check_outputs(job["outputs"])
@@ -304,7 +304,12 @@ def test_rivet_up_with_canaries_everywhere_keeps_the_admin_token_from_jobs(
 
     api = Api(url)
     try:
-        job_id = api.launch("env-hostile")
+        # Launched with this server's own admin token (the canary): the pipeline has a
+        # secret granted to it.
+        body = {"pipeline": "env-hostile", "inputs": {}}
+        launched = httpx.post(f"{url}/api/jobs", json=body, headers=admin, timeout=30)
+        assert launched.status_code == 201, launched.text
+        job_id = str(launched.json()["id"])
         job = api.wait_finished(job_id, timeout=600)
         assert job["status"] == "succeeded", job
         check_outputs(job["outputs"])

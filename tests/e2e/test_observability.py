@@ -202,15 +202,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, podman_available: str) -> It
         for name in ("obs-ok", "obs-fail"):
             api.push_again_as_admin(name)  # a version the grant covers
         events: list[str] = []
-        jobs = {"first": api.launch("obs-ok")}
+        jobs = {"first": api.launch("obs-ok", admin=True)}
         reader = threading.Thread(target=follow, args=(url, jobs["first"], events), daemon=True)
         reader.start()
         # Seen open by a scrape while the job runs (it sleeps 3 s in a container).
         prometheus.eventually("max_over_time(rivet_sse_streams_active[1m])", 1)
         api.wait_finished(jobs["first"], 120)
         reader.join(30)
-        jobs["second"] = api.launch("obs-ok")
-        jobs["failing"] = api.launch("obs-fail")
+        jobs["second"] = api.launch("obs-ok", admin=True)
+        jobs["failing"] = api.launch("obs-fail", admin=True)
         for job_id in jobs.values():
             api.wait_finished(job_id, 120)
         # Ways a token could reach the server's log: a query string, a bad bearer.

@@ -132,14 +132,14 @@ def test_filling_memory_before_a_rivet_call_never_wedges_the_runner(
     benign: list[str] = []
     for margin, step in LEVELS:
         for group in groups():
-            job = api.launch(names[group], big="i" * 60000, margin=margin, step=step)
+            job = api.launch(names[group], admin=True, big="i" * 60000, margin=margin, step=step)
             hostile[job] = f"{group} margin={margin} step={step}"
             if len(hostile) % 3 == 0:
                 benign.append(api.launch("benign"))
     # Every other way of running out of memory; none of these can succeed.
     doomed: dict[str, str] = {}
     for variant in variants():
-        doomed[api.launch(variant_names[variant])] = variant
+        doomed[api.launch(variant_names[variant], admin=True)] = variant
         if len(doomed) % 3 == 0:
             benign.append(api.launch("benign"))
 

@@ -58,7 +58,9 @@ def test_follow_says_once_why_no_runner_takes_the_job_and_remove_stops_the_runne
     assert removed.returncode == 0, removed.stderr
     assert runner.wait(timeout=90) == 1
     assert re.search(
-        r"ERROR .*stopping: claim: runner 'linux-box' \([0-9a-f]{8}\) was removed by an admin",
+        # One error line, in the runner's text or JSON log format.
+        r"(ERROR |\"level\": \"error\").*stopping: claim: runner 'linux-box' "
+        r"\([0-9a-f]{8}\) was removed by an admin",
         runner.output,
     ), runner.output
     wait_for(lambda: not rivet_server.api.runners(), what="the runner to leave the list")
