@@ -271,6 +271,8 @@ class Agent:
             )
             return
         backend = self.executor.backend
+        if isinstance(backend, MeasuredBackend):  # the metrics' wrapper: clean the real one
+            backend = backend.backend
         podman = backend if isinstance(backend, PodmanBackend) else None
         found = clean_earlier_lives(
             self.runner_id,
