@@ -10,14 +10,21 @@ follower printed every line exactly once and in order, and the stored log is lin
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from live_rivet import ADMIN_TOKEN, Api, free_port, remove_job_containers, wait_for
+from live_rivet import (
+    ADMIN_TOKEN,
+    COUNTED,
+    Api,
+    counting_pipeline,
+    free_port,
+    remove_job_containers,
+    wait_for,
+)
 from nginx import Nginx
 from rivet_processes import Processes, RivetProcess, rivet_env, wait_ready
 
@@ -28,19 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.podman]
 SERVERS = 3
 LINES = 60
 
-PIPELINE = f"""
-return pipeline.define({{
-  name = "ha-count",
-  stages = {{
-    {{ name = "count", script = function()
-        process.run({{ "sh", "-c",
-          "for i in $(seq 1 {LINES}); do echo \\"line $i\\"; sleep 0.1; done" }})
-      end }},
-  }},
-}})
-"""
-
-STREAMED = re.compile(r"\bline (\d+)$", re.M)
+PIPELINE = counting_pipeline("ha-count", LINES)
 
 
 @pytest.fixture
@@ -108,7 +103,7 @@ def test_killing_an_orchestrator_mid_job_loses_nothing_behind_nginx(
         assert datetime.fromisoformat(job["finished_at"]) > killed_at, "killed mid-job"
 
         expected = [f"line {i}" for i in range(1, LINES + 1)]
-        printed = [f"line {n}" for n in STREAMED.findall(follower.output)]
+        printed = [f"line {n}" for n in COUNTED.findall(follower.output)]
         assert printed == expected, follower.output[-3000:]
         stored = api.logs(job_id)
         assert [ln["seq"] for ln in stored] == list(range(1, len(stored) + 1))

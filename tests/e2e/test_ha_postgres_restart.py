@@ -12,14 +12,21 @@ retried with backoff).
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from live_rivet import ADMIN_TOKEN, Api, free_port, remove_job_containers, wait_for
+from live_rivet import (
+    ADMIN_TOKEN,
+    COUNTED,
+    Api,
+    counting_pipeline,
+    free_port,
+    remove_job_containers,
+    wait_for,
+)
 from pg_cluster import own_cluster
 from rivet_processes import Processes, rivet_env, wait_ready
 
@@ -28,19 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.podman]
 LINES = 80
 OUTAGE = 3.0  # seconds the database stays down (the job prints on meanwhile)
 
-PIPELINE = f"""
-return pipeline.define({{
-  name = "pg-restart",
-  stages = {{
-    {{ name = "count", script = function()
-        process.run({{ "sh", "-c",
-          "for i in $(seq 1 {LINES}); do echo \\"line $i\\"; sleep 0.1; done" }})
-      end }},
-  }},
-}})
-"""
-
-STREAMED = re.compile(r"\bline (\d+)$", re.M)
+PIPELINE = counting_pipeline("pg-restart", LINES)
 
 
 def ready(url: str) -> httpx.Response:
@@ -86,7 +81,7 @@ def test_a_postgres_restart_mid_job_loses_nothing(
             finished_at = datetime.fromisoformat(job["finished_at"])
             assert finished_at > stopped_at, "the database went away in the middle of the job"
             expected = [f"line {i}" for i in range(1, LINES + 1)]
-            printed = [f"line {n}" for n in STREAMED.findall(follower.output)]
+            printed = [f"line {n}" for n in COUNTED.findall(follower.output)]
             assert printed == expected, follower.output[-3000:]
             stored = api.logs(job_id)
             assert [ln["seq"] for ln in stored] == list(range(1, len(stored) + 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -239,6 +240,27 @@ class Api:
 
 def lua_str(value: str) -> str:
     return json.dumps(value)
+
+
+def counting_pipeline(name: str, lines: int) -> str:
+    """One stage printing ``line 1`` … ``line N`` from a container, a tenth of a
+    second apart: long enough to break something under it mid-job; the printed
+    numbers are read back with :data:`COUNTED`."""
+    return f"""
+return pipeline.define({{
+  name = "{name}",
+  stages = {{
+    {{ name = "count", script = function()
+        process.run({{ "sh", "-c",
+          "for i in $(seq 1 {lines}); do echo \\"line $i\\"; sleep 0.1; done" }})
+      end }},
+  }},
+}})
+"""
+
+
+# The numbers of the lines a counting pipeline printed, in a log or a follower's output.
+COUNTED = re.compile(r"\bline (\d+)$", re.M)
 
 
 def logging_pipeline(name: str, stages: int = 3, lines: int = 4) -> str:
