@@ -34,6 +34,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── EnvNameError             [domain.env_names] not an environment-variable name
     ├── SecretRuleError          [domain.secret_rules] a secret name, value or grant is refused
     ├── PolicyViolation          [engine.policy.violation] the runner policy forbids it
+    ├── ArchiveError             [engine.archives] an archive entry is unsafe, or a bomb
     ├── SecretDecryptError       [orchestrator.keyring] a stored secret does not decrypt
     ├── ServerUnreachableError   [client.api] the CLI cannot reach the server
     ├── RegistrationFailed       [runner.registration] the runner could not register
