@@ -36,11 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rivet.lua.surface import DEFINITION_MODULES, RUNTIME_MODULES, SANDBOX_GLOBALS
 
-__all__ = ["BUILTIN_DIR", "Catalog", "Manifest", "Plugin", "discover"]
+__all__ = ["BUILTIN_DIR", "STUB", "Catalog", "Manifest", "Plugin", "discover"]
 
 BUILTIN_DIR = Path(str(resources.files("rivet.engine.plugins").joinpath("builtin")))
 MANIFEST = "plugin.toml"
 MODULE = "init.lua"
+# Optional: LuaLS annotations for the plugin, written by `rivet init lua`.
+STUB = "stub.lua"
 # Plugin sources are read into the Lua state: a generous cap keeps a hostile one small.
 MAX_SOURCE_BYTES = 1 << 20
 RESERVED = frozenset(RUNTIME_MODULES) | frozenset(DEFINITION_MODULES) | frozenset(SANDBOX_GLOBALS)
