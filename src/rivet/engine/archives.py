@@ -404,6 +404,8 @@ class _Unpack:
                 self._hardlink(fd, name, entry)
             if existing is None:
                 self._made(fd, name, entry.name, False)
+            elif self.owner is not None:  # a replaced file is a new inode: own it too
+                os.chown(name, *self.owner, dir_fd=fd, follow_symlinks=False)
 
     def _file(self, fd: int, name: str, entry: Entry, opener: Callable[[], BinaryIO]) -> None:
         temp = _TEMP + os.urandom(6).hex()

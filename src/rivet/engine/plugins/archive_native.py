@@ -99,6 +99,9 @@ class _Archive:
                 dest = os.dup(r.dir_fd)
             else:
                 if lstat(r.dir_fd, r.name) is None:
+                    # Checked before the destination is made: a refused archive
+                    # leaves nothing behind, not even an empty directory.
+                    list_entries(cast(Any, f), self.ctx.policy.archive.limits())
                     os.mkdir(r.name, 0o755, dir_fd=r.dir_fd)
                     if r.owner is not None:
                         os.chown(r.name, *r.owner, dir_fd=r.dir_fd, follow_symlinks=False)
