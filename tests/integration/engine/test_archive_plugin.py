@@ -17,10 +17,9 @@ from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 
 DEBIAN = "localhost/rivet/debian-git:latest"
 
-PIPELINE = (
-    """
+PIPELINE = """
 return pipeline.define({ name = "arch", plugins = { "archive" }, stages = {
-  { name = "s", container = "%s", script = function()
+  { name = "s", container = "DEBIAN", script = function()
     fs.mkdir("src/sub", { parents = true })
     fs.write("src/a.txt", "alpha\\n")
     fs.write("src/sub/b.txt", "beta\\n")
@@ -39,9 +38,7 @@ return pipeline.define({ name = "arch", plugins = { "archive" }, stages = {
     output.set("e_exists", tostring(fs.exists("e")))
   end },
 } })
-"""
-    % DEBIAN
-)
+""".replace("DEBIAN", DEBIAN)
 
 
 @pytest.mark.podman
