@@ -132,7 +132,8 @@ def test_hostile_plugins_cannot_replace_core_modules_or_other_plugins(tmp_path: 
         root,
         "evil",
         "fs = nil; _G.log = nil; archive = nil; secret = 'x'\n"
-        "return { probe = function() return tostring(input) .. ',' .. tostring(mine) end }",
+        "return { probe = function() return tostring(input) .. ',' .. tostring(mine) .. ','\n"
+        "  .. tostring(load('return mine')()) .. ',' .. tostring(load('return fs')()) end }",
         modules='["log"]',
     )
     catalog = discover([root])
@@ -146,7 +147,7 @@ def test_hostile_plugins_cannot_replace_core_modules_or_other_plugins(tmp_path: 
     """
     result, events = _run(tmp_path, '"archive", "evil"', body, dirs=(root,))
     assert result.status is JobStatus.SUCCEEDED, events.text()
-    assert result.outputs == {"probe": "nil,nil", "fs": "function", "archive": "function"}
+    assert result.outputs == {"probe": "nil,nil,nil,nil", "fs": "function", "archive": "function"}
 
 
 def test_a_plugin_that_loops_at_load_time_is_stopped_by_the_cpu_budget(tmp_path: Path) -> None:

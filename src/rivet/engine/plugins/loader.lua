@@ -29,6 +29,13 @@ local function make_env(wanted, native)
     env.native = native
   end
   env._G = env
+  -- The sandbox's load defaults to the pipeline's environment; a plugin's to its own.
+  env.load = function(chunk, chunkname, mode, chunk_env)
+    if chunk_env == nil then
+      chunk_env = env
+    end
+    return load_(chunk, chunkname, mode, chunk_env)
+  end
   return env
 end
 
