@@ -157,3 +157,23 @@ def test_a_plugin_that_loops_at_load_time_is_stopped_by_the_cpu_budget(tmp_path:
     assert result.status is JobStatus.FAILED
     assert "CPU budget" in (result.error or "")
     shutil.rmtree(root)
+
+
+def test_archive_paths_go_through_the_fs_jail_and_its_limits(tmp_path: Path) -> None:
+    body = """
+    fs.write("a.txt", string.rep("x", 5000))
+    local function err(f) local ok, e = pcall(f); return tostring(e) end
+    output.set("from", err(function() archive.create({ path = "o.tar", from = { "../etc" } }) end))
+    output.set("to", err(function() archive.create({ path = "/etc/o.tar", from = "a.txt" }) end))
+    output.set("fmt", err(function() archive.create({ path = "o.rar", from = "a.txt", format = "rar" }) end))
+    output.set("big", err(function() archive.create({ path = "o.tar", from = "a.txt" }) end))
+    output.set("left", table.concat(fs.list(), ","))
+    """
+    result, events = _run(tmp_path, '"archive"', body, policy={"fs": {"max_file_bytes": 6000}})
+    assert result.status is JobStatus.SUCCEEDED, events.text()
+    out = result.outputs
+    assert "archive.create: '../etc' is outside the workspace" in out["from"]
+    assert "archive.create: '/etc/o.tar' is outside the workspace" in out["to"]
+    assert "format 'rar' is not one of tar, tar.gz, tar.zst, zip" in out["fmt"]
+    assert "over policy fs.max_file_bytes" in out["big"]
+    assert out["left"] == "a.txt"
