@@ -24,6 +24,7 @@ WITHOUT_CONTAINERS = [
     ),
     ("check_large.py", ["--stages", "20", "--runs", "1"], "median"),
     ("callback_overhead.py", ["--calls", "1000", "--runs", "1"], "median"),
+    ("archive_extract.py", ["--files", "20", "--runs", "1"], "median"),
     ("claim_throughput.py", ["--jobs", "20", "--runners", "2"], "claims/s"),
     ("claim_pools.py", ["--jobs", "5", "--blocked", "5", "--rounds", "1"], "median"),
 ]

@@ -34,10 +34,11 @@ from rivet.domain.inputs import resolve_inputs
 from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.events import CancelToken, JobEvents, JobResult
 from rivet.engine.executor import ExecutorSettings, JobSpec
+from rivet.engine.plugins import discover
 from rivet.engine.policy import Policy
 from rivet.errors import RivetError
 from rivet.local.source import read_pipeline_file
-from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
+from rivet.lua.definition import load_pipeline
 from rivet.lua.sandbox import Limits
 from rivet.settings import RivetSettings
 
@@ -58,6 +59,7 @@ class LocalRunOptions:
     default_image: str = DEFAULT_IMAGE
     policy_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    plugin_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: RivetSettings) -> LocalRunOptions:
@@ -67,6 +69,7 @@ class LocalRunOptions:
             default_image=jobs.default_image,
             policy_file=jobs.policy,
             limits=Limits.from_settings(settings.lua),
+            plugin_dirs=jobs.plugin_dirs,
         )
 
 
@@ -103,7 +106,8 @@ class LocalRun:
         source = read_pipeline_file(file)
         loaded = load_pipeline(source, name, limits=options.limits)
         definition = loaded.definition
-        missing = [p for p in definition.plugins if p not in KNOWN_PLUGINS]
+        available = discover(options.plugin_dirs).plugins
+        missing = [p for p in definition.plugins if p not in available]
         if missing:
             raise RivetError(
                 f"{name}: plugins: {', '.join(missing)} not available in this Rivet; "
@@ -150,6 +154,7 @@ class LocalRun:
             default_image=self.options.default_image,
             limits=self.options.limits,
             policy=self.policy,
+            plugins=discover(self.options.plugin_dirs),
         )
         return PreparedRun(job, executor_module.Executor(backend, settings))
 

@@ -72,6 +72,7 @@ class Agent:
                 settings.default_image,
                 limits=settings.limits,
                 policy=settings.policy,
+                plugins=settings.plugin_catalog,
             ),
         )
         self.runner_id = settings.runner_id
@@ -228,6 +229,13 @@ class Agent:
             s.concurrency,
             s.default_image,
         )
+        versions = s.plugin_catalog.versions()
+        log.info(
+            "plugins of this runtime: %s",
+            ", ".join(f"{n} {versions.get(n, '?')}" for n in s.plugins) or "none",
+        )
+        for where, problem in sorted(s.plugin_catalog.problems.items()):
+            log.warning("plugin %s not loaded: %s", where, problem)
         if view is None:
             return
         runner_ref = view.id[:8]

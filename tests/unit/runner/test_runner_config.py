@@ -140,3 +140,18 @@ def test_tags_and_name_over_the_server_caps_are_config_errors(tmp_path: Path) ->
         resolve_settings({RunnerGroup.name: "n" * (MAX_NAME + 1)}, env)
     ok = resolve_settings({RunnerGroup.tags: ["empty="], RunnerGroup.name: "n" * MAX_NAME}, env)
     assert ok.tags == {"empty": ""}
+
+
+def test_the_runner_offers_built_in_and_plugin_dir_plugins_minus_denied_ones(
+    tmp_path: Path,
+) -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "plugins"
+    plain = resolve_settings({}, {"RIVET_HOME": str(tmp_path)})
+    assert plain.plugins == ("archive",)
+    write(tmp_path / "runner.toml", f'plugin_dirs = ["{example}"]\n')
+    from_file = resolve_settings({}, {"RIVET_HOME": str(tmp_path)})
+    assert from_file.plugins == ("archive", "greet")
+    assert from_file.plugin_catalog.versions() == {"archive": "1.0.0", "greet": "1.0.0"}
+    policy = write(tmp_path / "policy.toml", '[plugins]\ndenied = ["archive"]\n')
+    env = {"RIVET_HOME": str(tmp_path), "RIVET_POLICY": str(policy)}
+    assert resolve_settings({}, env).plugins == ("greet",)

@@ -7,7 +7,7 @@
 -- rawlen, print (logs at info level), collectgarbage("count") only, and load for
 -- text chunks only (no binary chunks; the environment defaults to the sandbox).
 --
--- Not available: io, debug, package, require (plugins come through the runner),
+-- Not available: io, debug, package, require (plugins come through the runner: plugins = { ... }),
 -- dofile, loadfile, string.dump, and the rest of os (execute, exit, getenv, remove,
 -- rename, tmpname…). `.luarc.json` disables the io, os, debug and package libraries
 -- of the language server; the reduced `os` below replaces the standard one.
