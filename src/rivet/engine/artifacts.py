@@ -10,11 +10,11 @@ limits and permissions are the implementation's (and the server's) business.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from rivet.domain.artifact_rules import artifact_name_problem, artifact_path_problem
 from rivet.errors import RivetError
 
 __all__ = [
@@ -28,9 +28,6 @@ __all__ = [
     "check_artifact_path",
 ]
 
-MAX_ARTIFACT_PATH = 1024
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
 
 class ArtifactError(RivetError):
     """An artifact cannot be stored or fetched: too large, not found, not permitted,
@@ -38,32 +35,19 @@ class ArtifactError(RivetError):
 
 
 def check_artifact_name(name: object) -> str:
-    """``name`` if it is an artifact name (letters, digits, ``.``, ``_``, ``-``, up to
-    100, starting with a letter or digit); ArtifactError otherwise."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        shown = repr(name)[:80] if isinstance(name, str) else type(name).__name__
-        raise ArtifactError(
-            f"artifact name {shown} is not valid: use letters, digits, '.', '_' and '-' "
-            "(up to 100, starting with a letter or digit)"
-        )
+    """``name`` if it is an artifact name (:mod:`rivet.domain.artifact_rules`)."""
+    problem = artifact_name_problem(name)
+    if problem is not None:
+        raise ArtifactError(problem)
+    assert isinstance(name, str)
     return name
 
 
 def check_artifact_path(path: str) -> str:
-    """``path`` if it can name a file inside an artifact: relative, ``/``-separated,
-    no empty, ``.`` or ``..`` segment, no NUL or backslash, at most 1024 bytes; it is
-    written under the download's target as it is, so this is what keeps a download
-    inside its target. ArtifactError otherwise."""
-    parts = path.split("/")
-    bad = (
-        not path
-        or len(path.encode("utf-8", "surrogateescape")) > MAX_ARTIFACT_PATH
-        or "\0" in path
-        or "\\" in path
-        or any(p in ("", ".", "..") for p in parts)
-    )
-    if bad:
-        raise ArtifactError(f"{path[:200]!r} is not a relative file path inside an artifact")
+    """``path`` if it can name a file inside an artifact (the domain rule)."""
+    problem = artifact_path_problem(path)
+    if problem is not None:
+        raise ArtifactError(problem)
     return path
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "source_of",
     "sources_of",
     "touch_blob",
+    "use_blob",
 ]
 
 
@@ -118,6 +119,19 @@ def touch_blob(conn: Connection, digest: str, size: int, now: datetime) -> None:
     )
     if conn.execute(statement).first() is None:
         raise BlobBeingDeleted(digest)
+
+
+def use_blob(conn: Connection, digest: str, now: datetime) -> int | None:
+    """Touch the stored blob ``digest``; its size, or None when there is none (never
+    uploaded, cleaned up, or being deleted)."""
+    b = artifact_blobs.c
+    found = conn.execute(
+        update(artifact_blobs)
+        .where(b.sha256 == digest, b.deleting_at.is_(None))
+        .values(used_at=now)
+        .returning(b.size)
+    ).first()
+    return None if found is None else int(found.size)
 
 
 def add_file(
