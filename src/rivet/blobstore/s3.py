@@ -72,8 +72,9 @@ class S3Store:
     def size(self, digest: str) -> int | None:
         from botocore.exceptions import ClientError
 
+        key = self._key(digest)
         try:
-            head = self._client.head_object(Bucket=self.bucket, Key=self._key(digest))
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -90,8 +91,9 @@ class S3Store:
         options: dict[str, str] = {}
         if start or end is not None:
             options["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        key = self._key(digest)
         try:
-            answer = self._client.get_object(Bucket=self.bucket, Key=self._key(digest), **options)
+            answer = self._client.get_object(Bucket=self.bucket, Key=key, **options)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 raise FileNotFoundError(digest) from None
@@ -102,8 +104,9 @@ class S3Store:
         return _stream(body)
 
     def delete(self, digest: str) -> None:
+        key = self._key(digest)
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(digest))
+            self._client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             raise self._fail(f"cannot delete {digest}", exc) from None
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from api_helpers import ADMIN, register_runner
 from fastapi import FastAPI
+from moto_s3 import make_s3
 
 from rivet.orchestrator.services import Services
 from rivet.store.portable import utcnow
@@ -266,3 +267,22 @@ async def test_cleanup_on_two_orchestrators_at_once_removes_each_thing_once(
     assert services.artifacts.cleanup(later) == (0, 0)
     listed = (await client.get(f"/api/jobs/{job['job_id']}/artifacts")).json()
     assert listed["artifacts"] == []
+
+
+async def test_the_server_on_the_s3_store(
+    app: FastAPI, client: httpx.AsyncClient, s3_endpoint: str
+) -> None:
+    services: Services = app.state.services
+    services.artifacts.blobs = make_s3(s3_endpoint, "server-artifacts")
+    runner = await register_runner(client)
+    job = await running_job(client, "on-s3", runner)
+    data = b"s3 bytes " * 200_000
+    assert (await upload(client, runner, job, "w", "dist/w.whl", data)).status_code == 200
+    keys = services.artifacts.blobs._client.list_objects_v2(Bucket="server-artifacts")  # type: ignore[attr-defined]
+    assert [o["Key"] for o in keys["Contents"]] == [
+        f"rivet/blobs/{hashlib.sha256(data).hexdigest()}"
+    ]
+    url = f"/api/jobs/{job['job_id']}/artifacts/w/files/dist/w.whl"
+    assert (await client.get(url)).content == data
+    part = await client.get(url, headers={"Range": "bytes=5-14"})
+    assert part.status_code == 206 and part.content == data[5:15]
