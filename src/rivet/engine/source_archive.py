@@ -60,6 +60,10 @@ def _checked(tar: tarfile.TarFile, compressed: int, max_bytes: int) -> list[tarf
             raise SourceArchiveError(
                 f"entry {member.name!r}: only files, directories and symlinks are unpacked"
             )
+        if member.name.startswith("/") or ".." in member.name.split("/"):
+            raise SourceArchiveError(
+                f"entry {member.name!r}: absolute paths and '..' are not unpacked"
+            )
         total += member.size
         if total > limit:
             raise SourceArchiveError(
