@@ -125,7 +125,12 @@ def download(
     name: Annotated[str, typer.Argument(help="the artifact's name", show_default=False)],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="directory to write the files into"),
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="RIVET_ARTIFACT_OUTPUT",
+            help="directory to write the files into",
+        ),
     ] = Path("."),
     server: ServerOption = None,
     as_json: JsonOption = False,

@@ -89,6 +89,7 @@ def launch(
         Path | None,
         typer.Option(
             "--source",
+            envvar="RIVET_SOURCE",
             help="upload this directory's files (in a git work tree: what git ls-files "
             "lists, honouring .gitignore) as the job's workspace; its commit and dirty "
             "flag are recorded",
@@ -112,7 +113,7 @@ def launch(
     """
     given = parse_input_args(inputs or [])
     err = err_console()
-    with artifact_client(server) as client:
+    with client_for(server) as client:
         view = client.get_pipeline(pipeline, version)
         values: dict[str, object] = dict(given)
         if common.is_interactive():
@@ -120,7 +121,10 @@ def launch(
         payload: dict[str, Scalar] = {
             k: v for k, v in values.items() if isinstance(v, str | int | float | bool)
         }
-        uploaded = upload_source_dir(client, source, err) if source is not None else None
+        uploaded = None
+        if source is not None:
+            with artifact_client(server) as uploader:
+                uploaded = upload_source_dir(uploader, source, err)
         job = client.launch_job(view.id, payload, version=view.version, source=uploaded)
         detail = f"pipeline {visible(job.pipeline)} version {job.version}"
         _report_launched(client, job, detail, quiet=quiet, follow=follow, utc=utc)

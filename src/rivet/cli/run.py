@@ -97,6 +97,7 @@ def run(
         Path | None,
         typer.Option(
             "--source",
+            envvar="RIVET_SOURCE",
             help="copy this directory's files into the job's workspace first (in a git "
             "work tree: the files git ls-files lists, honouring .gitignore); never mounted",
             show_default=False,

@@ -91,5 +91,5 @@ def open_blobstore(settings: RivetSettings) -> BlobStore:
         region=artifacts.s3_region,
         access_key=artifacts.s3_access_key,
         secret_key=secret.get_secret_value() if secret is not None else None,
-        prefix=artifacts.s3_prefix,
+        prefix=artifacts.s3_prefix or "",
     )

@@ -44,7 +44,13 @@ class ArtifactsGroup(Group, section="artifacts"):
         default_text="AWS",
     )
     s3_region = Setting(Optional(Text()), None, env="RIVET_S3_REGION", help="the s3 region")
-    s3_prefix = Setting(Text(), "", env="RIVET_S3_PREFIX", help="key prefix inside the bucket")
+    s3_prefix = Setting(
+        Optional(Text()),
+        None,
+        env="RIVET_S3_PREFIX",
+        help="key prefix inside the bucket (e.g. rivet/)",
+        default_text="none",
+    )
     s3_access_key = Setting(
         Optional(Text()),
         None,
