@@ -13,7 +13,8 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── DefinitionError          a pipeline file failed validation (one or more problems)
     ├── InputError               launch-time inputs were rejected (names every bad input)
     ├── LuaError                 pipeline code raised at run time (file:line in the message)
-    │   └── ResourceLimitError   a Lua memory cap or CPU budget was exceeded
+    │   ├── ResourceLimitError   a Lua memory cap or CPU budget was exceeded
+    │   └── PluginError          [engine.plugins] a listed plugin is denied, missing or broken
     ├── ContainerError           a container could not be started or used
     │   ├── AgentGone            [engine.agent.client] a container's exec agent is unusable
     │   └── ProtocolError        [engine.agent.protocol] an exec agent broke its protocol
@@ -37,7 +38,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── SecretRuleError          [domain.secret_rules] a secret name, value or grant is refused
     ├── PolicyViolation          [engine.policy.violation] the runner policy forbids it
     ├── ArtifactError            [engine.artifacts] an artifact cannot be stored or fetched
-    ├── SourceArchiveError       [engine.source_archive] a job's source archive is refused
+    ├── ArchiveError             [engine.archives] an archive entry is unsafe, or a bomb
     ├── SecretDecryptError       [orchestrator.keyring] a stored secret does not decrypt
     ├── ServerUnreachableError   [client.api] the CLI cannot reach the server
     ├── RegistrationFailed       [runner.registration] the runner could not register

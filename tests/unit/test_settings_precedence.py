@@ -23,6 +23,7 @@ from rivet.settings.kinds import (
     Networks,
     Number,
     Optional,
+    PathList,
     Secret,
     SecretText,
     ServerUrl,
@@ -58,6 +59,8 @@ def samples(setting: Setting[Any]) -> list[tuple[object, str, object]]:
         return [(f"s{i}", f"s{i}", SecretText(f"s{i}")) for i in (1, 2, 3)]
     if isinstance(kind, FilePath):
         return [(f"/p/{i}", f"/p/{i}", Path(f"/p/{i}")) for i in (1, 2, 3)]
+    if isinstance(kind, PathList):
+        return [(f"/p/{i}", f"/p/{i}", (Path(f"/p/{i}"),)) for i in (1, 2, 3)]
     if isinstance(kind, Tags):
         # A [tags] table in a file, k=v in a variable; as a flag, repeated --tag k=v.
         return [({f"k{i}": "v"}, f"k{i}=v", {f"k{i}": "v"}) for i in (1, 2, 3)]
@@ -201,4 +204,4 @@ def test_every_kind_in_use_has_a_refusable_text_or_takes_any_text() -> None:
     takes_any = {s.path for s in SETTINGS if bad_text(s) is None}
     for path in takes_any:
         kind = _kind(next(s for s in SETTINGS if s.path == path))
-        assert isinstance(kind, FilePath | Secret | DatabaseUrl | Text), path
+        assert isinstance(kind, FilePath | PathList | Secret | DatabaseUrl | Text), path

@@ -9,8 +9,10 @@ import typer
 from rich.text import Text
 
 from rivet.cli.common import UsageProblem, out_console
+from rivet.engine.plugins.catalog import STUB, discover
 from rivet.errors import RivetError
 from rivet.lua.stubs import LIBRARY_DIR, luarc_text, stub_files
+from rivet.settings import load_settings
 
 __all__ = ["app", "write_lua_support"]
 
@@ -30,6 +32,8 @@ def write_lua_support(directory: Path, force: bool) -> list[tuple[Path, str]]:
     library = directory / LIBRARY_DIR
     for name, text in stub_files().items():
         files[library / name] = text
+    for name, text in plugin_stubs().items():
+        files[library / "plugins" / f"{name}.lua"] = text
     report: list[tuple[Path, str]] = []
     for path, text in files.items():
         try:
@@ -51,6 +55,17 @@ def write_lua_support(directory: Path, force: bool) -> list[tuple[Path, str]]:
     return report
 
 
+def plugin_stubs() -> dict[str, str]:
+    """The ``stub.lua`` of every plugin here: built-ins and ``jobs.plugin_dirs``."""
+    catalog = discover(load_settings().jobs.plugin_dirs)
+    stubs = {}
+    for name, plugin in catalog.plugins.items():
+        path = plugin.directory / STUB
+        if path.is_file():
+            stubs[name] = path.read_text("utf-8")
+    return stubs
+
+
 _STYLES = {"written": "green", "overwritten": "yellow", "unchanged": "dim", "skipped": "yellow"}
 
 
@@ -67,7 +82,8 @@ def init_lua(
     """Write .luarc.json and Lua language-server stubs for every Rivet module.
 
     The stubs (`---@meta` files with `---@class`/`---@param`/`---@return` annotations)
-    go to DIR/.rivet/lua; `.luarc.json` points the language server at them, selects
+    go to DIR/.rivet/lua, those of plugins (built in, and of `jobs.plugin_dirs`) to
+    DIR/.rivet/lua/plugins; `.luarc.json` points the language server at them, selects
     Lua 5.4 and disables the libraries the pipeline sandbox does not provide. Existing
     files that differ are left alone unless --force is given.
 

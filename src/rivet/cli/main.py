@@ -25,6 +25,7 @@ from rivet.cli import config as config_cmd
 from rivet.cli import init as init_cmd
 from rivet.cli import job as job_cmd
 from rivet.cli import pipeline as pipeline_cmd
+from rivet.cli import plugin as plugin_cmd
 from rivet.cli import run as run_cmd
 from rivet.cli import runner as runner_cmd
 from rivet.cli import secret as secret_cmd
@@ -123,6 +124,7 @@ REMOTE = "Server"
 app.command("check", rich_help_panel=LOCAL)(check_cmd.check)
 app.command("run", rich_help_panel=LOCAL)(run_cmd.run)
 app.add_typer(init_cmd.app, name="init", rich_help_panel=LOCAL)
+app.add_typer(plugin_cmd.app, name="plugin", rich_help_panel=LOCAL)
 app.add_typer(pipeline_cmd.app, name="pipeline", rich_help_panel=REMOTE)
 app.add_typer(job_cmd.app, name="job", rich_help_panel=REMOTE)
 app.add_typer(artifact_cmd.app, name="artifact", rich_help_panel=REMOTE)

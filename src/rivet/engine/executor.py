@@ -24,6 +24,8 @@ from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, 
 from rivet.engine.job_secrets import JobSecrets
 from rivet.engine.limits import MAX_ERROR_CHARS, clip
 from rivet.engine.modules import install_all
+from rivet.engine.plugins import Catalog, PluginError, discover, load_plugins
+from rivet.engine.plugins import prepare as prepare_plugins
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.engine.workspaces import make_workspace, prepare_root, remove_tree
@@ -43,6 +45,8 @@ class ExecutorSettings:
     policy: Policy = field(default_factory=Policy)
     # Where per-job secret-file directories are made (default: /dev/shm or tmp).
     secrets_root: Path | None = None
+    # The plugins jobs may list (built-ins and the runner's plugin directories).
+    plugins: Catalog = field(default_factory=discover)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class Executor:
             if note:
                 ctx.log("info", note, None)
         install_all(sandbox, ctx)
+        compiler = prepare_plugins(sandbox)
         try:
             # Stored: a version accepted before runs under the name rules it passed.
             loaded = load_pipeline(job.source, job.filename, sandbox=sandbox, stored=True)
@@ -144,6 +149,12 @@ class Executor:
             if ctx.cancel.cancelled:
                 # The cancel stopped the file's evaluation: nothing is wrong with it.
                 return JobResult(JobStatus.CANCELLED, error=ctx.cancel.reason)
+            ctx.log("error", str(exc), None)
+            return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
+        try:
+            plugins = loaded.definition.plugins
+            load_plugins(sandbox, ctx, compiler, plugins, self.settings.plugins, job.filename)
+        except PluginError as exc:
             ctx.log("error", str(exc), None)
             return JobResult(JobStatus.FAILED, error=_stored_error(ctx, str(exc)))
         try:

@@ -35,12 +35,13 @@ from rivet.engine.artifacts import JobArtifacts
 from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.events import CancelToken, JobEvents, JobResult
 from rivet.engine.executor import ExecutorSettings, JobSpec
+from rivet.engine.plugins import discover
 from rivet.engine.policy import Policy
 from rivet.errors import RivetError
 from rivet.local.artifacts import LocalArtifacts
 from rivet.local.source import read_pipeline_file
 from rivet.local.sources import copy_into, list_source
-from rivet.lua.definition import KNOWN_PLUGINS, load_pipeline
+from rivet.lua.definition import load_pipeline
 from rivet.lua.sandbox import Limits
 from rivet.settings import RivetSettings
 
@@ -67,6 +68,7 @@ class LocalRunOptions:
     max_file_bytes: int = 1 << 30
     max_job_bytes: int = 4 << 30
     max_source_bytes: int = 256 << 20
+    plugin_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: RivetSettings) -> LocalRunOptions:
@@ -80,6 +82,7 @@ class LocalRunOptions:
             max_file_bytes=artifacts.max_file_bytes,
             max_job_bytes=artifacts.max_job_bytes,
             max_source_bytes=artifacts.max_source_bytes,
+            plugin_dirs=jobs.plugin_dirs,
         )
 
 
@@ -116,7 +119,8 @@ class LocalRun:
         source = read_pipeline_file(file)
         loaded = load_pipeline(source, name, limits=options.limits)
         definition = loaded.definition
-        missing = [p for p in definition.plugins if p not in KNOWN_PLUGINS]
+        available = discover(options.plugin_dirs).plugins
+        missing = [p for p in definition.plugins if p not in available]
         if missing:
             raise RivetError(
                 f"{name}: plugins: {', '.join(missing)} not available in this Rivet; "
@@ -169,6 +173,7 @@ class LocalRun:
             default_image=self.options.default_image,
             limits=self.options.limits,
             policy=self.policy,
+            plugins=discover(self.options.plugin_dirs),
         )
         return PreparedRun(job, executor_module.Executor(backend, settings))
 

@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 # Plugins this Rivet knows of; others only warn (runners may provide them).
-KNOWN_PLUGINS: frozenset[str] = frozenset()
+# The built-in plugins (rivet/engine/plugins/builtin; a test holds the two equal).
+KNOWN_PLUGINS: frozenset[str] = frozenset({"archive"})
 
 API_CALL = re.compile(r"\bpipeline\s*\.\s*(define|builder)\b")
 LOCATION = re.compile(r"(?P<file>[^\n:]+):(?P<line>\d+): (?P<message>.*)", re.DOTALL)

@@ -72,6 +72,7 @@ class Agent:
                 settings.default_image,
                 limits=settings.limits,
                 policy=settings.policy,
+                plugins=settings.plugin_catalog,
             ),
         )
         self.runner_id = settings.runner_id

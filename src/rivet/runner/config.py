@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rivet.engine.plugins import Catalog, discover
 from rivet.engine.policy import Policy
 from rivet.lua.definition import KNOWN_PLUGINS
 from rivet.lua.sandbox import Limits
@@ -46,8 +47,11 @@ class RunnerSettings:
     # Whether --tag, RIVET_RUNNER_TAGS or [tags] said anything: tags are registered
     # once; later the server's apply, and differing ones only earn a warning.
     tags_given: bool = False
-    # What this runtime provides; the server hands out only jobs it can run.
+    # What this runtime provides (built-ins and plugin_dirs, policy-denied ones
+    # left out); the server hands out only jobs it can run.
     plugins: tuple[str, ...] = tuple(sorted(KNOWN_PLUGINS))
+    plugin_dirs: tuple[Path, ...] = ()
+    plugin_catalog: Catalog = field(default_factory=discover)
     claim_wait: float = 20.0
     heartbeat_interval: float = 3.0
     shipper: ShipperSettings = field(default_factory=ShipperSettings)
@@ -76,6 +80,9 @@ def resolve_settings(
         token, runner_id = saved_registration(runner.config, server)
     registration = runner.registration_token
     policy_file = jobs.policy
+    policy = Policy.load(policy_file) if policy_file is not None else Policy()
+    catalog = discover(jobs.plugin_dirs)
+    offered = tuple(sorted(set(catalog.plugins) - set(policy.plugins.denied)))
     return RunnerSettings(
         server=server,
         token=token,
@@ -88,7 +95,10 @@ def resolve_settings(
         default_image=jobs.default_image,
         config_file=runner.config,
         runner_id=runner_id,
-        policy=Policy.load(policy_file) if policy_file is not None else Policy(),
+        policy=policy,
+        plugins=offered,
+        plugin_dirs=jobs.plugin_dirs,
+        plugin_catalog=catalog,
         policy_file=policy_file,
         limits=Limits.from_settings(settings.lua),
         pool=runner.pool,

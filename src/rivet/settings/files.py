@@ -25,6 +25,7 @@ the runner and ``rivet up`` only, before ``config``) keeps its flat layout::
     default_image = "alpine:latest"     # jobs.default_image
     workspace_root = "/var/lib/rivet"   # jobs.workspace_root
     policy = "policy.toml"              # jobs.policy, relative to this file
+    plugin_dirs = ["plugins"]           # jobs.plugin_dirs, relative to this file
     [tags]                              # runner.tags
     os = "linux"
 
@@ -131,6 +132,7 @@ class RunnerFile(ConfigFile):
         "default_image": JobsGroup.default_image,
         "workspace_root": JobsGroup.workspace_root,
         "policy": JobsGroup.policy,
+        "plugin_dirs": JobsGroup.plugin_dirs,
     }
 
     def lookup(self, setting: Setting[Any]) -> Hit | None:

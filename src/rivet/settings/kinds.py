@@ -251,6 +251,25 @@ class FilePath(Kind[Path]):
         return super().coerce(value, base)
 
 
+class PathList(Kind[tuple[Path, ...]]):
+    """Directories, ``~`` expanded: ``a:b`` in a variable (like ``PATH``), a TOML list
+    of strings in a file (relative to that file's directory)."""
+
+    expected = "a list of paths"
+
+    def parse(self, text: str, base: Path | None) -> tuple[Path, ...]:
+        return tuple(Path(p).expanduser() for p in text.split(":") if p.strip())
+
+    def coerce(self, value: object, base: Path | None) -> tuple[Path, ...]:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            found = (Path(v).expanduser() for v in value)
+            return tuple(base / p if base is not None else p for p in found)
+        return super().coerce(value, base)
+
+    def show(self, value: tuple[Path, ...]) -> str:
+        return ":".join(str(p) for p in value) or "none"
+
+
 class SecretText:
     """A secret value: shown masked everywhere (``repr``, ``str``, ``rivet config
     show``); :meth:`get_secret_value` is the one way to the text."""

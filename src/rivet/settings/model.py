@@ -20,6 +20,7 @@ from rivet.settings.kinds import (
     Networks,
     Number,
     Optional,
+    PathList,
     RunnerName,
     Secret,
     ServerUrl,
@@ -338,6 +339,14 @@ class JobsGroup(Group, section="jobs"):
         help="runner policy file: allowed binaries, images, limits (docs/runner-policy.md; "
         "in a config file, relative to that file)",
         default_text="the built-in policy",
+    )
+    plugin_dirs = Setting(
+        PathList(),
+        (),
+        env="RIVET_PLUGIN_PATH",
+        help="directories of third-party plugins (each a plugin, or holding plugins; "
+        "docs/plugins.md); the variable takes dir:dir",
+        default_text="none (built-in plugins only)",
     )
     # The server's terms for every job (a definition's `lease`/`timeout` override the
     # first two): read by the orchestrator and its reaper (docs/reliability.md).

@@ -360,7 +360,10 @@ def test_hostile_defaults_above_their_maximum_fail_at_load(
             "default_timeout, max_timeout, max_capture_bytes)",
         ),
         ("[container]\nmemory = '1g'\n", "container.memory: unknown key (known: default_memory"),
-        ("[proces]\n", "proces: unknown section (known: process, container, http, fs)"),
+        (
+            "[proces]\n",
+            "proces: unknown section (known: process, container, http, fs, plugins, archive)",
+        ),
         (
             '[process]\nmax_timeout = "1h"\n',
             "process.max_timeout: must be a valid number, got '1h'",

@@ -1,5 +1,6 @@
-"""Unpacking a job's source archive refuses archive tricks, naming the entry, before
-anything is written (rivet.engine.source_archive)."""
+"""Unpacking a job's source archive (rivet.engine.source_archive, through the shared
+rivet.engine.archives) refuses archive tricks, naming the entry, before anything is
+written; the archives module has its own, fuller tests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rivet.engine.source_archive import SourceArchiveError, unpack_source
+from rivet.engine.archives import ArchiveError
+from rivet.engine.source_archive import unpack_source
 
 
 def archive(tmp_path: Path, *entries: tarfile.TarInfo, data: bytes = b"") -> Path:
@@ -56,17 +58,18 @@ def test_tricks_are_refused_naming_the_entry_and_nothing_is_written(
     path = archive(tmp_path, entry("first.txt", size=1), bad, data=b"x")
     ws = tmp_path / "ws"
     ws.mkdir()
-    with pytest.raises(SourceArchiveError, match=f"entry '{why}'"):
+    with pytest.raises(ArchiveError, match=f"entry '{why}'"):
         unpack_source(path, ws, 10**6)
     assert list(ws.iterdir()) == []  # checked before the first write
     assert not (tmp_path / "escape").exists()
 
 
-def test_setuid_bits_are_cleared(tmp_path: Path) -> None:
+def test_a_setuid_entry_is_refused(tmp_path: Path) -> None:
     path = archive(tmp_path, entry("tool", size=1, mode=0o4755), data=b"x")
     (tmp_path / "ws").mkdir()
-    unpack_source(path, tmp_path / "ws", 10**6)
-    assert (tmp_path / "ws" / "tool").stat().st_mode & 0o7000 == 0
+    with pytest.raises(ArchiveError, match="entry 'tool': has the set-user-ID"):
+        unpack_source(path, tmp_path / "ws", 10**6)
+    assert list((tmp_path / "ws").iterdir()) == []
 
 
 def test_a_decompression_bomb_is_refused_from_its_headers(tmp_path: Path) -> None:
@@ -75,7 +78,7 @@ def test_a_decompression_bomb_is_refused_from_its_headers(tmp_path: Path) -> Non
     with tarfile.open(path, "w:gz") as tar:
         tar.addfile(entry("zeros", size=big), io.BytesIO(bytes(big)))
     (tmp_path / "ws").mkdir()
-    with pytest.raises(SourceArchiveError, match="entry 'zeros': the archive unpacks to more"):
+    with pytest.raises(ArchiveError, match="zeros"):
         unpack_source(path, tmp_path / "ws", 10**9)
     assert list((tmp_path / "ws").iterdir()) == []
 
@@ -83,12 +86,12 @@ def test_a_decompression_bomb_is_refused_from_its_headers(tmp_path: Path) -> Non
 def test_the_absolute_cap_applies(tmp_path: Path) -> None:
     path = archive(tmp_path, entry("a", size=1000), data=b"\x01" * 1000)
     (tmp_path / "ws").mkdir()
-    with pytest.raises(SourceArchiveError, match="at most 200× its compressed size and 999"):
+    with pytest.raises(ArchiveError, match="999"):
         unpack_source(path, tmp_path / "ws", 999)
 
 
 def test_garbage_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "x.tar.gz"
     path.write_bytes(b"not gzip at all")
-    with pytest.raises(SourceArchiveError, match="cannot be read"):
+    with pytest.raises(ArchiveError):
         unpack_source(path, tmp_path, 10**6)

@@ -18,10 +18,19 @@ from rivet.engine.policy.container_policy import ContainerPolicy
 from rivet.engine.policy.errors import describe_error
 from rivet.engine.policy.fs_policy import FsPolicy
 from rivet.engine.policy.http_policy import HttpPolicy
+from rivet.engine.policy.plugin_policy import ArchivePolicy, PluginsPolicy
 from rivet.engine.policy.process_policy import ProcessPolicy
 from rivet.errors import ConfigError
 
-__all__ = ["ContainerPolicy", "FsPolicy", "HttpPolicy", "Policy", "ProcessPolicy"]
+__all__ = [
+    "ArchivePolicy",
+    "ContainerPolicy",
+    "FsPolicy",
+    "HttpPolicy",
+    "PluginsPolicy",
+    "Policy",
+    "ProcessPolicy",
+]
 
 
 class Policy(BaseModel):
@@ -31,6 +40,8 @@ class Policy(BaseModel):
     container: ContainerPolicy = ContainerPolicy()
     http: HttpPolicy = HttpPolicy()
     fs: FsPolicy = FsPolicy()
+    plugins: PluginsPolicy = PluginsPolicy()
+    archive: ArchivePolicy = ArchivePolicy()
 
     @classmethod
     def load(cls, path: Path) -> Policy:

@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rivet.engine.policy.sizes import memory_bytes
+from rivet.engine.policy.sizes import size_field
 from rivet.engine.policy.violation import PolicyViolation
 
 __all__ = [
@@ -72,9 +72,7 @@ class FsPolicy(BaseModel):
     @field_validator("max_file_bytes", "max_job_bytes", "max_read_bytes", mode="before")
     @classmethod
     def _size(cls, value: object) -> object:
-        if isinstance(value, str):
-            return memory_bytes(value)
-        return value
+        return size_field(value)
 
     def check_file_size(self, size: int) -> None:
         """Refuse a file that would end up ``size`` bytes long."""

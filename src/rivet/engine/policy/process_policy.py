@@ -18,7 +18,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rivet.engine.limits import CAPTURE_SHARE
-from rivet.engine.policy.sizes import memory_bytes
+from rivet.engine.policy.sizes import size_field
 from rivet.engine.policy.violation import PolicyViolation
 
 __all__ = [
@@ -70,9 +70,7 @@ class ProcessPolicy(BaseModel):
     @field_validator("max_capture_bytes", mode="before")
     @classmethod
     def _capture_size(cls, value: object) -> object:
-        if isinstance(value, str):
-            return memory_bytes(value)
-        return value
+        return size_field(value)
 
     @field_validator("max_capture_bytes")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MIN_MEMORY", "memory_bytes"]
+__all__ = ["MIN_MEMORY", "memory_bytes", "size_field"]
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmgt]?)", re.IGNORECASE)
@@ -27,3 +27,11 @@ def memory_bytes(text: str) -> int:
         )
     number, unit = match.groups()
     return int(float(number) * _UNITS[unit.lower()])
+
+
+def size_field(value: object) -> object:
+    """A policy size field before validation: text in Podman's syntax becomes bytes,
+    anything else is left to the field's own type check."""
+    if isinstance(value, str):
+        return memory_bytes(value)
+    return value
