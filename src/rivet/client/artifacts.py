@@ -79,7 +79,8 @@ class ArtifactClient(RivetClient):
             with temp.open("xb") as out:
                 for attempt in range(RESUMES + 1):
                     try:
-                        got = self._fetch(url, got, out, digest, progress)
+                        # From what arrived so far (digest holds exactly those bytes).
+                        got = self._fetch(url, out.tell(), out, digest, progress)
                         break
                     except ServerUnreachableError:
                         if attempt == RESUMES:
