@@ -21,7 +21,7 @@ if str(SUPPORT) not in sys.path:
 
 # `database_url`: SQLite and again PostgreSQL, for the store and orchestrator tests;
 # `exec_agent`: the Podman backend's two exec paths, for the container tests.
-pytest_plugins = ["databases", "exec_paths"]
+pytest_plugins = ["databases", "exec_paths", "moto_s3"]
 
 BUSYBOX_IMAGE = "localhost/rivet/busybox:latest"
 

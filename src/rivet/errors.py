@@ -27,7 +27,9 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── InvalidRequest           a request field breaks a rule of the API (names every field)
     ├── RequestTooLarge          a request body is over the server's size limit
     ├── StorageUnavailable       the database cannot be reached or used right now (retry)
-    │   └── StorageFull          the database has no space left (disk full): nothing stored
+    │   ├── StorageFull          the database has no space left (disk full): nothing stored
+    │   ├── BlobStoreError       [blobstore.base] the artifact store cannot be used right now
+    │   └── BlobBeingDeleted     [store.artifacts] a cleanup is removing the blob an upload needs
     ├── AuthenticationError      a request lacks a valid bearer token (HTTP 401)
     │   └── RunnerRemoved        [orchestrator.services.runners] the runner was removed
     ├── PermissionDeniedError    the caller may not touch this object (HTTP 403)
@@ -35,6 +37,7 @@ brackets, which holds its subclasses too), under the node it belongs to.
     ├── EnvNameError             [domain.env_names] not an environment-variable name
     ├── SecretRuleError          [domain.secret_rules] a secret name, value or grant is refused
     ├── PolicyViolation          [engine.policy.violation] the runner policy forbids it
+    ├── ArtifactError            [engine.artifacts] an artifact cannot be stored or fetched
     ├── ArchiveError             [engine.archives] an archive entry is unsafe, or a bomb
     ├── SecretDecryptError       [orchestrator.keyring] a stored secret does not decrypt
     ├── ServerUnreachableError   [client.api] the CLI cannot reach the server

@@ -11,6 +11,8 @@ Layout and modes::
       runner.toml                0600  a runner's settings and its token (saved at registration)
       logs/                      0700  ``rivet up``: server.log, runner.log (0600)
       workspaces/                0700  job workspaces (runner and ``rivet run`` default)
+      artifacts/                 0700  the server's filesystem artifact store (docs/artifacts.md)
+      local-artifacts/           0700  ``rivet run``'s artifacts, one directory per job
 
 The database, tokens and keys are secrets or hold them, so nothing in the home may be
 readable by other users of the machine. The rules, applied by every process that
@@ -109,6 +111,16 @@ class RivetHome:
     @property
     def workspaces(self) -> Path:
         return self.root / "workspaces"
+
+    @property
+    def artifacts(self) -> Path:
+        """The server's filesystem artifact store (content-addressed blobs)."""
+        return self.root / "artifacts"
+
+    @property
+    def local_artifacts(self) -> Path:
+        """``rivet run``'s artifacts: ``<job>/<name>/<paths>`` and a manifest each."""
+        return self.root / "local-artifacts"
 
     def ensure(self) -> Path:
         """Create the home 0700 (or tighten it); its path."""

@@ -45,12 +45,23 @@ from rivet.protocol_access import (
     SecretSet,
     SecretView,
 )
+from rivet.protocol_artifacts import (
+    ArtifactFileView,
+    ArtifactList,
+    ArtifactView,
+    SourceInfo,
+    SourceUploaded,
+)
 from rivet.protocol_attempts import AttemptView, Heartbeat, RestartAnswer, RestartReport
+from rivet.protocol_logs import Level, LogBatch, LogLine, LogPage, Stream
 
 __all__ = [
     "API_VERSION",
     "AccessEntry",
     "Ack",
+    "ArtifactFileView",
+    "ArtifactList",
+    "ArtifactView",
     "AttemptView",
     "AuditEvent",
     "ClaimRequest",
@@ -64,6 +75,7 @@ __all__ = [
     "JobPage",
     "JobView",
     "JobWait",
+    "Level",
     "LogBatch",
     "LogLine",
     "LogPage",
@@ -85,14 +97,15 @@ __all__ = [
     "SecretAccessView",
     "SecretSet",
     "SecretView",
+    "SourceInfo",
+    "SourceUploaded",
     "StageUpdate",
     "StageView",
+    "Stream",
 ]
 
 API_VERSION = "1"
 
-Level = Literal["debug", "info", "warning", "error"]
-Stream = Literal["stdout", "stderr"]
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 StageStatusName = Literal[
     "pending", "running", "succeeded", "failed", "skipped", "cancelled", "timed_out"
@@ -228,6 +241,9 @@ class JobLaunch(BaseModel):
         max_length=limits.MAX_INPUTS,
         description=f"numbers finite within ±2^53; strings at most {limits.MAX_VALUE} characters",
     )
+    source_archive: SourceInfo | None = Field(
+        default=None, description="the job's source (POST /api/sources), unpacked before stage 1"
+    )
 
 
 class StageView(BaseModel):
@@ -283,6 +299,7 @@ class JobView(BaseModel):
     rerun_of: str | None = Field(
         default=None, description="the job this one reruns (`rivet job rerun`), if any"
     )
+    source_archive: SourceInfo | None = Field(default=None, description="what --source uploaded")
     waiting: JobWait | None = Field(
         default=None,
         description="for a queued job in GET /api/jobs/{ref}: why no runner has taken it "
@@ -307,29 +324,6 @@ class JobPage(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class LogLine(BaseModel):
-    seq: int = Field(ge=1, description="per-job sequence number, from 1, no gaps")
-    ts: datetime
-    stage: str | None = None
-    level: Level = "info"
-    message: str
-    stream: Stream | None = Field(
-        default=None,
-        description="the command's pipe the line came from; null for lines Rivet or the "
-        "pipeline's Lua logged",
-    )
-    attempt: int | None = Field(
-        default=None, description="which attempt of the job logged it (set by the server)"
-    )
-
-
-class LogPage(BaseModel):
-    job_id: str
-    lines: list[LogLine]
-    next_after: int = Field(description="pass as ?after= to get the following lines")
-    finished: bool
 
 
 # --- runners -------------------------------------------------------------------------
@@ -432,25 +426,8 @@ class JobAssignment(BaseModel):
         description="name -> why a secret granted to the job's pipeline is not sent to "
         "this version (it predates the grant, or was not pushed by the admin)",
     )
-
-
-def _line_fits(line: LogLine) -> LogLine:
-    # Checked here, not on LogLine: answers carry LogLine too, and lines stored before
-    # the cap existed must still be readable.
-    if line.seq > limits.MAX_INT32:
-        raise ValueError(f"seq may be at most {limits.MAX_INT32}")
-    if len(line.message) > limits.MAX_LOG_MESSAGE:
-        raise ValueError(f"message may have at most {limits.MAX_LOG_MESSAGE} characters")
-    if line.stage is not None and len(line.stage) > limits.MAX_NAME:
-        raise ValueError(f"stage may have at most {limits.MAX_NAME} characters")
-    return line
-
-
-class LogBatch(BaseModel):
-    lines: list[Annotated[LogLine, AfterValidator(_line_fits)]] = Field(
-        max_length=limits.MAX_LOG_LINES,
-        description=f"at most {limits.MAX_LOG_LINES} lines, each message at most "
-        f"{limits.MAX_LOG_MESSAGE} characters",
+    source_archive: SourceInfo | None = Field(
+        default=None, description="unpack GET /api/runner/jobs/{id}/source before stage 1"
     )
 
 

@@ -99,3 +99,38 @@ def test_example_runs_green(name: str, podman_available: str, podman_image, tmp_
         assert want in lines[position:], f"missing {want} after line {position}:\n{proc.stdout}"
         position = lines.index(want, position) + 1
     assert "job succeeded" in proc.stdout
+
+
+def test_python_project_builds_and_its_wheel_is_used_with_rivet_run(
+    podman_available: str,
+    podman_image,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """examples/python-project through `rivet run`: --source, tests, wheel, report,
+    local artifacts; then the consumer pipeline downloads and runs the wheel."""
+    podman_image("localhost/rivet/debian-git:latest")
+    project = ROOT / "examples" / "python-project"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVET_")}
+    env |= {"RIVET_HOME": str(tmp_path), "NO_COLOR": "1"}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [str(RIVET), "run", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    built = run(str(project / "build.lua"), "--source", str(project))
+    assert "source: copied" in built and "Ran 3 tests" in built
+    wheels = list((tmp_path / "local-artifacts").glob("*/wheel/files/dist/*.whl"))
+    assert [w.name for w in wheels] == ["democalc-0.1.0-py3-none-any.whl"]
+    reports = list((tmp_path / "local-artifacts").glob("*/report/files/reports/tests.txt"))
+    assert len(reports) == 1 and "OK" in reports[0].read_text()
+    used = run(str(project / "use-wheel.lua"))
+    assert "installed wheel says: democalc 0.1.0: sum = 42" in " ".join(used.split())

@@ -56,6 +56,8 @@ def run_job(
     policy: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
     first_seq: int = 1,
+    artifacts: Any = None,
+    fill_workspace: Any = None,
 ) -> FakeJob:
     """Run a pipeline of ``stages`` to its end; the fake defaults to one where every
     image is present."""
@@ -77,6 +79,8 @@ def run_job(
         first_seq=first_seq,
         secrets=dict(secrets or {}),
         local_secrets=True,
+        artifacts=artifacts,
+        fill_workspace=fill_workspace,
     )
     events = EventLog()
     result = Executor(fake, settings).run(spec, events, cancel)

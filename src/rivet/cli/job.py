@@ -8,6 +8,7 @@ the job keeps running then).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rivet.cli import common
+from rivet.cli.artifact import artifact_client, artifacts_command, source_line, upload_source_dir
 from rivet.cli.common import (
     EXIT_OK,
     UsageProblem,
@@ -83,6 +85,17 @@ def launch(
     ] = False,
     server: ServerOption = None,
     utc: UtcOption = False,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source",
+            envvar="RIVET_SOURCE",
+            help="upload this directory's files (in a git work tree: what git ls-files "
+            "lists, honouring .gitignore) as the job's workspace; its commit and dirty "
+            "flag are recorded",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Launch a job of a pipeline with inputs.
 
@@ -92,7 +105,11 @@ def launch(
     Warns when a secret granted to the pipeline will not reach the launched version
     (an older one than the grant, or one the admin did not push): it runs without it.
 
-    Example: rivet job launch build-and-test --input branch=main --follow
+    With --source DIR the files are packed into a tar.gz (a progress bar for large
+    ones), uploaded (server limit artifacts.max_source_bytes) and unpacked by the
+    runner into the job's workspace before its first stage.
+
+    Example: rivet job launch build-and-test --source . --input branch=main --follow
     """
     given = parse_input_args(inputs or [])
     err = err_console()
@@ -104,7 +121,11 @@ def launch(
         payload: dict[str, Scalar] = {
             k: v for k, v in values.items() if isinstance(v, str | int | float | bool)
         }
-        job = client.launch_job(view.id, payload, version=view.version)
+        uploaded = None
+        if source is not None:
+            with artifact_client(server) as uploader:
+                uploaded = upload_source_dir(uploader, source, err)
+        job = client.launch_job(view.id, payload, version=view.version, source=uploaded)
         detail = f"pipeline {visible(job.pipeline)} version {job.version}"
         _report_launched(client, job, detail, quiet=quiet, follow=follow, utc=utc)
 
@@ -255,6 +276,22 @@ def show(
     print_job(out_console(), view, utc)
 
 
+@app.command("artifacts")
+def artifacts(
+    job: JobArgument,
+    server: ServerOption = None,
+    as_json: JsonOption = False,
+    utc: UtcOption = False,
+) -> None:
+    """List a job's artifacts: name, file paths, sizes, SHA-256 and when they expire.
+
+    Download one with `rivet artifact download JOB NAME -o DIR`.
+
+    Example: rivet job artifacts 3f2a9c
+    """
+    artifacts_command(job, server, as_json, utc)
+
+
 @app.command("cancel")
 def cancel(job: JobArgument, server: ServerOption = None) -> None:
     """Cancel a job: a queued job at once, a running one as soon as its runner hears.
@@ -367,6 +404,8 @@ def print_job(out: Console, view: JobView, utc: bool = False) -> None:
         rows.append(("waiting", safe(view.waiting.message, "yellow")))
     if view.rerun_of is not None:
         rows.append(("rerun of", safe(view.rerun_of)))
+    if (source := source_line(view)) is not None:
+        rows.append(("source", safe(source)))
     rows += [
         ("created", Text(format_ts(view.created_at, utc))),
         ("started", Text(format_ts(view.started_at, utc))),

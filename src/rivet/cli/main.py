@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from rivet import __version__
+from rivet.cli import artifact as artifact_cmd
 from rivet.cli import audit as audit_cmd
 from rivet.cli import check as check_cmd
 from rivet.cli import config as config_cmd
@@ -126,6 +127,7 @@ app.add_typer(init_cmd.app, name="init", rich_help_panel=LOCAL)
 app.add_typer(plugin_cmd.app, name="plugin", rich_help_panel=LOCAL)
 app.add_typer(pipeline_cmd.app, name="pipeline", rich_help_panel=REMOTE)
 app.add_typer(job_cmd.app, name="job", rich_help_panel=REMOTE)
+app.add_typer(artifact_cmd.app, name="artifact", rich_help_panel=REMOTE)
 app.add_typer(runner_cmd.app, name="runner", rich_help_panel=REMOTE)
 app.add_typer(secret_cmd.app, name="secret", rich_help_panel=REMOTE)
 app.add_typer(audit_cmd.app, name="audit", rich_help_panel=REMOTE)

@@ -93,6 +93,16 @@ def run(
         ),
     ] = None,
     utc: UtcOption = False,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source",
+            envvar="RIVET_SOURCE",
+            help="copy this directory's files into the job's workspace first (in a git "
+            "work tree: the files git ls-files lists, honouring .gitignore); never mounted",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline locally: stages in order, every command in a Podman container.
 
@@ -106,7 +116,10 @@ def run(
     RIVET_SECRET_<NAME> variables and --secret-file; their values show as *** in
     every log line and output.
 
-    Example: rivet run build.lua --input branch=main --input jobs=4
+    Files that `artifact.upload` stores land in $RIVET_HOME/local-artifacts/JOB/NAME/
+    (setting artifacts.local_dir).
+
+    Example: rivet run build.lua --source . --input branch=main
     """
     # The engine (lupa, Podman backend) is loaded on use: it is heavy for other commands.
     from rivet.local.run import LocalRun, LocalRunOptions
@@ -132,7 +145,9 @@ def run(
     given = parse_input_args(inputs or [])
     collected = collect_inputs(definition, given, interactive=common.is_interactive(), console=err)
     prepared = local.prepare(
-        collected, warn=lambda note: err.print(Text(f"warning: {note}", style="yellow"))
+        collected,
+        warn=lambda note: err.print(Text(f"warning: {note}", style="yellow")),
+        source=source,
     )
     printer = LogPrinter(out, [s.name for s in definition.stages], LogClock(utc=utc))
     cancel = CancelToken()

@@ -51,6 +51,7 @@ from rivet.protocol import (
     RunnerUpdate,
     RunnerView,
     Scalar,
+    SourceInfo,
 )
 
 __all__ = [
@@ -246,11 +247,18 @@ class RivetClient:
     # --- jobs -----------------------------------------------------------------------
 
     def launch_job(
-        self, pipeline: str, inputs: dict[str, Scalar] | None = None, version: int | None = None
+        self,
+        pipeline: str,
+        inputs: dict[str, Scalar] | None = None,
+        version: int | None = None,
+        source: SourceInfo | None = None,
     ) -> JobLaunched:
         """Bad inputs are an ``ApiError`` (422, ``invalid_inputs``) naming every one;
-        ``.warnings`` of the answer name secrets this version will not receive."""
-        body = JobLaunch(pipeline=pipeline, version=version, inputs=inputs or {})
+        ``.warnings`` of the answer name secrets this version will not receive.
+        ``source``: an archive uploaded with ``ArtifactClient.upload_source``."""
+        body = JobLaunch(
+            pipeline=pipeline, version=version, inputs=inputs or {}, source_archive=source
+        )
         response = self._request("POST", "/api/jobs", json_body=body.model_dump(mode="json"))
         return _parse(response, JobLaunched)
 

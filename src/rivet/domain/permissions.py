@@ -6,7 +6,10 @@ Subjects. An access-list entry names who it is for:
 - ``user:<name>`` matches the principal whose actor is exactly that string;
 - ``api-key:<name>`` likewise for an API key;
 - ``role:<role>`` (pipelines only) matches every principal whose role is at least
-  ``<role>`` (``role:viewer`` is everyone, ``role:user`` every user and admin).
+  ``<role>`` (``role:viewer`` is everyone, ``role:user`` every user and admin);
+- ``pipeline:<name>`` (pipelines only) matches the jobs of pipeline ``<name>`` when
+  they download this pipeline's artifacts (they act with the viewer role, so only
+  ``view`` matters; ``orchestrator/services/artifacts.py``).
 
 Pipeline levels are cumulative: ``view`` < ``launch`` (also launch and cancel its
 jobs) < ``push`` (also push new versions). A principal's level on a pipeline is
@@ -30,6 +33,7 @@ from enum import StrEnum
 
 from rivet.domain.principals import Principal, Role
 from rivet.errors import InvalidRequest
+from rivet.limits import name_problem
 
 __all__ = [
     "DEFAULT_PIPELINE_ACCESS",
@@ -87,8 +91,12 @@ def check_subject(subject: str, field: str, *, roles: bool = True) -> str:
     """``subject`` if it is a valid entry (see the module), else ``InvalidRequest``
     naming ``field`` and the accepted forms."""
     kind, sep, name = subject.partition(":")
-    forms = "user:<name>, api-key:<name>" + (" or role:viewer|user|admin" if roles else "")
+    forms = "user:<name>, api-key:<name>" + (
+        " or role:viewer|user|admin (or pipeline:<name>)" if roles else ""
+    )
     if sep and kind in ("user", "api-key") and _NAME.fullmatch(name):
+        return subject
+    if sep and roles and kind == "pipeline" and 0 < len(name) <= 193 and not name_problem(name):
         return subject
     if sep and roles and kind == "role" and name in {r.value for r in Role}:
         return subject

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue
+from rivet.engine.artifacts import JobArtifacts, NoArtifacts
 from rivet.engine.backends.base import (
     ContainerBackend,
     ContainerOptions,
@@ -63,6 +64,8 @@ class JobContext:
     closers: list[Callable[[], None]] = field(default_factory=list)
     # Extra labels of every container of the job (the runner's id, for cleanup).
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Where artifact.upload/download go (a local directory, or the runner's server).
+    artifacts: JobArtifacts = field(default_factory=NoArtifacts)
     _seq: int = 0
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
     _containers: dict[str, RunningContainer] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.definition import StageDef
 from rivet.domain.inputs import InputValue, resolve_inputs
 from rivet.domain.status import JobStatus, StageStatus
+from rivet.engine.artifacts import JobArtifacts, NoArtifacts
 from rivet.engine.backends.base import LABEL_RUNNER, ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
@@ -66,6 +67,12 @@ class JobSpec:
     # The runner running it (its id): labels its containers and names its secrets
     # directory, so that a restarted runner finds what a crash left behind.
     owner: str | None = None
+    # Where artifact.upload/download go; None: not available to this job.
+    artifacts: JobArtifacts | None = None
+    # Fills the new workspace before the pipeline is evaluated (the job's source:
+    # copied by rivet run, unpacked from the server's archive by the runner); a
+    # RivetError fails the job with its message.
+    fill_workspace: Callable[[Path], str | None] | None = None
 
 
 class Executor:
@@ -104,6 +111,7 @@ class Executor:
             redactor=redactor,
             secrets=secrets,
             labels={LABEL_RUNNER: job.owner} if job.owner else {},
+            artifacts=job.artifacts or NoArtifacts(),
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         if root_note is not None:
@@ -123,6 +131,15 @@ class Executor:
             _cleanup(ctx, workspace)
 
     def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
+        if job.fill_workspace is not None:
+            try:
+                note = job.fill_workspace(ctx.workspace)
+            except RivetError as exc:
+                message = f"the job's source could not be placed in its workspace: {exc}"
+                ctx.log("error", message, None)
+                return JobResult(JobStatus.FAILED, error=_stored_error(ctx, message))
+            if note:
+                ctx.log("info", note, None)
         install_all(sandbox, ctx)
         compiler = prepare_plugins(sandbox)
         try:

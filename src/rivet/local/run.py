@@ -31,13 +31,16 @@ from typing import Protocol
 from rivet.defaults import DEFAULT_IMAGE
 from rivet.domain.definition import PipelineDefinition
 from rivet.domain.inputs import resolve_inputs
+from rivet.engine.artifacts import JobArtifacts
 from rivet.engine.backends.base import ContainerBackend
 from rivet.engine.events import CancelToken, JobEvents, JobResult
 from rivet.engine.executor import ExecutorSettings, JobSpec
 from rivet.engine.plugins import discover
 from rivet.engine.policy import Policy
 from rivet.errors import RivetError
+from rivet.local.artifacts import LocalArtifacts
 from rivet.local.source import read_pipeline_file
+from rivet.local.sources import copy_into, list_source
 from rivet.lua.definition import load_pipeline
 from rivet.lua.sandbox import Limits
 from rivet.settings import RivetSettings
@@ -59,16 +62,26 @@ class LocalRunOptions:
     default_image: str = DEFAULT_IMAGE
     policy_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    # Where artifact.upload keeps files (None: artifacts are not available) and the
+    # artifacts.* limits, which also cap a --source copy (max_source_bytes × 8).
+    artifacts_dir: Path | None = None
+    max_file_bytes: int = 1 << 30
+    max_job_bytes: int = 4 << 30
+    max_source_bytes: int = 256 << 20
     plugin_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: RivetSettings) -> LocalRunOptions:
-        jobs = settings.jobs
+        jobs, artifacts = settings.jobs, settings.artifacts
         return cls(
             workspace_root=jobs.workspace_root,
             default_image=jobs.default_image,
             policy_file=jobs.policy,
             limits=Limits.from_settings(settings.lua),
+            artifacts_dir=artifacts.local_dir,
+            max_file_bytes=artifacts.max_file_bytes,
+            max_job_bytes=artifacts.max_job_bytes,
+            max_source_bytes=artifacts.max_source_bytes,
             plugin_dirs=jobs.plugin_dirs,
         )
 
@@ -122,9 +135,12 @@ class LocalRun:
         *,
         warn: Warn = _ignore,
         backend: ContainerBackend | None = None,
+        source: Path | None = None,
     ) -> PreparedRun:
         """Check ``inputs`` (strings as typed, or typed values) and ready the workspace
-        root; ``warn`` receives a note about the root (e.g. it was tightened)."""
+        root; ``warn`` receives a note about the root (e.g. it was tightened).
+        ``source``: a directory whose files (:mod:`rivet.local.sources`) are copied
+        into the job's workspace before it starts."""
         # Imported on use, so that tests can stand in for Podman and the executor.
         from rivet.engine import executor as executor_module
         from rivet.engine.backends.userns import check_subids
@@ -141,13 +157,16 @@ class LocalRun:
             from rivet.engine.backends import podman
 
             backend = podman.PodmanBackend()
+        job_id = f"local-{uuid.uuid4().hex[:8]}"
         job = JobSpec(
-            job_id=f"local-{uuid.uuid4().hex[:8]}",
+            job_id=job_id,
             source=self.source,
             filename=self.filename,
             inputs=resolved,
             secrets=self._secrets,
             local_secrets=True,
+            artifacts=self._artifacts(job_id),
+            fill_workspace=self._filler(source),
         )
         settings = ExecutorSettings(
             workspace_root=root,
@@ -157,6 +176,25 @@ class LocalRun:
             plugins=discover(self.options.plugin_dirs),
         )
         return PreparedRun(job, executor_module.Executor(backend, settings))
+
+    def _artifacts(self, job_id: str) -> JobArtifacts | None:
+        options = self.options
+        if options.artifacts_dir is None:
+            return None
+        return LocalArtifacts(
+            options.artifacts_dir,
+            job_id,
+            self.definition.name,
+            options.max_file_bytes,
+            options.max_job_bytes,
+        )
+
+    def _filler(self, source: Path | None) -> Callable[[Path], str | None] | None:
+        if source is None:
+            return None
+        tree = list_source(source)  # a bad directory fails before anything runs
+        cap = self.options.max_source_bytes * 8
+        return lambda workspace: copy_into(tree, workspace, cap)
 
 
 class _Runs(Protocol):

@@ -30,6 +30,7 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     # metatable, so it is not a key of the table (see engine/modules/json_module.py).
     "json": ("encode", "decode", "array", "object"),
     "http": ("get", "post", "put", "patch", "delete", "request"),
+    "artifact": ("upload", "download"),
 }
 
 DEFINITION_MODULES: dict[str, tuple[str, ...]] = {

@@ -22,16 +22,18 @@ from fastapi import Depends, FastAPI
 from rivet import __version__
 from rivet.observe.logs import register_secret
 from rivet.orchestrator.auth import hash_token, load_admin_token
-from rivet.orchestrator.guard import BodyLimit, check_request_text
+from rivet.orchestrator.guard import STREAMED, BodyLimit, check_request_text
 from rivet.orchestrator.http_errors import ERROR_RESPONSES, install_error_handlers
 from rivet.orchestrator.request_context import RequestIds
 from rivet.orchestrator.routes import (
+    artifacts,
     audit,
     health,
     jobs,
     metrics,
     pipelines,
     runner_api,
+    runner_artifacts,
     runners,
     secret_admin,
     stream,
@@ -68,12 +70,17 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
             # Every orchestrator reaps: lost runners, deadlines, unclaimed jobs.
             stop_reaping = asyncio.Event()
             reaper = asyncio.create_task(services.reaper.run(stop_reaping), name="reaper")
+            # And cleans up artifacts (safe on several at once: rivet.store.artifacts).
+            cleaner = asyncio.create_task(
+                services.artifacts.run(stop_reaping), name="artifact-cleanup"
+            )
             log.info("orchestrator ready on %s", services.db.dialect)
             try:
                 yield
             finally:
                 stop_reaping.set()
                 await reaper
+                await cleaner
                 await services.queue.stop()
         finally:
             services.db.close()
@@ -89,8 +96,20 @@ def create_app(settings: RivetSettings | None = None) -> FastAPI:
         dependencies=[Depends(check_request_text)],
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
-    routers = (health, pipelines, jobs, stream, runners, runner_api, secret_admin, audit)
+    # Raw uploads (artifact files, source archives) stream past it, under their own limits.
+    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes, streamed=STREAMED)
+    routers = (
+        health,
+        pipelines,
+        jobs,
+        stream,
+        runners,
+        runner_api,
+        runner_artifacts,
+        artifacts,
+        secret_admin,
+        audit,
+    )
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks by default

@@ -27,7 +27,7 @@ from rivet.errors import InvalidRequest, RequestTooLarge
 from rivet.limits import text_problem, text_problems
 from rivet.orchestrator.http_errors import render
 
-__all__ = ["BodyLimit", "check_request_text"]
+__all__ = ["STREAMED", "BodyLimit", "check_request_text"]
 
 SETTING = "RIVET_MAX_BODY_BYTES"
 
@@ -36,6 +36,11 @@ SETTING = "RIVET_MAX_BODY_BYTES"
 # of these needs no second parse. Escaped backslashes may cause a false alarm, which
 # the full check then clears.
 _SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+# Routes whose raw bodies (application/octet-stream) are streamed to disk by the route
+# under its own limit (artifact files, source archives): never buffered here.
+STREAMED = re.compile(r"/api/(?:sources|runner/jobs/[^/]+/artifacts/[^/]+/files)")
+_RAW = b"application/octet-stream"
 
 # Headers some route reads; the others are never looked at.
 _READ_HEADERS = ("authorization", "last-event-id", "x-rivet-api")
@@ -46,12 +51,13 @@ class BodyLimit:
     the app; past the limit it answers 413 (the project's error envelope, naming the
     limit and the setting) and reads no further."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, streamed: re.Pattern[str] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self._streams(scope):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
@@ -81,6 +87,19 @@ class BodyLimit:
         # The rest of the body is not read: tell the client the connection ends here.
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+    def _streams(self, scope: Scope) -> bool:
+        """A raw body for a streaming route: passed through unread."""
+        if self.streamed is None or not self.streamed.fullmatch(scope.get("path", "")):
+            return False
+        return _is_raw(scope.get("headers", ()))
+
+
+def _is_raw(headers: Any) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return bytes(value).split(b";")[0].strip().lower() == _RAW
+    return False
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -120,6 +139,8 @@ async def check_request_text(request: Request) -> None:
         value = request.headers.get(header)
         if value is not None and (why := text_problem(value)) is not None:
             problems.append((f"header.{header}", why))
+    if _is_raw(request.scope.get("headers", ())) and STREAMED.fullmatch(request.url.path):
+        return  # bytes, not text; the route streams them (never read whole here)
     body = await request.body()
     if body and _SUSPECT.search(body):
         try:

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from sqlalchemy.engine import make_url
 
+from rivet.blobstore import BlobStore, FilesystemStore
 from rivet.errors import ConfigError
 from rivet.observe.logs import register_secret
 from rivet.settings import RivetSettings
 from rivet.store import Database
 
-__all__ = ["database_url", "open_database", "register_settings_secrets", "uses_home"]
+__all__ = [
+    "database_url",
+    "open_blobstore",
+    "open_database",
+    "register_settings_secrets",
+    "uses_home",
+]
 
 
 def database_url(settings: RivetSettings) -> str:
@@ -63,3 +70,26 @@ def register_settings_secrets(settings: RivetSettings) -> None:
         password = make_url(url).password if url is not None else None
         if password:
             register_secret(str(password))
+
+
+def open_blobstore(settings: RivetSettings) -> BlobStore:
+    """The artifact store of ``artifacts.*`` (docs/artifacts.md): ``ConfigError``
+    naming the setting when the S3 store lacks its bucket."""
+    artifacts = settings.artifacts
+    if artifacts.store == "filesystem":
+        return FilesystemStore(artifacts.path)
+    from rivet.blobstore.s3 import S3Store
+
+    if not artifacts.s3_bucket:
+        raise ConfigError("RIVET_ARTIFACT_STORE=s3 needs RIVET_S3_BUCKET (artifacts.s3_bucket)")
+    secret = artifacts.s3_secret_key
+    if secret is not None:
+        register_secret(secret.get_secret_value())
+    return S3Store(
+        artifacts.s3_bucket,
+        endpoint_url=artifacts.s3_endpoint,
+        region=artifacts.s3_region,
+        access_key=artifacts.s3_access_key,
+        secret_key=secret.get_secret_value() if secret is not None else None,
+        prefix=artifacts.s3_prefix or "",
+    )

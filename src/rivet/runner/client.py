@@ -23,8 +23,9 @@ answer is always safe. One client is shared by every thread of a runner: httpx's
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import httpx
@@ -176,6 +177,53 @@ class RunnerClient:
     def complete(self, job_id: str, completion: JobCompletion, attempt: int | None = None) -> Ack:
         return self._ack(_job_path(job_id, "complete", attempt), completion, "completion")
 
+    # --- raw bytes (artifacts, sources) ------------------------------------------------
+
+    def upload_raw(
+        self, path: str, params: dict[str, str | int], body: Iterator[bytes], size: int, what: str
+    ) -> httpx.Response:
+        """POST ``body`` (chunks, ``size`` bytes) as application/octet-stream to a job
+        route; the answer, failures sorted like every other call."""
+        headers = self._auth({"Content-Type": "application/octet-stream"})
+        headers["Content-Length"] = str(size)
+        return self._checked(
+            what,
+            lambda: self._http.request(
+                "POST", path, params=params, content=body, headers=headers, timeout=None
+            ),
+            job_route=True,
+        )
+
+    @contextlib.contextmanager
+    def download_raw(
+        self, path: str, params: dict[str, str | int], what: str
+    ) -> Iterator[httpx.Response]:
+        """GET a job route's streamed bytes: the open response (read ``iter_bytes``)."""
+        request = self._http.build_request(
+            "GET", path, params=params, headers=self._auth({}), timeout=self._timeout
+        )
+        response = self._checked(
+            what, lambda: self._http.send(request, stream=True), job_route=True
+        )
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def get_json(self, path: str, params: dict[str, str | int], model: type[M], what: str) -> M:
+        headers = self._auth({})
+        response = self._checked(
+            what,
+            lambda: self._http.request("GET", path, params=params, headers=headers),
+            job_route=True,
+        )
+        return _parse(response, model)
+
+    def _auth(self, headers: dict[str, str]) -> dict[str, str]:
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
     # --- plumbing -------------------------------------------------------------------
 
     def _ack(self, path: str, body: BaseModel | None, what: str) -> Ack:
@@ -195,19 +243,37 @@ class RunnerClient:
         headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
         content = body.model_dump_json().encode() if body is not None else b""
         headers["Content-Type"] = "application/json"
-        try:
-            response = self._http.request(
+        return self._checked(
+            what,
+            lambda: self._http.request(
                 method,
                 path,
                 content=content,
                 headers=headers,
                 timeout=timeout if timeout is not None else self._timeout,
-            )
+            ),
+            job_route=job_route,
+        )
+
+    def _checked(
+        self, what: str, call: Callable[[], httpx.Response], *, job_route: bool
+    ) -> httpx.Response:
+        """``call()``'s answer when it is a success; the errors of the module docstring
+        otherwise (a streamed answer is read first, so its message can be shown)."""
+        try:
+            response = call()
         except httpx.TransportError as exc:
             reason = _reason(exc)
             self.connectivity.failed(what, reason)
             raise ServerUnavailable(f"{what}: {reason}") from None
         status = response.status_code
+        if status >= 400 and not response.is_stream_consumed:
+            try:
+                response.read()
+            except httpx.TransportError:
+                pass
+            finally:
+                response.close()
         if status >= 500 or status == 429:
             # The server answered: its trouble (database down, disk full) is told as
             # what it is, never as "unreachable".

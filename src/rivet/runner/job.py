@@ -18,9 +18,11 @@ heartbeats keep trying, and the completion is retried until acknowledged.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from rivet.domain.status import JobStatus
@@ -29,6 +31,7 @@ from rivet.engine.executor import Executor, JobSpec
 from rivet.limits import MAX_ERROR, truncate
 from rivet.observe.logs import bind, forget_secret, in_context, register_secret
 from rivet.protocol import Ack, JobAssignment, JobCompletion
+from rivet.runner.artifacts import RemoteArtifacts, source_filler
 from rivet.runner.client import (
     AttemptRefused,
     JobGone,
@@ -162,6 +165,14 @@ class JobRun:
             withheld_secrets=dict(a.withheld),
             timeout=a.timeout_seconds,
             owner=self.owner,
+            artifacts=RemoteArtifacts(self.client, a.job_id, a.attempt, self._give_up),
+            fill_workspace=(
+                source_filler(
+                    self.client, a.job_id, a.attempt, a.source_archive, Path(tempfile.gettempdir())
+                )
+                if a.source_archive is not None
+                else None
+            ),
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from rivet.defaults import DEFAULT_IMAGE, DEFAULT_PORT
 from rivet.limits import DEFAULT_MAX_BODY_BYTES, MAX_SOURCE_BYTES
+from rivet.settings.artifact_settings import ArtifactsGroup
 from rivet.settings.kinds import (
     DatabaseUrl,
     FilePath,
@@ -38,6 +39,7 @@ __all__ = [
     "LUA_STAGE_SECONDS",
     "UP_DRAIN_SECONDS",
     "UP_START_SECONDS",
+    "ArtifactsGroup",
     "ClientGroup",
     "CoreGroup",
     "JobsGroup",
@@ -438,4 +440,5 @@ GROUPS: tuple[type[Group], ...] = (
     JobsGroup,
     LuaGroup,
     UpGroup,
+    ArtifactsGroup,
 )

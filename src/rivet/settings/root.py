@@ -30,6 +30,7 @@ from rivet.home import RivetHome, default_home
 from rivet.settings.files import ConfigFile, HomeConfig, RunnerFile
 from rivet.settings.model import (
     GROUPS,
+    ArtifactsGroup,
     ClientGroup,
     CoreGroup,
     JobsGroup,
@@ -161,6 +162,10 @@ class RivetSettings:
     @cached_property
     def up(self) -> UpGroup:
         return self._resolver.group(UpGroup)
+
+    @cached_property
+    def artifacts(self) -> ArtifactsGroup:
+        return self._resolver.group(ArtifactsGroup)
 
     def replace(self, flags: Flags) -> RivetSettings:
         """The same settings with more ``flags`` (later ones win): e.g. a test's server

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection
 from rivet.domain import InputValue, JobStatus, StageStatus
 from rivet.errors import NotFoundError
 from rivet.limits import scrub
-from rivet.protocol import AttemptView, JobPage, JobView, StageView
+from rivet.protocol import AttemptView, JobPage, JobView, SourceInfo, StageView
+from rivet.store.artifacts import source_of
 from rivet.store.attempts import attempts_of
 from rivet.store.ids import new_id, resolve_prefix
 from rivet.store.pipelines import PipelineVersion
@@ -323,7 +324,18 @@ def get_job(conn: Connection, job_id: str) -> JobView:
     row = conn.execute(_base_query().where(jobs.c.id == job_id)).one_or_none()
     if row is None:
         raise NotFoundError(f"no job with id {job_id!r}")
-    return _view(row, _stages(conn, [job_id])[job_id], attempts_of(conn, [job_id])[job_id])
+    view = _view(row, _stages(conn, [job_id])[job_id], attempts_of(conn, [job_id])[job_id])
+    source = source_of(conn, job_id)
+    if source is None:
+        return view
+    info = SourceInfo(
+        sha256=source.sha256,
+        size=source.size,
+        files=source.files,
+        git_commit=source.git_commit,
+        git_dirty=source.git_dirty,
+    )
+    return view.model_copy(update={"source_archive": info})
 
 
 def list_jobs(

@@ -7,6 +7,7 @@ Timestamps are aware UTC datetimes (:class:`UtcDateTime`).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -25,8 +26,12 @@ from sqlalchemy import (
 from rivet.store.portable import JsonType, UtcDateTime
 
 __all__ = [
+    "artifact_blobs",
+    "artifact_files",
+    "artifacts",
     "audit_events",
     "job_attempts",
+    "job_sources",
     "job_stages",
     "jobs",
     "log_lines",
@@ -307,3 +312,61 @@ audit_events = Table(
     Column("details", JsonType, nullable=False),
 )
 Index("ix_audit_events_at", audit_events.c.at)
+
+# Content-addressed bytes in the artifact store (rivet.blobstore), by SHA-256: which
+# blobs exist, and when each was last used. The cleanup deletes a blob only when no
+# artifact file or job source refers to it and it has not been used for a grace
+# period; ``deleting_at`` marks one being deleted (docs/artifacts.md, "Cleanup").
+artifact_blobs = Table(
+    "artifact_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=False),
+    Column("deleting_at", UtcDateTime(), nullable=True),
+)
+Index("ix_artifact_blobs_used_at", artifact_blobs.c.used_at)
+
+# A named set of files a job uploaded (artifact.upload); expires_at NULL: kept forever.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("job_id", String(ID), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("pipeline_id", String(ID), ForeignKey("pipelines.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("job_id", "name", name="uq_artifacts_job_name"),
+)
+Index("ix_artifacts_expires_at", artifacts.c.expires_at)
+Index("ix_artifacts_pipeline_name", artifacts.c.pipeline_id, artifacts.c.name)
+
+artifact_files = Table(
+    "artifact_files",
+    metadata,
+    Column(
+        "artifact_id", String(ID), ForeignKey("artifacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("path", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), ForeignKey("artifact_blobs.sha256"), nullable=False),
+    Column("mode", Integer, nullable=False),
+    PrimaryKeyConstraint("artifact_id", "path"),
+)
+Index("ix_artifact_files_sha256", artifact_files.c.sha256)
+
+# The source a job was launched with (rivet job launch --source): the archive's blob,
+# and for a git work tree its commit and whether it had uncommitted changes.
+job_sources = Table(
+    "job_sources",
+    metadata,
+    Column("job_id", String(ID), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), ForeignKey("artifact_blobs.sha256"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("files", Integer, nullable=False),
+    Column("git_commit", String(64), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+)
+Index("ix_job_sources_sha256", job_sources.c.sha256)

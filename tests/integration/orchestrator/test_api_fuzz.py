@@ -149,12 +149,18 @@ def _seed(client: Client) -> Seed:
         200,
     )
     runner = {"Authorization": f"Bearer {registered['token']}"}
+    raw = {**ADMIN, "Content-Type": "application/octet-stream"}
+    uploaded = _ok(client.post("/api/sources", content=b"fuzz source archive", headers=raw), 200)
+    archive = {**uploaded, "files": 1}
     jobs: dict[str, str] = {}
     for role in ("finished", "running", "cancelled", "queued"):
+        body: dict[str, Any] = {"pipeline": "fuzz-typed", "inputs": {"jobs": 2}}
+        if role == "running":
+            body["source_archive"] = archive
         launched = _ok(
             client.post(
                 "/api/jobs",
-                json={"pipeline": "fuzz-typed", "inputs": {"jobs": 2}},
+                json=body,
                 headers=ADMIN,  # it has a secret granted: launching needs a permission on it
             ),
             201,
@@ -173,6 +179,16 @@ def _seed(client: Client) -> Seed:
             }
             _ok(
                 client.post(f"/api/runner/jobs/{launched['id']}/logs", headers=runner, json=batch),
+                200,
+            )
+        if role == "running":
+            _ok(
+                client.post(
+                    f"/api/runner/jobs/{launched['id']}/artifacts/wheel/files",
+                    params={"path": "dist/a.whl"},
+                    content=b"fuzz wheel",
+                    headers={**runner, "Content-Type": "application/octet-stream"},
+                ),
                 200,
             )
         if role == "finished":
@@ -217,8 +233,12 @@ def _path_values(path: str, seed: Seed) -> list[dict[str, str]]:
         return [{"name": seed.secret}]
     if path.startswith("/api/runner-pools/{name}"):
         return [{"name": "prod"}, {"name": "default"}]
+    if path.startswith("/api/runner/jobs/{job_id}/artifacts/{name}"):
+        return [{"job_id": seed.jobs["running"], "name": "wheel"}]
     if path.startswith("/api/runner/jobs/{job_id}"):
         return [{"job_id": seed.jobs["running"]}, {"job_id": seed.jobs["finished"]}]
+    if path == "/api/jobs/{ref}/artifacts/{name}/files/{path}":
+        return [{"ref": seed.jobs["running"], "name": "wheel", "path": "dist/a.whl"}]
     if path == "/api/jobs/{ref}/logs/stream":
         # A stream of an unfinished job never ends; the finished one replays and closes.
         return [{"ref": seed.jobs["finished"]}, {"ref": seed.jobs["cancelled"]}]
@@ -227,6 +247,18 @@ def _path_values(path: str, seed: Seed) -> list[dict[str, str]]:
         if path.startswith(f"/api/{prefix}/{{ref}}"):
             return [{"ref": value} for value in seed.ids[name]]
     return [{}]
+
+
+def _query_for(path: str, seed: Seed) -> dict[str, str] | None:
+    """Real query values for the artifact routes, whose queries name what they read."""
+    running = seed.jobs["running"]
+    if path == "/api/runner/jobs/{job_id}/artifacts":
+        return {"name": "wheel", "job": running}
+    if path == "/api/runner/jobs/{job_id}/artifact-files":
+        return {"name": "wheel", "job": running, "path": "dist/a.whl"}
+    if path == "/api/runner/jobs/{job_id}/artifacts/{name}/files":
+        return {"path": "dist/b.whl"}
+    return None
 
 
 def _headers_for(path: str, seed: Seed) -> dict[str, str]:
@@ -405,8 +437,9 @@ def _exercise(client: Client, operation: Any, strategy: Any, examples: int, repo
 def _strategies(operation: Any, seed: Seed) -> Iterator[tuple[Any, int]]:
     method, path = operation.method, operation.path
     headers = _headers_for(path, seed)
+    query = _query_for(path, seed)
     seeded = [
-        operation.as_strategy(path_parameters=values, headers=headers)
+        operation.as_strategy(path_parameters=values, headers=headers, query=query)
         for values in _path_values(path, seed)
     ]
     for body in _valid_bodies(method, path, seed):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from rivet.engine.context import JobContext
 from rivet.engine.modules import (
+    artifact_module,
     container_module,
     fs_module,
     http_module,
@@ -37,6 +38,7 @@ INSTALLERS: dict[str, Callable[[Sandbox, JobContext], None]] = {
     "fs": fs_module.install,
     "json": json_module.install,
     "http": http_module.install,
+    "artifact": artifact_module.install,
 }
 
 

@@ -13,6 +13,7 @@ from rivet.jobqueue import JobQueue, JobTerms, Signals, make_queue
 from rivet.orchestrator.keyring import load_keyring
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService
+from rivet.orchestrator.services.artifacts import ArtifactLimits, ArtifactService
 from rivet.orchestrator.services.audit import AuditService
 from rivet.orchestrator.services.jobs import JobService, JobSnapshot
 from rivet.orchestrator.services.pipelines import PipelineService
@@ -20,12 +21,13 @@ from rivet.orchestrator.services.reaper import Reaper, ReaperTerms
 from rivet.orchestrator.services.runners import RunnerService
 from rivet.orchestrator.services.secret_service import SecretService
 from rivet.orchestrator.services.work import WorkService
-from rivet.orchestrator.state import open_database, uses_home
+from rivet.orchestrator.state import open_blobstore, open_database, uses_home
 from rivet.settings import RivetSettings
 from rivet.store import Database
 
 __all__ = [
     "AccessService",
+    "ArtifactService",
     "AuditService",
     "JobService",
     "JobSnapshot",
@@ -52,6 +54,7 @@ class Services:
     access: AccessService
     audit: AuditService
     metrics: ServerMetrics
+    artifacts: ArtifactService
 
     @classmethod
     def build(cls, settings: RivetSettings) -> Services:
@@ -79,6 +82,15 @@ class Services:
         secrets = SecretService(db, load_keyring(env_key, settings.paths.secret_key))
         access = AccessService(db)
         metrics = ServerMetrics(db)
+        work = WorkService(db, queue, secrets, metrics)
+        a = settings.artifacts
+        limits = ArtifactLimits(
+            max_file_bytes=a.max_file_bytes,
+            max_job_bytes=a.max_job_bytes,
+            max_source_bytes=a.max_source_bytes,
+            retention_days=a.retention_days,
+            cleanup_interval=float(a.cleanup_interval),
+        )
         return cls(
             settings=settings,
             db=db,
@@ -86,12 +98,13 @@ class Services:
             pipelines=PipelineService(db, settings.lua, access),
             jobs=JobService(db, queue, secrets, access, metrics),
             runners=RunnerService(db, queue),
-            work=WorkService(db, queue, secrets, metrics),
+            work=work,
             secrets=secrets,
             reaper=reaper,
             access=access,
             audit=AuditService(db),
             metrics=metrics,
+            artifacts=ArtifactService(db, open_blobstore(settings), work, limits),
         )
 
     @property

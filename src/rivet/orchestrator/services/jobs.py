@@ -17,11 +17,21 @@ from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService, require_level
+from rivet.orchestrator.services.artifacts import attach_source
 from rivet.orchestrator.services.endings import end_attempt, lost_message
 from rivet.orchestrator.services.pipelines import archived_message
 from rivet.orchestrator.services.secret_service import SecretService, unusable_secrets
 from rivet.orchestrator.services.waiting import explain_wait
-from rivet.protocol import JobLaunch, JobLaunched, JobPage, JobView, LogLine, LogPage, Scalar
+from rivet.protocol import (
+    JobLaunch,
+    JobLaunched,
+    JobPage,
+    JobView,
+    LogLine,
+    LogPage,
+    Scalar,
+    SourceInfo,
+)
 from rivet.store import Database, audit
 from rivet.store import attempts as attempt_store
 from rivet.store import jobs as job_store
@@ -75,7 +85,7 @@ class JobService:
             pipeline_id = pipeline_store.resolve_pipeline(conn, request.pipeline)
             require_level(conn, principal, pipeline_id, PipelineLevel.LAUNCH)
             version = pipeline_store.get_version(conn, request.pipeline, request.version)
-        return self._launch(principal, version, request.inputs)
+        return self._launch(principal, version, request.inputs, source=request.source_archive)
 
     def rerun(self, principal: Principal, ref: str) -> JobLaunched:
         """``rivet job rerun``: a new job of the same pipeline version with the same
@@ -88,7 +98,9 @@ class JobService:
             original = job_store.get_job(conn, job_id)
             require_level(conn, principal, original.pipeline_id, PipelineLevel.LAUNCH)
             version = pipeline_store.get_version(conn, original.pipeline_id, original.version)
-        return self._launch(principal, version, original.inputs, rerun_of=job_id)
+        return self._launch(
+            principal, version, original.inputs, rerun_of=job_id, source=original.source_archive
+        )
 
     def _launch(
         self,
@@ -96,6 +108,7 @@ class JobService:
         version: pipeline_store.PipelineVersion,
         given: Mapping[str, Scalar],
         rerun_of: str | None = None,
+        source: SourceInfo | None = None,
     ) -> JobLaunched:
         if version.archived_at is not None:
             raise ConflictError(
@@ -122,6 +135,9 @@ class JobService:
                 tx.conn, version, inputs, rerun_of=rerun_of, launched_by=principal.actor
             )
             details: dict[str, object] = {"pipeline": version.name, "version": version.version}
+            if source is not None:  # uploaded with POST /api/sources; refused if it is not
+                attach_source(tx.conn, job_id, source)
+                details["source"] = source.sha256
             if rerun_of is not None:
                 details["rerun_of"] = rerun_of
             audit.record(tx.conn, principal.actor, "job.launch", job_id, details)

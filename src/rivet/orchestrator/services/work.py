@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from rivet.domain import JobStatus, StageStatus
 from rivet.domain.reliability import AttemptEnd
-from rivet.errors import PermissionDeniedError
+from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JobQueue, Offer, job_topic
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.endings import end_attempt, lost_message, refuse, shown_time
@@ -39,9 +39,11 @@ from rivet.protocol import (
     LogBatch,
     RestartAnswer,
     RestartReport,
+    SourceInfo,
     StageUpdate,
 )
 from rivet.store import Database, Transaction
+from rivet.store import artifacts as artifact_store
 from rivet.store import attempts as attempt_store
 from rivet.store import jobs as job_store
 from rivet.store import logs as log_store
@@ -94,6 +96,9 @@ class WorkService:
         if job is None:
             return None
         await anyio.to_thread.run_sync(self._claimed, job.job_id)
+        source = await anyio.to_thread.run_sync(self._source_of, job.job_id)
+        if source is not None:
+            job = job.model_copy(update={"source_archive": source})
         # Only the secrets whose grant covers this job's pinned version, decrypted for
         # this runner; the others are named with the reason.
         granted = await anyio.to_thread.run_sync(
@@ -110,6 +115,19 @@ class WorkService:
             times = job_store.claim_times(conn, job_id)
         if times is not None:
             self.metrics.job_claimed(*times)
+
+    def _source_of(self, job_id: str) -> SourceInfo | None:
+        with self.db.read(primary=True) as conn:
+            found = artifact_store.source_of(conn, job_id)
+        if found is None:
+            return None
+        return SourceInfo(
+            sha256=found.sha256,
+            size=found.size,
+            files=found.files,
+            git_commit=found.git_commit,
+            git_dirty=found.git_dirty,
+        )
 
     def _check_in(self, runner: RunnerRecord) -> None:
         now = utcnow()
@@ -226,6 +244,20 @@ class WorkService:
                 ended.append(job.id)
             runner_store.touch_runner(tx.conn, runner.id, now)
         return RestartAnswer(ended=ended)
+
+    def current(self, runner: RunnerRecord, job_id: str, attempt: int | None) -> JobRecord:
+        """The job, when ``runner`` holds its attempt ``attempt`` and it is still
+        running (artifact and source routes); the refusal of the other job routes
+        (403, 409 ``attempt_ended``) otherwise, or 409 once the runner completed it."""
+        with self.db.write() as tx:
+            standing = self._standing(tx, runner, job_id, attempt)
+        _raise(standing)
+        if not standing.current:
+            raise ConflictError(
+                f"job {standing.job.id}: attempt {attempt or standing.job.attempt} is "
+                "already complete; it can no longer upload or download"
+            )
+        return standing.job
 
     def _standing(
         self, tx: Transaction, runner: RunnerRecord, job_id: str, attempt: int | None
