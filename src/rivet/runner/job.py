@@ -162,6 +162,8 @@ class JobRun:
             withheld_secrets=dict(a.withheld),
             timeout=a.timeout_seconds,
             owner=self.owner,
+            trace_parent=a.trace_parent,
+            attempt=a.attempt,
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)
