@@ -416,6 +416,9 @@ class JobAssignment(BaseModel):
     attempt: int = Field(default=1, description="send back as ?attempt= on every job route")
     lease_seconds: float = 30.0  # heartbeat well within this, or the job is lost
     timeout_seconds: float | None = None  # how long this attempt may run: then timed_out
+    trace_parent: str | None = Field(
+        default=None, description="W3C traceparent of the job's trace; null: not traced"
+    )
     secrets: dict[str, WireSecret] = Field(
         default_factory=dict,
         description="name -> value of every secret whose grant covers the job's version "

@@ -109,3 +109,15 @@ def test_the_lua_limit_names_are_the_ones_the_sandbox_reads(tmp_path: Path) -> N
         assert name is not None
         with pytest.raises(ConfigError, match=name):
             Limits.from_env({"RIVET_HOME": str(tmp_path), name: "not a number"})
+
+
+def test_rivet_up_passes_the_opentelemetry_variables_to_both_children(tmp_path: Path) -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-token=abc",
+        "OTEL_UNRELATED_THING": "no",
+    }
+    for env in (server_env(tmp_path, environ), runner_env(tmp_path, None, environ)):
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+        assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-token=abc"
+        assert "OTEL_UNRELATED_THING" not in env

@@ -37,6 +37,7 @@ from rivet.cli.times import LogClock
 from rivet.domain.status import JobStatus
 from rivet.engine.events import CancelToken, JobResult
 from rivet.errors import DefinitionError
+from rivet.observe import tracing
 from rivet.settings import Flags, load_settings
 from rivet.settings.flags import RUN_FLAGS
 from rivet.stop_signals import handling_stop_signals, signal_name
@@ -152,7 +153,13 @@ def run(
     printer = LogPrinter(out, [s.name for s in definition.stages], LogClock(utc=utc))
     cancel = CancelToken()
     err.print(safe(f"running pipeline {definition.name} as job {prepared.job_id}", "dim"))
-    result = _run_with_ctrl_c(lambda: prepared.run(printer, cancel), cancel, err, prepared.job_id)
+    tracing.configure("rivet-run")  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
+    try:
+        result = _run_with_ctrl_c(
+            lambda: prepared.run(printer, cancel), cancel, err, prepared.job_id
+        )
+    finally:
+        tracing.shutdown()
     rows = [StageRow.of(s) for s in result.stages]
     started = [s.started_at for s in result.stages if s.started_at]
     finished = [s.finished_at for s in result.stages if s.finished_at]

@@ -18,6 +18,7 @@ import uvicorn
 from rivet.cli.common import print_error
 from rivet.errors import ConfigError
 from rivet.home import private_umask
+from rivet.observe import tracing
 from rivet.observe.levels import parse_levels
 from rivet.observe.logs import configure_logging
 from rivet.orchestrator import create_app
@@ -42,6 +43,7 @@ def serve(flags: Flags) -> None:
     server = settings.server
     configure_logging(server.log_format, parse_levels(server.log_level))
     register_settings_secrets(settings)
+    tracing.configure("rivet-server")  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     # Migrate before binding the port, so a bad URL fails fast with one clear error.
     db = open_database(settings)
     try:
@@ -61,7 +63,10 @@ def serve(flags: Flags) -> None:
         # A last resort: draining (below) ends long polls and log streams at once.
         timeout_graceful_shutdown=3,
     )
-    _DrainingServer(config, app).run()
+    try:
+        _DrainingServer(config, app).run()
+    finally:
+        tracing.shutdown()  # send the spans still queued
 
 
 class _DrainingServer(uvicorn.Server):

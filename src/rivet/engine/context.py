@@ -29,6 +29,7 @@ from rivet.engine.events import (
     utcnow,
 )
 from rivet.engine.job_secrets import JobSecrets
+from rivet.engine.job_trace import JobTrace
 from rivet.engine.policy import Policy
 from rivet.engine.redaction import Redactor
 from rivet.errors import ContainerError
@@ -66,6 +67,8 @@ class JobContext:
     labels: Mapping[str, str] = field(default_factory=dict)
     # Where artifact.upload/download go (a local directory, or the runner's server).
     artifacts: JobArtifacts = field(default_factory=NoArtifacts)
+    # The job's spans (job_trace.py): process.run opens one per command when traced.
+    trace: JobTrace = field(default_factory=JobTrace.off)
     _seq: int = 0
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
     _containers: dict[str, RunningContainer] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from rivet.engine.backends.base import LABEL_RUNNER, ContainerBackend
 from rivet.engine.context import JobContext, Phase
 from rivet.engine.events import CancelToken, JobEvents, JobResult, StageResult, utcnow
 from rivet.engine.job_secrets import JobSecrets
+from rivet.engine.job_trace import JobTrace, TracedEvents
 from rivet.engine.limits import MAX_ERROR_CHARS, clip
 from rivet.engine.modules import install_all
 from rivet.engine.plugins import Catalog, PluginError, discover, load_plugins
@@ -73,6 +74,9 @@ class JobSpec:
     # copied by rivet run, unpacked from the server's archive by the runner); a
     # RivetError fails the job with its message.
     fill_workspace: Callable[[Path], str | None] | None = None
+    # The job's trace (rivet.observe.tracing): the claim's traceparent, and the attempt.
+    trace_parent: str | None = None
+    attempt: int | None = None
 
 
 class Executor:
@@ -89,6 +93,9 @@ class Executor:
         root_note = prepare_root(self.settings.workspace_root)
         workspace = make_workspace(self.settings.workspace_root, _safe_dir(job.job_id))
         sandbox = Sandbox(self.settings.limits)
+        trace = JobTrace(job.job_id, job.trace_parent, job.attempt)
+        if trace.enabled:
+            events = TracedEvents(events, trace)
         redactor = Redactor()
         secrets = JobSecrets(
             job.secrets,
@@ -112,12 +119,15 @@ class Executor:
             secrets=secrets,
             labels={LABEL_RUNNER: job.owner} if job.owner else {},
             artifacts=job.artifacts or NoArtifacts(),
+            trace=trace,
         )
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         if root_note is not None:
             ctx.log("warning", root_note, None)
         try:
-            return _redacted(self._run(job, ctx, sandbox), redactor)
+            result = _redacted(self._run(job, ctx, sandbox), redactor)
+            trace.finish(result)
+            return result
         finally:
             # First, on this thread: no pipeline code may run once the job has ended
             # (the sandbox cuts its bridges to Python, then frees the Lua state).

@@ -141,7 +141,13 @@ class SqlQueue:
                     heartbeat_at=bindparam("claim_now"),
                     attempt=jobs.c.attempt + 1,
                 )
-                .returning(jobs.c.id, jobs.c.pipeline_version_id, jobs.c.inputs, jobs.c.attempt)
+                .returning(
+                    jobs.c.id,
+                    jobs.c.pipeline_version_id,
+                    jobs.c.inputs,
+                    jobs.c.attempt,
+                    jobs.c.trace_parent,
+                )
             )
         return self._statement
 
@@ -266,4 +272,5 @@ def _assignment(tx: Transaction, row: Any) -> JobAssignment:
         # Continue after lines an earlier attempt may have stored.
         next_seq=last_seq(tx.conn, row.id) + 1,
         attempt=row.attempt,
+        trace_parent=row.trace_parent,
     )

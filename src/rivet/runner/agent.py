@@ -31,6 +31,7 @@ from rivet.engine.executor import Executor, ExecutorSettings
 from rivet.engine.workspaces import prepare_root
 from rivet.errors import ConfigError
 from rivet.home import make_private_dir, tighten
+from rivet.observe import tracing
 from rivet.observe.levels import parse_levels
 from rivet.observe.logs import bind, configure_logging, register_secret
 from rivet.protocol import ClaimRequest, JobAssignment
@@ -449,6 +450,7 @@ def run_runner(flags: Flags | None = None) -> int:
         return 2
     if note is not None:
         log.warning("%s", note)
+    tracing.configure("rivet-runner")  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     agent = Agent(settings)
     try:
         metrics = _metrics_server(agent)
@@ -485,5 +487,6 @@ def run_runner(flags: Flags | None = None) -> int:
         agent.close()
         if metrics is not None:
             metrics.close()
+        tracing.shutdown()
     log.info("runner stopped")
     return agent.exit_code if not agent.aborted else 1

@@ -173,6 +173,8 @@ class JobRun:
                 if a.source_archive is not None
                 else None
             ),
+            trace_parent=a.trace_parent,
+            attempt=a.attempt,
         )
         try:
             return self.executor.run(spec, shipper, self.cancel)

@@ -66,9 +66,11 @@ def create_job(
     launched_by: str = "unknown",
     *,
     rerun_of: str | None = None,
+    trace_parent: str | None = None,
 ) -> str:
     """Insert a queued job pinned to ``version``, launched by the actor ``launched_by``,
-    with one pending row per stage; ``rerun_of``: the job it reruns (``rivet job rerun``)."""
+    with one pending row per stage; ``rerun_of``: the job it reruns (``rivet job rerun``);
+    ``trace_parent``: the launch span's ``traceparent`` (``rivet.observe.tracing``)."""
     job_id = new_id()
     definition = version.definition
     conn.execute(
@@ -86,6 +88,7 @@ def create_job(
             created_at=utcnow(),
             rerun_of=rerun_of,
             launched_by=launched_by,
+            trace_parent=trace_parent,
         )
     )
     if definition.stages:

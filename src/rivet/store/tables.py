@@ -188,6 +188,8 @@ jobs = Table(
     # Actors (rivet.domain.actors): who launched it, who asked to cancel it.
     Column("launched_by", String(200), nullable=False, server_default="unknown"),
     Column("cancelled_by", String(200), nullable=True),
+    # W3C traceparent of the launch span (rivet.observe.tracing); NULL: not traced.
+    Column("trace_parent", String(64), nullable=True),
 )
 
 # Only queued rows: keeps the claim query flat as history grows (0.3 ms vs 2.9 ms

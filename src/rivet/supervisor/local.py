@@ -40,6 +40,7 @@ from typing import Any
 
 from rivet.child_env import child_env
 from rivet.home import RivetHome, private_umask
+from rivet.observe.tracing import OTEL_VARIABLES
 from rivet.runner.config_file import read_runner_file
 from rivet.settings import (
     JOB_TERMS,
@@ -109,7 +110,7 @@ def server_env(home: Path, environ: Mapping[str, str] | None = None) -> dict[str
     environ = os.environ if environ is None else environ
     names = _env_names(s for s in ServerGroup.settings() if s not in SERVER_FLAGS_SET)
     names += _env_names((*LuaGroup.settings(), *JOB_TERMS))
-    passed = _passed(names, environ)
+    passed = _passed((*names, *OTEL_VARIABLES), environ)
     explicit = {**passed, _variable(CoreGroup.home): str(home)}
     return child_env(explicit, where="rivet up (server)")
 
@@ -120,7 +121,8 @@ def runner_env(
     """The runner child's whole environment: the base, :data:`RUNNER_PASSED_ENV`, and
     the registration token made for it (none when its saved token is still good)."""
     environ = os.environ if environ is None else environ
-    explicit = {**_passed(RUNNER_PASSED_ENV, environ), _variable(CoreGroup.home): str(home)}
+    passed = _passed((*RUNNER_PASSED_ENV, *OTEL_VARIABLES), environ)
+    explicit = {**passed, _variable(CoreGroup.home): str(home)}
     if registration_token is not None:
         explicit[_variable(RunnerGroup.registration_token)] = registration_token
     return child_env(explicit, where="rivet up (runner)")

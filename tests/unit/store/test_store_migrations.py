@@ -23,7 +23,7 @@ def test_upgrade_head_matches_metadata(database_url: str) -> None:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0010"
+        assert version == "0012"
         upgrade(db)  # a second start changes nothing
         assert set(inspect(db.engine).get_table_names()) >= set(metadata.tables)
     finally:

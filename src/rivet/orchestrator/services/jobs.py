@@ -10,11 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rivet.domain import JobStatus, resolve_inputs
+from rivet.domain.inputs import InputValue
 from rivet.domain.permissions import PipelineLevel
 from rivet.domain.principals import Principal
 from rivet.domain.reliability import AttemptEnd
 from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JOBS_TOPIC, JobQueue, job_topic
+from rivet.observe import tracing
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.access import AccessService, require_level
 from rivet.orchestrator.services.artifacts import attach_source
@@ -115,6 +117,34 @@ class JobService:
                 archived_message(version.name, version.archived_at, "it takes no new jobs")
             )
         inputs = resolve_inputs(version.definition, given)
+        # The job's trace starts here (rivet.observe.tracing); a no-op when not exported.
+        launch = tracing.start_span(
+            "job.launch",
+            attributes={"rivet.pipeline": version.name, "rivet.version": version.version},
+        )
+        try:
+            job = self._queue_job(principal, version, inputs, rerun_of, source, launch)
+        except BaseException as exc:
+            tracing.end_span(launch, error=type(exc).__name__)
+            raise
+        tracing.end_span(launch, {"rivet.job_id": job.id})
+        withheld = self.secrets.withheld(version.name, version.version, version.created_by)
+        warnings = [
+            f"secret '{name}' will not reach this job: {reason}; the job runs without it"
+            for name, reason in withheld.items()
+        ]
+        # No ``waiting`` here: launches stay as cheap as before; GET /api/jobs/{ref} says it.
+        return JobLaunched(**job.model_dump(), warnings=warnings)
+
+    def _queue_job(
+        self,
+        principal: Principal,
+        version: pipeline_store.PipelineVersion,
+        inputs: Mapping[str, InputValue],
+        rerun_of: str | None,
+        source: SourceInfo | None,
+        launch: tracing.Span,
+    ) -> JobView:
         with self.db.write() as tx:
             archived = pipeline_store.archived_at(tx.conn, version.pipeline_id, share=True)
             if archived is not None:  # archived since the version was read
@@ -132,7 +162,12 @@ class JobService:
                     f"{', '.join(refused)}; ask an admin"
                 )
             job_id = job_store.create_job(
-                tx.conn, version, inputs, rerun_of=rerun_of, launched_by=principal.actor
+                tx.conn,
+                version,
+                inputs,
+                rerun_of=rerun_of,
+                launched_by=principal.actor,
+                trace_parent=tracing.traceparent_of(launch),
             )
             details: dict[str, object] = {"pipeline": version.name, "version": version.version}
             if source is not None:  # uploaded with POST /api/sources; refused if it is not
@@ -142,14 +177,7 @@ class JobService:
                 details["rerun_of"] = rerun_of
             audit.record(tx.conn, principal.actor, "job.launch", job_id, details)
             self.queue.announce(tx, JOBS_TOPIC)
-            job = job_store.get_job(tx.conn, job_id)
-        withheld = self.secrets.withheld(version.name, version.version, version.created_by)
-        warnings = [
-            f"secret '{name}' will not reach this job: {reason}; the job runs without it"
-            for name, reason in withheld.items()
-        ]
-        # No ``waiting`` here: launches stay as cheap as before; GET /api/jobs/{ref} says it.
-        return JobLaunched(**job.model_dump(), warnings=warnings)
+            return job_store.get_job(tx.conn, job_id)
 
     def list_all(
         self,

@@ -28,6 +28,7 @@ from rivet.domain import JobStatus, StageStatus
 from rivet.domain.reliability import AttemptEnd
 from rivet.errors import ConflictError, PermissionDeniedError
 from rivet.jobqueue import JobQueue, Offer, job_topic
+from rivet.observe import tracing
 from rivet.orchestrator.metrics import ServerMetrics
 from rivet.orchestrator.services.endings import end_attempt, lost_message, refuse, shown_time
 from rivet.orchestrator.services.secret_service import SecretService
@@ -95,10 +96,10 @@ class WorkService:
         job = await self.queue.claim(runner.id, offer, request.wait_seconds, gone)
         if job is None:
             return None
-        await anyio.to_thread.run_sync(self._claimed, job.job_id)
         source = await anyio.to_thread.run_sync(self._source_of, job.job_id)
         if source is not None:
             job = job.model_copy(update={"source_archive": source})
+        await anyio.to_thread.run_sync(self._claimed, job, runner)
         # Only the secrets whose grant covers this job's pinned version, decrypted for
         # this runner; the others are named with the reason.
         granted = await anyio.to_thread.run_sync(
@@ -109,12 +110,22 @@ class WorkService:
         secrets = {k: SecretStr(v) for k, v in granted.values.items()}
         return job.model_copy(update={"secrets": secrets, "withheld": granted.withheld})
 
-    def _claimed(self, job_id: str) -> None:
+    def _claimed(self, job: JobAssignment, runner: RunnerRecord) -> None:
         # On the writer: a read database may not have the claim yet.
         with self.db.read(primary=True) as conn:
-            times = job_store.claim_times(conn, job_id)
-        if times is not None:
-            self.metrics.job_claimed(*times)
+            times = job_store.claim_times(conn, job.job_id)
+        if times is None:
+            return
+        self.metrics.job_claimed(*times)
+        parent = tracing.parent_from(job.trace_parent)
+        if parent is not None:  # the job's wait in the queue, as a span of its trace
+            queued = tracing.start_span(
+                "job.queued",
+                parent,
+                {"rivet.job_id": job.job_id, "rivet.attempt": job.attempt},
+                start=times[0],
+            )
+            tracing.end_span(queued, {"rivet.runner": runner.name}, end=times[1])
 
     def _source_of(self, job_id: str) -> SourceInfo | None:
         with self.db.read(primary=True) as conn:

@@ -253,10 +253,13 @@ class _Runner:
             secret_env=prepared.secret_env,
             on_notice=lambda note: ctx.log("warning", note, stage),
         )
-        try:
-            result = ctx.backend.exec(container, request)
-        except ContainerError as exc:
-            raise LuaCallError(f"process.run: {exc}") from None
+        with ctx.trace.process(options.argv[0], image, stage) as span:
+            try:
+                result = ctx.backend.exec(container, request)
+            except ContainerError as exc:
+                raise LuaCallError(f"process.run: {exc}") from None
+            if span is not None:
+                span.set_attribute("process.exit_code", result.exit_code)
         try:
             self._check_result(options, display, result, stage, image)
         except BaseException:
