@@ -54,8 +54,8 @@ async def download_file(
     file = await anyio.to_thread.run_sync(artifacts.file_for, principal, ref, name, path)
     return file_response(
         request,
-        file.size,
+        artifacts.read,
         file.sha256,
-        lambda start, end: artifacts.read(file.sha256, start, end),
+        file.size,
         posixpath.basename(file.path),
     )

@@ -54,12 +54,13 @@ def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 def file_response(
     request: Request,
-    size: int,
+    read: Callable[[str, int, int | None], Iterator[bytes]],
     sha256: str,
-    read: Callable[[int, int | None], Iterator[bytes]],
+    size: int,
     filename: str,
 ) -> Response:
-    """The answer for a file of ``size`` bytes whose chunks ``read(start, end)`` gives."""
+    """The answer for the blob ``sha256`` of ``size`` bytes, whose chunks
+    ``read(sha256, start, end)`` gives (``ArtifactService.read``)."""
     quoted = filename.replace('"', "")
     headers = {
         "Accept-Ranges": "bytes",
@@ -74,11 +75,14 @@ def file_response(
     if wanted is None or not isinstance(wanted, tuple):
         headers["Content-Length"] = str(size)
         return StreamingResponse(
-            read(0, None), media_type="application/octet-stream", headers=headers
+            read(sha256, 0, None), media_type="application/octet-stream", headers=headers
         )
     start, end = wanted
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(
-        read(start, end), status_code=206, media_type="application/octet-stream", headers=headers
+        read(sha256, start, end),
+        status_code=206,
+        media_type="application/octet-stream",
+        headers=headers,
     )

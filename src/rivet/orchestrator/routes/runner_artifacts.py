@@ -84,9 +84,9 @@ async def download_file(
     )
     return file_response(
         request,
-        file.size,
+        artifacts.read,
         file.sha256,
-        lambda start, end: artifacts.read(file.sha256, start, end),
+        file.size,
         posixpath.basename(file.path),
     )
 
@@ -108,8 +108,8 @@ async def download_source(
     source = await anyio.to_thread.run_sync(artifacts.runner_source, runner, job_id, attempt)
     return file_response(
         request,
-        source.size,
+        artifacts.read,
         source.sha256,
-        lambda start, end: artifacts.read(source.sha256, start, end),
+        source.size,
         "source.tar.gz",
     )
