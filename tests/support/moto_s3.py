@@ -4,24 +4,17 @@ from PyPI), started on a free loopback port, offline; and an S3 store on it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
+from live_rivet import free_port, port_open
 
 from rivet.blobstore.s3 import S3Store
 
-__all__ = ["free_port", "make_s3", "s3_endpoint"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["make_s3", "s3_endpoint"]
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +35,10 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start: {log.read_text()}")
-                time.sleep(0.1)
+        while not port_open(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start: {log.read_text()}")
+            time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

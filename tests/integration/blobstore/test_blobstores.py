@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from moto_s3 import free_port as _port
+from live_rivet import free_port as _port
 from moto_s3 import make_s3
 
 from rivet.blobstore import BlobStore, FilesystemStore, digest_file
