@@ -99,11 +99,11 @@ def test_a_job_nests_under_the_claimed_parent(tmp_path: Path, spans: InMemorySpa
     for name in ("stage build", "stage check"):
         assert by_name[name].parent is not None
         assert by_name[name].parent.span_id == job.context.span_id
-    stages = {by_name[n].context.span_id: n for n in ("stage build", "stage check")}  # type: ignore[union-attr]
+    stages = {by_name[n].context.span_id: n for n in ("stage build", "stage check")}
     commands = [s for s in finished if s.name == "process.run"]
-    assert [stages[c.parent.span_id] for c in commands] == ["stage build", "stage check"]  # type: ignore[union-attr]
-    assert [c.attributes["process.exit_code"] for c in commands] == [0, 3]  # type: ignore[index]
-    assert by_name["stage check"].attributes["rivet.status"] == "failed"  # type: ignore[index]
+    assert [stages[c.parent.span_id] for c in commands] == ["stage build", "stage check"]
+    assert [c.attributes["process.exit_code"] for c in commands] == [0, 3]
+    assert by_name["stage check"].attributes["rivet.status"] == "failed"
     for span in finished:  # names, ids and statuses only: never arguments or env
         assert SECRET not in repr(dict(span.attributes or {}))
         assert SECRET not in (span.status.description or "")

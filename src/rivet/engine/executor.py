@@ -124,9 +124,9 @@ class Executor:
         cancel.on_cancel(lambda reason: _on_cancel(ctx, sandbox, reason))
         if root_note is not None:
             ctx.log("warning", root_note, None)
+        result: JobResult | None = None
         try:
             result = _redacted(self._run(job, ctx, sandbox), redactor)
-            trace.finish(result)
             return result
         finally:
             # First, on this thread: no pipeline code may run once the job has ended
@@ -139,6 +139,7 @@ class Executor:
             except RivetError as exc:
                 ctx.log("warning", f"could not remove the job's containers: {exc}", None)
             _cleanup(ctx, workspace)
+            trace.finish(result)  # the span covers the clean-up too
 
     def _run(self, job: JobSpec, ctx: JobContext, sandbox: Sandbox) -> JobResult:
         if job.fill_workspace is not None:

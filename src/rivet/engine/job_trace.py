@@ -82,7 +82,8 @@ class JobTrace:
         with tracing.span("process.run", parent, attributes) as span:
             yield span
 
-    def finish(self, result: JobResult) -> None:
+    def finish(self, result: JobResult | None) -> None:
+        """End the job's span (``result`` None: the executor raised)."""
         if self._job is None:
             return
         with self._lock:
@@ -90,8 +91,11 @@ class JobTrace:
             self._stages.clear()
         for span in left:  # a stage a cancel or crash left open
             tracing.end_span(span, error="the job ended during the stage")
-        error = result.error if result.status.value != "succeeded" else None
-        tracing.end_span(self._job, {"rivet.status": result.status.value}, error=error)
+        if result is None:
+            tracing.end_span(self._job, error="the executor raised")
+        else:
+            error = result.error if result.status.value != "succeeded" else None
+            tracing.end_span(self._job, {"rivet.status": result.status.value}, error=error)
         self._job = None
 
 

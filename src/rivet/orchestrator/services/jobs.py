@@ -118,16 +118,12 @@ class JobService:
             )
         inputs = resolve_inputs(version.definition, given)
         # The job's trace starts here (rivet.observe.tracing); a no-op when not exported.
-        launch = tracing.start_span(
+        with tracing.span(
             "job.launch",
             attributes={"rivet.pipeline": version.name, "rivet.version": version.version},
-        )
-        try:
+        ) as launch:
             job = self._queue_job(principal, version, inputs, rerun_of, source, launch)
-        except BaseException as exc:
-            tracing.end_span(launch, error=type(exc).__name__)
-            raise
-        tracing.end_span(launch, {"rivet.job_id": job.id})
+            launch.set_attribute("rivet.job_id", job.id)
         withheld = self.secrets.withheld(version.name, version.version, version.created_by)
         warnings = [
             f"secret '{name}' will not reach this job: {reason}; the job runs without it"
