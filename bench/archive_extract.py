@@ -21,9 +21,10 @@ import time
 import uuid
 from pathlib import Path
 
+from lua_job import Quiet
+
 from rivet.engine.archives import extract
 from rivet.engine.backends.fake import FakeBackend
-from rivet.engine.events import LogEvent, StageResult
 from rivet.engine.executor import Executor, ExecutorSettings, JobSpec
 
 
@@ -57,17 +58,6 @@ def stdlib_once(data: bytes, dest: Path) -> float:
     return time.perf_counter() - started
 
 
-class _Quiet:
-    def log(self, event: LogEvent) -> None:
-        pass
-
-    def stage_started(self, stage: StageResult) -> None:
-        pass
-
-    def stage_finished(self, stage: StageResult) -> None:
-        pass
-
-
 def job_once(root: Path, plugins: str) -> float:
     source = (
         f"return pipeline.define({{ name = 'b', plugins = {{ {plugins} }}, stages = {{"
@@ -76,7 +66,7 @@ def job_once(root: Path, plugins: str) -> float:
     settings = ExecutorSettings(workspace_root=root, secrets_root=root)
     spec = JobSpec(f"b-{uuid.uuid4().hex[:8]}", source, "b.lua", {}, local_secrets=True)
     started = time.perf_counter()
-    Executor(FakeBackend(), settings).run(spec, _Quiet())
+    Executor(FakeBackend(), settings).run(spec, Quiet())
     return time.perf_counter() - started
 
 
