@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_rivet import ADMIN_TOKEN, Api, free_port, remove_job_containers
-from rivet_processes import RIVET, Processes, Rivet, rivet_env, wait_ready
+from live_rivet import remove_job_containers
+from rivet_processes import RIVET, Processes, Rivet
 
 
 @pytest.fixture
@@ -23,15 +23,10 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 @pytest.fixture
 def rivet_server(tmp_path: Path, processes: Processes) -> Iterator[Rivet]:
-    home = tmp_path / "home"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = rivet_env(home, RIVET_SERVER=url, RIVET_ADMIN_TOKEN=ADMIN_TOKEN)
-    server = processes.start(["server", "--port", str(port)], env, "server")
-    wait_ready(url, server)
-    api = Api(url)
+    rivet = processes.start_server(tmp_path / "home")
+    api = rivet.api
     try:
-        yield Rivet(url, home, env, api)
+        yield rivet
     finally:
         job_ids = [job["id"] for job in api.jobs()]
         api.close()

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from live_rivet import ADMIN_TOKEN, free_port, remove_job_containers, wait_for
-from rivet_processes import Processes, rivet_env, run_cli, wait_ready
+from live_rivet import ADMIN_TOKEN, remove_job_containers, wait_for
+from rivet_processes import Processes, rivet_env, run_cli
 
 pytestmark = pytest.mark.podman
 
@@ -60,18 +60,11 @@ def test_python_project_through_server_and_runner(
     podman_image("localhost/rivet/debian-git:latest")
     repo, commit = project
     processes = Processes(tmp_path)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = rivet_env(
-        tmp_path / "home",
-        RIVET_SERVER=url,
-        RIVET_ADMIN_TOKEN=ADMIN_TOKEN,
-        RIVET_DATABASE_URL=database_url,
-    )
     jobs: list[str] = []
     try:
-        server = processes.start(["server", "--port", str(port)], env, "server")
-        wait_ready(url, server)
+        rivet = processes.start_server(tmp_path / "home", RIVET_DATABASE_URL=database_url)
+        rivet.api.close()  # the test drives the CLI
+        url, env = rivet.url, rivet.env
         processes.start_runner(
             rivet_env(tmp_path / "runner-home", RIVET_SERVER=url, RIVET_ADMIN_TOKEN=ADMIN_TOKEN),
             "--name",

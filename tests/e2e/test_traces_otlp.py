@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_rivet import ADMIN_TOKEN, Api, free_port, remove_job_containers, serve_http, wait_for
+from live_rivet import remove_job_containers, serve_http, wait_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from rivet_processes import Processes, rivet_env, wait_ready
+from rivet_processes import Processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
@@ -109,19 +109,13 @@ def test_one_trace_across_server_and_runner(
     tmp_path: Path, processes: Processes, receiver: tuple[_Receiver, str]
 ) -> None:
     collected, endpoint = receiver
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = rivet_env(
+    rivet = processes.start_server(
         tmp_path / "home",
-        RIVET_SERVER=url,
-        RIVET_ADMIN_TOKEN=ADMIN_TOKEN,
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_BSP_SCHEDULE_DELAY="200",  # ms: export soon after each span ends
     )
-    server = processes.start(["server", "--port", str(port)], env, "server")
-    wait_ready(url, server)
-    processes.start_runner(env)
-    api = Api(url)
+    processes.start_runner(rivet.env)
+    api = rivet.api
     job_id = ""
     try:
         api.create_pipeline(PIPELINE)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from live_rivet import Api, wait_for
+from live_rivet import ADMIN_TOKEN, Api, free_port, wait_for
 
 RIVET = Path(sys.executable).with_name("rivet")
 
@@ -161,6 +161,16 @@ class Processes:
         proc = RivetProcess(args, env, self.logs / f"{name}.log", program)
         self.started.append(proc)
         return proc
+
+    def start_server(self, home: Path, name: str = "server", **extra: str) -> Rivet:
+        """A ``rivet server`` on a free loopback port with ``home`` as RIVET_HOME, the
+        tests' admin token and ``extra`` variables, once ``/api/ready`` answers. The
+        caller closes the answer's ``api``."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = rivet_env(home, RIVET_SERVER=url, RIVET_ADMIN_TOKEN=ADMIN_TOKEN, **extra)
+        wait_ready(url, self.start(["server", "--port", str(port)], env, name))
+        return Rivet(url, home, env, Api(url))
 
     def start_runner(self, env: dict[str, str], *flags: str, name: str = "runner") -> RivetProcess:
         """A ``rivet runner FLAGS`` registered with a fresh one-time token (made with
