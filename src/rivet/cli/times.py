@@ -21,7 +21,14 @@ __all__ = ["LogClock", "format_log_time", "format_timestamp", "spans_days"]
 def _shown(ts: datetime, utc: bool) -> datetime:
     if ts.tzinfo is None:  # what the server sends carries its zone; a bare one is UTC
         ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC) if utc else ts.astimezone()
+    if utc:
+        return ts.astimezone(UTC)
+    try:
+        return ts.astimezone()
+    except (ValueError, OverflowError):
+        # TZ names no zone Python can use (``TZ=abc999`` is a POSIX rule with a
+        # 999-hour offset): show UTC, which still says its zone, not a traceback.
+        return ts.astimezone(UTC)
 
 
 def format_timestamp(ts: datetime | None, *, utc: bool = False) -> str:

@@ -117,6 +117,26 @@ def test_table_times_carry_their_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     assert format_timestamp(None) == "-"
 
 
+@pytest.mark.parametrize("zone", ["cnry2a1e", "abc999", "x-30"])
+def test_a_tz_python_cannot_use_shows_utc_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, zone: str
+) -> None:
+    """A POSIX TZ rule whose offset is a day or more (``TZ=cnry2a1e`` is zone "cnry"
+    at UTC-2h, but "abc999" is UTC-999h) makes datetime.astimezone() raise; every
+    table and log line would fail with it."""
+    ts = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        shown = format_timestamp(ts)
+        assert shown.startswith("2026-03-04 ") and shown[-6] in "+-", shown
+        assert re.fullmatch(r"\d\d:\d\d:\d\d\.000", format_log_time(ts))
+        assert isinstance(spans_days(ts, ts), bool)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_a_log_is_dated_unless_it_is_all_of_today() -> None:
     now = datetime.now(UTC)
     assert not spans_days(now, now, utc=True)
