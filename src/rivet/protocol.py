@@ -20,7 +20,8 @@ Runner endpoints (``Authorization: Bearer <runner token>``, 401 without a valid 
 - ``POST /api/runner/restarted`` ``RestartReport`` → ``RestartAnswer``
 
 Attempts, leases and restarts on these routes: see :mod:`rivet.protocol_attempts`;
-permissions, pools and the audit trail: :mod:`rivet.protocol_access`.
+permissions, pools and the audit trail: :mod:`rivet.protocol_access`; accounts,
+sessions and API keys: :mod:`rivet.protocol_auth` (imported from there, not re-exported).
 
 Request models carry the size caps of :mod:`rivet.limits` (422 naming the field and
 the limit); answer models carry none, so rows stored before a cap existed still show.
