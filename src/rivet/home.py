@@ -6,6 +6,8 @@ Layout and modes::
       rivet.db  (-wal -shm -journal)  0600  the embedded SQLite database
       admin-token                0600  written by a server without RIVET_ADMIN_TOKEN
       secret-key                 0600  written by a server without RIVET_SECRET_KEY
+      session-key                0600  written by a server without RIVET_JWT_KEY (signs logins)
+      credentials                0600  the CLI's login sessions, one per server (rivet login)
       config                     0600  settings of every Rivet process (rivet.settings); written
                                        by you, only read by Rivet (it may hold the admin token)
       runner.toml                0600  a runner's settings and its token (saved at registration)
@@ -95,6 +97,14 @@ class RivetHome:
     @property
     def secret_key(self) -> Path:
         return self.root / "secret-key"
+
+    @property
+    def session_key(self) -> Path:
+        return self.root / "session-key"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials"
 
     @property
     def config(self) -> Path:
@@ -193,6 +203,38 @@ def tighten(path: Path) -> None:
         mode,
         private,
     )
+
+
+def create_private_file(path: Path, text: str) -> bool:
+    """Write ``text`` to a new file ``path``, created 0600 (its directory 0700); False,
+    writing nothing, when it exists. ``O_EXCL`` decides, so when two processes start
+    together on one home (two servers), one writes and both then read the same file."""
+    make_private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return True
+
+
+def read_private_file(path: Path, what: str) -> str:
+    """The text of ``path``, refused (:class:`~rivet.errors.ConfigError` naming the file,
+    its mode and the ``chmod`` to run) when group or others may access it, like ssh
+    refuses a readable private key: whoever could read ``what`` may have copied it.
+    ``FileNotFoundError`` when it does not exist. The mode is checked on the opened
+    file, so a swap between check and read changes nothing."""
+    from rivet.errors import ConfigError  # on use: this module stays import-light
+
+    with path.open("r", encoding="utf-8") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & _GROUP_OTHER:
+            raise ConfigError(
+                f"{path}: {what} is accessible by group or others "
+                f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`"
+            )
+        return handle.read()
 
 
 def open_private_append(path: Path) -> int:

@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from rivet.errors import ConfigError
 from rivet.home import (
     RivetHome,
+    create_private_file,
     default_home,
     make_private_dir,
     open_private_append,
     prepare_sqlite_file,
     private_umask,
+    read_private_file,
 )
 from rivet.store import Database
 
@@ -146,3 +149,19 @@ def test_private_umask_returns_the_previous_one(open_umask: None, tmp_path: Path
         os.umask(previous)
     assert previous == 0o022
     assert (mode(tmp_path / "f"), mode(tmp_path / "d")) == (0o600, 0o700)
+
+
+def test_a_private_file_is_created_once_0600_and_read_only_when_private(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "key"
+    assert create_private_file(path, "first\n")
+    assert not create_private_file(path, "second\n")  # O_EXCL: the first writer wins
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert read_private_file(path, "the key") == "first\n"
+    path.chmod(0o640)
+    with pytest.raises(
+        ConfigError, match=r"the key is accessible by group or others \(mode 0640\)"
+    ):
+        read_private_file(path, "the key")
+    with pytest.raises(FileNotFoundError):
+        read_private_file(tmp_path / "missing", "the key")

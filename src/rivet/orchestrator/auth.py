@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rivet.errors import AuthenticationError, RivetError
-from rivet.home import make_private_dir, tighten
+from rivet.home import create_private_file, tighten
 from rivet.settings import RivetSettings
 
 __all__ = [
@@ -59,17 +58,11 @@ def load_admin_token(settings: RivetSettings) -> str:
         return _read_token(path)
     except FileNotFoundError:
         pass
-    make_private_dir(path.parent)
-    token = new_token("admin")
-    try:
-        # O_EXCL: if two servers start together on one home, one writes, both read it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    # Another server starting on the same home may write it first: then read that one.
+    if not create_private_file(path, new_token("admin") + "\n"):
         return _read_token(path)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
     log.info("generated admin token in %s", path)
-    return token
+    return _read_token(path)
 
 
 def _read_token(path: Path) -> str:

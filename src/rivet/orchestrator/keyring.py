@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rivet.errors import ConfigError, RivetError
-from rivet.home import make_private_dir
+from rivet.home import create_private_file, read_private_file
 
 __all__ = ["FORMAT", "Keyring", "SecretDecryptError", "generate_key", "load_keyring"]
 
@@ -160,28 +159,16 @@ def load_keyring(env_value: str | None, key_file: Path) -> Keyring:
         return _read_key_file(key_file)
     except FileNotFoundError:
         pass
-    make_private_dir(key_file.parent)
-    try:
-        # O_EXCL: when two servers start together on one home, one writes, both read.
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    text = (
+        "# Rivet secret encryption key (first line encrypts, all lines decrypt).\n"
+        "# Losing it loses every stored secret; keep a backup somewhere safe.\n"
+        f"{generate_key()}\n"
+    )
+    if not create_private_file(key_file, text):  # another server wrote it first
         return _read_key_file(key_file)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(
-            "# Rivet secret encryption key (first line encrypts, all lines decrypt).\n"
-            "# Losing it loses every stored secret; keep a backup somewhere safe.\n"
-            f"{generate_key()}\n"
-        )
     log.info("generated the secret encryption key in %s", key_file)
     return _read_key_file(key_file)
 
 
 def _read_key_file(path: Path) -> Keyring:
-    with path.open("r", encoding="utf-8") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{path}: the secret key file is accessible by group or others "
-                f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`"
-            )
-        return Keyring.from_text(handle.read(), str(path))
+    return Keyring.from_text(read_private_file(path, "the secret key file"), str(path))
