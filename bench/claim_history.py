@@ -25,7 +25,7 @@ within 20%, by the medians) is met. ``--explain`` prints the database's plan of 
 claim statement on the database with history.
 
 Usage: .venv/bin/python bench/claim_history.py [--history 10000] [--lines 20]
-       [--jobs 200] [--rounds 5] [--database-url URL] [--explain]
+       [--jobs 100] [--rounds 10] [--database-url URL] [--explain]
 """
 
 from __future__ import annotations
@@ -236,8 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=10000, help="finished jobs")
     parser.add_argument("--lines", type=int, default=20, help="log lines per finished job")
-    parser.add_argument("--jobs", type=int, default=200, help="claims per round and side")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=100, help="claims per round and side")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--database-url", help="PostgreSQL server for the scratch databases")
     parser.add_argument("--explain", action="store_true", help="print the claim's plan")
     args = parser.parse_args()
