@@ -32,6 +32,7 @@ WITHOUT_CONTAINERS = [
         ["--history", "20", "--lines", "2", "--jobs", "3", "--rounds", "2", "--explain"],
         "ratio",
     ),
+    ("lease_detection.py", ["--samples", "2", "--lease", "1"], "median"),
     ("artifact_transfer.py", ["--mib", "1", "--rounds", "1"], "medians"),
     ("tracing_overhead.py", ["--rounds", "1", "--commands", "5"], "median"),
 ]
