@@ -7,11 +7,12 @@ process runs with its default settings (lease 30 s, reaper every
 ``server.poll_interval`` = 1 s) unless ``--lease`` sets the pipeline's ``lease``. Its
 pipeline retries lost attempts (``retry = { max = 1, on = { "lost" }, backoff = 0 }``).
 ``--samples`` runners, each one thread speaking the runner protocol through the
-runner's own ``RunnerClient``, claim one job each and heartbeat as ``rivet runner``
-does (every ``min(heartbeat_interval, lease / 3)`` s, rivet.runner.job), twice, then die
-at a uniformly random moment before the next heartbeat would be due: a SIGKILL lands
-anywhere between two heartbeats, and to the server a killed runner is exactly one whose
-heartbeats stopped (no container needed, so no Podman). Detection time = the
+runner's own ``RunnerClient``, claim one job each (spread over a second, so their
+leases run out at different points of the reaper's cycle) and heartbeat as ``rivet
+runner`` does (every ``min(heartbeat_interval, lease / 3)`` s, rivet.runner.job),
+twice, then die at a uniformly random moment before the next heartbeat would be due:
+a SIGKILL lands anywhere between two heartbeats, and to the server a killed runner is
+exactly one whose heartbeats stopped (no container needed, so no Podman). Detection time = the
 attempt's ``finished_at`` as the server stored it minus the wall-clock moment of death
 (one machine, one clock). Also printed: the reaper's lag behind the lease's expiry
 (``finished_at`` minus last heartbeat plus lease).
@@ -69,6 +70,10 @@ class Death:
 
 
 def live_then_die(url: str, registration: str, name: str, death: Death, seed: int) -> None:
+    rng = random.Random(seed)
+    # Claims spread over a second: the runners' leases then run out at different
+    # points of the reaper's 1 s cycle, not all at one.
+    time.sleep(rng.uniform(0, 1))
     client = RunnerClient(url)
     try:
         request = RegisterRequest(registration_token=registration, name=name)
@@ -81,7 +86,7 @@ def live_then_die(url: str, registration: str, name: str, death: Death, seed: in
             time.sleep(interval)
             client.heartbeat(assignment.job_id, assignment.attempt)
             death.last_beat = time.time()
-        time.sleep(random.Random(seed).uniform(0, interval))
+        time.sleep(rng.uniform(0, interval))
         death.died = time.time()
     finally:
         client.close()  # dead: no heartbeat, no completion, ever
