@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import uuid
 from typing import Any
 
-from harness import backends, database
+from harness import backends, database, timed_claims
 from sqlalchemy import true, update
 
 from rivet.domain import JobStatus, PipelineDefinition, RunnerTag, StageDef
-from rivet.jobqueue import Offer, Signals, make_queue, sql
+from rivet.jobqueue import Signals, make_queue, sql
 from rivet.store import Database, upgrade
 from rivet.store import jobs as job_store
 from rivet.store import pipelines as pipeline_store
@@ -46,7 +45,7 @@ def versions(db: Database) -> tuple[Any, Any]:
     return made[0], made[1]
 
 
-def timed_claims(
+def round_of_claims(
     db: Database, queue: Any, runner: str, open_: Any, blocked: Any, n: int, b: int
 ) -> list[float]:
     with db.write() as tx:
@@ -54,21 +53,15 @@ def timed_claims(
             job_store.create_job(tx.conn, blocked, {}, "bench")
         for _ in range(n):
             job_store.create_job(tx.conn, open_, {}, "bench")
-    times = []
-    while True:
-        start = time.perf_counter()
-        job = queue.try_claim(runner, Offer())
-        times.append(time.perf_counter() - start)
-        if job is None:
-            break
-    assert len(times) == n + 1, len(times)
+    times, _ = timed_claims(queue, runner)
+    assert len(times) == n, len(times)
     with db.write() as tx:  # the blocked jobs go, so every round starts alike
         tx.conn.execute(
             update(jobs_table)
             .where(jobs_table.c.status == JobStatus.QUEUED.value)
             .values(status=JobStatus.CANCELLED.value)
         )
-    return times[:-1]
+    return times
 
 
 def measure(url: str, jobs: int, blocked: int, rounds: int) -> tuple[float, float]:
@@ -93,7 +86,7 @@ def measure(url: str, jobs: int, blocked: int, rounds: int) -> tuple[float, floa
         for i in range(rounds):
             order = [(with_pools, a), (without, b)]
             for queue, into in order if i % 2 == 0 else reversed(order):
-                into += timed_claims(db, queue, runner, open_, restricted, jobs, blocked)
+                into += round_of_claims(db, queue, runner, open_, restricted, jobs, blocked)
         return statistics.median(a), statistics.median(b)
     finally:
         db.close()

@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,10 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from live_rivet import Api, ServerProcess, free_port, wait_for  # noqa: E402
 
+from rivet.jobqueue import JobQueue, Offer  # noqa: E402
 from rivet.store.testing import scratch_postgres  # noqa: E402
 
-__all__ = ["Api", "RunnerProcess", "backends", "database", "server", "summary"]
+__all__ = ["Api", "RunnerProcess", "backends", "database", "server", "summary", "timed_claims"]
 
 
 def postgres_base_url() -> str | None:
@@ -55,6 +57,22 @@ def database(kind: str) -> Iterator[str]:
     assert base is not None
     with scratch_postgres(base) as url:
         yield url
+
+
+def timed_claims(queue: JobQueue, runner_id: str) -> tuple[list[float], list[str]]:
+    """Claim with ``queue.try_claim`` (an empty offer) until no job is left: the time
+    in seconds of each successful claim and the claimed job ids, in order. The last,
+    empty attempt is not counted: it costs a different amount (nothing to update)."""
+    times: list[float] = []
+    claimed: list[str] = []
+    while True:
+        start = time.perf_counter()
+        job = queue.try_claim(runner_id, Offer())
+        elapsed = time.perf_counter() - start
+        if job is None:
+            return times, claimed
+        times.append(elapsed)
+        claimed.append(job.job_id)
 
 
 @contextmanager

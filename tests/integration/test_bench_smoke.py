@@ -27,6 +27,12 @@ WITHOUT_CONTAINERS = [
     ("archive_extract.py", ["--files", "20", "--runs", "1"], "median"),
     ("claim_throughput.py", ["--jobs", "20", "--runners", "2"], "claims/s"),
     ("claim_pools.py", ["--jobs", "5", "--blocked", "5", "--rounds", "1"], "median"),
+    (
+        "claim_history.py",
+        ["--history", "20", "--lines", "2", "--jobs", "3", "--rounds", "2", "--explain"],
+        "ratio",
+    ),
+    ("lease_detection.py", ["--samples", "2", "--lease", "1"], "median"),
     ("artifact_transfer.py", ["--mib", "1", "--rounds", "1"], "medians"),
     ("tracing_overhead.py", ["--rounds", "1", "--commands", "5"], "median"),
 ]
