@@ -1,5 +1,6 @@
-"""Wire models of accounts, sessions and API keys (issue 9), re-exported by
-:mod:`rivet.protocol`. Routes (docs/security.md):
+"""Wire models of accounts, sessions and API keys (issue 9), imported from here (not
+re-exported by :mod:`rivet.protocol`, which stays within the module size rule).
+Routes (docs/security.md):
 
 - ``POST /api/auth/login`` (:class:`LoginRequest` -> :class:`SessionTokens`),
   ``POST /api/auth/refresh`` (:class:`RefreshRequest` -> :class:`SessionTokens`; the

@@ -58,10 +58,9 @@ def load_admin_token(settings: RivetSettings) -> str:
         return _read_token(path)
     except FileNotFoundError:
         pass
-    # Another server starting on the same home may write it first: then read that one.
-    if not create_private_file(path, new_token("admin") + "\n"):
-        return _read_token(path)
-    log.info("generated admin token in %s", path)
+    # Another server starting on the same home may write it first: both read that one.
+    if create_private_file(path, new_token("admin") + "\n"):
+        log.info("generated admin token in %s", path)
     return _read_token(path)
 
 

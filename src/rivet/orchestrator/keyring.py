@@ -164,9 +164,9 @@ def load_keyring(env_value: str | None, key_file: Path) -> Keyring:
         "# Losing it loses every stored secret; keep a backup somewhere safe.\n"
         f"{generate_key()}\n"
     )
-    if not create_private_file(key_file, text):  # another server wrote it first
-        return _read_key_file(key_file)
-    log.info("generated the secret encryption key in %s", key_file)
+    # Another server starting on the same home may write it first: both read that one.
+    if create_private_file(key_file, text):
+        log.info("generated the secret encryption key in %s", key_file)
     return _read_key_file(key_file)
 
 
